@@ -1,0 +1,419 @@
+//! The conversion pipeline: plan patches, decode them in parallel, write records in sorted
+//! order through one LMDB writer. A bounded channel between decoders and writer keeps memory
+//! flat whatever the size of the dataset.
+
+use std::borrow::Cow;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::datasets;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lmdb::{Env, LmdbError, PutMode};
+use crate::progress::ProgressBar;
+use crate::record::{self, Band};
+use crate::spec::{self, FileBands, Patch, Source};
+
+/// Map size of a new database; it doubles (up to +64 GiB a step) whenever a transaction needs more.
+pub const INITIAL_MAP_SIZE: u64 = 64 << 20;
+/// A write transaction commits after this many records...
+pub const TXN_MAX_RECORDS: usize = 512;
+/// ...or this many bytes of values, whichever comes first: a kill loses at most one such batch.
+pub const TXN_MAX_BYTES: usize = 64 << 20;
+/// Name of the report of skipped patches written with `skip_invalid`.
+pub const SKIPPED_REPORT: &str = "rico-skipped.tsv";
+
+/// How to run a conversion.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// Decoder threads; `None` = one per core.
+    pub threads: Option<usize>,
+    /// Finish an interrupted run: keep the records present, add the missing ones.
+    pub resume: bool,
+    /// Leave out patches whose files are bad, list them in `rico-skipped.tsv`, go on.
+    pub skip_invalid: bool,
+    /// Draw a progress bar on stderr: `None` = only when stderr is a terminal.
+    pub progress: Option<bool>,
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Records written by this run.
+    pub records: u64,
+    /// Records already in the target (with `resume`) and left as they were.
+    pub already_present: u64,
+    /// Patches left out because of bad files (with `skip_invalid`).
+    pub skipped: u64,
+    /// Source files decoded.
+    pub files: u64,
+    /// Bytes of source files read.
+    pub source_bytes: u64,
+    /// Bytes of record values written.
+    pub record_bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Decoder threads used.
+    pub threads: usize,
+}
+
+impl Summary {
+    /// Patches per second.
+    pub fn patches_per_second(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The one-line summary printed at the end of a run.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "rico: wrote {} records from {} files ({:.1} MB read, {:.1} MB written) in {:.2} s: {:.0} patches/s with {} threads",
+            self.records,
+            self.files,
+            self.source_bytes as f64 / 1e6,
+            self.record_bytes as f64 / 1e6,
+            self.seconds,
+            self.patches_per_second(),
+            self.threads
+        );
+        if self.already_present > 0 {
+            s.push_str(&format!("; {} records were already present", self.already_present));
+        }
+        if self.skipped > 0 {
+            s.push_str(&format!("; skipped {} invalid patches (see {SKIPPED_REPORT})", self.skipped));
+        }
+        s
+    }
+}
+
+/// Converts the dataset `name` from `sources` (option name, directory) into `target`.
+pub fn convert_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<Summary> {
+    let start = Instant::now();
+    let preset = datasets::preset(name)?;
+    if sources.is_empty() {
+        return Err(Error::usage(format!("no source directory given; give at least one of {}", preset.flags_list())));
+    }
+    let mut resolved = Vec::new();
+    for (flag, root) in sources {
+        let option = preset.source(flag).ok_or_else(|| {
+            Error::usage(format!("{name} has no source option {flag:?}; its options are {}", preset.flags_list()))
+        })?;
+        resolved.push(Source { option: option.flag.to_string(), root: root.clone(), spec: &option.spec });
+    }
+    check_target(target, options.resume)?;
+    let patches = spec::plan(&resolved)?;
+    let mut summary = write(patches, target, options)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A target is a new or empty directory, or (with `resume`) an LMDB directory.
+fn check_target(target: &Path, resume: bool) -> Result<()> {
+    match fs::metadata(target) {
+        Err(_) => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::usage("the target exists and is not a directory").at(target).hint("give a new directory for --target-dir"))
+        }
+        Ok(_) => {}
+    }
+    let entries: Vec<String> = fs::read_dir(target)
+        .map_err(|e| Error::usage(format!("cannot list the target directory: {e}")).at(target))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let is_lmdb = entries.iter().any(|n| n == "data.mdb");
+    if !is_lmdb && !entries.is_empty() {
+        return Err(Error::usage("the target directory is not empty and holds no LMDB database (no data.mdb)")
+            .at(target)
+            .hint("give a new or empty directory for --target-dir; rico never writes into other files' directories"));
+    }
+    if is_lmdb && !resume {
+        return Err(Error::usage("the target already holds an LMDB database")
+            .at(target)
+            .hint("pass --resume to finish an interrupted conversion into it, or give a new directory"));
+    }
+    Ok(())
+}
+
+fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
+    let err = Error::output(format!("{what}: {e}")).at(target);
+    if e.is_disk_full() {
+        err.hint("the disk is full: free space (or move --target-dir), then run again with --resume; the records written so far are kept")
+    } else {
+        err
+    }
+}
+
+/// One decoded patch, ready for the writer.
+struct Record {
+    key: String,
+    value: Vec<u8>,
+    files: u64,
+    source_bytes: u64,
+}
+
+/// Decodes the files of `patch` and serialises its record.
+fn build_record(patch: &Patch) -> Result<Record> {
+    let mut rasters = Vec::with_capacity(patch.files.len());
+    let mut source_bytes = 0u64;
+    for file in &patch.files {
+        let bytes = fs::read(&file.path).map_err(|e| {
+            Error::data(format!("cannot read file: {e}")).at(&file.path).hint("check that the file exists and is readable by this user")
+        })?;
+        source_bytes += bytes.len() as u64;
+        let raster = rico_raster::decode(&bytes).map_err(|e| Error::from(e.with_path(&file.path)))?;
+        rasters.push(raster);
+    }
+    let mut bands = Vec::new();
+    for (file, raster) in patch.files.iter().zip(&rasters) {
+        let info = raster.info;
+        let shape = [info.height, info.width];
+        let band = |name: String, i: usize| Band { name, dtype: info.dtype, shape, bytes: Cow::Borrowed(raster.band(i)) };
+        match &file.bands {
+            FileBands::One(name) => {
+                if info.bands != 1 {
+                    return Err(Error::data(format!(
+                        "expected a single-band file for band {name} of patch {}, found {} bands",
+                        patch.key, info.bands
+                    ))
+                    .at(&file.path));
+                }
+                bands.push(band(name.clone(), 0));
+            }
+            FileBands::Names(names) => {
+                if names.len() != info.bands {
+                    return Err(Error::data(format!(
+                        "expected {} bands ({}), found {}",
+                        names.len(),
+                        names.join(" "),
+                        info.bands
+                    ))
+                    .at(&file.path));
+                }
+                bands.extend(names.iter().enumerate().map(|(i, n)| band(n.clone(), i)));
+            }
+            FileBands::Numbered(prefix) => {
+                bands.extend((0..info.bands).map(|i| band(format!("{prefix}{}", i + 1), i)));
+            }
+        }
+    }
+    let value = record::encode(&patch.key, &bands)?;
+    Ok(Record { key: patch.key.clone(), value, files: patch.files.len() as u64, source_bytes })
+}
+
+/// Writes the records of `patches` into `target` in order.
+fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result<Summary> {
+    fs::create_dir_all(target)
+        .map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
+    let env = Env::open_writable(target, INITIAL_MAP_SIZE).map_err(|e| lmdb_error(target, "cannot open the database", e))?;
+    let mut summary = Summary::default();
+
+    // With resume, leave out what is already there (committed transactions are whole).
+    let patches = if options.resume {
+        let txn = env.begin_read().map_err(|e| lmdb_error(target, "cannot read the database", e))?;
+        let mut todo = Vec::with_capacity(patches.len());
+        for patch in patches {
+            match txn.get(patch.key.as_bytes()) {
+                Ok(Some(_)) => summary.already_present += 1,
+                Ok(None) => todo.push(patch),
+                Err(e) => return Err(lmdb_error(target, "cannot read the database", e)),
+            }
+        }
+        todo
+    } else {
+        patches
+    };
+
+    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    summary.threads = threads;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("rico-decode-{i}"))
+        .build()
+        .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
+    let bar = ProgressBar::new(patches.len() as u64, options.progress);
+    let mut skipped: Vec<(String, String)> = Vec::new();
+
+    // Chunks small enough to keep memory flat, large enough to keep every decoder busy.
+    let chunk_len = (threads * 8).clamp(8, 256);
+    let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
+    let write_result = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_records(&env, target, receiver, &bar));
+        for chunk in patches.chunks(chunk_len) {
+            let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
+            let mut batch = Vec::with_capacity(results.len());
+            let mut failed = None;
+            for (patch, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(r) => batch.push(Ok(r)),
+                    Err(e) if options.skip_invalid && e.kind == ErrorKind::Data => {
+                        skipped.push((patch.key.clone(), e.to_string().replace(['\n', '\t'], " ")));
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let stop = failed.is_some();
+            if let Some(e) = failed {
+                batch.push(Err(e));
+            }
+            // A send fails only when the writer stopped on an error; it reports that error.
+            if sender.send(batch).is_err() || stop {
+                break;
+            }
+        }
+        drop(sender);
+        writer.join().unwrap_or_else(|_| Err(Error::output("the writer thread panicked")))
+    });
+    bar.finish();
+    let written = write_result?;
+    summary.records = written.records;
+    summary.files = written.files;
+    summary.source_bytes = written.source_bytes;
+    summary.record_bytes = written.record_bytes;
+    summary.skipped = skipped.len() as u64;
+    if options.skip_invalid {
+        write_skipped_report(target, &skipped)?;
+    }
+    if let Some(e) = written.error {
+        return Err(e);
+    }
+    env.sync().map_err(|e| lmdb_error(target, "cannot flush the database to disk", e))?;
+    Ok(summary)
+}
+
+fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<()> {
+    let path = target.join(SKIPPED_REPORT);
+    let mut text = String::from("key\treason\n");
+    for (key, reason) in skipped {
+        text.push_str(&format!("{key}\t{reason}\n"));
+    }
+    fs::File::create(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Error::output(format!("cannot write the report of skipped patches: {e}")).at(&path))
+}
+
+#[derive(Default)]
+struct Written {
+    records: u64,
+    files: u64,
+    source_bytes: u64,
+    record_bytes: u64,
+    /// A decoding error that stopped the run after the records before it were committed.
+    error: Option<Error>,
+}
+
+/// The single writer: puts records in arrival order (= sorted source order), commits in bounded
+/// transactions, grows the map when it fills.
+fn write_records(
+    env: &Env,
+    target: &Path,
+    receiver: std::sync::mpsc::Receiver<Vec<Result<Record>>>,
+    bar: &ProgressBar,
+) -> Result<Written> {
+    let mut written = Written::default();
+    let mut pending: Vec<Record> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut last_key = {
+        let txn = env.begin_write().map_err(|e| lmdb_error(target, "cannot start a transaction", e))?;
+        txn.last_key().map_err(|e| lmdb_error(target, "cannot read the database", e))?
+    };
+    let mut done = 0u64;
+    for batch in receiver {
+        for result in batch {
+            match result {
+                Ok(record) => {
+                    pending_bytes += record.value.len();
+                    pending.push(record);
+                    if pending.len() >= TXN_MAX_RECORDS || pending_bytes >= TXN_MAX_BYTES {
+                        commit(env, target, &mut pending, &mut last_key, &mut written)?;
+                        pending_bytes = 0;
+                    }
+                    done += 1;
+                    bar.set(done);
+                }
+                Err(e) => {
+                    commit(env, target, &mut pending, &mut last_key, &mut written)?;
+                    written.error = Some(e);
+                    return Ok(written);
+                }
+            }
+        }
+    }
+    commit(env, target, &mut pending, &mut last_key, &mut written)?;
+    Ok(written)
+}
+
+/// Commits `pending` in one transaction, growing the map and retrying if it is full.
+fn commit(
+    env: &Env,
+    target: &Path,
+    pending: &mut Vec<Record>,
+    last_key: &mut Option<Vec<u8>>,
+    written: &mut Written,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    loop {
+        match try_commit(env, pending, last_key.as_deref()) {
+            Ok(()) => break,
+            Err(TxnError::Lmdb(e)) if e.is_map_full() => {
+                let info = env.info().map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
+                let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
+                env.set_map_size(info.map_size + step).map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
+            }
+            Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
+            Err(TxnError::Duplicate(key)) => {
+                return Err(Error::data(format!("duplicate key {key:?}: a record with this key is already in the database"))
+                    .at(target)
+                    .hint("keys must be unique within one database"))
+            }
+        }
+    }
+    for record in pending.drain(..) {
+        written.records += 1;
+        written.files += record.files;
+        written.source_bytes += record.source_bytes;
+        written.record_bytes += record.value.len() as u64;
+        *last_key = Some(record.key.into_bytes());
+    }
+    Ok(())
+}
+
+enum TxnError {
+    Lmdb(LmdbError),
+    Duplicate(String),
+}
+
+fn try_commit(env: &Env, pending: &[Record], last_key: Option<&[u8]>) -> std::result::Result<(), TxnError> {
+    let mut txn = env.begin_write().map_err(TxnError::Lmdb)?;
+    let mut last = last_key;
+    for record in pending {
+        let key = record.key.as_bytes();
+        // Appending is LMDB's fast bulk load; it needs keys in increasing order, which sorted
+        // source paths usually give. Otherwise an ordinary insert that refuses to overwrite.
+        let mode = if last.is_none_or(|l| key > l) { PutMode::Append } else { PutMode::NoOverwrite };
+        txn.put(key, &record.value, mode).map_err(|e| {
+            if e.is_key_exist() {
+                TxnError::Duplicate(record.key.clone())
+            } else {
+                TxnError::Lmdb(e)
+            }
+        })?;
+        if last.is_none_or(|l| key > l) {
+            last = Some(key);
+        }
+    }
+    txn.commit().map_err(TxnError::Lmdb)
+}

@@ -1,0 +1,91 @@
+//! rico's error type: what failed, on which file, and what the user can do about it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The class of an error; it decides the exit code of the `rico` binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command line or call is wrong: missing/unknown options, a source directory that does
+    /// not exist or holds no patch, a target that is not an LMDB directory. Exit code 2.
+    Usage,
+    /// A source file is bad: unreadable, truncated, corrupt, unsupported, a band missing, a
+    /// duplicate key. Exit code 1.
+    Data,
+    /// Writing the database failed (disk full, LMDB error). Exit code 3.
+    Output,
+}
+
+impl ErrorKind {
+    /// The process exit code documented in `rico --help`.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Data => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Output => 3,
+        }
+    }
+}
+
+/// An error with context.
+#[derive(Clone, Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub path: Option<PathBuf>,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), path: None, hint: None }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Data, message)
+    }
+    pub fn output(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Output, message)
+    }
+    pub fn at(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = Some(path.as_ref().to_path_buf());
+        self
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.path {
+            write!(f, "{}: ", path.display())?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rico_raster::RasterError> for Error {
+    fn from(e: rico_raster::RasterError) -> Self {
+        use rico_raster::ErrorKind as K;
+        let hint = match e.kind {
+            K::Io => "check that the file exists and is readable by this user",
+            K::NotRaster => "the file is not a raster rico reads; remove it from the source tree or re-download it",
+            K::Unsupported => "convert the file to a supported encoding first (e.g. `gdal_translate -co COMPRESS=DEFLATE`)",
+            K::Corrupt => "the file is truncated or damaged; re-download it (or pass --skip-invalid to leave its patch out)",
+            K::TooLarge => "the file's header claims sizes beyond rico's safety limits; it is most likely damaged",
+        };
+        Error { kind: ErrorKind::Data, message: e.message, path: e.path, hint: Some(hint.to_string()) }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,15 @@
+//! rico's engine: dataset specs, the conversion pipeline, the LMDB writer and reader.
+//! No Python here: the `rico` binary and the Python bindings are thin shells over this crate.
+
+pub mod convert;
+pub mod datasets;
+pub mod error;
+pub mod lmdb;
+pub mod progress;
+pub mod record;
+pub mod spec;
+
+pub use convert::{convert_dataset, ConvertOptions, Summary};
+pub use error::{Error, ErrorKind, Result};
+pub use rico_raster as raster;
+pub use rico_raster::DType;

@@ -1,0 +1,339 @@
+//! A small safe layer over the LMDB C library (through `lmdb-master-sys`): just what rico's
+//! writer and reader need — one unnamed database, a growing map, bounded write transactions,
+//! long-lived read snapshots.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use lmdb_master_sys as ffi;
+
+/// An LMDB return code with a readable message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LmdbError(pub i32);
+
+impl LmdbError {
+    pub fn is_map_full(self) -> bool {
+        self.0 == ffi::MDB_MAP_FULL
+    }
+    pub fn is_key_exist(self) -> bool {
+        self.0 == ffi::MDB_KEYEXIST
+    }
+    pub fn is_map_resized(self) -> bool {
+        self.0 == ffi::MDB_MAP_RESIZED
+    }
+    /// True when the disk (not the map) is full.
+    pub fn is_disk_full(self) -> bool {
+        self.0 == 28 /* ENOSPC */ || self.0 == 122 /* EDQUOT */
+    }
+}
+
+impl std::fmt::Display for LmdbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: mdb_strerror returns a pointer to a static or thread-local C string.
+        let msg = unsafe { CStr::from_ptr(ffi::mdb_strerror(self.0)) };
+        write!(f, "{} (LMDB code {})", msg.to_string_lossy(), self.0)
+    }
+}
+
+impl std::error::Error for LmdbError {}
+
+pub type LmdbResult<T> = std::result::Result<T, LmdbError>;
+
+fn check(rc: i32) -> LmdbResult<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(LmdbError(rc))
+    }
+}
+
+fn val(bytes: &[u8]) -> ffi::MDB_val {
+    ffi::MDB_val { mv_size: bytes.len(), mv_data: bytes.as_ptr() as *mut _ }
+}
+
+/// # Safety
+/// `v` must come from LMDB and the returned slice must not outlive the transaction.
+unsafe fn slice<'a>(v: &ffi::MDB_val) -> &'a [u8] {
+    if v.mv_size == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(v.mv_data as *const u8, v.mv_size)
+    }
+}
+
+/// An open LMDB environment (one directory with `data.mdb` and `lock.mdb`).
+pub struct Env {
+    raw: *mut ffi::MDB_env,
+    dbi: ffi::MDB_dbi,
+    path: PathBuf,
+    read_only: bool,
+}
+
+// SAFETY: an MDB_env is thread-safe; transactions are confined by our API (MDB_NOTLS for readers).
+unsafe impl Send for Env {}
+unsafe impl Sync for Env {}
+
+/// Environment statistics.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvInfo {
+    pub map_size: u64,
+    pub used_bytes: u64,
+    pub entries: u64,
+    pub page_size: u32,
+}
+
+impl Env {
+    /// Opens (creating if needed) a writable environment in directory `path`.
+    pub fn open_writable(path: &Path, initial_map_size: u64) -> LmdbResult<Env> {
+        Self::open(path, false, initial_map_size)
+    }
+
+    /// Opens an existing environment read-only. Readers hold no lock against the writer.
+    pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
+        Self::open(path, true, 0)
+    }
+
+    fn open(path: &Path, read_only: bool, map_size: u64) -> LmdbResult<Env> {
+        let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| LmdbError(22))?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: plain FFI calls following LMDB's documented order; on failure the handle is closed.
+        unsafe {
+            check(ffi::mdb_env_create(&mut raw))?;
+            let mut env = Env { raw, dbi: 0, path: path.to_path_buf(), read_only };
+            if map_size > 0 {
+                check(ffi::mdb_env_set_mapsize(raw, map_size as _))?;
+            }
+            check(ffi::mdb_env_set_maxreaders(raw, 1024))?;
+            // NOTLS: a read snapshot may be kept by an object used from any thread (Python views).
+            // NORDAHEAD: random record reads do not drag in neighbours.
+            let mut flags = ffi::MDB_NOTLS;
+            if read_only {
+                flags |= ffi::MDB_RDONLY | ffi::MDB_NORDAHEAD;
+            } else {
+                // Data pages are flushed on each commit; only the meta page flush is deferred, so a
+                // crash can lose at most the last transaction and never the database's integrity.
+                flags |= ffi::MDB_NOMETASYNC;
+            }
+            check(ffi::mdb_env_open(raw, cpath.as_ptr(), flags, 0o644))?;
+            // Open the unnamed database once, in a short transaction.
+            let mut txn = ptr::null_mut();
+            let txn_flags = if read_only { ffi::MDB_RDONLY } else { 0 };
+            check(ffi::mdb_txn_begin(raw, ptr::null_mut(), txn_flags, &mut txn))?;
+            let rc = ffi::mdb_dbi_open(txn, ptr::null(), 0, &mut env.dbi);
+            if rc != 0 {
+                ffi::mdb_txn_abort(txn);
+                return Err(LmdbError(rc));
+            }
+            check(ffi::mdb_txn_commit(txn))?;
+            Ok(env)
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Map size, bytes used and number of records.
+    pub fn info(&self) -> LmdbResult<EnvInfo> {
+        // SAFETY: out-parameters are plain structs.
+        unsafe {
+            let mut info: ffi::MDB_envinfo = std::mem::zeroed();
+            check(ffi::mdb_env_info(self.raw, &mut info))?;
+            let mut stat: ffi::MDB_stat = std::mem::zeroed();
+            check(ffi::mdb_env_stat(self.raw, &mut stat))?;
+            // Entries of the main database need a transaction to be current.
+            let txn = self.begin_read()?;
+            let mut db_stat: ffi::MDB_stat = std::mem::zeroed();
+            check(ffi::mdb_stat(txn.raw, self.dbi, &mut db_stat))?;
+            Ok(EnvInfo {
+                map_size: info.me_mapsize as u64,
+                used_bytes: (info.me_last_pgno as u64 + 1) * stat.ms_psize as u64,
+                entries: db_stat.ms_entries as u64,
+                page_size: stat.ms_psize,
+            })
+        }
+    }
+
+    /// Grows the map. No transaction of this process may be active.
+    pub fn set_map_size(&self, bytes: u64) -> LmdbResult<()> {
+        // SAFETY: the writer calls this between transactions only.
+        unsafe { check(ffi::mdb_env_set_mapsize(self.raw, bytes as _)) }
+    }
+
+    /// Flushes everything to disk.
+    pub fn sync(&self) -> LmdbResult<()> {
+        // SAFETY: valid env handle.
+        unsafe { check(ffi::mdb_env_sync(self.raw, 1)) }
+    }
+
+    /// Starts a write transaction.
+    pub fn begin_write(&self) -> LmdbResult<WriteTxn<'_>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid env handle; the transaction is finished by commit/abort/drop.
+        unsafe { check(ffi::mdb_txn_begin(self.raw, ptr::null_mut(), 0, &mut raw))? };
+        Ok(WriteTxn { env: self, raw })
+    }
+
+    /// Starts a read-only snapshot. If another process grew the map, adopts the new size.
+    pub fn begin_read(&self) -> LmdbResult<ReadTxn<'_>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid env handle.
+        let mut rc = unsafe { ffi::mdb_txn_begin(self.raw, ptr::null_mut(), ffi::MDB_RDONLY, &mut raw) };
+        if rc == ffi::MDB_MAP_RESIZED {
+            // SAFETY: no transaction of ours is active on a read-only env when this is reached by
+            // a fresh snapshot request; size 0 adopts the size the writer set.
+            unsafe {
+                check(ffi::mdb_env_set_mapsize(self.raw, 0))?;
+                rc = ffi::mdb_txn_begin(self.raw, ptr::null_mut(), ffi::MDB_RDONLY, &mut raw);
+            }
+        }
+        check(rc)?;
+        Ok(ReadTxn { env: self, raw })
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // SAFETY: all transactions borrow the Env, so none is alive here.
+        unsafe { ffi::mdb_env_close(self.raw) }
+    }
+}
+
+/// A write transaction; aborted on drop unless committed.
+pub struct WriteTxn<'env> {
+    env: &'env Env,
+    raw: *mut ffi::MDB_txn,
+}
+
+/// How a key is inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with KEYEXIST if the key exists.
+    NoOverwrite,
+    /// The key sorts after every key in the database (fast bulk load).
+    Append,
+}
+
+impl WriteTxn<'_> {
+    pub fn put(&mut self, key: &[u8], value: &[u8], mode: PutMode) -> LmdbResult<()> {
+        let mut k = val(key);
+        let mut v = val(value);
+        let flags = match mode {
+            PutMode::NoOverwrite => ffi::MDB_NOOVERWRITE,
+            PutMode::Append => ffi::MDB_APPEND,
+        };
+        // SAFETY: k and v point to live slices for the duration of the call; LMDB copies them.
+        unsafe { check(ffi::mdb_put(self.raw, self.env.dbi, &mut k, &mut v, flags)) }
+    }
+
+    pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
+        get(self.raw, self.env.dbi, key)
+    }
+
+    /// The greatest key in the database, if any.
+    pub fn last_key(&self) -> LmdbResult<Option<Vec<u8>>> {
+        // SAFETY: cursor confined to this call.
+        unsafe {
+            let mut cursor = ptr::null_mut();
+            check(ffi::mdb_cursor_open(self.raw, self.env.dbi, &mut cursor))?;
+            let mut k = val(&[]);
+            let mut v = val(&[]);
+            let rc = ffi::mdb_cursor_get(cursor, &mut k, &mut v, ffi::MDB_LAST);
+            let out = match rc {
+                0 => Ok(Some(slice(&k).to_vec())),
+                ffi::MDB_NOTFOUND => Ok(None),
+                rc => Err(LmdbError(rc)),
+            };
+            ffi::mdb_cursor_close(cursor);
+            out
+        }
+    }
+
+    pub fn commit(mut self) -> LmdbResult<()> {
+        let raw = std::mem::replace(&mut self.raw, ptr::null_mut());
+        // SAFETY: raw is a live transaction, consumed by commit (freed even on failure).
+        unsafe { check(ffi::mdb_txn_commit(raw)) }
+    }
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.raw.is_null() {
+            // SAFETY: a live, uncommitted transaction.
+            unsafe { ffi::mdb_txn_abort(self.raw) }
+        }
+    }
+}
+
+fn get<'t>(txn: *mut ffi::MDB_txn, dbi: ffi::MDB_dbi, key: &[u8]) -> LmdbResult<Option<&'t [u8]>> {
+    let mut k = val(key);
+    let mut v = val(&[]);
+    // SAFETY: txn is live for 't; LMDB returns a pointer into the map valid for the transaction.
+    unsafe {
+        match ffi::mdb_get(txn, dbi, &mut k, &mut v) {
+            0 => Ok(Some(slice(&v))),
+            ffi::MDB_NOTFOUND => Ok(None),
+            rc => Err(LmdbError(rc)),
+        }
+    }
+}
+
+/// A read-only snapshot: values it returns point into the memory map and stay valid while it lives.
+pub struct ReadTxn<'env> {
+    env: &'env Env,
+    raw: *mut ffi::MDB_txn,
+}
+
+// SAFETY: with MDB_NOTLS a read transaction may be used from another thread if uses are serialised
+// (callers hold it behind &self and LMDB read calls do not mutate shared state of the txn).
+unsafe impl Send for ReadTxn<'_> {}
+unsafe impl Sync for ReadTxn<'_> {}
+
+impl<'env> ReadTxn<'env> {
+    pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
+        get(self.raw, self.env.dbi, key)
+    }
+
+    /// Every key in order, and the value of each, through `visit` (stop by returning false).
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
+        // SAFETY: cursor confined to this call and to this live transaction.
+        unsafe {
+            let mut cursor = ptr::null_mut();
+            check(ffi::mdb_cursor_open(self.raw, self.env.dbi, &mut cursor))?;
+            let mut k = val(&[]);
+            let mut v = val(&[]);
+            let mut op = ffi::MDB_FIRST;
+            let result = loop {
+                match ffi::mdb_cursor_get(cursor, &mut k, &mut v, op) {
+                    0 => {
+                        if !visit(slice(&k), slice(&v)) {
+                            break Ok(());
+                        }
+                    }
+                    ffi::MDB_NOTFOUND => break Ok(()),
+                    rc => break Err(LmdbError(rc)),
+                }
+                op = ffi::MDB_NEXT;
+            };
+            ffi::mdb_cursor_close(cursor);
+            result
+        }
+    }
+
+    pub fn env(&self) -> &'env Env {
+        self.env
+    }
+}
+
+impl Drop for ReadTxn<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a live read transaction.
+        unsafe { ffi::mdb_txn_abort(self.raw) }
+    }
+}

@@ -128,3 +128,8 @@ def convert(
         skip_invalid=skip_invalid,
     )
     return ConvertSummary(**summary)
+
+from .dataset import Dataset, open  # noqa: E402
+from .loader import Loader, load_labels  # noqa: E402
+
+__all__ += ["Dataset", "Loader", "load_labels", "open"]

@@ -1,11 +1,13 @@
 //! rico's engine: dataset specs, the conversion pipeline, the LMDB writer and reader.
 //! No Python here: the `rico` binary and the Python bindings are thin shells over this crate.
 
+pub mod batch;
 pub mod convert;
 pub mod datasets;
 pub mod error;
 pub mod lmdb;
 pub mod progress;
+pub mod reader;
 pub mod record;
 pub mod spec;
 

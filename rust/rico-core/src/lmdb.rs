@@ -102,6 +102,7 @@ impl Env {
         unsafe {
             check(ffi::mdb_env_create(&mut raw))?;
             let mut env = Env { raw, dbi: 0, path: path.to_path_buf(), read_only };
+            // From here on `env`'s Drop closes the handle on any early return.
             if map_size > 0 {
                 check(ffi::mdb_env_set_mapsize(raw, map_size as _))?;
             }
@@ -116,7 +117,18 @@ impl Env {
                 // crash can lose at most the last transaction and never the database's integrity.
                 flags |= ffi::MDB_NOMETASYNC;
             }
-            check(ffi::mdb_env_open(raw, cpath.as_ptr(), flags, 0o644))?;
+            let mut rc = ffi::mdb_env_open(raw, cpath.as_ptr(), flags, 0o644);
+            if read_only && (rc == 13 /* EACCES */ || rc == 30 /* EROFS */) {
+                // lock.mdb cannot be written (read-only media or another user's files): read
+                // without the reader table; nobody can be writing there anyway.
+                ffi::mdb_env_close(raw);
+                check(ffi::mdb_env_create(&mut raw))?;
+                env.raw = raw;
+                rc = ffi::mdb_env_open(raw, cpath.as_ptr(), flags | ffi::MDB_NOLOCK, 0o644);
+            }
+            if rc != 0 {
+                return Err(LmdbError(rc));
+            }
             // Open the unnamed database once, in a short transaction.
             let mut txn = ptr::null_mut();
             let txn_flags = if read_only { ffi::MDB_RDONLY } else { 0 };
@@ -334,6 +346,67 @@ impl<'env> ReadTxn<'env> {
 impl Drop for ReadTxn<'_> {
     fn drop(&mut self) {
         // SAFETY: a live read transaction.
+        unsafe { ffi::mdb_txn_abort(self.raw) }
+    }
+}
+
+/// A read snapshot that owns a handle on its environment, so that it can be shared (`Arc`) by
+/// everything that points into the memory map: the map stays valid while any holder lives.
+pub struct Snapshot {
+    env: std::sync::Arc<Env>,
+    raw: *mut ffi::MDB_txn,
+}
+
+// SAFETY: the snapshot is a read-only MDB_NOTLS transaction on the unnamed database; LMDB's read
+// path (mdb_get, cursors on it) does not mutate the transaction for the main database, so
+// concurrent reads from several threads are sound. It is never reset or renewed while shared.
+unsafe impl Send for Snapshot {}
+unsafe impl Sync for Snapshot {}
+
+impl Snapshot {
+    /// Begins a snapshot of `env` (adopting a map grown by a writer in another process).
+    pub fn new(env: std::sync::Arc<Env>) -> LmdbResult<Snapshot> {
+        let txn = env.begin_read()?;
+        let raw = txn.raw;
+        std::mem::forget(txn); // ownership of the transaction moves to the Snapshot
+        Ok(Snapshot { env, raw })
+    }
+
+    pub fn env(&self) -> &std::sync::Arc<Env> {
+        &self.env
+    }
+
+    /// The value of `key`, pointing into the memory map.
+    pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
+        get(self.raw, self.env.dbi, key)
+    }
+
+    /// Every key in order, and its value, through `visit` (stop by returning false).
+    pub fn for_each(&self, visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
+        let txn = ReadTxn { env: &self.env, raw: self.raw };
+        let result = txn.for_each(visit);
+        std::mem::forget(txn); // still owned by the Snapshot
+        result
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> LmdbResult<u64> {
+        // SAFETY: plain out-parameter.
+        unsafe {
+            let mut stat: ffi::MDB_stat = std::mem::zeroed();
+            check(ffi::mdb_stat(self.raw, self.env.dbi, &mut stat))?;
+            Ok(stat.ms_entries as u64)
+        }
+    }
+
+    pub fn is_empty(&self) -> LmdbResult<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // SAFETY: the transaction is live and owned by self; env outlives this call (Arc field).
         unsafe { ffi::mdb_txn_abort(self.raw) }
     }
 }

@@ -1,5 +1,7 @@
 //! Python bindings of rico (`rico._rico`): argument conversion, GIL release, errors. No logic.
 
+mod reader;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,7 +17,7 @@ create_exception!(_rico, DataError, RicoError, "A source file is bad: unreadable
 create_exception!(_rico, UsageError, RicoError, "Bad arguments: a missing or empty source directory, an unusable target.");
 create_exception!(_rico, OutputError, RicoError, "The database cannot be written (e.g. the disk is full).");
 
-fn to_py_err(e: Error) -> PyErr {
+pub(crate) fn to_py_err(e: Error) -> PyErr {
     let msg = e.to_string();
     match e.kind {
         ErrorKind::Data => DataError::new_err(msg),
@@ -111,6 +113,9 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DataError", py.get_type::<DataError>())?;
     m.add("UsageError", py.get_type::<UsageError>())?;
     m.add("OutputError", py.get_type::<OutputError>())?;
+    m.add_class::<reader::Database>()?;
+    m.add_class::<reader::Prefetcher>()?;
+    m.add_class::<reader::SnapshotOwner>()?;
     m.add_function(wrap_pyfunction!(read_raster, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(datasets, m)?)?;

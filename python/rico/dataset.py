@@ -1,0 +1,142 @@
+"""Reading a converted database: zero-copy records and batches assembled in Rust."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _rico
+
+Key = Union[str, bytes]
+
+
+class Dataset:
+    """A converted database, opened read-only.
+
+    Records come back as ``{band: numpy.ndarray}`` whose arrays are read-only views into the
+    database's memory map: no copy. A view stays valid as long as it lives, even after
+    :meth:`close`.
+
+    >>> import rico
+    >>> with rico.open("BigEarthNet.lmdb") as ds:  # doctest: +SKIP
+    ...     print(len(ds), ds.keys()[0])
+    ...     bands = ds[ds.keys()[0]]
+    ...     x = ds.batch(ds.keys()[:32], ["B04", "B03", "B02"], size=120)
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        self._db: Optional[_rico.Database] = _rico.Database(os.fspath(path))
+        self._path = os.fspath(path)
+        self._keys: Optional[list[Key]] = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the database. Views already handed out stay valid."""
+        self._db = None
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def db(self) -> "_rico.Database":
+        if self._db is None:
+            raise ValueError(f"the dataset {self._path} is closed")
+        return self._db
+
+    @property
+    def path(self) -> str:
+        """The database directory."""
+        return self._path
+
+    # -- mapping ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.db)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (str, bytes)):
+            return False
+        return key in self.db
+
+    def keys(self) -> list[Key]:
+        """Every key, sorted (as LMDB orders them: by UTF-8 bytes)."""
+        if self._keys is None:
+            self._keys = self.db.keys()
+        return list(self._keys)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.keys())
+
+    def __getitem__(self, key: Key) -> dict[str, np.ndarray]:
+        """``{band: read-only array}`` of the record ``key`` (str or bytes); ``KeyError`` if absent."""
+        return self.db.record(key)
+
+    def get(self, key: Key, default: object = None) -> object:
+        """The record of ``key``, or ``default``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def raw(self, key: Key) -> Optional[bytes]:
+        """The record's safetensors bytes (a copy), or None."""
+        return self.db.raw(key)
+
+    # -- batches ----------------------------------------------------------------------------
+    def batch(
+        self,
+        keys: Sequence[Key],
+        bands: Sequence[str],
+        size: Optional[int] = None,
+        resample: str = "nearest",
+        dtype: str = "float32",
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        threads: Optional[int] = None,
+    ) -> np.ndarray:
+        """Stack ``bands`` of the records ``keys`` into an ``(N, C, H, W)`` array.
+
+        Assembled in Rust with the GIL released, in parallel over records.
+
+        Args:
+            keys: record keys.
+            bands: band names, in channel order.
+            size: resample every band to ``size x size``; without it all bands must share a shape.
+            resample: ``"nearest"`` (for integer factors f: ``a.repeat(f, 0).repeat(f, 1)``) or
+                ``"bilinear"`` (``torch.nn.functional.interpolate(mode="bilinear", align_corners=True)``).
+            dtype: ``"float32"`` or ``"float64"``.
+            mean, std: per band; the batch holds ``(value - mean) / std``.
+            threads: threads to use (default: one per core).
+
+        >>> x = ds.batch(ds.keys()[:4], ["B02", "B03", "B04"], size=120)  # doctest: +SKIP
+        >>> x.shape, x.dtype  # doctest: +SKIP
+        ((4, 3, 120, 120), dtype('float32'))
+        """
+        return self.db.batch(
+            list(keys), list(bands), size, resample, dtype,
+            None if mean is None else [float(m) for m in mean],
+            None if std is None else [float(s) for s in std],
+            threads,
+        )
+
+    def bands(self) -> list[str]:
+        """Band names of the first record (empty for an empty database)."""
+        keys = self.keys()
+        return list(self[keys[0]]) if keys else []
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else f"{len(self)} records"
+        return f"rico.Dataset({self._path!r}, {state})"
+
+
+def open(path: Union[str, "os.PathLike[str]"]) -> Dataset:  # noqa: A001 - the rasterio idiom
+    """Open a database written by rico or by rico-hdl, read-only.
+
+    >>> import rico
+    >>> ds = rico.open("BigEarthNet.lmdb")  # doctest: +SKIP
+    """
+    return Dataset(path)

@@ -1,0 +1,140 @@
+"""A training loader: batches assembled and prefetched by Rust threads, no worker processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _rico
+from .dataset import Dataset, Key
+
+Labels = Union[Mapping[str, Sequence[str]], str, "os.PathLike[str]"]
+
+
+def load_labels(labels: Labels, keys: Sequence[Key]) -> tuple[list[str], np.ndarray]:
+    """Multi-hot labels of ``keys`` and the class order.
+
+    ``labels`` is a mapping ``key -> [label, ...]`` (classes: the sorted union of the names) or
+    the path of a table (CSV, or Parquet with pandas): first column the key, then one 0/1
+    column per class (classes: the column order), as rico writes beside a database.
+    A key without labels raises ``KeyError`` naming it: labels are never guessed.
+    """
+    str_keys = [k.decode() if isinstance(k, bytes) else k for k in keys]
+    if isinstance(labels, Mapping):
+        classes = sorted({name for names in labels.values() for name in names})
+        index = {c: i for i, c in enumerate(classes)}
+        out = np.zeros((len(str_keys), len(classes)), dtype=np.float32)
+        for row, key in enumerate(str_keys):
+            if key not in labels:
+                raise KeyError(f"no labels for key {key!r} in the labels mapping")
+            for name in labels[key]:
+                out[row, index[name]] = 1.0
+        return classes, out
+    path = os.fspath(labels)
+    if path.endswith(".parquet"):
+        import pandas as pd  # optional: only for Parquet tables
+
+        table = pd.read_parquet(path)
+        classes = [str(c) for c in table.columns[1:]]
+        rows = {str(k): v for k, v in zip(table.iloc[:, 0], table.iloc[:, 1:].to_numpy(np.float32))}
+    else:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            classes = header[1:]
+            rows = {r[0]: np.asarray(r[1:], dtype=np.float32) for r in reader if r}
+    out = np.zeros((len(str_keys), len(classes)), dtype=np.float32)
+    for row, key in enumerate(str_keys):
+        if key not in rows:
+            raise KeyError(f"no labels for key {key!r} in {path}")
+        out[row] = rows[key]
+    return classes, out
+
+
+class Loader:
+    """Iterate over batches of a :class:`Dataset`, assembled and prefetched by Rust threads.
+
+    Each epoch's order depends only on ``seed`` and the epoch (:meth:`set_epoch`); with
+    ``world_size`` ranks each rank gets a disjoint part of equal size (the shuffled key list
+    is cut to a multiple of ``world_size``, then rank r takes every world_size-th key from r).
+
+    With ``labels`` it yields ``(images, multi_hot)``; ``loader.classes`` gives the column order.
+
+    >>> loader = rico.Loader(ds, bands=["B04", "B03", "B02"], size=120, batch_size=32)  # doctest: +SKIP
+    >>> for epoch in range(2):  # doctest: +SKIP
+    ...     loader.set_epoch(epoch)
+    ...     for x in loader:
+    ...         pass  # x: (32, 3, 120, 120) float32
+    """
+
+    def __init__(
+        self,
+        ds: Dataset,
+        keys: Optional[Sequence[Key]] = None,
+        bands: Optional[Sequence[str]] = None,
+        size: Optional[int] = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        threads: Optional[int] = None,
+        prefetch: int = 2,
+        rank: int = 0,
+        world_size: int = 1,
+        labels: Optional[Labels] = None,
+        resample: str = "nearest",
+        dtype: str = "float32",
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.ds = ds
+        self.keys = list(keys) if keys is not None else ds.keys()
+        self.bands = list(bands) if bands is not None else ds.bands()
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.drop_last, self.threads, self.prefetch = drop_last, threads, prefetch
+        self.rank, self.world_size = rank, world_size
+        self.resample, self.dtype = resample, dtype
+        self.mean = None if mean is None else [float(m) for m in mean]
+        self.std = None if std is None else [float(s) for s in std]
+        self.epoch = 0
+        self.classes: Optional[list[str]] = None
+        self._labels: Optional[np.ndarray] = None
+        if labels is not None:
+            self.classes, self._labels = load_labels(labels, self.keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next iteration's shuffle."""
+        self.epoch = epoch
+
+    def indices(self) -> np.ndarray:
+        """Positions in ``keys`` this rank visits this epoch, in order."""
+        n = len(self.keys)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        per_rank = n // self.world_size
+        return order[: per_rank * self.world_size][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(self.keys) // self.world_size
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+        idx = self.indices()
+        cut = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
+        batches = [[self.keys[i] for i in g] for g in groups]
+        prefetcher = _rico.Prefetcher(
+            self.ds.db, batches, self.bands, self.size, self.resample, self.dtype,
+            self.mean, self.std, self.threads, self.prefetch,
+        )
+        for group, images in zip(groups, prefetcher):
+            if self._labels is None:
+                yield images
+            else:
+                yield images, self._labels[group]

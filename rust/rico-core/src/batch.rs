@@ -1,0 +1,278 @@
+//! Batch assembly: selected bands of many records stacked into one `(N, C, H, W)` float array,
+//! resampled to a common size and normalised in the same pass, in parallel over records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+use safetensors::tensor::Dtype;
+
+use crate::error::{Error, Result};
+use crate::reader::{parse_record, Database, TensorRef};
+
+/// How bands are brought to the batch's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resample {
+    /// `out[y][x] = in[floor(y * h / H)][floor(x * w / W)]`: for integer factors f this is
+    /// numpy's `a.repeat(f, 0).repeat(f, 1)`.
+    Nearest,
+    /// Bilinear with `align_corners=True`, as `torch.nn.functional.interpolate` computes it.
+    Bilinear,
+}
+
+impl Resample {
+    pub fn parse(name: &str) -> Result<Resample> {
+        match name {
+            "nearest" => Ok(Resample::Nearest),
+            "bilinear" => Ok(Resample::Bilinear),
+            other => Err(Error::usage(format!("unknown resample {other:?}; use \"nearest\" or \"bilinear\""))),
+        }
+    }
+}
+
+/// What a batch holds.
+#[derive(Clone, Debug)]
+pub struct BatchSpec {
+    /// Bands in channel order.
+    pub bands: Vec<String>,
+    /// Resample every band to `size x size`; `None` = bands must share their shape.
+    pub size: Option<usize>,
+    pub resample: Resample,
+    /// Per band: `out = (value - mean) / std`.
+    pub mean: Option<Vec<f64>>,
+    pub std: Option<Vec<f64>>,
+}
+
+impl BatchSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.bands.is_empty() {
+            return Err(Error::usage("no band selected for the batch"));
+        }
+        for (name, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if let Some(v) = v {
+                if v.len() != self.bands.len() {
+                    return Err(Error::usage(format!(
+                        "{name} has {} values for {} bands; give one per band",
+                        v.len(),
+                        self.bands.len()
+                    )));
+                }
+            }
+        }
+        if let Some(std) = &self.std {
+            if std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+                return Err(Error::usage("std values must be finite and non-zero"));
+            }
+        }
+        if self.size == Some(0) {
+            return Err(Error::usage("size must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A float type a batch is assembled into.
+pub trait Sample: Copy + Send + Sync + Default + 'static {
+    fn from_f64(v: f64) -> Self;
+}
+impl Sample for f32 {
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+impl Sample for f64 {
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+fn key_str(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// The `(H, W)` of a batch: `size` if given, else the shape of the first record's bands.
+pub fn batch_shape(db: &Database, keys: &[Vec<u8>], spec: &BatchSpec) -> Result<(usize, usize)> {
+    spec.validate()?;
+    if let Some(s) = spec.size {
+        return Ok((s, s));
+    }
+    let Some(first) = keys.first() else { return Ok((0, 0)) };
+    let (_, tensors) = db.record(first)?.ok_or_else(|| missing_key(first))?;
+    let t = find_band(&tensors, &spec.bands[0], first)?;
+    shape2(t, first)
+}
+
+fn missing_key(key: &[u8]) -> Error {
+    Error::usage(format!("no record with key {:?} in the database", key_str(key)))
+}
+
+fn find_band<'t>(tensors: &'t [TensorRef], band: &str, key: &[u8]) -> Result<&'t TensorRef> {
+    tensors.iter().find(|t| t.name == band).ok_or_else(|| {
+        let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+        Error::usage(format!("record {:?} has no band {band:?}; its bands are {}", key_str(key), names.join(", ")))
+    })
+}
+
+fn shape2(t: &TensorRef, key: &[u8]) -> Result<(usize, usize)> {
+    match t.shape.as_slice() {
+        [h, w] => Ok((*h, *w)),
+        other => Err(Error::data(format!(
+            "band {} of record {:?} has shape {other:?}; batches need 2-D bands",
+            t.name,
+            key_str(key)
+        ))),
+    }
+}
+
+/// Converts a band's little-endian bytes to f64 values.
+fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
+    out.clear();
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            out.extend(bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64))
+        };
+    }
+    match dtype {
+        Dtype::U8 => out.extend(bytes.iter().map(|&b| b as f64)),
+        Dtype::I8 => out.extend(bytes.iter().map(|&b| b as i8 as f64)),
+        Dtype::U16 => conv!(u16, 2),
+        Dtype::I16 => conv!(i16, 2),
+        Dtype::U32 => conv!(u32, 4),
+        Dtype::I32 => conv!(i32, 4),
+        Dtype::U64 => conv!(u64, 8),
+        Dtype::I64 => conv!(i64, 8),
+        Dtype::F32 => conv!(f32, 4),
+        Dtype::F64 => conv!(f64, 8),
+        other => return Err(Error::usage(format!("batches cannot be made from {other:?} bands"))),
+    }
+    Ok(())
+}
+
+/// Fills `out` (one record: C x H x W) from the record `key`.
+fn fill_record<T: Sample>(
+    db: &Database,
+    key: &[u8],
+    spec: &BatchSpec,
+    (oh, ow): (usize, usize),
+    out: &mut [T],
+    scratch: &mut Vec<f64>,
+) -> Result<()> {
+    let value = db.get(key)?.ok_or_else(|| missing_key(key))?;
+    let tensors = parse_record(key, value)?;
+    for (c, band) in spec.bands.iter().enumerate() {
+        let t = find_band(&tensors, band, key)?;
+        let (h, w) = shape2(t, key)?;
+        if spec.size.is_none() && (h, w) != (oh, ow) {
+            return Err(Error::usage(format!(
+                "band {band} of record {:?} is {h}x{w} but the batch is {oh}x{ow}; pass size= to resample all bands to one size",
+                key_str(key)
+            )));
+        }
+        if h == 0 || w == 0 {
+            return Err(Error::data(format!("band {band} of record {:?} is empty", key_str(key))));
+        }
+        to_f64(t.dtype, &value[t.start..t.end], scratch)?;
+        let (mean, inv_std) = (
+            spec.mean.as_ref().map_or(0.0, |m| m[c]),
+            spec.std.as_ref().map_or(1.0, |s| 1.0 / s[c]),
+        );
+        let plane = &mut out[c * oh * ow..(c + 1) * oh * ow];
+        let norm = |v: f64| T::from_f64((v - mean) * inv_std);
+        if (h, w) == (oh, ow) {
+            for (o, &v) in plane.iter_mut().zip(scratch.iter()) {
+                *o = norm(v);
+            }
+            continue;
+        }
+        match spec.resample {
+            Resample::Nearest => {
+                let xs: Vec<usize> = (0..ow).map(|x| x * w / ow).collect();
+                for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+                    let src = &scratch[(y * h / oh) * w..][..w];
+                    for (o, &sx) in row.iter_mut().zip(&xs) {
+                        *o = norm(src[sx]);
+                    }
+                }
+            }
+            Resample::Bilinear => {
+                let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f64)> {
+                    let scale = if n_out > 1 { (n_in as f64 - 1.0) / (n_out as f64 - 1.0) } else { 0.0 };
+                    (0..n_out)
+                        .map(|i| {
+                            let src = scale * i as f64;
+                            let i0 = (src.floor() as usize).min(n_in - 1);
+                            let i1 = (i0 + 1).min(n_in - 1);
+                            (i0, i1, src - i0 as f64)
+                        })
+                        .collect()
+                };
+                let xs = axis(w, ow);
+                let ys = axis(h, oh);
+                for (row, &(y0, y1, wy)) in plane.chunks_exact_mut(ow).zip(&ys) {
+                    let r0 = &scratch[y0 * w..][..w];
+                    let r1 = &scratch[y1 * w..][..w];
+                    for (o, &(x0, x1, wx)) in row.iter_mut().zip(&xs) {
+                        let top = (1.0 - wx) * r0[x0] + wx * r0[x1];
+                        let bottom = (1.0 - wx) * r1[x0] + wx * r1[x1];
+                        *o = norm((1.0 - wy) * top + wy * bottom);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pool of `threads` threads, shared by every batch asking for that many.
+pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("rico-batch-{i}"))
+            .build()
+            .map_err(|e| Error::output(format!("cannot start batch threads: {e}")))?,
+    );
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Assembles the batch of `keys` into `out` (`keys.len() x bands x H x W`, C order).
+pub fn assemble<T: Sample>(
+    db: &Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    shape: (usize, usize),
+    out: &mut [T],
+    threads: Option<usize>,
+) -> Result<()> {
+    spec.validate()?;
+    let per_record = spec.bands.len() * shape.0 * shape.1;
+    if out.len() != keys.len() * per_record {
+        return Err(Error::usage("batch buffer has the wrong size"));
+    }
+    if per_record == 0 {
+        return Ok(());
+    }
+    let work = || {
+        out.par_chunks_mut(per_record).zip(keys.par_iter()).try_for_each_init(Vec::new, |scratch, (chunk, key)| {
+            fill_record(db, key, spec, shape, chunk, scratch)
+        })
+    };
+    if threads == Some(1) || keys.len() == 1 {
+        let mut scratch = Vec::new();
+        for (chunk, key) in out.chunks_mut(per_record).zip(keys) {
+            fill_record(db, key, spec, shape, chunk, &mut scratch)?;
+        }
+        Ok(())
+    } else {
+        pool(threads)?.install(work)
+    }
+}

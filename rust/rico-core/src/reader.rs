@@ -1,0 +1,186 @@
+//! Reading records back: an LMDB snapshot shared by everything that points into its memory
+//! map, and strict validation of each record's safetensors header before any view is made.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+use crate::lmdb::{Env, Snapshot};
+
+/// One tensor of a record, validated: `start..end` lies inside the record's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorRef {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Byte range within the value.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Parses and validates the safetensors header of `value` (key for messages): offsets inside
+/// the value, contiguous and non-overlapping, sizes equal to dtype x shape, known dtypes.
+/// Tensors come back in the header's (name) order.
+pub fn parse_record(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
+    let corrupt = |what: String| {
+        Error::data(format!("record {:?} is not a valid safetensors buffer: {what}", String::from_utf8_lossy(key)))
+            .hint("the database is damaged or was not written by rico/rico-hdl; re-run the conversion")
+    };
+    let (header_len, metadata) = SafeTensors::read_metadata(value).map_err(|e| corrupt(e.to_string()))?;
+    let data_start = 8 + header_len;
+    let mut names = metadata.offset_keys();
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let info = metadata.info(&name).ok_or_else(|| corrupt(format!("tensor {name} vanished")))?;
+        let (s, e) = info.data_offsets;
+        let start = data_start.checked_add(s).ok_or_else(|| corrupt("offset overflow".into()))?;
+        let end = data_start.checked_add(e).ok_or_else(|| corrupt("offset overflow".into()))?;
+        // read_metadata already proved this; a second check costs nothing and guards the views.
+        if start > end || end > value.len() {
+            return Err(corrupt(format!("tensor {name} lies outside the value")));
+        }
+        out.push(TensorRef { name, dtype: info.dtype, shape: info.shape.clone(), start, end });
+    }
+    Ok(out)
+}
+
+/// A database opened for reading (one LMDB directory).
+pub struct Database {
+    path: PathBuf,
+    snapshot: Arc<Snapshot>,
+}
+
+/// One environment per path and process: LMDB forbids opening the same environment twice in
+/// one process (its file locks would be released by the first close).
+fn open_env(path: &Path) -> Result<Arc<Env>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Env>>>> = OnceLock::new();
+    let canonical = std::fs::canonicalize(path).map_err(|e| {
+        Error::usage(format!("cannot open the database: {e}")).at(path).hint("give the directory that holds data.mdb")
+    })?;
+    if !canonical.join("data.mdb").is_file() {
+        return Err(Error::usage("not an LMDB database directory (no data.mdb)")
+            .at(path)
+            .hint("give the --target-dir of a conversion"));
+    }
+    let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = open.get(&canonical).and_then(Weak::upgrade) {
+        return Ok(env);
+    }
+    let env = Arc::new(
+        Env::open_read_only(&canonical).map_err(|e| Error::usage(format!("cannot open the database: {e}")).at(path))?,
+    );
+    open.retain(|_, w| w.strong_count() > 0);
+    open.insert(canonical, Arc::downgrade(&env));
+    Ok(env)
+}
+
+impl Database {
+    /// Opens the LMDB directory at `path` read-only, at its latest committed state.
+    pub fn open(path: &Path) -> Result<Database> {
+        let env = open_env(path)?;
+        let snapshot = Snapshot::new(env).map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
+        Ok(Database { path: path.to_path_buf(), snapshot: Arc::new(snapshot) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The snapshot; values it returns stay valid as long as an `Arc` to it lives.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    fn lmdb_err(&self, e: crate::lmdb::LmdbError) -> Error {
+        Error::data(format!("cannot read the database: {e}")).at(&self.path)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> Result<u64> {
+        self.snapshot.len().map_err(|e| self.lmdb_err(e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
+        self.snapshot.get(key).map_err(|e| self.lmdb_err(e))
+    }
+
+    /// Every key, sorted (LMDB's byte order).
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        self.snapshot
+            .for_each(|k, _| {
+                keys.push(k.to_vec());
+                true
+            })
+            .map_err(|e| self.lmdb_err(e))?;
+        Ok(keys)
+    }
+
+    /// The validated tensors of `key`'s record with its value, or `None` if there is no such key.
+    pub fn record(&self, key: &[u8]) -> Result<Option<(&[u8], Vec<TensorRef>)>> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(value) => Ok(Some((value, parse_record(key, value)?))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut v = (header.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(header.as_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn valid_record_parses() {
+        let v = record(r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, &[0; 8]);
+        let t = parse_record(b"k", &v).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].shape, vec![2, 2]);
+        assert_eq!(t[0].end - t[0].start, 8);
+        assert_eq!(t[0].end, v.len());
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_with_the_key() {
+        let cases = [
+            // offsets past the value
+            record(r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,800]}}"#, &[0; 8]),
+            // size not matching dtype x shape
+            record(r#"{"a":{"dtype":"U16","shape":[2,3],"data_offsets":[0,8]}}"#, &[0; 8]),
+            // overlapping tensors
+            record(
+                r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#,
+                &[0; 6],
+            ),
+            // unknown dtype
+            record(r#"{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}}"#, &[0; 1]),
+            // header length beyond the value
+            {
+                let mut v = (1u64 << 40).to_le_bytes().to_vec();
+                v.extend_from_slice(b"{}");
+                v
+            },
+            // too short for a header length
+            vec![1, 2, 3],
+        ];
+        for (i, v) in cases.iter().enumerate() {
+            let err = parse_record(b"patch_7", v).expect_err(&format!("case {i} must fail"));
+            assert!(err.message.contains("patch_7"), "case {i}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Python face of the reader: zero-copy record views and batches.
+
+use std::os::raw::{c_int, c_void};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use numpy::npyffi::{npy_intp, NpyTypes, NPY_ARRAY_C_CONTIGUOUS, NPY_TYPES, PY_ARRAY_API};
+use numpy::{IntoPyArray, PyArray1, PyArray4, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use rico_core::batch::{self, BatchSpec, Resample};
+use rico_core::lmdb::Snapshot;
+use rico_core::reader;
+use safetensors::tensor::Dtype;
+
+use crate::to_py_err;
+
+/// Keeps a snapshot (and so the memory map) alive while numpy views point into it.
+#[pyclass(frozen, module = "rico._rico")]
+pub struct SnapshotOwner {
+    _snapshot: Arc<Snapshot>,
+}
+
+/// A read-only database; see `rico.open`.
+#[pyclass(frozen, module = "rico._rico")]
+pub struct Database {
+    inner: Arc<reader::Database>,
+    owner: Py<SnapshotOwner>,
+}
+
+/// A key given as str or bytes.
+pub fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = key.downcast::<PyString>() {
+        Ok(s.to_cow()?.as_bytes().to_vec())
+    } else if let Ok(b) = key.downcast::<PyBytes>() {
+        Ok(b.as_bytes().to_vec())
+    } else {
+        Err(PyTypeError::new_err(format!("keys are str or bytes, not {}", key.get_type().name()?)))
+    }
+}
+
+fn typenum(dtype: Dtype) -> Option<NPY_TYPES> {
+    Some(match dtype {
+        Dtype::BOOL => NPY_TYPES::NPY_BOOL,
+        Dtype::U8 => NPY_TYPES::NPY_UBYTE,
+        Dtype::I8 => NPY_TYPES::NPY_BYTE,
+        Dtype::U16 => NPY_TYPES::NPY_USHORT,
+        Dtype::I16 => NPY_TYPES::NPY_SHORT,
+        Dtype::U32 => NPY_TYPES::NPY_UINT,
+        Dtype::I32 => NPY_TYPES::NPY_INT,
+        Dtype::U64 => NPY_TYPES::NPY_ULONGLONG,
+        Dtype::I64 => NPY_TYPES::NPY_LONGLONG,
+        Dtype::F16 => NPY_TYPES::NPY_HALF,
+        Dtype::F32 => NPY_TYPES::NPY_FLOAT,
+        Dtype::F64 => NPY_TYPES::NPY_DOUBLE,
+        _ => return None,
+    })
+}
+
+#[cfg(target_endian = "big")]
+compile_error!("rico's zero-copy views assume a little-endian machine (safetensors is little-endian)");
+
+/// A read-only numpy array over `bytes` whose base object is `owner`.
+///
+/// # Safety
+/// `bytes` must stay valid and unchanged while `owner` lives, and hold exactly
+/// product(shape) x itemsize bytes of `dtype`.
+unsafe fn view<'py>(
+    py: Python<'py>,
+    owner: &Py<SnapshotOwner>,
+    dtype: NPY_TYPES,
+    shape: &[usize],
+    bytes: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+    let subtype = PY_ARRAY_API.get_type_object(py, NpyTypes::PyArray_Type);
+    // flags without NPY_ARRAY_WRITEABLE: the array is read-only; numpy works out alignment itself.
+    let raw = PY_ARRAY_API.PyArray_New(
+        py,
+        subtype,
+        dims.len() as c_int,
+        dims.as_mut_ptr(),
+        dtype as c_int,
+        std::ptr::null_mut(),
+        bytes.as_ptr() as *mut c_void,
+        0,
+        NPY_ARRAY_C_CONTIGUOUS,
+        std::ptr::null_mut(),
+    );
+    let array = Bound::from_owned_ptr_or_err(py, raw)?;
+    // SetBaseObject steals a reference to the owner.
+    if PY_ARRAY_API.PyArray_SetBaseObject(py, raw as *mut _, owner.clone_ref(py).into_ptr()) != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(array)
+}
+
+fn parse_dtype(dtype: &str) -> PyResult<bool> {
+    match dtype {
+        "float32" => Ok(false),
+        "float64" => Ok(true),
+        other => Err(to_py_err(rico_core::Error::usage(format!(
+            "dtype {other:?} is not supported for batches; use \"float32\" or \"float64\""
+        )))),
+    }
+}
+
+fn batch_spec(
+    bands: Vec<String>,
+    size: Option<usize>,
+    resample: &str,
+    mean: Option<Vec<f64>>,
+    std: Option<Vec<f64>>,
+) -> PyResult<BatchSpec> {
+    let spec = BatchSpec { bands, size, resample: Resample::parse(resample).map_err(to_py_err)?, mean, std };
+    spec.validate().map_err(to_py_err)?;
+    Ok(spec)
+}
+
+#[pymethods]
+impl Database {
+    #[new]
+    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let inner = py.allow_threads(|| reader::Database::open(&path)).map_err(to_py_err)?;
+        let owner = Py::new(py, SnapshotOwner { _snapshot: inner.snapshot().clone() })?;
+        Ok(Database { inner: Arc::new(inner), owner })
+    }
+
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.inner.len().map_err(to_py_err)? as usize)
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = key_bytes(key)?;
+        Ok(self.inner.get(&key).map_err(to_py_err)?.is_some())
+    }
+
+    /// Every key, sorted, as str (bytes where a key is not UTF-8).
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let keys = py.allow_threads(|| self.inner.keys()).map_err(to_py_err)?;
+        let list = PyList::empty(py);
+        for k in keys {
+            match String::from_utf8(k) {
+                Ok(s) => list.append(s)?,
+                Err(e) => list.append(PyBytes::new(py, e.as_bytes()))?,
+            }
+        }
+        Ok(list)
+    }
+
+    /// `{band: read-only view}` of the record `key`; KeyError if there is none.
+    fn record<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let k = key_bytes(key)?;
+        let (value, tensors) = match self.inner.record(&k).map_err(to_py_err)? {
+            Some(r) => r,
+            None => return Err(PyKeyError::new_err(key.clone().unbind())),
+        };
+        let out = PyDict::new(py);
+        for t in tensors {
+            let dtype = typenum(t.dtype).ok_or_else(|| {
+                to_py_err(rico_core::Error::data(format!(
+                    "record {:?}: band {} has dtype {:?}, which numpy cannot view",
+                    String::from_utf8_lossy(&k),
+                    t.name,
+                    t.dtype
+                )))
+            })?;
+            // SAFETY: parse_record proved start..end lies in the value and matches dtype x shape;
+            // the value lives in the snapshot's map, kept alive by `owner` for the view's life.
+            let array = unsafe { view(py, &self.owner, dtype, &t.shape, &value[t.start..t.end])? };
+            out.set_item(t.name, array)?;
+        }
+        Ok(out)
+    }
+
+    /// The raw safetensors bytes of `key` (a copy), or None.
+    fn raw<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let k = key_bytes(key)?;
+        Ok(self.inner.get(&k).map_err(to_py_err)?.map(|v| PyBytes::new(py, v)))
+    }
+
+    /// Stacks bands of `keys` into an (N, C, H, W) array; see `rico.Dataset.batch`.
+    #[pyo3(signature = (keys, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn batch<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<Bound<'py, PyAny>>,
+        bands: Vec<String>,
+        size: Option<usize>,
+        resample: &str,
+        dtype: &str,
+        mean: Option<Vec<f64>>,
+        std: Option<Vec<f64>>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(key_bytes).collect::<PyResult<_>>()?;
+        let spec = batch_spec(bands, size, resample, mean, std)?;
+        let wide = parse_dtype(dtype)?;
+        let db = &*self.inner;
+        let (h, w) = py.allow_threads(|| batch::batch_shape(db, &keys, &spec)).map_err(to_py_err)?;
+        let dims = [keys.len(), spec.bands.len(), h, w];
+        macro_rules! fill {
+            ($t:ty) => {{
+                let array = PyArray4::<$t>::zeros(py, dims, false);
+                let len = array.len();
+                let ptr = array.data() as usize;
+                py.allow_threads(|| {
+                    // SAFETY: the array is new, C-contiguous, `len` elements, referenced by nobody
+                    // else while we fill it (we hold the only reference; the GIL is released but
+                    // no Python code can reach it).
+                    let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut $t, len) };
+                    batch::assemble(db, &keys, &spec, (h, w), out, threads)
+                })
+                .map_err(to_py_err)?;
+                array.into_any()
+            }};
+        }
+        Ok(if wide { fill!(f64) } else { fill!(f32) })
+    }
+}
+
+enum Buffer {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+type Produced = rico_core::Result<(Buffer, [usize; 4])>;
+
+/// Assembles batches in a background thread, `prefetch` ahead of the consumer.
+#[pyclass(module = "rico._rico")]
+pub struct Prefetcher {
+    receiver: Mutex<Receiver<Produced>>,
+}
+
+#[pymethods]
+impl Prefetcher {
+    #[new]
+    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        database: &Database,
+        batches: Vec<Vec<Bound<'_, PyAny>>>,
+        bands: Vec<String>,
+        size: Option<usize>,
+        resample: &str,
+        dtype: &str,
+        mean: Option<Vec<f64>>,
+        std: Option<Vec<f64>>,
+        threads: Option<usize>,
+        prefetch: usize,
+    ) -> PyResult<Self> {
+        let batches: Vec<Vec<Vec<u8>>> =
+            batches.iter().map(|b| b.iter().map(key_bytes).collect::<PyResult<_>>()).collect::<PyResult<_>>()?;
+        let spec = batch_spec(bands, size, resample, mean, std)?;
+        let wide = parse_dtype(dtype)?;
+        let db = database.inner.clone();
+        let (sender, receiver) = sync_channel::<Produced>(prefetch.max(1));
+        std::thread::Builder::new()
+            .name("rico-loader".into())
+            .spawn(move || {
+                for keys in batches {
+                    let produced = (|| {
+                        let (h, w) = batch::batch_shape(&db, &keys, &spec)?;
+                        let dims = [keys.len(), spec.bands.len(), h, w];
+                        let n = dims.iter().product();
+                        let buffer = if wide {
+                            let mut out = vec![0f64; n];
+                            batch::assemble(&db, &keys, &spec, (h, w), &mut out, threads)?;
+                            Buffer::F64(out)
+                        } else {
+                            let mut out = vec![0f32; n];
+                            batch::assemble(&db, &keys, &spec, (h, w), &mut out, threads)?;
+                            Buffer::F32(out)
+                        };
+                        Ok((buffer, dims))
+                    })();
+                    let failed = produced.is_err();
+                    // The consumer went away (loop broken, loader dropped): stop working.
+                    if sender.send(produced).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the loader thread: {e}")))?;
+        Ok(Prefetcher { receiver: Mutex::new(receiver) })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let received = py.allow_threads(|| {
+            let receiver = self.receiver.lock().unwrap_or_else(|p| p.into_inner());
+            receiver.recv()
+        });
+        let Ok(produced) = received else { return Ok(None) }; // all batches delivered
+        let (buffer, dims) = produced.map_err(to_py_err)?;
+        // The Vec moves into numpy without a copy.
+        let array = match buffer {
+            Buffer::F32(v) => PyArray1::from_vec(py, v).reshape(dims)?.into_any(),
+            Buffer::F64(v) => v.into_pyarray(py).reshape(dims)?.into_any(),
+        };
+        Ok(Some(array))
+    }
+}

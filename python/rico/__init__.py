@@ -129,7 +129,7 @@ def convert(
     )
     return ConvertSummary(**summary)
 
-from .dataset import Dataset, open  # noqa: E402
+from .dataset import Dataset, info, open  # noqa: E402
 from .loader import Loader, load_labels  # noqa: E402
 
-__all__ += ["Dataset", "Loader", "load_labels", "open"]
+__all__ += ["Dataset", "Loader", "info", "load_labels", "open"]

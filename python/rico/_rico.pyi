@@ -46,3 +46,54 @@ def datasets() -> dict[str, list[str]]:
 
 def main(argv: list[str]) -> int:
     """Run the ``rico`` command line; returns the exit code."""
+
+class SnapshotOwner:
+    """Keeps a database snapshot alive while views point into it (the base of every view)."""
+
+class Database:
+    """A database opened read-only; the Python face is :class:`rico.Dataset`."""
+
+    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    @property
+    def path(self) -> str: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: Union[str, bytes]) -> bool: ...
+    def keys(self) -> list[Union[str, bytes]]:
+        """Every key, sorted; str where the key is UTF-8."""
+    def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
+        """``{band: read-only view}``; ``KeyError`` if absent, ``DataError`` if corrupt."""
+    def raw(self, key: Union[str, bytes]) -> Optional[bytes]:
+        """The record's safetensors bytes (a copy)."""
+    def summary(self, sample: int = 64) -> dict[str, Any]:
+        """Records, size, bands with dtypes and shapes."""
+    def batch(
+        self,
+        keys: list[Union[str, bytes]],
+        bands: list[str],
+        size: Optional[int] = None,
+        resample: str = "nearest",
+        dtype: str = "float32",
+        mean: Optional[list[float]] = None,
+        std: Optional[list[float]] = None,
+        threads: Optional[int] = None,
+    ) -> npt.NDArray[np.floating[Any]]:
+        """An ``(N, C, H, W)`` batch assembled in Rust."""
+
+class Prefetcher:
+    """Batches assembled ahead by a Rust thread; iterate to receive them in order."""
+
+    def __init__(
+        self,
+        database: Database,
+        batches: list[list[Union[str, bytes]]],
+        bands: list[str],
+        size: Optional[int] = None,
+        resample: str = "nearest",
+        dtype: str = "float32",
+        mean: Optional[list[float]] = None,
+        std: Optional[list[float]] = None,
+        threads: Optional[int] = None,
+        prefetch: int = 2,
+    ) -> None: ...
+    def __iter__(self) -> "Prefetcher": ...
+    def __next__(self) -> npt.NDArray[np.floating[Any]]: ...

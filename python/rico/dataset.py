@@ -123,6 +123,15 @@ class Dataset:
             threads,
         )
 
+    def info(self, sample: int = 64) -> dict:
+        """Records, size in bytes, whether sharded, and ``{band: {"dtype", "shapes"}}`` from
+        up to ``sample`` records spread over the keys (what ``rico info PATH`` prints).
+
+        >>> rico.open("BigEarthNet.lmdb").info()["records"]  # doctest: +SKIP
+        549488
+        """
+        return dict(self.db.summary(sample))
+
     def bands(self) -> list[str]:
         """Band names of the first record (empty for an empty database)."""
         keys = self.keys()
@@ -131,6 +140,12 @@ class Dataset:
     def __repr__(self) -> str:
         state = "closed" if self._db is None else f"{len(self)} records"
         return f"rico.Dataset({self._path!r}, {state})"
+
+
+def info(path: Union[str, "os.PathLike[str]"], sample: int = 64) -> dict:
+    """Describe the database at ``path``; see :meth:`Dataset.info`."""
+    with Dataset(path) as ds:
+        return ds.info(sample)
 
 
 def open(path: Union[str, "os.PathLike[str]"]) -> Dataset:  # noqa: A001 - the rasterio idiom

@@ -60,6 +60,15 @@ fn dataset_command(preset: &Preset) -> Command {
                 .help(source.help),
         );
     }
+    for param in &preset.params {
+        cmd = cmd.arg(
+            Arg::new(param.flag)
+                .long(param.flag)
+                .value_name(param.value_name)
+                .required(param.required)
+                .help(param.help),
+        );
+    }
     common_args(cmd)
 }
 
@@ -79,7 +88,29 @@ pub fn command() -> Command {
     for preset in presets() {
         cmd = cmd.subcommand(dataset_command(&preset));
     }
-    cmd
+    cmd.subcommand(
+        Command::new("info")
+            .about("Describe a converted database: records, size, bands with dtypes and shapes")
+            .arg(Arg::new("path").value_name("PATH").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
+            .arg(
+                Arg::new("sample")
+                    .long("sample")
+                    .value_name("N")
+                    .default_value("64")
+                    .value_parser(value_parser!(usize))
+                    .help("Records whose headers are read to list bands and shapes"),
+            )
+            .after_help(EXIT_CODES),
+    )
+}
+
+fn run_info(matches: &ArgMatches) -> Result<(), Error> {
+    let path = matches.get_one::<PathBuf>("path").cloned().unwrap_or_default();
+    let sample = matches.get_one::<usize>("sample").copied().unwrap_or(64);
+    let db = rico_core::reader::Database::open(&path)?;
+    let summary = rico_core::reader::summarize(&db, sample)?;
+    print!("{}", summary.text(&path));
+    Ok(())
 }
 
 fn run_dataset(name: &str, matches: &ArgMatches) -> Result<(), Error> {
@@ -90,8 +121,15 @@ fn run_dataset(name: &str, matches: &ArgMatches) -> Result<(), Error> {
             sources.push((source.flag.to_string(), dir.clone()));
         }
     }
+    let mut params = Vec::new();
+    for param in &preset.params {
+        if let Some(value) = matches.get_one::<String>(param.flag) {
+            params.push((param.flag.to_string(), value.clone()));
+        }
+    }
     let quiet = matches.get_flag("quiet");
     let options = ConvertOptions {
+        params,
         threads: matches.get_one::<usize>("threads").copied(),
         resume: matches.get_flag("resume"),
         skip_invalid: matches.get_flag("skip-invalid"),
@@ -122,7 +160,8 @@ where
         }
     };
     let Some((name, sub)) = matches.subcommand() else { return 2 };
-    match run_dataset(name, sub) {
+    let result = if name == "info" { run_info(sub) } else { run_dataset(name, sub) };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

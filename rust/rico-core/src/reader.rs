@@ -184,3 +184,96 @@ mod tests {
         }
     }
 }
+
+/// What `rico info` reports about a database.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub records: u64,
+    /// Size of `data.mdb` in bytes.
+    pub bytes: u64,
+    /// `(band, dtype, shapes seen)` over the sampled records, sorted by band name.
+    pub bands: Vec<(String, String, Vec<Vec<usize>>)>,
+    /// Records whose headers were read.
+    pub sampled: u64,
+    pub sharded: bool,
+}
+
+impl Summary {
+    /// Human-readable lines, as `rico info` prints them.
+    pub fn text(&self, path: &Path) -> String {
+        let mut s = format!(
+            "{}\n  records: {}\n  size:    {:.1} MB\n  sharded: {}\n  bands (from {} sampled records):\n",
+            path.display(),
+            self.records,
+            self.bytes as f64 / 1e6,
+            if self.sharded { "yes" } else { "no" },
+            self.sampled
+        );
+        for (name, dtype, shapes) in &self.bands {
+            let shapes: Vec<String> =
+                shapes.iter().map(|sh| sh.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")).collect();
+            s.push_str(&format!("    {name:<12} {dtype:<8} {}\n", shapes.join(", ")));
+        }
+        s
+    }
+}
+
+/// Records, size and bands (dtype, shapes) from up to `sample` records spread over the keys.
+pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
+    let records = db.len()?;
+    let bytes = std::fs::metadata(db.path().join("data.mdb")).map(|m| m.len()).unwrap_or(0);
+    let step = (records as usize / sample.max(1)).max(1);
+    let mut bands: std::collections::BTreeMap<String, (String, Vec<Vec<usize>>)> = Default::default();
+    let mut sampled = 0u64;
+    let mut index = 0usize;
+    let mut failure = None;
+    db.snapshot()
+        .for_each(|k, v| {
+            if index % step == 0 && (sampled as usize) < sample.max(1) {
+                match parse_record(k, v) {
+                    Ok(tensors) => {
+                        sampled += 1;
+                        for t in tensors {
+                            let entry = bands.entry(t.name).or_insert_with(|| (format!("{:?}", t.dtype), Vec::new()));
+                            if !entry.1.contains(&t.shape) {
+                                entry.1.push(t.shape);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+            }
+            index += 1;
+            true
+        })
+        .map_err(|e| db.lmdb_err(e))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let bands = bands
+        .into_iter()
+        .map(|(name, (dtype, shapes))| {
+            let numpy = rico_raster::DType::from_numpy_name(&numpy_name(&dtype)).map_or(dtype.clone(), |d| d.to_string());
+            (name, numpy, shapes)
+        })
+        .collect();
+    Ok(Summary { records, bytes, bands, sampled, sharded: false })
+}
+
+fn numpy_name(safetensors_dtype: &str) -> String {
+    match safetensors_dtype {
+        "U8" => "uint8",
+        "I8" => "int8",
+        "U16" => "uint16",
+        "I16" => "int16",
+        "U32" => "uint32",
+        "I32" => "int32",
+        "F32" => "float32",
+        "F64" => "float64",
+        other => other,
+    }
+    .to_string()
+}

@@ -179,6 +179,29 @@ impl Database {
         Ok(out)
     }
 
+    /// Records, size, bands (dtype, shapes) from up to `sample` records; see `rico.info`.
+    #[pyo3(signature = (sample=64))]
+    fn summary<'py>(&self, py: Python<'py>, sample: usize) -> PyResult<Bound<'py, PyDict>> {
+        let db = &*self.inner;
+        let summary = py.allow_threads(|| reader::summarize(db, sample)).map_err(to_py_err)?;
+        let out = PyDict::new(py);
+        out.set_item("path", db.path().to_path_buf())?;
+        out.set_item("records", summary.records)?;
+        out.set_item("bytes", summary.bytes)?;
+        out.set_item("sharded", summary.sharded)?;
+        out.set_item("sampled", summary.sampled)?;
+        let bands = PyDict::new(py);
+        for (name, dtype, shapes) in &summary.bands {
+            let entry = PyDict::new(py);
+            entry.set_item("dtype", dtype)?;
+            entry.set_item("shapes", shapes.iter().map(|s| pyo3::types::PyTuple::new(py, s)).collect::<PyResult<Vec<_>>>()?)?;
+            bands.set_item(name, entry)?;
+        }
+        out.set_item("bands", bands)?;
+        out.set_item("text", summary.text(db.path()))?;
+        Ok(out)
+    }
+
     /// The raw safetensors bytes of `key` (a copy), or None.
     fn raw<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let k = key_bytes(key)?;

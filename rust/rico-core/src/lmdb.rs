@@ -389,6 +389,14 @@ impl Snapshot {
         result
     }
 
+    /// The greatest key, if any.
+    pub fn last_key(&self) -> LmdbResult<Option<Vec<u8>>> {
+        let txn = WriteTxn { env: &self.env, raw: self.raw };
+        let result = txn.last_key();
+        std::mem::forget(txn); // still owned by the Snapshot (last_key only reads)
+        result
+    }
+
     /// Number of records.
     pub fn len(&self) -> LmdbResult<u64> {
         // SAFETY: plain out-parameter.

@@ -48,10 +48,27 @@ pub fn parse_record(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
     Ok(out)
 }
 
-/// A database opened for reading (one LMDB directory).
+/// Name of the manifest at the root of a sharded dataset.
+pub const MANIFEST: &str = "rico-manifest.json";
+
+/// One LMDB directory of a database, with the range of its keys.
+pub struct Shard {
+    pub path: PathBuf,
+    pub snapshot: Snapshot,
+    pub first: Vec<u8>,
+    pub last: Vec<u8>,
+}
+
+/// The shards of an open database. Everything that points into a shard's memory map holds an
+/// `Arc` to this, so the maps stay valid as long as any view lives.
+pub struct Shards(pub Vec<Shard>);
+
+/// A database opened for reading: one LMDB directory, or a sharded dataset (a directory with
+/// `rico-manifest.json` and one LMDB directory per shard) that behaves as one.
 pub struct Database {
     path: PathBuf,
-    snapshot: Arc<Snapshot>,
+    shards: Arc<Shards>,
+    sharded: bool,
 }
 
 /// One environment per path and process: LMDB forbids opening the same environment twice in
@@ -78,21 +95,64 @@ fn open_env(path: &Path) -> Result<Arc<Env>> {
     Ok(env)
 }
 
+fn open_shard(path: &Path) -> Result<Shard> {
+    let env = open_env(path)?;
+    let snapshot = Snapshot::new(env).map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
+    let (mut first, mut last) = (None, None);
+    snapshot
+        .for_each(|k, _| {
+            first = Some(k.to_vec());
+            false
+        })
+        .map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
+    if first.is_some() {
+        last = snapshot.last_key().map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
+    }
+    Ok(Shard { path: path.to_path_buf(), snapshot, first: first.unwrap_or_default(), last: last.unwrap_or_default() })
+}
+
+/// The shard directories a manifest lists, in order.
+pub fn manifest_shards(root: &Path) -> Result<Vec<PathBuf>> {
+    let path = root.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::usage(format!("cannot read the manifest: {e}")).at(&path))?;
+    let bad = |what: &str| Error::data(format!("invalid manifest: {what}")).at(&path);
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let shards = json.get("shards").and_then(|s| s.as_array()).ok_or_else(|| bad("no \"shards\" list"))?;
+    shards
+        .iter()
+        .map(|s| {
+            let rel = s.get("path").and_then(|p| p.as_str()).ok_or_else(|| bad("a shard has no \"path\""))?;
+            if rel.contains("..") || Path::new(rel).is_absolute() {
+                return Err(bad("shard paths must lie inside the dataset directory"));
+            }
+            Ok(root.join(rel))
+        })
+        .collect()
+}
+
 impl Database {
-    /// Opens the LMDB directory at `path` read-only, at its latest committed state.
+    /// Opens the database at `path` read-only, at its latest committed state.
     pub fn open(path: &Path) -> Result<Database> {
-        let env = open_env(path)?;
-        let snapshot = Snapshot::new(env).map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
-        Ok(Database { path: path.to_path_buf(), snapshot: Arc::new(snapshot) })
+        if path.join(MANIFEST).is_file() {
+            let shards = manifest_shards(path)?.iter().map(|p| open_shard(p)).collect::<Result<Vec<_>>>()?;
+            return Ok(Database { path: path.to_path_buf(), shards: Arc::new(Shards(shards)), sharded: true });
+        }
+        let shard = open_shard(path)?;
+        Ok(Database { path: path.to_path_buf(), shards: Arc::new(Shards(vec![shard])), sharded: false })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The snapshot; values it returns stay valid as long as an `Arc` to it lives.
-    pub fn snapshot(&self) -> &Arc<Snapshot> {
-        &self.snapshot
+    /// True for a sharded dataset.
+    pub fn is_sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// The shards; values this database returns stay valid as long as an `Arc` to them lives.
+    pub fn shards(&self) -> &Arc<Shards> {
+        &self.shards
     }
 
     fn lmdb_err(&self, e: crate::lmdb::LmdbError) -> Error {
@@ -101,28 +161,60 @@ impl Database {
 
     /// Number of records.
     pub fn len(&self) -> Result<u64> {
-        self.snapshot.len().map_err(|e| self.lmdb_err(e))
+        let mut n = 0;
+        for shard in &self.shards.0 {
+            n += shard.snapshot.len().map_err(|e| self.lmdb_err(e))?;
+        }
+        Ok(n)
     }
 
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
-    /// The raw value of `key`.
+    /// The raw value of `key`, from the shard whose key range holds it.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
-        self.snapshot.get(key).map_err(|e| self.lmdb_err(e))
+        for shard in &self.shards.0 {
+            // Shards are cut by source order, so key ranges may overlap: try every candidate.
+            if self.sharded && (key < shard.first.as_slice() || key > shard.last.as_slice()) {
+                continue;
+            }
+            if let Some(v) = shard.snapshot.get(key).map_err(|e| self.lmdb_err(e))? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
     }
 
     /// Every key, sorted (LMDB's byte order).
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
         let mut keys = Vec::new();
-        self.snapshot
-            .for_each(|k, _| {
-                keys.push(k.to_vec());
-                true
-            })
-            .map_err(|e| self.lmdb_err(e))?;
+        self.for_each(|k, _| {
+            keys.push(k.to_vec());
+            true
+        })?;
+        if self.sharded {
+            keys.sort_unstable();
+        }
         Ok(keys)
+    }
+
+    /// Every record, shard after shard (each in key order), until `visit` returns false.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut go_on = true;
+        for shard in &self.shards.0 {
+            shard
+                .snapshot
+                .for_each(|k, v| {
+                    go_on = visit(k, v);
+                    go_on
+                })
+                .map_err(|e| self.lmdb_err(e))?;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The validated tensors of `key`'s record with its value, or `None` if there is no such key.
@@ -221,14 +313,13 @@ impl Summary {
 /// Records, size and bands (dtype, shapes) from up to `sample` records spread over the keys.
 pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     let records = db.len()?;
-    let bytes = std::fs::metadata(db.path().join("data.mdb")).map(|m| m.len()).unwrap_or(0);
+    let bytes = db.shards().0.iter().map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len())).sum();
     let step = (records as usize / sample.max(1)).max(1);
     let mut bands: std::collections::BTreeMap<String, (String, Vec<Vec<usize>>)> = Default::default();
     let mut sampled = 0u64;
     let mut index = 0usize;
     let mut failure = None;
-    db.snapshot()
-        .for_each(|k, v| {
+    db.for_each(|k, v| {
             if index % step == 0 && (sampled as usize) < sample.max(1) {
                 match parse_record(k, v) {
                     Ok(tensors) => {
@@ -248,8 +339,7 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
             }
             index += 1;
             true
-        })
-        .map_err(|e| db.lmdb_err(e))?;
+        })?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -260,7 +350,7 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
             (name, numpy, shapes)
         })
         .collect();
-    Ok(Summary { records, bytes, bands, sampled, sharded: false })
+    Ok(Summary { records, bytes, bands, sampled, sharded: db.is_sharded() })
 }
 
 fn numpy_name(safetensors_dtype: &str) -> String {

@@ -10,7 +10,6 @@ use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use rico_core::batch::{self, BatchSpec, Resample};
-use rico_core::lmdb::Snapshot;
 use rico_core::reader;
 use safetensors::tensor::Dtype;
 
@@ -19,7 +18,7 @@ use crate::to_py_err;
 /// Keeps a snapshot (and so the memory map) alive while numpy views point into it.
 #[pyclass(frozen, module = "rico._rico")]
 pub struct SnapshotOwner {
-    _snapshot: Arc<Snapshot>,
+    _shards: Arc<reader::Shards>,
 }
 
 /// A read-only database; see `rico.open`.
@@ -123,7 +122,7 @@ impl Database {
     #[new]
     fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
         let inner = py.allow_threads(|| reader::Database::open(&path)).map_err(to_py_err)?;
-        let owner = Py::new(py, SnapshotOwner { _snapshot: inner.snapshot().clone() })?;
+        let owner = Py::new(py, SnapshotOwner { _shards: inner.shards().clone() })?;
         Ok(Database { inner: Arc::new(inner), owner })
     }
 

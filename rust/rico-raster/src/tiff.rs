@@ -1,0 +1,591 @@
+//! TIFF / BigTIFF decoder producing exactly what `rasterio.open(path).read()` returns for
+//! GeoTIFFs as GDAL writes them.
+//!
+//! Supported: classic TIFF and BigTIFF, little- and big-endian; strips and tiles (partial edge
+//! tiles, tiles larger than the image, partial last strips, sparse blocks); PlanarConfiguration 1
+//! (pixel-interleaved) and 2 (band-separate); compression none, LZW, deflate (8 and 32946), zstd
+//! and PackBits; predictor 1, 2 (horizontal) and 3 (floating point); 8/16/32/64-bit samples as
+//! uint8, int8, uint16, int16, uint32, int32, float32, float64; any number of samples per pixel.
+//! Sparse blocks (byte count 0) read as the GDAL_NODATA value, else 0, as in GDAL.
+//! Only the first IFD (the full-resolution image) is decoded; overviews and masks are ignored,
+//! so no IFD chain is followed.
+//!
+//! Everything else (JPEG, LERC, WebP, ... compression; 1/4/12-bit, 16-bit float, 64-bit integer
+//! or complex samples; YCbCr, CMYK and CIELab images, which GDAL converts to RGB) is reported as
+//! [`ErrorKind::Unsupported`], never decoded wrongly.
+//!
+//! The decoder is written for hostile input: every offset is bounds-checked, all size arithmetic
+//! is overflow-checked and compared with the limits below *before* anything is allocated, and
+//! decompression stops at the expected size. `parse` also checks every strip/tile against the
+//! file: one past the end, or too small to expand to its decoded size even at its codec's maximum
+//! ratio, is `Corrupt` before any buffer is sized for it. zstd frames needing a window over 128 MiB
+//! are refused, as libzstd (and so GDAL) refuses them.
+//!
+//! Per strip/tile only the rows inside the image are decoded (tiles larger than the image stop
+//! early), into one reused scratch buffer; uncompressed little-endian data is copied straight
+//! from the file.
+
+mod codec;
+mod ifd;
+mod predictor;
+
+use codec::{Compression, Decoders};
+use ifd::{Bytes, Entry, UintArray};
+
+use crate::{DType, ErrorKind, Raster, RasterError, RasterInfo, Result};
+
+/// Largest accepted image width, height, tile width or tile height (pixels).
+pub const MAX_DIMENSION: u64 = 1 << 20;
+/// Largest accepted SamplesPerPixel (bands).
+pub const MAX_BANDS: u64 = 65535;
+/// Largest accepted decoded image (all bands), and largest decode buffer for one strip/tile.
+pub const MAX_DECODED_BYTES: u64 = 4 << 30;
+/// Most entries accepted in an IFD (as libtiff's directory sanity check).
+pub const MAX_IFD_ENTRIES: u64 = 4096;
+
+/// True when `bytes` starts with a classic TIFF or BigTIFF signature.
+pub fn is_tiff(bytes: &[u8]) -> bool {
+    bytes.len() >= 4
+        && (bytes[..4] == *b"II*\0" || bytes[..4] == *b"MM\0*" || bytes[..4] == *b"II+\0" || bytes[..4] == *b"MM\0+")
+}
+
+/// Decodes the first image of a TIFF file into a band-sequential little-endian [`Raster`].
+pub fn decode(bytes: &[u8]) -> Result<Raster> {
+    let image = TiffImage::parse(bytes)?;
+    let info = image.info();
+    // Validated against MAX_DECODED_BYTES by `parse`; zeroed allocation is lazy on most systems.
+    let mut data = vec![0u8; image.decoded_len];
+    image.decode_into(&mut data)?;
+    Ok(Raster { info, data })
+}
+
+fn too_large(message: String) -> RasterError {
+    RasterError::new(ErrorKind::TooLarge, message)
+}
+
+/// A parsed, validated TIFF image, borrowing the file bytes; decode it with [`TiffImage::decode_into`].
+#[derive(Debug)]
+pub struct TiffImage<'a> {
+    bytes: Bytes<'a>,
+    width: usize,
+    height: usize,
+    bands: usize,
+    dtype: DType,
+    compression: Compression,
+    predictor: Predictor,
+    /// PlanarConfiguration 2 with more than one band: blocks hold one band each.
+    separate: bool,
+    tiled: bool,
+    block_width: usize,
+    block_height: usize,
+    blocks_across: usize,
+    blocks_down: usize,
+    offsets: UintArray<'a>,
+    /// `None` only for uncompressed strips without StripByteCounts (each is then a full strip).
+    byte_counts: Option<UintArray<'a>>,
+    /// The value GDAL fills sparse (never written) blocks with: GDAL_NODATA, else zero.
+    fill: [u8; 8],
+    decoded_len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Predictor {
+    None,
+    Horizontal,
+    Float,
+}
+
+/// Reads an optional scalar tag, `default` when absent.
+fn scalar(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64) -> Result<u64> {
+    entry.map_or(Ok(default), |e| e.uint(bytes))
+}
+
+/// Reads a per-sample tag (BitsPerSample, SampleFormat) whose values must all be equal.
+fn per_sample(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64, what: &str) -> Result<u64> {
+    let Some(entry) = entry else { return Ok(default) };
+    let values = entry.uints(bytes)?;
+    let first = values.get(0).ok_or_else(|| RasterError::corrupt(format!("TIFF {what} tag has no value")))?;
+    if values.iter().any(|v| v != first) {
+        return Err(RasterError::unsupported(format!(
+            "TIFF with a different {what} per band; rico needs one {what} for all bands"
+        )));
+    }
+    Ok(first)
+}
+
+fn dimension(bytes: &Bytes<'_>, entry: Option<Entry>, what: &str) -> Result<usize> {
+    let entry = entry.ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {what} tag")))?;
+    let value = entry.uint(bytes)?;
+    if value == 0 {
+        return Err(RasterError::corrupt(format!("TIFF {what} is zero")));
+    }
+    if value > MAX_DIMENSION {
+        return Err(too_large(format!("TIFF {what} {value} exceeds rico's limit of {MAX_DIMENSION}")));
+    }
+    Ok(value as usize) // <= 2^20: fits any usize rico runs on
+}
+
+fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
+    Ok(match (sample_format, bits) {
+        // 4 (void) is read as unsigned by GDAL.
+        (1 | 4, 8) => DType::U8,
+        (2, 8) => DType::I8,
+        (1 | 4, 16) => DType::U16,
+        (2, 16) => DType::I16,
+        (1 | 4, 32) => DType::U32,
+        (2, 32) => DType::I32,
+        (3, 32) => DType::F32,
+        (3, 64) => DType::F64,
+        (1 | 2 | 4, 64) => return Err(RasterError::unsupported("unsupported TIFF sample type: 64-bit integers")),
+        (3, b) => return Err(RasterError::unsupported(format!("unsupported TIFF sample type: {b}-bit floats"))),
+        (5 | 6, _) => return Err(RasterError::unsupported("unsupported TIFF sample type: complex numbers")),
+        (1 | 2 | 4, b) => {
+            return Err(RasterError::unsupported(format!(
+                "unsupported TIFF sample type: {b} bits per sample; rico decodes 8, 16, 32 and 64"
+            )))
+        }
+        (f, _) => return Err(RasterError::corrupt(format!("invalid TIFF SampleFormat {f}"))),
+    })
+}
+
+/// Parses GDAL_NODATA and converts it to a sample the way GDAL fills sparse blocks
+/// (GDALCopyWords from double: round to nearest, clamp to the type's range, NaN -> 0).
+fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    let Some(raw) = entry.and_then(|e| e.raw(bytes).ok()) else { return out };
+    let Some(value) = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).parse::<f64>().ok())
+    else {
+        return out;
+    };
+    let int = |min: f64, max: f64| if value.is_nan() { 0.0 } else { value.round().clamp(min, max) };
+    match dtype {
+        DType::U8 => out[0] = int(0.0, 255.0) as u8,
+        DType::I8 => out[0] = (int(-128.0, 127.0) as i8) as u8,
+        DType::U16 => out[..2].copy_from_slice(&(int(0.0, 65535.0) as u16).to_le_bytes()),
+        DType::I16 => out[..2].copy_from_slice(&(int(-32768.0, 32767.0) as i16).to_le_bytes()),
+        DType::U32 => out[..4].copy_from_slice(&(int(0.0, u32::MAX as f64) as u32).to_le_bytes()),
+        DType::I32 => out[..4].copy_from_slice(&(int(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes()),
+        DType::F32 => out[..4].copy_from_slice(&(value as f32).to_le_bytes()),
+        DType::F64 => out = value.to_le_bytes(),
+    }
+    out
+}
+
+impl<'a> TiffImage<'a> {
+    /// Parses the header and first IFD and validates every size and strip/tile location, so
+    /// that decoding can only fail on bad compressed data.
+    pub fn parse(data: &'a [u8]) -> Result<TiffImage<'a>> {
+        let header = ifd::parse_header(data)?;
+        let bytes = Bytes { data, big_endian: header.big_endian };
+        let tags = ifd::read_first_ifd(&bytes, &header)?;
+
+        let width = dimension(&bytes, tags.image_width, "ImageWidth")?;
+        let height = dimension(&bytes, tags.image_length, "ImageLength")?;
+        let bands = scalar(&bytes, tags.samples_per_pixel, 1)?;
+        if bands == 0 {
+            return Err(RasterError::corrupt("TIFF SamplesPerPixel is zero"));
+        }
+        if bands > MAX_BANDS {
+            return Err(too_large(format!("TIFF SamplesPerPixel {bands} exceeds rico's limit of {MAX_BANDS}")));
+        }
+        let bands = bands as usize;
+
+        let compression = Compression::from_code(scalar(&bytes, tags.compression, 1)?)?;
+        match scalar(&bytes, tags.photometric, 1)? {
+            // GDAL converts these to RGB(A) instead of returning the stored samples.
+            5 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: CMYK (Separated)")),
+            6 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: YCbCr")),
+            8..=10 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: CIELab")),
+            32844 | 32845 => {
+                return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: LogL/LogLuv"))
+            }
+            _ => {}
+        }
+        let bits = per_sample(&bytes, tags.bits_per_sample, 1, "BitsPerSample")?;
+        let sample_format = per_sample(&bytes, tags.sample_format, 1, "SampleFormat")?;
+        let dtype = dtype_for(sample_format, bits)?;
+        let size = dtype.size();
+
+        let separate = match scalar(&bytes, tags.planar_configuration, 1)? {
+            1 => false,
+            2 => bands > 1,
+            other => return Err(RasterError::corrupt(format!("invalid TIFF PlanarConfiguration {other}"))),
+        };
+        let predictor = if compression.uses_predictor() {
+            match scalar(&bytes, tags.predictor, 1)? {
+                1 => Predictor::None,
+                2 => Predictor::Horizontal,
+                3 if sample_format == 3 => Predictor::Float,
+                3 => {
+                    return Err(RasterError::corrupt(
+                        "TIFF floating-point predictor (3) on integer samples (libtiff rejects it)",
+                    ))
+                }
+                other => return Err(RasterError::unsupported(format!("unsupported TIFF predictor {other}"))),
+            }
+        } else {
+            Predictor::None // libtiff ignores the tag for uncompressed and PackBits data
+        };
+
+        let tiled = tags.tile_width.is_some();
+        let (block_width, block_height, offsets, byte_counts) = if tiled {
+            let tile_width = dimension(&bytes, tags.tile_width, "TileWidth")?;
+            let tile_length = dimension(&bytes, tags.tile_length, "TileLength")?;
+            // libtiff reads strip and tile offsets into the same field: accept either tag.
+            let offsets = tags.tile_offsets.or(tags.strip_offsets);
+            let counts = tags.tile_byte_counts.or(tags.strip_byte_counts);
+            (tile_width, tile_length, offsets, counts)
+        } else {
+            let rows = scalar(&bytes, tags.rows_per_strip, u64::from(u32::MAX))?;
+            if rows == 0 {
+                return Err(RasterError::corrupt("TIFF RowsPerStrip is zero"));
+            }
+            (width, rows.min(height as u64) as usize, tags.strip_offsets, tags.strip_byte_counts)
+        };
+        let kind = if tiled { "tile" } else { "strip" };
+        let offsets = offsets
+            .ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {kind} offsets tag")))?
+            .uints(&bytes)?;
+        let byte_counts = match byte_counts {
+            Some(entry) => Some(entry.uints(&bytes)?),
+            None if compression == Compression::None && !tiled => None,
+            None => return Err(RasterError::corrupt(format!("TIFF directory lacks the {kind} byte counts tag"))),
+        };
+
+        // Size checks, all in u64 so nothing can overflow (every factor is <= 2^20 or <= 2^16).
+        let decoded = (width as u64) * (height as u64) * (bands as u64) * (size as u64);
+        if decoded > MAX_DECODED_BYTES {
+            return Err(too_large(format!(
+                "TIFF image {width}x{height}x{bands} {dtype} decodes to {decoded} bytes, over rico's limit of {MAX_DECODED_BYTES}"
+            )));
+        }
+        let samples_per_block = if separate { 1 } else { bands };
+        let block_rows_needed = block_height.min(height) as u64;
+        let block_buffer = (block_width as u64) * (samples_per_block as u64) * (size as u64) * block_rows_needed;
+        if block_buffer > MAX_DECODED_BYTES {
+            return Err(too_large(format!(
+                "TIFF {kind} of {block_width}x{block_height} pixels needs {block_buffer} bytes, over rico's limit of {MAX_DECODED_BYTES}"
+            )));
+        }
+        let decoded_len = usize::try_from(decoded)
+            .map_err(|_| too_large(format!("TIFF image of {decoded} bytes does not fit in memory")))?;
+        usize::try_from(block_buffer)
+            .map_err(|_| too_large(format!("TIFF {kind} of {block_buffer} bytes does not fit in memory")))?;
+
+        let blocks_across = width.div_ceil(block_width);
+        let blocks_down = height.div_ceil(block_height);
+        let planes = if separate { bands } else { 1 };
+        let needed = (blocks_across as u64) * (blocks_down as u64) * (planes as u64);
+        if (offsets.len() as u64) < needed {
+            return Err(RasterError::corrupt(format!(
+                "TIFF has {} {kind} offsets, the image needs {needed}",
+                offsets.len()
+            )));
+        }
+        if let Some(counts) = &byte_counts {
+            if (counts.len() as u64) < needed {
+                return Err(RasterError::corrupt(format!(
+                    "TIFF has {} {kind} byte counts, the image needs {needed}",
+                    counts.len()
+                )));
+            }
+        }
+
+        let image = TiffImage {
+            bytes,
+            width,
+            height,
+            bands,
+            dtype,
+            compression,
+            predictor,
+            separate,
+            tiled,
+            block_width,
+            block_height,
+            blocks_across,
+            blocks_down,
+            offsets,
+            byte_counts,
+            fill: fill_value(&bytes, tags.gdal_nodata, dtype),
+            decoded_len,
+        };
+        image.validate_blocks()?;
+        Ok(image)
+    }
+
+    /// Shape and pixel type of the decoded raster.
+    pub fn info(&self) -> RasterInfo {
+        RasterInfo { width: self.width, height: self.height, bands: self.bands, dtype: self.dtype }
+    }
+
+    /// Bytes `decode_into` writes: all bands, band after band.
+    pub fn decoded_len(&self) -> usize {
+        self.decoded_len
+    }
+
+    fn block_name(&self) -> &'static str {
+        if self.tiled {
+            "tile"
+        } else {
+            "strip"
+        }
+    }
+
+    /// Geometry of block `index`: (first band, x0, y0, valid width, valid rows).
+    fn block_geometry(&self, index: usize) -> (usize, usize, usize, usize, usize) {
+        let per_plane = self.blocks_across * self.blocks_down;
+        let plane = index / per_plane;
+        let within = index % per_plane;
+        let x0 = (within % self.blocks_across) * self.block_width;
+        let y0 = (within / self.blocks_across) * self.block_height;
+        (plane, x0, y0, self.block_width.min(self.width - x0), self.block_height.min(self.height - y0))
+    }
+
+    fn block_count(&self) -> usize {
+        let planes = if self.separate { self.bands } else { 1 };
+        self.blocks_across * self.blocks_down * planes
+    }
+
+    /// Bytes of one decoded row of a block (a full block row, including any padding columns).
+    fn block_row_bytes(&self) -> usize {
+        let samples = if self.separate { 1 } else { self.bands };
+        self.block_width * samples * self.dtype.size()
+    }
+
+    /// Location of block `index` in the file, `None` for a sparse block (byte count 0), as well
+    /// as the number of decoded bytes needed from it (its rows that lie inside the image).
+    fn block_source(&self, index: usize) -> Result<(Option<&'a [u8]>, usize)> {
+        let rows = self.block_geometry(index).4;
+        let need = rows * self.block_row_bytes(); // <= the block buffer checked in parse
+        let offset = self.offsets.get(index).unwrap_or(0);
+        let count = match &self.byte_counts {
+            Some(counts) => counts.get(index).unwrap_or(0),
+            None => need as u64,
+        };
+        if count == 0 {
+            return Ok((None, need)); // never written: GDAL reads it as nodata
+        }
+        let name = self.block_name();
+        let src = self.bytes.slice(offset, count).ok_or_else(|| {
+            RasterError::corrupt(format!(
+                "TIFF {name} {index} ({count} bytes at offset {offset}) lies past the end of the file ({} bytes)",
+                self.bytes.data.len()
+            ))
+        })?;
+        if (need as u64) > self.compression.max_expansion(count) {
+            return Err(RasterError::corrupt(format!(
+                "truncated or corrupt compressed data in {name} {index}: {count} bytes cannot hold {need} decoded bytes"
+            )));
+        }
+        Ok((Some(src), need))
+    }
+
+    fn validate_blocks(&self) -> Result<()> {
+        (0..self.block_count()).try_for_each(|i| self.block_source(i).map(|_| ()))
+    }
+
+    /// Decodes all bands into `out` (band-sequential, little-endian), which must be exactly
+    /// [`TiffImage::decoded_len`] bytes long.
+    pub fn decode_into(&self, out: &mut [u8]) -> Result<()> {
+        if out.len() != self.decoded_len {
+            return Err(RasterError::new(
+                ErrorKind::Io,
+                format!("output buffer holds {} bytes, the image needs {}", out.len(), self.decoded_len),
+            ));
+        }
+        let size = self.dtype.size();
+        let row_bytes = self.block_row_bytes();
+        let samples_per_block = if self.separate { 1 } else { self.bands };
+        let band_bytes = self.width * self.height * size;
+        let swap = self.bytes.big_endian && size > 1;
+        let mut decoders = Decoders::default();
+        let mut scratch: Vec<u8> = Vec::new();
+        let mut row_tmp: Vec<u8> = Vec::new();
+
+        for index in 0..self.block_count() {
+            let (plane, x0, y0, valid_width, rows) = self.block_geometry(index);
+            let dst = Placement { band_bytes, width: self.width, first_band: plane, x0, y0, valid_width, rows };
+            let (src, need) = self.block_source(index)?;
+            let Some(src) = src else {
+                dst.fill(out, samples_per_block, &self.fill[..size]);
+                continue;
+            };
+            if self.compression == Compression::None {
+                // Uncompressed: copy straight from the file, no scratch buffer.
+                let src = src.get(..need).ok_or_else(|| {
+                    RasterError::corrupt(format!(
+                        "TIFF {} {index} holds {} bytes, {need} expected",
+                        self.block_name(),
+                        src.len()
+                    ))
+                })?;
+                dst.copy(out, src, row_bytes, samples_per_block, size, swap);
+                continue;
+            }
+            // A single-band block spanning the image width (a strip, or a full-width tile) is a
+            // contiguous run of the output: decode straight into it, no scratch and no copy.
+            let direct = samples_per_block == 1 && self.block_width == self.width;
+            let block = if direct {
+                let start = dst.offset(plane, 0, size);
+                &mut out[start..start + need]
+            } else {
+                if scratch.len() < need {
+                    scratch.resize(need, 0);
+                }
+                &mut scratch[..need]
+            };
+            decoders.decompress(self.compression, src, block).map_err(|reason| {
+                RasterError::corrupt(format!(
+                    "truncated or corrupt compressed data in {} {index}: {reason}",
+                    self.block_name()
+                ))
+            })?;
+            let mut still_swapped = swap;
+            match self.predictor {
+                Predictor::None => {}
+                Predictor::Horizontal => {
+                    // libtiff swaps to native order first, then sums.
+                    if swap {
+                        predictor::swap_in_place(block, size);
+                        still_swapped = false;
+                    }
+                    predictor::undo_horizontal(block, row_bytes, size, samples_per_block);
+                }
+                Predictor::Float => {
+                    predictor::undo_float(block, row_bytes, size, samples_per_block, &mut row_tmp);
+                    still_swapped = false; // byte planes are MSB-first in either byte order
+                }
+            }
+            if direct {
+                if still_swapped {
+                    predictor::swap_in_place(block, size);
+                }
+            } else {
+                dst.copy(out, &scratch[..need], row_bytes, samples_per_block, size, still_swapped);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a decoded block lands in the band-sequential output.
+struct Placement {
+    band_bytes: usize,
+    width: usize,
+    first_band: usize,
+    x0: usize,
+    y0: usize,
+    valid_width: usize,
+    rows: usize,
+}
+
+impl Placement {
+    /// Byte offset in `out` of the block's first valid pixel in `band`, row `r`.
+    fn offset(&self, band: usize, r: usize, size: usize) -> usize {
+        band * self.band_bytes + ((self.y0 + r) * self.width + self.x0) * size
+    }
+
+    /// Copies the valid region of a decoded block (`rows` rows of `row_bytes`, `samples`
+    /// interleaved samples per pixel) into the output planes, swapping bytes if asked.
+    fn copy(&self, out: &mut [u8], block: &[u8], row_bytes: usize, samples: usize, size: usize, swap: bool) {
+        if samples == 1 && self.valid_width * size == row_bytes && self.x0 == 0 && self.valid_width == self.width {
+            // Whole-width single-band block (a strip): one contiguous run in the output.
+            let start = self.offset(self.first_band, 0, size);
+            let len = self.rows * row_bytes;
+            copy_samples(&mut out[start..start + len], &block[..len], size, swap);
+            return;
+        }
+        let run = self.valid_width * size;
+        for (r, row) in block.chunks_exact(row_bytes).take(self.rows).enumerate() {
+            if samples == 1 {
+                let start = self.offset(self.first_band, r, size);
+                copy_samples(&mut out[start..start + run], &row[..run], size, swap);
+            } else {
+                let offsets = self.offset(0, r, size);
+                let pixels = &row[..self.valid_width * samples * size];
+                deinterleave(out, pixels, samples, size, swap, self.band_bytes, offsets, run);
+            }
+        }
+    }
+
+    /// Fills the valid region of a sparse block with `value` in every band it covers.
+    fn fill(&self, out: &mut [u8], samples: usize, value: &[u8]) {
+        let run = self.valid_width * value.len();
+        for band in self.first_band..self.first_band + samples {
+            for r in 0..self.rows {
+                let start = self.offset(band, r, value.len());
+                let dst = &mut out[start..start + run];
+                if value.iter().all(|&b| b == 0) {
+                    dst.fill(0);
+                } else {
+                    dst.chunks_exact_mut(value.len()).for_each(|c| c.copy_from_slice(value));
+                }
+            }
+        }
+    }
+}
+
+fn copy_samples(dst: &mut [u8], src: &[u8], size: usize, swap: bool) {
+    if !swap {
+        dst.copy_from_slice(src);
+        return;
+    }
+    match size {
+        2 => copy_swapped::<2>(dst, src),
+        4 => copy_swapped::<4>(dst, src),
+        8 => copy_swapped::<8>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+fn copy_swapped<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks_exact(N)) {
+        d.copy_from_slice(s);
+        d.reverse();
+    }
+}
+
+/// Splits one row of pixel-interleaved samples into the band planes of `out`; `dst_offset` is
+/// the row's byte offset within band 0, `run` the row's byte length within one band.
+#[allow(clippy::too_many_arguments)]
+fn deinterleave(
+    out: &mut [u8],
+    pixels: &[u8],
+    samples: usize,
+    size: usize,
+    swap: bool,
+    band_bytes: usize,
+    dst_offset: usize,
+    run: usize,
+) {
+    // Monomorphised per sample size and byte order, so the inner loop has no branches.
+    let f: fn(&mut [u8], &[u8], usize) = match (size, swap) {
+        (1, _) => deinterleave_band::<1, false>,
+        (2, false) => deinterleave_band::<2, false>,
+        (2, true) => deinterleave_band::<2, true>,
+        (4, false) => deinterleave_band::<4, false>,
+        (4, true) => deinterleave_band::<4, true>,
+        (_, false) => deinterleave_band::<8, false>,
+        (_, true) => deinterleave_band::<8, true>,
+    };
+    for band in 0..samples {
+        let start = band * band_bytes + dst_offset;
+        f(&mut out[start..start + run], &pixels[band * size..], samples * size);
+    }
+}
+
+/// Copies every `pixel`-th N-byte sample of `src` (starting at its first byte) into `dst`.
+fn deinterleave_band<const N: usize, const SWAP: bool>(dst: &mut [u8], src: &[u8], pixel: usize) {
+    for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks(pixel)) {
+        d.copy_from_slice(&s[..N]);
+        if SWAP {
+            d.reverse();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -41,3 +41,17 @@ bench: build
 
 clean:
 	rm -rf $(VENV) target demo-out
+
+# Fuzzing (not part of `make test`): cargo-fuzz on stable Rust via RUSTC_BOOTSTRAP, each target
+# for FUZZ_SECONDS. See rust/fuzz/README.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= tiff_decode safetensors_header
+
+.PHONY: fuzz
+fuzz: $(DEPS)
+	$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	$(PY) rust/fuzz/make_corpus.py
+	for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir rust/fuzz $$t rust/fuzz/corpus/$$t rust/fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done

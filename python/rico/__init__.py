@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from . import _rico
 from ._rico import DataError, OutputError, RicoError, UsageError, read_raster
@@ -59,6 +59,8 @@ class ConvertSummary:
     seconds: float
     threads: int
     line: str
+    labels_table: Optional[str] = None
+    """Path of the labels table written beside the database (``labels.csv``), if any."""
 
     @property
     def patches_per_second(self) -> float:
@@ -70,10 +72,13 @@ class ConvertSummary:
 
 
 def datasets() -> dict[str, list[str]]:
-    """The datasets :func:`convert` knows, with the source options of each.
+    """The datasets :func:`convert` knows, with the options of each: source directories
+    (names ending in ``_dir``), then value options.
 
     >>> "bigearthnet_s2_dir" in rico.datasets()["bigearthnet"]
     True
+    >>> rico.datasets()["bands"]
+    ['dataset_dir', 'pattern']
     """
     return dict(_rico.datasets())
 
@@ -86,7 +91,7 @@ def convert(
     progress: Optional[bool] = None,
     resume: bool = False,
     skip_invalid: bool = False,
-    **sources: PathLike,
+    **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
 
@@ -100,8 +105,12 @@ def convert(
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
-        **sources: the dataset's source directories, named like the CLI flags with
-            underscores, e.g. ``bigearthnet_s2_dir="BigEarthNet-S2"``.
+        **options: the dataset's options, named like the CLI flags with underscores:
+            its source directories (every name ending in ``_dir``), e.g.
+            ``bigearthnet_s2_dir="BigEarthNet-S2"``, and its value options, e.g.
+            ``pattern=r"(?P<key>.+)_(?P<band>B\\d+)\\.tif$"`` for ``"bands"``,
+            ``key_parents=1`` or ``band_names=["Red", "Green", "Blue"]`` for
+            ``"image-folder"`` (a list is joined with commas, a number written out).
 
     Returns:
         A :class:`ConvertSummary`.
@@ -118,18 +127,31 @@ def convert(
     ...
     rico._rico.UsageError: no source directory given; give at least one of --bigearthnet-s1-dir, --bigearthnet-s2-dir or --bigearthnet-reference-maps-dir
     """
+    # Source options all end in `_dir` (a rule of rico's presets); the rest are values.
+    sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
+    params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
     summary = _rico.convert(
         dataset,
         os.fspath(target_dir),
-        {name: os.fspath(path) for name, path in sources.items()},
+        sources,
         threads=threads,
         progress=progress,
         resume=resume,
         skip_invalid=skip_invalid,
+        params=params,
     )
     return ConvertSummary(**summary)
 
-from .dataset import Dataset, info, open  # noqa: E402
+def _param_value(value: object) -> str:
+    """A value option as the CLI would take it: lists comma-joined, numbers written out."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        raise TypeError(f"a value option cannot be a bool ({value!r})")
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+
+from .dataset import Dataset, bench, info, open  # noqa: E402
 from .loader import Loader, load_labels  # noqa: E402
 
-__all__ += ["Dataset", "Loader", "info", "load_labels", "open"]
+__all__ += ["Dataset", "Loader", "bench", "info", "load_labels", "open"]

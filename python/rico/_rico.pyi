@@ -38,14 +38,25 @@ def convert(
     progress: Optional[bool] = None,
     resume: bool = False,
     skip_invalid: bool = False,
+    params: Optional[dict[str, str]] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`."""
 
 def datasets() -> dict[str, list[str]]:
-    """Source options of each dataset."""
+    """Options of each dataset: source directories (``*_dir``), then value options."""
 
 def main(argv: list[str]) -> int:
     """Run the ``rico`` command line; returns the exit code."""
+
+def bench(
+    path: Union[str, PathLike[str]],
+    bands: Optional[list[str]] = None,
+    size: Optional[int] = None,
+    batch: int = 32,
+    threads: Optional[int] = None,
+    seconds: float = 2.0,
+) -> dict[str, Any]:
+    """Records/s and MB/s of sequential and random record reads and of batches; see :func:`rico.bench`."""
 
 class SnapshotOwner:
     """Keeps a database snapshot alive while views point into it (the base of every view)."""

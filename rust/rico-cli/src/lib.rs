@@ -102,6 +102,74 @@ pub fn command() -> Command {
             )
             .after_help(EXIT_CODES),
     )
+    .subcommand(bench_command())
+}
+
+/// `rico bench`: records/s and MB/s a database delivers on this machine and storage.
+fn bench_command() -> Command {
+    Command::new("bench")
+        .about("Measure what this machine and storage deliver from a converted database: records/s and MB/s for sequential and random record reads and for batches")
+        .arg(Arg::new("path").value_name("PATH").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
+        .arg(
+            Arg::new("bands")
+                .long("bands")
+                .value_name("BAND")
+                .num_args(1..)
+                .value_delimiter(',')
+                .help("Bands of the batches, e.g. --bands B04 B03 B02 (default: the bands of the first record)"),
+        )
+        .arg(
+            Arg::new("size")
+                .long("size")
+                .value_name("S")
+                .value_parser(value_parser!(usize))
+                .help("Resample the batches' bands to SxS (default: their own shape, or the largest side when they differ)"),
+        )
+        .arg(
+            Arg::new("batch")
+                .long("batch")
+                .value_name("N")
+                .default_value("32")
+                .value_parser(value_parser!(usize))
+                .help("Records per batch"),
+        )
+        .arg(
+            Arg::new("threads")
+                .long("threads")
+                .short('t')
+                .value_name("N")
+                .value_parser(value_parser!(usize))
+                .help("Reader threads (default: one per core)"),
+        )
+        .arg(
+            Arg::new("seconds")
+                .long("seconds")
+                .value_name("X")
+                .default_value("2")
+                .value_parser(value_parser!(f64))
+                .help("Seconds each of the three measurements runs"),
+        )
+        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print the report as one JSON object"))
+        .after_help(EXIT_CODES)
+}
+
+fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
+    let path = matches.get_one::<PathBuf>("path").cloned().unwrap_or_default();
+    let options = rico_core::bench::BenchOptions {
+        bands: matches.get_many::<String>("bands").map(|b| b.cloned().collect()),
+        size: matches.get_one::<usize>("size").copied(),
+        batch: matches.get_one::<usize>("batch").copied().unwrap_or(32),
+        threads: matches.get_one::<usize>("threads").copied(),
+        seconds: matches.get_one::<f64>("seconds").copied().unwrap_or(2.0),
+    };
+    let db = rico_core::reader::Database::open(&path)?;
+    let report = rico_core::bench::run(&db, &options)?;
+    if matches.get_flag("json") {
+        println!("{}", report.json(&path));
+    } else {
+        print!("{}", report.text(&path));
+    }
+    Ok(())
 }
 
 fn run_info(matches: &ArgMatches) -> Result<(), Error> {
@@ -160,7 +228,11 @@ where
         }
     };
     let Some((name, sub)) = matches.subcommand() else { return 2 };
-    let result = if name == "info" { run_info(sub) } else { run_dataset(name, sub) };
+    let result = match name {
+        "info" => run_info(sub),
+        "bench" => run_bench(sub),
+        _ => run_dataset(name, sub),
+    };
     match result {
         Ok(()) => 0,
         Err(e) => {

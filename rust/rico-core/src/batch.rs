@@ -150,6 +150,61 @@ fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
     Ok(())
 }
 
+/// Writes `(value - mean) * inv_std` of every element of a band's little-endian bytes into
+/// `dst`, one element per slot: the same arithmetic, value for value, as the bilinear path
+/// applies to its results, so a batch does not depend on the path taken.
+fn convert_into<T: Sample>(dtype: Dtype, bytes: &[u8], mean: f64, inv_std: f64, dst: &mut [T]) -> Result<()> {
+    // (v - 0.0) * 1.0 == v for every v (and -0.0 stays -0.0), so the identity skips the arithmetic.
+    let identity = mean.to_bits() == 0 && inv_std == 1.0;
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {{
+            let values = bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64);
+            if identity {
+                for (o, v) in dst.iter_mut().zip(values) {
+                    *o = T::from_f64(v);
+                }
+            } else {
+                for (o, v) in dst.iter_mut().zip(values) {
+                    *o = T::from_f64((v - mean) * inv_std);
+                }
+            }
+        }};
+    }
+    match dtype {
+        Dtype::U8 => conv!(u8, 1),
+        Dtype::I8 => conv!(i8, 1),
+        Dtype::U16 => conv!(u16, 2),
+        Dtype::I16 => conv!(i16, 2),
+        Dtype::U32 => conv!(u32, 4),
+        Dtype::I32 => conv!(i32, 4),
+        Dtype::U64 => conv!(u64, 8),
+        Dtype::I64 => conv!(i64, 8),
+        Dtype::F32 => conv!(f32, 4),
+        Dtype::F64 => conv!(f64, 8),
+        other => return Err(Error::usage(format!("batches cannot be made from {other:?} bands"))),
+    }
+    Ok(())
+}
+
+/// `row[x] = src[x / F]`: each source value repeated F times (F known at compile time, so the
+/// copies unroll into vector stores; Sentinel-2's 20/60/10 m bands need factors 6 and 2).
+#[inline]
+fn repeat_each<T: Copy, const F: usize>(row: &mut [T], src: &[T]) {
+    for (run, &v) in row.chunks_exact_mut(F).zip(src) {
+        let run: &mut [T; F] = run.try_into().expect("chunks_exact_mut yields F elements");
+        *run = [v; F];
+    }
+}
+
+/// Per-thread buffers of batch assembly, reused from record to record.
+#[derive(Default)]
+struct Scratch<T> {
+    /// A band as f64 (bilinear resampling).
+    wide: Vec<f64>,
+    /// A band normalised, at its own size (nearest resampling).
+    narrow: Vec<T>,
+}
+
 /// Fills `out` (one record: C x H x W) from the record `key`.
 fn fill_record<T: Sample>(
     db: &Database,
@@ -157,7 +212,7 @@ fn fill_record<T: Sample>(
     spec: &BatchSpec,
     (oh, ow): (usize, usize),
     out: &mut [T],
-    scratch: &mut Vec<f64>,
+    scratch: &mut Scratch<T>,
 ) -> Result<()> {
     let value = db.get(key)?.ok_or_else(|| missing_key(key))?;
     let tensors = parse_record(key, value)?;
@@ -173,30 +228,53 @@ fn fill_record<T: Sample>(
         if h == 0 || w == 0 {
             return Err(Error::data(format!("band {band} of record {:?} is empty", key_str(key))));
         }
-        to_f64(t.dtype, &value[t.start..t.end], scratch)?;
+        let bytes = &value[t.start..t.end];
         let (mean, inv_std) = (
             spec.mean.as_ref().map_or(0.0, |m| m[c]),
             spec.std.as_ref().map_or(1.0, |s| 1.0 / s[c]),
         );
         let plane = &mut out[c * oh * ow..(c + 1) * oh * ow];
-        let norm = |v: f64| T::from_f64((v - mean) * inv_std);
         if (h, w) == (oh, ow) {
-            for (o, &v) in plane.iter_mut().zip(scratch.iter()) {
-                *o = norm(v);
-            }
+            convert_into(t.dtype, bytes, mean, inv_std, plane)?;
             continue;
         }
         match spec.resample {
             Resample::Nearest => {
+                // Normalise each source pixel once, then gather: output rows that come from the
+                // same source row (all but one in f for an integer factor f) are plain copies.
+                // convert_into overwrites every element: no need to clear.
+                scratch.narrow.resize(h * w, T::default());
+                convert_into(t.dtype, bytes, mean, inv_std, &mut scratch.narrow)?;
                 let xs: Vec<usize> = (0..ow).map(|x| x * w / ow).collect();
-                for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
-                    let src = &scratch[(y * h / oh) * w..][..w];
-                    for (o, &sx) in row.iter_mut().zip(&xs) {
-                        *o = norm(src[sx]);
+                // For an integer factor f, x * w / ow == x / f: runs of f equal values.
+                let factor = (ow % w == 0).then_some(ow / w);
+                let mut previous = usize::MAX;
+                for y in 0..oh {
+                    let sy = y * h / oh;
+                    if sy == previous {
+                        plane.copy_within((y - 1) * ow..y * ow, y * ow);
+                        continue;
                     }
+                    let src = &scratch.narrow[sy * w..][..w];
+                    let row = &mut plane[y * ow..(y + 1) * ow];
+                    match factor {
+                        Some(2) => repeat_each::<T, 2>(row, src),
+                        Some(3) => repeat_each::<T, 3>(row, src),
+                        Some(4) => repeat_each::<T, 4>(row, src),
+                        Some(6) => repeat_each::<T, 6>(row, src),
+                        _ => {
+                            for (o, &sx) in row.iter_mut().zip(&xs) {
+                                *o = src[sx];
+                            }
+                        }
+                    }
+                    previous = sy;
                 }
             }
             Resample::Bilinear => {
+                let scratch = &mut scratch.wide;
+                to_f64(t.dtype, bytes, scratch)?;
+                let norm = |v: f64| T::from_f64((v - mean) * inv_std);
                 let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f64)> {
                     let scale = if n_out > 1 { (n_in as f64 - 1.0) / (n_out as f64 - 1.0) } else { 0.0 };
                     (0..n_out)
@@ -262,12 +340,12 @@ pub fn assemble<T: Sample>(
         return Ok(());
     }
     let work = || {
-        out.par_chunks_mut(per_record).zip(keys.par_iter()).try_for_each_init(Vec::new, |scratch, (chunk, key)| {
+        out.par_chunks_mut(per_record).zip(keys.par_iter()).try_for_each_init(Scratch::default, |scratch, (chunk, key)| {
             fill_record(db, key, spec, shape, chunk, scratch)
         })
     };
     if threads == Some(1) || keys.len() == 1 {
-        let mut scratch = Vec::new();
+        let mut scratch = Scratch::default();
         for (chunk, key) in out.chunks_mut(per_record).zip(keys) {
             fill_record(db, key, spec, shape, chunk, &mut scratch)?;
         }

@@ -3,6 +3,7 @@
 //! flat whatever the size of the dataset.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::datasets;
 use crate::error::{Error, ErrorKind, Result};
+use crate::labels;
 use crate::lmdb::{Env, LmdbError, PutMode};
 use crate::progress::ProgressBar;
 use crate::record::{self, Band};
@@ -38,6 +40,8 @@ pub struct ConvertOptions {
     pub skip_invalid: bool,
     /// Draw a progress bar on stderr: `None` = only when stderr is a terminal.
     pub progress: Option<bool>,
+    /// The dataset's value options (flag, value), e.g. `("pattern", "...")` for `bands`.
+    pub params: Vec<(String, String)>,
 }
 
 /// What a conversion did.
@@ -59,6 +63,8 @@ pub struct Summary {
     pub seconds: f64,
     /// Decoder threads used.
     pub threads: usize,
+    /// The labels table written beside the database, for datasets with labels.
+    pub labels_table: Option<PathBuf>,
 }
 
 impl Summary {
@@ -85,6 +91,9 @@ impl Summary {
         if self.skipped > 0 {
             s.push_str(&format!("; skipped {} invalid patches (see {SKIPPED_REPORT})", self.skipped));
         }
+        if let Some(table) = &self.labels_table {
+            s.push_str(&format!("; labels in {}", table.display()));
+        }
         s
     }
 }
@@ -101,16 +110,27 @@ pub fn convert_dataset(
     if sources.is_empty() {
         return Err(Error::usage(format!("no source directory given; give at least one of {}", preset.flags_list())));
     }
-    let mut resolved = Vec::new();
+    let params = preset.params_from(&options.params)?;
+    let mut specs = Vec::new();
     for (flag, root) in sources {
         let option = preset.source(flag).ok_or_else(|| {
             Error::usage(format!("{name} has no source option {flag:?}; its options are {}", preset.flags_list()))
         })?;
-        resolved.push(Source { option: option.flag.to_string(), root: root.clone(), spec: &option.spec });
+        specs.push((option.flag, root, option.spec(&params)?));
     }
+    let resolved: Vec<Source<'_>> =
+        specs.iter().map(|(flag, root, spec)| Source { option: flag.to_string(), root: root.to_path_buf(), spec }).collect();
     check_target(target, options.resume)?;
     let patches = spec::plan(&resolved)?;
-    let mut summary = write(patches, target, options)?;
+    // Labels were all found while planning (a missing row stops the run before any write);
+    // the table goes beside the database once its records are in.
+    let patch_labels: Vec<(String, labels::Labels)> =
+        patches.iter().filter_map(|p| Some((p.key.clone(), p.labels.clone()?))).collect();
+    let (mut summary, skipped) = write(patches, target, options)?;
+    if !patch_labels.is_empty() {
+        let rows = patch_labels.iter().filter(|(key, _)| !skipped.contains(key)).map(|(k, l)| (k.as_str(), l));
+        summary.labels_table = Some(labels::write_table(target, rows)?);
+    }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -209,8 +229,9 @@ fn build_record(patch: &Patch) -> Result<Record> {
     Ok(Record { key: patch.key.clone(), value, files: patch.files.len() as u64, source_bytes })
 }
 
-/// Writes the records of `patches` into `target` in order.
-fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result<Summary> {
+/// Writes the records of `patches` into `target` in order; returns the summary and the keys
+/// of the patches skipped (with `skip_invalid`).
+fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result<(Summary, HashSet<String>)> {
     fs::create_dir_all(target)
         .map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
     let env = Env::open_writable(target, INITIAL_MAP_SIZE).map_err(|e| lmdb_error(target, "cannot open the database", e))?;
@@ -289,7 +310,7 @@ fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result
         return Err(e);
     }
     env.sync().map_err(|e| lmdb_error(target, "cannot flush the database to disk", e))?;
-    Ok(summary)
+    Ok((summary, skipped.into_iter().map(|(key, _)| key).collect()))
 }
 
 fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<()> {

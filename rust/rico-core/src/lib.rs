@@ -2,9 +2,11 @@
 //! No Python here: the `rico` binary and the Python bindings are thin shells over this crate.
 
 pub mod batch;
+pub mod bench;
 pub mod convert;
 pub mod datasets;
 pub mod error;
+pub mod labels;
 pub mod lmdb;
 pub mod progress;
 pub mod reader;

@@ -21,10 +21,22 @@ pub struct TensorRef {
     pub end: usize,
 }
 
+mod fast_header;
+
 /// Parses and validates the safetensors header of `value` (key for messages): offsets inside
 /// the value, contiguous and non-overlapping, sizes equal to dtype x shape, known dtypes.
 /// Tensors come back in the header's (name) order.
 pub fn parse_record(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
+    // The plain headers rico and safetensors write take a parser several times faster than
+    // serde's, with the same checks; anything else, valid or not, goes to safetensors' own.
+    if let Some(tensors) = fast_header::parse(value) {
+        return Ok(tensors);
+    }
+    parse_record_serde(key, value)
+}
+
+/// [`parse_record`] through `SafeTensors::read_metadata`: every header, and the error messages.
+fn parse_record_serde(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
     let corrupt = |what: String| {
         Error::data(format!("record {:?} is not a valid safetensors buffer: {what}", String::from_utf8_lossy(key)))
             .hint("the database is damaged or was not written by rico/rico-hdl; re-run the conversion")

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::error::{Error, Result};
+use crate::labels::{LabelRule, Labels, TableRows};
 
 /// How the bands of a matched file are named.
 #[derive(Clone, Debug)]
@@ -67,7 +68,8 @@ impl KeyTemplate {
         Ok(KeyTemplate { parts })
     }
 
-    fn render(&self, root_name: &str, caps: &regex::Captures<'_>) -> String {
+    /// The key of the file whose match is `caps`, below the source directory named `root_name`.
+    pub fn render(&self, root_name: &str, caps: &regex::Captures<'_>) -> String {
         let mut key = String::new();
         for part in &self.parts {
             match part {
@@ -94,6 +96,13 @@ pub struct Spec {
     pub required_bands: Vec<String>,
     /// Words for error messages: what a patch looks like in this source.
     pub describe: String,
+    /// Where each patch's labels come from (for the labels table beside the database).
+    pub labels: LabelRule,
+    /// With [`BandRule::FromPath`] and no `required_bands`: every patch must have every band
+    /// that any patch of this source has (a generic guard against incomplete downloads).
+    pub uniform_bands: bool,
+    /// A hint for the duplicate-key error, when this source can do better than the generic one.
+    pub duplicate_hint: Option<String>,
 }
 
 impl Spec {
@@ -108,7 +117,47 @@ impl Spec {
                 pattern.as_str()
             )));
         }
-        Ok(Spec { pattern, key, bands, required_bands: Vec::new(), describe: describe.to_string() })
+        Ok(Spec {
+            pattern,
+            key,
+            bands,
+            required_bands: Vec::new(),
+            describe: describe.to_string(),
+            labels: LabelRule::None,
+            uniform_bands: false,
+            duplicate_hint: None,
+        })
+    }
+
+    /// Takes each patch's labels by `rule`; a [`LabelRule::Group`] or table row group must be a
+    /// named group of the pattern.
+    pub fn labels(mut self, rule: LabelRule) -> Result<Spec> {
+        let group = match &rule {
+            LabelRule::None => None,
+            LabelRule::Group(g) | LabelRule::Tables { row: g, .. } => Some(g),
+        };
+        if let Some(g) = group {
+            if self.pattern.capture_names().flatten().all(|n| n != g) {
+                return Err(Error::usage(format!(
+                    "pattern {:?} has no named group `{g}` to take labels from",
+                    self.pattern.as_str()
+                )));
+            }
+        }
+        self.labels = rule;
+        Ok(self)
+    }
+
+    /// Requires every patch to have the bands that any other patch of the source has.
+    pub fn uniform_bands(mut self) -> Spec {
+        self.uniform_bands = true;
+        self
+    }
+
+    /// Replaces the hint of the duplicate-key error.
+    pub fn duplicate_hint(mut self, hint: &str) -> Spec {
+        self.duplicate_hint = Some(hint.to_string());
+        self
     }
 
     /// Requires every patch to have these bands.
@@ -142,6 +191,8 @@ pub struct Patch {
     pub key: String,
     /// Sorted by path.
     pub files: Vec<PatchFile>,
+    /// The patch's labels, when its spec has a [`LabelRule`].
+    pub labels: Option<Labels>,
 }
 
 /// One source directory and the spec that reads it.
@@ -162,8 +213,12 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
         files: Vec<PatchFile>,
         required: Option<(usize, Vec<String>)>, // (source index, required bands)
         whole_file: bool,
+        source: usize,
+        labels: Option<Labels>,
     }
     let mut patches: BTreeMap<String, Pending> = BTreeMap::new();
+    // Per source with `uniform_bands`: every band seen, in order of first appearance.
+    let mut seen_bands: Vec<Vec<String>> = vec![Vec::new(); sources.len()];
 
     // Check every source before walking any: a typo in the third option should not cost a long walk.
     for source in sources {
@@ -172,7 +227,25 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
     for (index, source) in sources.iter().enumerate() {
         let root_name = source.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut found = 0usize;
-        for rel in walk(&source.root)? {
+        let files = walk(&source.root)?;
+        let tables = match &source.spec.labels {
+            LabelRule::Tables { tables, .. } => {
+                let paths: Vec<PathBuf> =
+                    files.iter().filter(|rel| tables.is_match(rel)).map(|rel| source.root.join(rel)).collect();
+                if paths.is_empty() {
+                    return Err(Error::usage(format!(
+                        "no label table found in the directory given with --{} (files whose path matches {:?})",
+                        source.option,
+                        tables.as_str()
+                    ))
+                    .at(&source.root)
+                    .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
+                }
+                Some(TableRows::read(&paths)?)
+            }
+            _ => None,
+        };
+        for rel in files {
             let Some(caps) = source.spec.pattern.captures(&rel) else { continue };
             let key = source.spec.key.render(&root_name, &caps);
             let path = source.root.join(&rel);
@@ -189,12 +262,19 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
                 BandRule::Numbered(prefix) => FileBands::Numbered(prefix.as_str().into()),
             };
             let whole_file = !matches!(bands, FileBands::One(_));
+            if let (true, FileBands::One(band)) = (source.spec.uniform_bands, &bands) {
+                if !seen_bands[index].contains(band) {
+                    seen_bands[index].push(band.clone());
+                }
+            }
             found += 1;
             let entry = patches.entry(key.clone()).or_insert_with(|| Pending {
                 files: Vec::new(),
                 required: (!source.spec.required_bands.is_empty())
                     .then(|| (index, source.spec.required_bands.clone())),
                 whole_file,
+                source: index,
+                labels: None,
             });
             // Two whole-file patches, or the same band twice, under one key: refuse, naming both.
             let clash = entry.files.iter().find(|f| {
@@ -208,7 +288,18 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
                     other.path.display(),
                     path.display()
                 ))
-                .hint("keys must be unique within one database; convert these sources into separate databases, or rename one of them"));
+                .hint(source.spec.duplicate_hint.clone().unwrap_or_else(|| {
+                    "keys must be unique within one database; convert these sources into separate databases, or rename one of them".to_string()
+                })));
+            }
+            if entry.labels.is_none() {
+                entry.labels = match (&source.spec.labels, &tables) {
+                    (LabelRule::Group(g), _) => Some(Labels::one(caps.name(g).map_or("", |m| m.as_str()))),
+                    (LabelRule::Tables { row, .. }, Some(tables)) => {
+                        Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &path)?)
+                    }
+                    _ => None,
+                };
             }
             entry.files.push(PatchFile { path, bands });
         }
@@ -226,19 +317,26 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
 
     let mut out = Vec::with_capacity(patches.len());
     for (key, mut pending) in patches {
-        if let Some((_, required)) = &pending.required {
+        let uniform = &seen_bands[pending.source];
+        let required = match &pending.required {
+            Some((_, required)) => Some(required),
+            None if sources[pending.source].spec.uniform_bands => Some(uniform),
+            None => None,
+        };
+        if let Some(required) = required {
             for band in required {
                 let present = pending.files.iter().any(|f| matches!(&f.bands, FileBands::One(b) if b == band));
                 if !present {
                     let dir = pending.files[0].path.parent().map(Path::to_path_buf).unwrap_or_default();
-                    return Err(Error::data(format!("patch {key} has no file for band {band}"))
+                    let why = if pending.required.is_none() { " (other patches of this source have one)" } else { "" };
+                    return Err(Error::data(format!("patch {key} has no file for band {band}{why}"))
                         .at(dir)
                         .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)"));
                 }
             }
         }
         pending.files.sort_by(|a, b| a.path.cmp(&b.path));
-        out.push(Patch { key, files: pending.files });
+        out.push(Patch { key, files: pending.files, labels: pending.labels });
     }
     out.sort_by(|a, b| a.files[0].path.cmp(&b.files[0].path));
     Ok(out)
@@ -306,5 +404,73 @@ mod tests {
         let re = Regex::new(r"(?P<key>x)").unwrap();
         let err = KeyTemplate::parse("{nope}", &re).unwrap_err();
         assert!(err.message.contains("nope"), "{}", err.message);
+    }
+
+    /// A scratch source tree of empty files (planning never opens image files).
+    fn tree(name: &str, files: &[&str]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("rico-spec-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for f in files {
+            let path = root.join(f);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"").unwrap();
+        }
+        root
+    }
+
+    fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {
+        Source { option: "dataset-dir".into(), root: root.to_path_buf(), spec }
+    }
+
+    #[test]
+    fn uniform_bands_require_every_band_seen_in_the_source() {
+        let spec = Spec::new(r"(?P<key>[^/]+)_(?P<band>B\d+)\.tif$", "{key}", BandRule::FromPath, "x").unwrap().uniform_bands();
+        let root = tree("uniform", &["a_B1.tif", "a_B2.tif", "b_B1.tif", "b_B2.tif", "c_B1.tif"]);
+        let err = plan(&[source(&root, &spec)]).unwrap_err();
+        assert!(err.message.contains("patch c has no file for band B2"), "{}", err.message);
+        fs::write(root.join("c_B2.tif"), b"").unwrap();
+        let patches = plan(&[source(&root, &spec)]).unwrap();
+        assert_eq!(patches.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(patches.iter().all(|p| p.files.len() == 2 && p.labels.is_none()));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn group_labels_and_the_duplicate_hint() {
+        let spec = Spec::new(r"(?:^|/)(?P<class>[^/]+)/(?P<key>[^/]+)\.png$", "{key}", BandRule::Numbered("B".into()), "x")
+            .unwrap()
+            .labels(LabelRule::Group("class".into()))
+            .unwrap()
+            .duplicate_hint("use --key-parents");
+        let root = tree("group", &["forest/a.png", "river/b.png", "notes.txt"]);
+        let patches = plan(&[source(&root, &spec)]).unwrap();
+        assert_eq!(patches[0].labels, Some(Labels::one("forest")));
+        assert_eq!(patches[1].labels, Some(Labels::one("river")));
+        fs::write(root.join("river/a.png"), b"").unwrap();
+        let err = plan(&[source(&root, &spec)]).unwrap_err();
+        assert!(err.message.contains("duplicate key \"a\"") && err.message.contains("forest/a.png"), "{}", err.message);
+        assert_eq!(err.hint.as_deref(), Some("use --key-parents"));
+        assert!(spec.clone().labels(LabelRule::Group("nope".into())).is_err());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn table_labels_are_looked_up_by_file_name() {
+        let tables = Regex::new(r"(?:^|/)labels/[^/]+\.csv$").unwrap();
+        let spec = Spec::new(r"(?:^|/)(?P<name>(?P<key>[^/]+)\.jpg)$", "{key}", BandRule::Numbered("B".into()), "x")
+            .unwrap()
+            .labels(LabelRule::Tables { tables, row: "name".into() })
+            .unwrap();
+        let root = tree("tables", &["Images/a/a_1.jpg", "Images/b/b_1.jpg"]);
+        fs::create_dir_all(root.join("labels")).unwrap();
+        fs::write(root.join("labels/a.csv"), "image,x,y\na_1.jpg,1,0\n").unwrap();
+        fs::write(root.join("labels/b.csv"), "image,x,y\nb_2.jpg,0,1\n").unwrap();
+        let err = plan(&[source(&root, &spec)]).unwrap_err();
+        assert!(err.message.contains("no labels row for \"b_1.jpg\""), "{}", err.message);
+        assert_eq!(err.path.as_deref(), Some(root.join("Images/b/b_1.jpg").as_path()));
+        fs::write(root.join("labels/b.csv"), "image,x,y\nb_1.jpg,0,1\n").unwrap();
+        let patches = plan(&[source(&root, &spec)]).unwrap();
+        assert_eq!(patches[1].labels.as_ref().map(|l| l.values.clone()), Some(vec![false, true]));
+        fs::remove_dir_all(root).unwrap();
     }
 }

@@ -58,7 +58,7 @@ fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -69,9 +69,11 @@ fn convert<'py>(
     progress: Option<bool>,
     resume: bool,
     skip_invalid: bool,
+    params: Option<BTreeMap<String, String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let options = rico_core::ConvertOptions { threads, resume, skip_invalid, progress };
+    let params = params.unwrap_or_default().into_iter().collect();
+    let options = rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params };
     let summary = py
         .allow_threads(|| rico_core::convert_dataset(&dataset, &sources, &target_dir, &options))
         .map_err(to_py_err)?;
@@ -85,6 +87,7 @@ fn convert<'py>(
     out.set_item("seconds", summary.seconds)?;
     out.set_item("threads", summary.threads)?;
     out.set_item("line", summary.line())?;
+    out.set_item("labels_table", summary.labels_table.as_ref().map(|p| p.display().to_string()))?;
     Ok(out)
 }
 
@@ -93,7 +96,8 @@ fn convert<'py>(
 fn datasets(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     for preset in rico_core::datasets::presets() {
-        let flags: Vec<String> = preset.sources.iter().map(|s| s.flag.replace('-', "_")).collect();
+        let sources = preset.sources.iter().map(|s| s.flag);
+        let flags: Vec<String> = sources.chain(preset.params.iter().map(|p| p.flag)).map(|f| f.replace('-', "_")).collect();
         out.set_item(preset.name, flags)?;
     }
     Ok(out)
@@ -120,5 +124,6 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(datasets, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(reader::bench, m)?)?;
     Ok(())
 }

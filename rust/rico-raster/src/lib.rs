@@ -7,6 +7,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod jpeg;
+pub mod png;
 pub mod tiff;
 
 /// Pixel type of a band, named as numpy names it.
@@ -161,9 +163,15 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
     if tiff::is_tiff(bytes) {
         return tiff::decode(bytes);
     }
+    if jpeg::is_jpeg(bytes) {
+        return jpeg::decode(bytes);
+    }
+    if png::is_png(bytes) {
+        return png::decode(bytes);
+    }
     Err(RasterError::new(
         ErrorKind::NotRaster,
-        "not a TIFF file (no TIFF signature); rico decodes GeoTIFF",
+        "not a TIFF, JPEG or PNG file (no known signature); rico decodes GeoTIFF, JPEG and PNG",
     ))
 }
 

@@ -35,6 +35,7 @@ __all__ = [
     "convert",
     "datasets",
     "read_raster",
+    "verify",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -91,6 +92,8 @@ def convert(
     progress: Optional[bool] = None,
     resume: bool = False,
     skip_invalid: bool = False,
+    shards: Optional[int] = None,
+    client: Optional[object] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
@@ -105,6 +108,11 @@ def convert(
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
+        shards: cut the sorted patch list into this many contiguous shards, each an LMDB
+            directory ``shard-NNNNN/`` under ``target_dir``, plus ``rico-manifest.json``;
+            :func:`open` reads them as one database.
+        client: a ``dask.distributed.Client``: each shard runs as one task on a worker (the
+            paths must be on a filesystem every worker and the client see). Needs ``shards``.
         **options: the dataset's options, named like the CLI flags with underscores:
             its source directories (every name ending in ``_dir``), e.g.
             ``bigearthnet_s2_dir="BigEarthNet-S2"``, and its value options, e.g.
@@ -130,6 +138,14 @@ def convert(
     # Source options all end in `_dir` (a rule of rico's presets); the rest are values.
     sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
     params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
+    if client is not None:
+        if not shards:
+            raise UsageError("a Dask client runs shards: pass shards=N as well")
+        from .distributed import convert_on_cluster
+
+        summary = convert_on_cluster(client, dataset, os.fspath(target_dir), shards, sources, params,
+                                     threads=threads, progress=progress, resume=resume, skip_invalid=skip_invalid)
+        return ConvertSummary(**summary)
     summary = _rico.convert(
         dataset,
         os.fspath(target_dir),
@@ -139,8 +155,31 @@ def convert(
         resume=resume,
         skip_invalid=skip_invalid,
         params=params,
+        shards=shards,
     )
     return ConvertSummary(**summary)
+
+
+def verify(
+    dataset: str,
+    target_dir: PathLike,
+    *,
+    threads: Optional[int] = None,
+    progress: Optional[bool] = None,
+    **options: Union[PathLike, int, Sequence[str]],
+) -> dict:
+    """Re-decode the sources of a conversion and compare them with the database record by record.
+
+    Takes the same options as :func:`convert`. Returns ``{"ok", "checked", "matching",
+    "missing", "extra", "differing", "text"}`` (the last three: lists of keys).
+
+    >>> report = rico.verify("bigearthnet", "ben.lmdb", bigearthnet_s2_dir="BigEarthNet-S2")  # doctest: +SKIP
+    >>> report["ok"]  # doctest: +SKIP
+    True
+    """
+    sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
+    params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
+    return dict(_rico.verify(dataset, os.fspath(target_dir), sources, threads=threads, progress=progress, params=params))
 
 def _param_value(value: object) -> str:
     """A value option as the CLI would take it: lists comma-joined, numbers written out."""

@@ -47,6 +47,31 @@ fn common_args(cmd: Command) -> Command {
             .action(ArgAction::SetTrue)
             .help("Leave out patches with bad files instead of stopping; they are listed in rico-skipped.tsv in the target"),
     )
+    .arg(
+        Arg::new("shards")
+            .long("shards")
+            .value_name("N")
+            .value_parser(value_parser!(usize))
+            .help("Cut the sorted patch list into N contiguous shards: one LMDB directory shard-NNNNN/ each under the target, plus rico-manifest.json; rico.open reads them as one database"),
+    )
+    .arg(
+        Arg::new("scheduler")
+            .long("scheduler")
+            .value_name("ADDRESS")
+            .requires("shards")
+            .help("Run the shards as tasks on this Dask scheduler (e.g. tcp://10.0.0.1:8786); needs the Python package: `python -m rico ...`"),
+    )
+}
+
+/// The source and target options of a verify run: those of the conversion, without the
+/// options that only writing has.
+fn verify_command(preset: &Preset) -> Command {
+    let mut cmd = dataset_command(preset);
+    for name in ["quiet", "resume", "skip-invalid", "shards", "scheduler"] {
+        cmd = cmd.mut_arg(name, |a| a.hide(true));
+    }
+    cmd.mut_arg("target-dir", |a| a.help("The database to verify (plain or sharded)"))
+        .about(format!("Verify a {} conversion against its sources", preset.name))
 }
 
 fn dataset_command(preset: &Preset) -> Command {
@@ -103,6 +128,95 @@ pub fn command() -> Command {
             .after_help(EXIT_CODES),
     )
     .subcommand(bench_command())
+    .subcommand({
+        let mut verify = Command::new("verify")
+            .about("Re-decode the sources and compare with a database record by record: missing, extra, differing")
+            .long_about(
+                "Re-decode the sources and compare with a database record by record.\n\n                 Give the dataset and the same options as the conversion, e.g.\n                   rico verify bigearthnet --target-dir BigEarthNet.lmdb --bigearthnet-s2-dir BigEarthNet-S2\n\n                 Exit code 0 only when every record matches; 1 when a record is missing, extra or differs.",
+            )
+            .subcommand_required(true)
+            .after_help(EXIT_CODES);
+        for preset in presets() {
+            verify = verify.subcommand(verify_command(&preset));
+        }
+        verify
+    })
+}
+
+/// A conversion's arguments, as parsed from a command line.
+#[derive(Debug, Clone)]
+pub struct ConvertCall {
+    pub dataset: String,
+    pub sources: Vec<(String, PathBuf)>,
+    pub target: PathBuf,
+    pub options: ConvertOptions,
+    pub quiet: bool,
+    pub scheduler: Option<String>,
+}
+
+fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> {
+    let preset = rico_core::datasets::preset(name)?;
+    let mut sources = Vec::new();
+    for source in &preset.sources {
+        if let Some(dir) = matches.get_one::<PathBuf>(source.flag) {
+            sources.push((source.flag.to_string(), dir.clone()));
+        }
+    }
+    let mut params = Vec::new();
+    for param in &preset.params {
+        if let Some(value) = matches.get_one::<String>(param.flag) {
+            params.push((param.flag.to_string(), value.clone()));
+        }
+    }
+    let quiet = matches.get_flag("quiet");
+    let options = ConvertOptions {
+        params,
+        threads: matches.get_one::<usize>("threads").copied(),
+        resume: matches.get_flag("resume"),
+        skip_invalid: matches.get_flag("skip-invalid"),
+        progress: if quiet { Some(false) } else { None },
+        shards: matches.get_one::<usize>("shards").copied(),
+        shard_index: None,
+    };
+    Ok(ConvertCall {
+        dataset: name.to_string(),
+        sources,
+        target: matches.get_one::<PathBuf>("target-dir").cloned().unwrap_or_default(),
+        options,
+        quiet,
+        scheduler: matches.get_one::<String>("scheduler").cloned(),
+    })
+}
+
+/// Parses a conversion command line (program name first) without running it: `Ok(None)` for
+/// other subcommands; `Err(code)` after printing clap's message (help, usage error).
+pub fn parse_convert<I, T>(args: I) -> Result<Option<ConvertCall>, i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args).map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+            _ => 2,
+        }
+    })?;
+    match matches.subcommand() {
+        Some((name, sub)) if !matches!(name, "info" | "bench" | "verify") => convert_call(name, sub).map(Some).map_err(|e| {
+            eprintln!("error: {e}");
+            e.kind.exit_code()
+        }),
+        _ => Ok(None),
+    }
+}
+
+fn run_verify(matches: &ArgMatches) -> Result<bool, Error> {
+    let Some((name, sub)) = matches.subcommand() else { return Err(Error::usage("give the dataset to verify")) };
+    let call = convert_call(name, sub)?;
+    let report = rico_core::convert::verify_dataset(name, &call.sources, &call.target, &call.options)?;
+    print!("{}", report.text());
+    Ok(report.ok())
 }
 
 /// `rico bench`: records/s and MB/s a database delivers on this machine and storage.
@@ -182,30 +296,13 @@ fn run_info(matches: &ArgMatches) -> Result<(), Error> {
 }
 
 fn run_dataset(name: &str, matches: &ArgMatches) -> Result<(), Error> {
-    let preset = rico_core::datasets::preset(name)?;
-    let mut sources = Vec::new();
-    for source in &preset.sources {
-        if let Some(dir) = matches.get_one::<PathBuf>(source.flag) {
-            sources.push((source.flag.to_string(), dir.clone()));
-        }
+    let call = convert_call(name, matches)?;
+    if call.scheduler.is_some() {
+        return Err(Error::usage("--scheduler runs the shards on a Dask cluster, which needs Python")
+            .hint("install the rico Python package with dask.distributed and run `python -m rico ...` with the same options"));
     }
-    let mut params = Vec::new();
-    for param in &preset.params {
-        if let Some(value) = matches.get_one::<String>(param.flag) {
-            params.push((param.flag.to_string(), value.clone()));
-        }
-    }
-    let quiet = matches.get_flag("quiet");
-    let options = ConvertOptions {
-        params,
-        threads: matches.get_one::<usize>("threads").copied(),
-        resume: matches.get_flag("resume"),
-        skip_invalid: matches.get_flag("skip-invalid"),
-        progress: if quiet { Some(false) } else { None },
-    };
-    let target = matches.get_one::<PathBuf>("target-dir").cloned().unwrap_or_default();
-    let summary = convert_dataset(name, &sources, &target, &options)?;
-    if !quiet {
+    let summary = convert_dataset(name, &call.sources, &call.target, &call.options)?;
+    if !call.quiet {
         eprintln!("{}", summary.line());
     }
     Ok(())
@@ -231,6 +328,11 @@ where
     let result = match name {
         "info" => run_info(sub),
         "bench" => run_bench(sub),
+        "verify" => match run_verify(sub) {
+            Ok(true) => Ok(()),
+            Ok(false) => return 1,
+            Err(e) => Err(e),
+        },
         _ => run_dataset(name, sub),
     };
     match result {

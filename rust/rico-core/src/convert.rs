@@ -42,6 +42,11 @@ pub struct ConvertOptions {
     pub progress: Option<bool>,
     /// The dataset's value options (flag, value), e.g. `("pattern", "...")` for `bands`.
     pub params: Vec<(String, String)>,
+    /// Cut the sorted patch list into this many contiguous shards, each an LMDB directory
+    /// `shard-NNNNN/` under the target, with `rico-manifest.json` at the root.
+    pub shards: Option<usize>,
+    /// With `shards`: write only this shard (one task of a cluster run); no manifest.
+    pub shard_index: Option<usize>,
 }
 
 /// What a conversion did.
@@ -98,14 +103,13 @@ impl Summary {
     }
 }
 
-/// Converts the dataset `name` from `sources` (option name, directory) into `target`.
-pub fn convert_dataset(
+/// Resolves the sources and params of dataset `name` and plans its patches (sorted by source
+/// path); with `skip_invalid`, patches missing a band come back as (key, reason).
+pub fn plan_dataset(
     name: &str,
     sources: &[(String, PathBuf)],
-    target: &Path,
     options: &ConvertOptions,
-) -> Result<Summary> {
-    let start = Instant::now();
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
     let preset = datasets::preset(name)?;
     if sources.is_empty() {
         return Err(Error::usage(format!("no source directory given; give at least one of {}", preset.flags_list())));
@@ -120,19 +124,302 @@ pub fn convert_dataset(
     }
     let resolved: Vec<Source<'_>> =
         specs.iter().map(|(flag, root, spec)| Source { option: flag.to_string(), root: root.to_path_buf(), spec }).collect();
-    check_target(target, options.resume)?;
-    let patches = spec::plan(&resolved)?;
+    spec::plan_with(&resolved, options.skip_invalid)
+}
+
+/// Converts the dataset `name` from `sources` (option name, directory) into `target`.
+pub fn convert_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<Summary> {
+    let start = Instant::now();
+    // Arguments and target are checked before the (possibly long) walk of the sources.
+    datasets::preset(name)?.params_from(&options.params)?;
+    let mut summary = match (options.shards, options.shard_index) {
+        (None, None) => {
+            check_target(target, options.resume)?;
+            let (patches, skipped) = plan_dataset(name, sources, options)?;
+            write_patches(patches, skipped, target, options)?
+        }
+        (None, Some(_)) => return Err(Error::usage("shard_index needs shards")),
+        (Some(n), index) => {
+            let n = check_shards(n, index)?;
+            if index.is_none() {
+                check_sharded_target(target, options.resume)?;
+            }
+            let (patches, skipped) = plan_dataset(name, sources, options)?;
+            convert_shards(name, patches, skipped, target, n, index, options)?
+        }
+    };
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Writes planned patches into one LMDB directory, with the labels table beside it.
+fn write_patches(
+    patches: Vec<Patch>,
+    skipped: Vec<(String, String)>,
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<Summary> {
     // Labels were all found while planning (a missing row stops the run before any write);
     // the table goes beside the database once its records are in.
     let patch_labels: Vec<(String, labels::Labels)> =
         patches.iter().filter_map(|p| Some((p.key.clone(), p.labels.clone()?))).collect();
-    let (mut summary, skipped) = write(patches, target, options)?;
+    let (mut summary, skipped) = write(patches, skipped, target, options)?;
     if !patch_labels.is_empty() {
         let rows = patch_labels.iter().filter(|(key, _)| !skipped.contains(key)).map(|(k, l)| (k.as_str(), l));
         summary.labels_table = Some(labels::write_table(target, rows)?);
     }
-    summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+// ---- shards ------------------------------------------------------------------------------------
+
+/// Name of the file a finished shard holds: its record count and key range.
+pub const SHARD_MARKER: &str = "rico-shard.json";
+pub use crate::reader::MANIFEST;
+
+/// The directory of shard `index` under `target`.
+pub fn shard_dir(target: &Path, index: usize) -> PathBuf {
+    target.join(format!("shard-{index:05}"))
+}
+
+/// The patches of shard `index` of `shards`: contiguous, deterministic, sizes differing by at most one.
+pub fn shard_range(patches: usize, shards: usize, index: usize) -> std::ops::Range<usize> {
+    patches * index / shards..patches * (index + 1) / shards
+}
+
+fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
+    if n == 0 || n > 99_999 {
+        return Err(Error::usage(format!("--shards must be between 1 and 99999, not {n}")));
+    }
+    if let Some(i) = index {
+        if i >= n {
+            return Err(Error::usage(format!("shard index {i} is not below the number of shards {n}")));
+        }
+    }
+    Ok(n)
+}
+
+/// The root of a sharded dataset is new or empty, or (with `resume`) one rico wrote.
+pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
+    match fs::metadata(target) {
+        Err(_) => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::usage("the target exists and is not a directory").at(target).hint("give a new directory for --target-dir"))
+        }
+        Ok(_) => {}
+    }
+    let entries: Vec<String> = fs::read_dir(target)
+        .map_err(|e| Error::usage(format!("cannot list the target directory: {e}")).at(target))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let ours = entries.iter().all(|n| n == MANIFEST || n.starts_with("shard-"));
+    if !ours {
+        return Err(Error::usage("the target directory is not empty and holds no sharded rico dataset")
+            .at(target)
+            .hint("give a new or empty directory for --target-dir"));
+    }
+    if !resume {
+        return Err(Error::usage("the target already holds a sharded dataset")
+            .at(target)
+            .hint("pass --resume to finish the shards of an interrupted conversion, or give a new directory"));
+    }
+    Ok(())
+}
+
+fn shard_marker(dir: &Path) -> Option<serde_json::Value> {
+    let text = fs::read_to_string(dir.join(SHARD_MARKER)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::output(e.to_string()))?;
+    fs::write(&tmp, text + "\n")
+        .and_then(|_| fs::rename(&tmp, path))
+        .map_err(|e| Error::output(format!("cannot write {}: {e}", path.display())).at(path))
+}
+
+/// Marks a finished shard with its record count and first and last keys.
+fn mark_shard(dir: &Path) -> Result<serde_json::Value> {
+    let db = crate::reader::Database::open(dir)?;
+    let shard = &db.shards().0[0];
+    let marker = serde_json::json!({
+        "records": db.len()?,
+        "first_key": String::from_utf8_lossy(&shard.first),
+        "last_key": String::from_utf8_lossy(&shard.last),
+    });
+    write_json(&dir.join(SHARD_MARKER), &marker)?;
+    Ok(marker)
+}
+
+fn convert_shards(
+    name: &str,
+    patches: Vec<Patch>,
+    skipped: Vec<(String, String)>,
+    target: &Path,
+    n: usize,
+    only: Option<usize>,
+    options: &ConvertOptions,
+) -> Result<Summary> {
+    fs::create_dir_all(target).map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
+    let mut total = Summary::default();
+    // Patches dropped while planning (a band missing) have no place in the shard ranges; they
+    // are reported in the skipped list of the first shard this run writes.
+    let mut skipped = Some(skipped);
+    let count = patches.len();
+    let mut patches = patches.into_iter();
+    let mut taken = 0;
+    for index in 0..n {
+        let range = shard_range(count, n, index);
+        let shard: Vec<Patch> = patches.by_ref().take(range.end - taken).collect();
+        taken = range.end;
+        if only.is_some_and(|i| i != index) {
+            continue;
+        }
+        let dir = shard_dir(target, index);
+        if let Some(marker) = shard_marker(&dir) {
+            // Finished by an earlier run (or attempt): leave it as it is.
+            total.already_present += marker["records"].as_u64().unwrap_or(0);
+            continue;
+        }
+        // Every shard resumes: a rerun of a task after a lost worker finishes what it began.
+        let shard_options = ConvertOptions { resume: true, ..options.clone() };
+        let summary = write_patches(shard, skipped.take().unwrap_or_default(), &dir, &shard_options)?;
+        mark_shard(&dir)?;
+        total.records += summary.records;
+        total.already_present += summary.already_present;
+        total.skipped += summary.skipped;
+        total.files += summary.files;
+        total.source_bytes += summary.source_bytes;
+        total.record_bytes += summary.record_bytes;
+        total.threads = summary.threads;
+    }
+    if only.is_none() {
+        write_manifest(target, name, n)?;
+    }
+    Ok(total)
+}
+
+/// Writes `rico-manifest.json` for the `n` shards under `target`; every shard must be finished.
+pub fn write_manifest(target: &Path, dataset: &str, n: usize) -> Result<serde_json::Value> {
+    let mut shards = Vec::with_capacity(n);
+    let mut records = 0u64;
+    for index in 0..n {
+        let dir = shard_dir(target, index);
+        let marker = shard_marker(&dir).ok_or_else(|| {
+            Error::usage(format!("shard {index} is not finished (no {SHARD_MARKER})"))
+                .at(&dir)
+                .hint("run the same conversion again with --resume to finish it")
+        })?;
+        records += marker["records"].as_u64().unwrap_or(0);
+        shards.push(serde_json::json!({
+            "path": format!("shard-{index:05}"),
+            "records": marker["records"],
+            "first_key": marker["first_key"],
+            "last_key": marker["last_key"],
+        }));
+    }
+    let manifest = serde_json::json!({
+        "format": "rico-sharded-1",
+        "rico_version": env!("CARGO_PKG_VERSION"),
+        "dataset": dataset,
+        "records": records,
+        "shards": shards,
+    });
+    write_json(&target.join(MANIFEST), &manifest)?;
+    Ok(manifest)
+}
+
+// ---- verify ------------------------------------------------------------------------------------
+
+/// What `rico verify` found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerifyReport {
+    /// Records compared (patches of the sources).
+    pub checked: u64,
+    pub matching: u64,
+    /// Keys of the sources with no record in the database.
+    pub missing: Vec<String>,
+    /// Keys in the database that no source gives.
+    pub extra: Vec<String>,
+    /// Keys whose record differs from a fresh decode of the sources.
+    pub differing: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.differing.is_empty()
+    }
+
+    /// One line per problem, then a summary line.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (what, keys) in [("missing", &self.missing), ("extra", &self.extra), ("differing", &self.differing)] {
+            for key in keys {
+                s.push_str(&format!("{what}: {key}\n"));
+            }
+        }
+        s.push_str(&format!(
+            "{} of {} records match; {} missing, {} extra, {} differing\n",
+            self.matching,
+            self.checked,
+            self.missing.len(),
+            self.extra.len(),
+            self.differing.len()
+        ));
+        if self.ok() {
+            return format!("{} records match: the database holds exactly the sources' values\n", self.matching);
+        }
+        s
+    }
+}
+
+/// Re-decodes the sources of a conversion and compares them with the database at `target`
+/// (a plain or sharded one), record by record.
+pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, options: &ConvertOptions) -> Result<VerifyReport> {
+    let db = crate::reader::Database::open(target)?;
+    let (patches, _) = plan_dataset(name, sources, &ConvertOptions { skip_invalid: false, ..options.clone() })?;
+    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
+    let mut report = VerifyReport::default();
+    let bar = ProgressBar::new(patches.len() as u64, options.progress);
+    let mut done = 0u64;
+    for chunk in patches.chunks(64) {
+        let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
+        for (patch, result) in chunk.iter().zip(results) {
+            let record = result?;
+            report.checked += 1;
+            match db.get(patch.key.as_bytes())? {
+                None => report.missing.push(patch.key.clone()),
+                Some(v) if v == record.value.as_slice() => report.matching += 1,
+                Some(_) => report.differing.push(patch.key.clone()),
+            }
+        }
+        done += chunk.len() as u64;
+        bar.set(done);
+    }
+    bar.finish();
+    let expected: HashSet<&[u8]> = patches.iter().map(|p| p.key.as_bytes()).collect();
+    db.for_each(|k, _| {
+        if !expected.contains(k) {
+            report.extra.push(String::from_utf8_lossy(k).into_owned());
+        }
+        true
+    })?;
+    report.extra.sort();
+    Ok(report)
 }
 
 /// A target is a new or empty directory, or (with `resume`) an LMDB directory.
@@ -164,11 +451,12 @@ fn check_target(target: &Path, resume: bool) -> Result<()> {
 }
 
 fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
-    let err = Error::output(format!("{what}: {e}")).at(target);
     if e.is_disk_full() {
-        err.hint("the disk is full: free space (or move --target-dir), then run again with --resume; the records written so far are kept")
+        Error::output(format!("{what}: {e}: the disk is full (or a quota or file-size limit was reached)"))
+            .at(target)
+            .hint("free space (or move --target-dir), then run the same command again with --resume; the records committed so far are kept and valid")
     } else {
-        err
+        Error::output(format!("{what}: {e}")).at(target)
     }
 }
 
@@ -231,7 +519,12 @@ fn build_record(patch: &Patch) -> Result<Record> {
 
 /// Writes the records of `patches` into `target` in order; returns the summary and the keys
 /// of the patches skipped (with `skip_invalid`).
-fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result<(Summary, HashSet<String>)> {
+fn write(
+    patches: Vec<Patch>,
+    planning_skipped: Vec<(String, String)>,
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<(Summary, HashSet<String>)> {
     fs::create_dir_all(target)
         .map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
     let env = Env::open_writable(target, INITIAL_MAP_SIZE).map_err(|e| lmdb_error(target, "cannot open the database", e))?;
@@ -261,7 +554,7 @@ fn write(patches: Vec<Patch>, target: &Path, options: &ConvertOptions) -> Result
         .build()
         .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
     let bar = ProgressBar::new(patches.len() as u64, options.progress);
-    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<(String, String)> = planning_skipped;
 
     // Chunks small enough to keep memory flat, large enough to keep every decoder busy.
     let chunk_len = (threads * 8).clamp(8, 256);
@@ -317,7 +610,8 @@ fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<(
     let path = target.join(SKIPPED_REPORT);
     let mut text = String::from("key\treason\n");
     for (key, reason) in skipped {
-        text.push_str(&format!("{key}\t{reason}\n"));
+        // One line per patch: the reason loses its line breaks and tabs.
+        text.push_str(&format!("{key}\t{}\n", reason.replace(['\n', '\t'], " ")));
     }
     fs::File::create(&path)
         .and_then(|mut f| f.write_all(text.as_bytes()))

@@ -23,9 +23,10 @@ impl LmdbError {
     pub fn is_map_resized(self) -> bool {
         self.0 == ffi::MDB_MAP_RESIZED
     }
-    /// True when the disk (not the map) is full.
+    /// True when a write failed for lack of space: the disk or a quota is full, a file-size
+    /// limit is reached (LMDB reports a short write as EIO).
     pub fn is_disk_full(self) -> bool {
-        self.0 == 28 /* ENOSPC */ || self.0 == 122 /* EDQUOT */
+        matches!(self.0, 28 /* ENOSPC */ | 122 /* EDQUOT */ | 27 /* EFBIG */ | 5 /* EIO */)
     }
 }
 

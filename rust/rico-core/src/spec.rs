@@ -209,6 +209,13 @@ pub const MAX_KEY_BYTES: usize = 511;
 /// Walks every source and groups its files into patches, sorted by source path. Fails before
 /// anything is written when a source is missing or empty, a key repeats, or a band is missing.
 pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
+    Ok(plan_with(sources, false)?.0)
+}
+
+/// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
+/// reason (key, reason) instead of stopping the run.
+pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+    let mut skipped = Vec::new();
     struct Pending {
         files: Vec<PatchFile>,
         required: Option<(usize, Vec<String>)>, // (source index, required bands)
@@ -316,7 +323,7 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
     }
 
     let mut out = Vec::with_capacity(patches.len());
-    for (key, mut pending) in patches {
+    'patches: for (key, mut pending) in patches {
         let uniform = &seen_bands[pending.source];
         let required = match &pending.required {
             Some((_, required)) => Some(required),
@@ -329,9 +336,14 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
                 if !present {
                     let dir = pending.files[0].path.parent().map(Path::to_path_buf).unwrap_or_default();
                     let why = if pending.required.is_none() { " (other patches of this source have one)" } else { "" };
-                    return Err(Error::data(format!("patch {key} has no file for band {band}{why}"))
+                    let err = Error::data(format!("patch {key} has no file for band {band}{why}"))
                         .at(dir)
-                        .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)"));
+                        .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
+                    if skip_invalid {
+                        skipped.push((key.clone(), err.to_string()));
+                        continue 'patches;
+                    }
+                    return Err(err);
                 }
             }
         }
@@ -339,7 +351,7 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
         out.push(Patch { key, files: pending.files, labels: pending.labels });
     }
     out.sort_by(|a, b| a.files[0].path.cmp(&b.files[0].path));
-    Ok(out)
+    Ok((out, skipped))
 }
 
 fn check_source_dir(source: &Source<'_>) -> Result<()> {

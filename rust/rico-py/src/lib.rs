@@ -56,9 +56,22 @@ fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
     })
 }
 
+fn options(
+    threads: Option<usize>,
+    progress: Option<bool>,
+    resume: bool,
+    skip_invalid: bool,
+    params: Option<BTreeMap<String, String>>,
+    shards: Option<usize>,
+    shard_index: Option<usize>,
+) -> rico_core::ConvertOptions {
+    let params = params.unwrap_or_default().into_iter().collect();
+    rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params, shards, shard_index }
+}
+
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -70,10 +83,11 @@ fn convert<'py>(
     resume: bool,
     skip_invalid: bool,
     params: Option<BTreeMap<String, String>>,
+    shards: Option<usize>,
+    shard_index: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let params = params.unwrap_or_default().into_iter().collect();
-    let options = rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params };
+    let options = options(threads, progress, resume, skip_invalid, params, shards, shard_index);
     let summary = py
         .allow_threads(|| rico_core::convert_dataset(&dataset, &sources, &target_dir, &options))
         .map_err(to_py_err)?;
@@ -89,6 +103,92 @@ fn convert<'py>(
     out.set_item("line", summary.line())?;
     out.set_item("labels_table", summary.labels_table.as_ref().map(|p| p.display().to_string()))?;
     Ok(out)
+}
+
+/// Checks a sharded target and plans the sources; returns the number of patches (a cluster
+/// client's progress total).
+#[pyfunction]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false))]
+#[allow(clippy::too_many_arguments)]
+fn count_patches(
+    py: Python<'_>,
+    dataset: String,
+    target_dir: PathBuf,
+    sources: BTreeMap<String, PathBuf>,
+    params: Option<BTreeMap<String, String>>,
+    resume: bool,
+    shards: usize,
+    skip_invalid: bool,
+) -> PyResult<usize> {
+    let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
+    let options = options(None, None, resume, skip_invalid, params, Some(shards), None);
+    py.allow_threads(|| {
+        rico_core::datasets::preset(&dataset)?.params_from(&options.params)?;
+        rico_core::convert::check_sharded_target(&target_dir, resume)?;
+        Ok(rico_core::convert::plan_dataset(&dataset, &sources, &options)?.0.len())
+    })
+    .map_err(to_py_err)
+}
+
+/// Writes the manifest of a sharded dataset whose shards are all finished; returns it.
+#[pyfunction]
+fn write_manifest<'py>(py: Python<'py>, target_dir: PathBuf, dataset: String, shards: usize) -> PyResult<Bound<'py, PyAny>> {
+    let manifest = py
+        .allow_threads(|| rico_core::convert::write_manifest(&target_dir, &dataset, shards))
+        .map_err(to_py_err)?;
+    let json = py.import("json")?;
+    json.call_method1("loads", (manifest.to_string(),))
+}
+
+/// Re-decodes the sources and compares them with the database; returns the report as a dict.
+#[pyfunction]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None))]
+fn verify<'py>(
+    py: Python<'py>,
+    dataset: String,
+    target_dir: PathBuf,
+    sources: BTreeMap<String, PathBuf>,
+    threads: Option<usize>,
+    progress: Option<bool>,
+    params: Option<BTreeMap<String, String>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
+    let options = options(threads, progress, false, false, params, None, None);
+    let report = py
+        .allow_threads(|| rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options))
+        .map_err(to_py_err)?;
+    let out = PyDict::new(py);
+    out.set_item("ok", report.ok())?;
+    out.set_item("checked", report.checked)?;
+    out.set_item("matching", report.matching)?;
+    out.set_item("missing", report.missing.clone())?;
+    out.set_item("extra", report.extra.clone())?;
+    out.set_item("differing", report.differing.clone())?;
+    out.set_item("text", report.text())?;
+    Ok(out)
+}
+
+/// Parses a conversion command line; None for other subcommands; raises SystemExit(code) for
+/// help and usage errors (clap has printed its message).
+#[pyfunction]
+fn parse_convert<'py>(py: Python<'py>, argv: Vec<String>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let call = match rico_cli::parse_convert(argv) {
+        Ok(None) => return Ok(None),
+        Ok(Some(call)) => call,
+        Err(code) => return Err(pyo3::exceptions::PySystemExit::new_err(code)),
+    };
+    let out = PyDict::new(py);
+    out.set_item("dataset", &call.dataset)?;
+    out.set_item("target_dir", &call.target)?;
+    out.set_item("sources", call.sources.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect::<BTreeMap<_, _>>())?;
+    out.set_item("params", call.options.params.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect::<BTreeMap<_, _>>())?;
+    out.set_item("threads", call.options.threads)?;
+    out.set_item("resume", call.options.resume)?;
+    out.set_item("skip_invalid", call.options.skip_invalid)?;
+    out.set_item("shards", call.options.shards)?;
+    out.set_item("quiet", call.quiet)?;
+    out.set_item("scheduler", call.scheduler)?;
+    Ok(Some(out))
 }
 
 /// Source options of each dataset: {dataset: [option, ...]} (option names with underscores).
@@ -122,6 +222,10 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::SnapshotOwner>()?;
     m.add_function(wrap_pyfunction!(read_raster, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(count_patches, m)?)?;
+    m.add_function(wrap_pyfunction!(write_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_convert, m)?)?;
     m.add_function(wrap_pyfunction!(datasets, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(reader::bench, m)?)?;

@@ -39,10 +39,7 @@ fn png_error(e: png::DecodingError) -> RasterError {
 /// ratio (certainly truncated: a tiny hostile file must not make rico allocate gigabytes).
 fn check_size(bytes: &[u8], info: &png::Info<'_>, raw: usize) -> Result<()> {
     let bytes_per_sample = if info.bit_depth == png::BitDepth::Sixteen { 2 } else { 1 };
-    let decoded = u64::from(info.width)
-        * u64::from(info.height)
-        * info.color_type.samples() as u64
-        * bytes_per_sample;
+    let decoded = u64::from(info.width) * u64::from(info.height) * info.color_type.samples() as u64 * bytes_per_sample;
     if decoded.max(raw as u64) > MAX_DECODED_BYTES {
         return Err(RasterError::new(
             ErrorKind::TooLarge,
@@ -54,7 +51,7 @@ fn check_size(bytes: &[u8], info: &png::Info<'_>, raw: usize) -> Result<()> {
     }
     // Chunks: length (4, big-endian), type (4), data, CRC (4); the signature is 8 bytes.
     let (mut pos, mut idat) = (8usize, 0u64);
-    while let Some(header) = bytes.get(pos..pos + 8) {
+    while let Some(header) = bytes.get(pos..).and_then(|rest| rest.get(..8)) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         if &header[4..8] == b"IDAT" {
             idat += bytes.len().saturating_sub(pos + 8).min(len) as u64;

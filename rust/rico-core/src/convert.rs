@@ -103,13 +103,12 @@ impl Summary {
     }
 }
 
-/// Resolves the sources and params of dataset `name` and plans its patches (sorted by source
-/// path); with `skip_invalid`, patches missing a band come back as (key, reason).
-pub fn plan_dataset(
+/// Checks the sources and params of dataset `name` and builds the spec of each source.
+fn resolve_specs(
     name: &str,
     sources: &[(String, PathBuf)],
     options: &ConvertOptions,
-) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+) -> Result<Vec<(&'static str, PathBuf, spec::Spec)>> {
     let preset = datasets::preset(name)?;
     if sources.is_empty() {
         return Err(Error::usage(format!("no source directory given; give at least one of {}", preset.flags_list())));
@@ -120,10 +119,21 @@ pub fn plan_dataset(
         let option = preset.source(flag).ok_or_else(|| {
             Error::usage(format!("{name} has no source option {flag:?}; its options are {}", preset.flags_list()))
         })?;
-        specs.push((option.flag, root, option.spec(&params)?));
+        specs.push((option.flag, root.clone(), option.spec(&params)?));
     }
+    Ok(specs)
+}
+
+/// Resolves the sources and params of dataset `name` and plans its patches (sorted by source
+/// path); with `skip_invalid`, patches missing a band come back as (key, reason).
+pub fn plan_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    options: &ConvertOptions,
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+    let specs = resolve_specs(name, sources, options)?;
     let resolved: Vec<Source<'_>> =
-        specs.iter().map(|(flag, root, spec)| Source { option: flag.to_string(), root: root.to_path_buf(), spec }).collect();
+        specs.iter().map(|(flag, root, spec)| Source { option: flag.to_string(), root: root.clone(), spec }).collect();
     spec::plan_with(&resolved, options.skip_invalid)
 }
 
@@ -135,8 +145,8 @@ pub fn convert_dataset(
     options: &ConvertOptions,
 ) -> Result<Summary> {
     let start = Instant::now();
-    // Arguments and target are checked before the (possibly long) walk of the sources.
-    datasets::preset(name)?.params_from(&options.params)?;
+    // Arguments, then the target, are checked before the (possibly long) walk of the sources.
+    resolve_specs(name, sources, options)?;
     let mut summary = match (options.shards, options.shard_index) {
         (None, None) => {
             check_target(target, options.resume)?;

@@ -49,11 +49,14 @@ def main() -> None:
 
     import rico
 
-    try:
-        with rico.open(target) as ds:
-            print(f"rico.open: {len(ds)} records; {key.decode()} has bands {sorted(ds[key])}")
-    except AttributeError:
-        pass  # the reader arrives with the reader issue
+    with rico.open(target) as ds:
+        s2 = [k for k in ds.keys() if k.startswith("S2") and not k.endswith("_reference_map")]
+        record = ds[s2[0]]
+        print(f"rico.open: {len(ds)} records; {s2[0]}:")
+        for band, array in record.items():
+            print(f"  {band:5s} {str(array.dtype):8s} {array.shape}  (a read-only view, no copy: {not array.flags.owndata})")
+        x = ds.batch(s2[:8], ["B04", "B03", "B02", "B08", "B05", "B01"], size=120)
+        print(f"ds.batch of 8 patches, 6 bands upsampled to 120x120: {x.shape} {x.dtype}")
 
 
 if __name__ == "__main__":

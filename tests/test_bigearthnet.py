@@ -234,3 +234,26 @@ def test_binary_links_no_python_and_no_gdal(rico_bin):
         assert "python" not in lib and "gdal" not in lib, lib
         assert any(lib.startswith(p) for p in ("linux-vdso", "libc.so", "libm.so", "libgcc_s", "/lib64/ld-linux",
                                                "libpthread", "libdl", "librt", "ld-linux")), lib
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ben600")
+    make_dataset(root, patches=600)
+    return root
+
+
+def test_many_transactions_with_keys_out_of_source_order(large, tmp_path):
+    """S2 patches then maps: source order is not key order (maps interleave with the patches'
+    keys), over several transactions (512 records or 64 MiB each): same records, same file
+    whatever the thread count."""
+    kw = dict(bigearthnet_s2_dir=large / "BigEarthNet-S2", bigearthnet_reference_maps_dir=large / "Reference_Maps")
+    one = rico.convert("bigearthnet", tmp_path / "t1", threads=1, **kw)
+    two = rico.convert("bigearthnet", tmp_path / "t2", threads=2, **kw)
+    assert one.records == two.records == 1200
+    assert (tmp_path / "t1" / "data.mdb").read_bytes() == (tmp_path / "t2" / "data.mdb").read_bytes()
+    got = read_lmdb(tmp_path / "t2")
+    assert len(got) == 1200
+    maps = sorted(large.rglob("*_reference_map.tif"))
+    for tif in maps[::97]:
+        assert got[tif.stem.encode()] == save({"Data": rasterio_band(tif)})

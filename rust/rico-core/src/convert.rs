@@ -711,7 +711,11 @@ fn commit(
         written.files += record.files;
         written.source_bytes += record.source_bytes;
         written.record_bytes += record.value.len() as u64;
-        *last_key = Some(record.key.into_bytes());
+        // The greatest key in the database, not the last one put: source order is not key order
+        // across sources (maps after S2 patches), and appending needs the true maximum.
+        if last_key.as_deref().is_none_or(|l| record.key.as_bytes() > l) {
+            *last_key = Some(record.key.into_bytes());
+        }
     }
     Ok(())
 }

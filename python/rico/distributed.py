@@ -69,7 +69,8 @@ def convert_on_cluster(client: Any, dataset: str, target_dir: str, shards: int, 
     target = Path(target_dir)
     start = time.time()
     # Checks the target and the sources on the client, before any task is sent.
-    total = _rico.count_patches(dataset, target_dir, sources, params=params, resume=resume, shards=shards)
+    total = _rico.count_patches(dataset, target_dir, sources, params=params, resume=resume, shards=shards,
+                                skip_invalid=skip_invalid)
     target.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (resume and (shard_dir(target, i) / SHARD_MARKER).is_file())]
     futures = client.map(
@@ -89,7 +90,7 @@ def convert_on_cluster(client: Any, dataset: str, target_dir: str, shards: int, 
     for r in results:
         for k in summary:
             summary[k] += r[k]
-    summary["already_present"] = manifest["records"] - summary["records"] - 0
+    summary["already_present"] = manifest["records"] - summary["records"]
     summary["seconds"] = time.time() - start
     summary["threads"] = threads or 0
     summary["labels_table"] = None

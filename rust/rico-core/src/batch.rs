@@ -30,6 +30,9 @@ impl Resample {
     }
 }
 
+/// The largest side a batch may be resampled to.
+pub const MAX_SIZE: usize = 1 << 16;
+
 /// What a batch holds.
 #[derive(Clone, Debug)]
 pub struct BatchSpec {
@@ -64,8 +67,10 @@ impl BatchSpec {
                 return Err(Error::usage("std values must be finite and non-zero"));
             }
         }
-        if self.size == Some(0) {
-            return Err(Error::usage("size must be at least 1"));
+        if let Some(size) = self.size {
+            if size == 0 || size > MAX_SIZE {
+                return Err(Error::usage(format!("size must be between 1 and {MAX_SIZE}, not {size}")));
+            }
         }
         Ok(())
     }

@@ -283,7 +283,7 @@ fn convert_shards(
     fs::create_dir_all(target).map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
     let mut total = Summary::default();
     // Patches dropped while planning (a band missing) have no place in the shard ranges; they
-    // are reported in the skipped list of the first shard this run writes.
+    // are reported once, in the skipped list of shard 0 (every cluster task plans them all).
     let mut skipped = Some(skipped);
     let count = patches.len();
     let mut patches = patches.into_iter();
@@ -303,7 +303,8 @@ fn convert_shards(
         }
         // Every shard resumes: a rerun of a task after a lost worker finishes what it began.
         let shard_options = ConvertOptions { resume: true, ..options.clone() };
-        let summary = write_patches(shard, skipped.take().unwrap_or_default(), &dir, &shard_options)?;
+        let shard_skipped = if index == 0 { skipped.take().unwrap_or_default() } else { Vec::new() };
+        let summary = write_patches(shard, shard_skipped, &dir, &shard_options)?;
         mark_shard(&dir)?;
         total.records += summary.records;
         total.already_present += summary.already_present;
@@ -696,7 +697,10 @@ fn commit(
             Err(TxnError::Lmdb(e)) if e.is_map_full() => {
                 let info = env.info().map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
                 let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
-                env.set_map_size(info.map_size + step).map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
+                // SAFETY: the writer thread is the only user of this environment while it writes,
+                // and it holds no transaction here (the failed one was dropped).
+                unsafe { env.set_map_size(info.map_size + step) }
+                    .map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
             }
             Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
             Err(TxnError::Duplicate(key)) => {

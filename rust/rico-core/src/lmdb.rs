@@ -173,10 +173,13 @@ impl Env {
         }
     }
 
-    /// Grows the map. No transaction of this process may be active.
-    pub fn set_map_size(&self, bytes: u64) -> LmdbResult<()> {
-        // SAFETY: the writer calls this between transactions only.
-        unsafe { check(ffi::mdb_env_set_mapsize(self.raw, bytes as _)) }
+    /// Grows the map.
+    ///
+    /// # Safety
+    /// No transaction of this process may be active on this environment, and nothing may
+    /// point into its memory map: LMDB unmaps and maps it again.
+    pub unsafe fn set_map_size(&self, bytes: u64) -> LmdbResult<()> {
+        check(ffi::mdb_env_set_mapsize(self.raw, bytes as _))
     }
 
     /// Flushes everything to disk.
@@ -193,20 +196,13 @@ impl Env {
         Ok(WriteTxn { env: self, raw })
     }
 
-    /// Starts a read-only snapshot. If another process grew the map, adopts the new size.
+    /// Starts a read-only snapshot. If another process grew the map beyond this environment's
+    /// mapping, this fails with MDB_MAP_RESIZED: the caller decides whether the map may be
+    /// remapped (see [`Env::set_map_size`]) or a fresh environment is needed.
     pub fn begin_read(&self) -> LmdbResult<ReadTxn<'_>> {
         let mut raw = ptr::null_mut();
         // SAFETY: valid env handle.
-        let mut rc = unsafe { ffi::mdb_txn_begin(self.raw, ptr::null_mut(), ffi::MDB_RDONLY, &mut raw) };
-        if rc == ffi::MDB_MAP_RESIZED {
-            // SAFETY: no transaction of ours is active on a read-only env when this is reached by
-            // a fresh snapshot request; size 0 adopts the size the writer set.
-            unsafe {
-                check(ffi::mdb_env_set_mapsize(self.raw, 0))?;
-                rc = ffi::mdb_txn_begin(self.raw, ptr::null_mut(), ffi::MDB_RDONLY, &mut raw);
-            }
-        }
-        check(rc)?;
+        check(unsafe { ffi::mdb_txn_begin(self.raw, ptr::null_mut(), ffi::MDB_RDONLY, &mut raw) })?;
         Ok(ReadTxn { env: self, raw })
     }
 }

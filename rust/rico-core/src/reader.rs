@@ -83,33 +83,68 @@ pub struct Database {
     sharded: bool,
 }
 
-/// One environment per path and process: LMDB forbids opening the same environment twice in
-/// one process (its file locks would be released by the first close).
-fn open_env(path: &Path) -> Result<Arc<Env>> {
+/// A snapshot of the LMDB directory at `path`, on the one environment this process keeps per
+/// path (LMDB forbids opening an environment twice in one process: its file locks would be
+/// released by the first close).
+///
+/// When a writer in another process grew the map past this process's mapping, the mapping
+/// must change. It is remapped in place only when nothing else of this process uses the
+/// environment; otherwise views and snapshots still point into the old mapping, so the new
+/// snapshot gets a fresh environment and the old one lives on until its last user drops it.
+fn open_snapshot(path: &Path) -> Result<Snapshot> {
     static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Env>>>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::usage(format!("cannot open the database: {e}")).at(path).hint("give the directory that holds data.mdb")
     })?;
     if !canonical.join("data.mdb").is_file() {
+        let unfinished = std::fs::read_dir(&canonical)
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("shard-")))
+            .unwrap_or(false);
+        if unfinished {
+            return Err(Error::usage("a sharded conversion that has not finished (shard directories, no rico-manifest.json)")
+                .at(path)
+                .hint("run the same conversion again with --resume to finish it"));
+        }
         return Err(Error::usage("not an LMDB database directory (no data.mdb)")
             .at(path)
             .hint("give the --target-dir of a conversion"));
     }
+    let open_err = |e: crate::lmdb::LmdbError| {
+        let err = Error::usage(format!("cannot open the database: {e}")).at(path);
+        if e.0 == -30794 {
+            // MDB_VERSION_MISMATCH: the lock file is held by another LMDB build.
+            err.hint("another program has this database open with a different LMDB version (e.g. the Python lmdb package with locking on); close it, or open it there with lock=False")
+        } else {
+            err
+        }
+    };
     let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(env) = open.get(&canonical).and_then(Weak::upgrade) {
-        return Ok(env);
+    let env = match open.get(&canonical).and_then(Weak::upgrade) {
+        Some(env) => env,
+        None => Arc::new(Env::open_read_only(&canonical).map_err(open_err)?),
+    };
+    let snapshot = match Snapshot::new(env.clone()) {
+        Err(e) if e.is_map_resized() => {
+            if Arc::strong_count(&env) == 1 {
+                // SAFETY: `env` is held only here (the cache keeps a Weak; the OPEN lock stops
+                // anyone else taking it meanwhile), so no snapshot or view points into its map.
+                unsafe { env.set_map_size(0) }.map_err(open_err)?;
+                Snapshot::new(env.clone())
+            } else {
+                let fresh = Arc::new(Env::open_read_only(&canonical).map_err(open_err)?);
+                Snapshot::new(fresh)
+            }
+        }
+        other => other,
     }
-    let env = Arc::new(
-        Env::open_read_only(&canonical).map_err(|e| Error::usage(format!("cannot open the database: {e}")).at(path))?,
-    );
+    .map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
     open.retain(|_, w| w.strong_count() > 0);
-    open.insert(canonical, Arc::downgrade(&env));
-    Ok(env)
+    open.insert(canonical, Arc::downgrade(snapshot.env()));
+    Ok(snapshot)
 }
 
 fn open_shard(path: &Path) -> Result<Shard> {
-    let env = open_env(path)?;
-    let snapshot = Snapshot::new(env).map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
+    let snapshot = open_snapshot(path)?;
     let (mut first, mut last) = (None, None);
     snapshot
         .for_each(|k, _| {

@@ -5,7 +5,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
 use numpy::npyffi::{npy_intp, NpyTypes, NPY_ARRAY_C_CONTIGUOUS, NPY_TYPES, PY_ARRAY_API};
-use numpy::{IntoPyArray, PyArray1, PyArray4, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -228,27 +228,48 @@ impl Database {
         let db = &*self.inner;
         let (h, w) = py.allow_threads(|| batch::batch_shape(db, &keys, &spec)).map_err(to_py_err)?;
         let dims = [keys.len(), spec.bands.len(), h, w];
-        macro_rules! fill {
-            ($t:ty) => {{
-                // Uninitialised (np.empty): assemble writes every element or fails, and on
-                // failure the array is dropped unseen. Zeroing it first cost a sixth of a batch.
-                // SAFETY: any bit pattern is a valid float.
-                let array = unsafe { PyArray4::<$t>::new(py, dims, false) };
-                let len = array.len();
-                let ptr = array.data() as usize;
-                py.allow_threads(|| {
-                    // SAFETY: the array is new, C-contiguous, `len` elements, referenced by nobody
-                    // else while we fill it (we hold the only reference; the GIL is released but
-                    // no Python code can reach it).
-                    let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut $t, len) };
-                    batch::assemble(db, &keys, &spec, (h, w), out, threads)
-                })
-                .map_err(to_py_err)?;
-                array.into_any()
-            }};
-        }
-        Ok(if wide { fill!(f64) } else { fill!(f32) })
+        // The batch is assembled with the GIL released into a Vec, which then becomes the
+        // array's memory without a copy.
+        Ok(if wide {
+            let out = py.allow_threads(|| assembled::<f64>(db, &keys, &spec, dims, threads)).map_err(to_py_err)?;
+            out.into_pyarray(py).reshape(dims)?.into_any()
+        } else {
+            let out = py.allow_threads(|| assembled::<f32>(db, &keys, &spec, dims, threads)).map_err(to_py_err)?;
+            PyArray1::from_vec(py, out).reshape(dims)?.into_any()
+        })
     }
+}
+
+/// Elements of a batch of `dims`, refusing sizes no machine can hold (instead of a panic or an
+/// abort in the allocator).
+fn batch_len(dims: [usize; 4], item: usize) -> rico_core::Result<usize> {
+    const MAX_BATCH_BYTES: usize = 1 << 40;
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|n| n.checked_mul(item).is_some_and(|b| b <= MAX_BATCH_BYTES))
+        .ok_or_else(|| {
+            rico_core::Error::usage(format!(
+                "a batch of shape {dims:?} is too large (over 1 TiB); use fewer keys or a smaller size"
+            ))
+        })
+}
+
+/// A batch assembled into a new zeroed Vec (zeroed memory comes from calloc: cheap, and no
+/// uninitialised value is ever exposed).
+fn assembled<T: batch::Sample>(
+    db: &reader::Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    dims: [usize; 4],
+    threads: Option<usize>,
+) -> rico_core::Result<Vec<T>> {
+    let n = batch_len(dims, std::mem::size_of::<T>())?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(n)
+        .map_err(|_| rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")))?;
+    out.resize(n, T::default());
+    batch::assemble(db, keys, spec, (dims[2], dims[3]), &mut out, threads)?;
+    Ok(out)
 }
 
 enum Buffer {
@@ -262,6 +283,8 @@ type Produced = rico_core::Result<(Buffer, [usize; 4])>;
 #[pyclass(module = "rico._rico")]
 pub struct Prefetcher {
     receiver: Mutex<Receiver<Produced>>,
+    /// Batches not yet delivered: the channel closing before this reaches 0 is a failure.
+    remaining: Mutex<usize>,
 }
 
 #[pymethods]
@@ -287,25 +310,23 @@ impl Prefetcher {
         let wide = parse_dtype(dtype)?;
         let db = database.inner.clone();
         let (sender, receiver) = sync_channel::<Produced>(prefetch.max(1));
+        let total = batches.len();
         std::thread::Builder::new()
             .name("rico-loader".into())
             .spawn(move || {
                 for keys in batches {
-                    let produced = (|| {
+                    // A panic becomes an error for the consumer instead of a silently short epoch.
+                    let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let (h, w) = batch::batch_shape(&db, &keys, &spec)?;
                         let dims = [keys.len(), spec.bands.len(), h, w];
-                        let n = dims.iter().product();
                         let buffer = if wide {
-                            let mut out = vec![0f64; n];
-                            batch::assemble(&db, &keys, &spec, (h, w), &mut out, threads)?;
-                            Buffer::F64(out)
+                            Buffer::F64(assembled(&db, &keys, &spec, dims, threads)?)
                         } else {
-                            let mut out = vec![0f32; n];
-                            batch::assemble(&db, &keys, &spec, (h, w), &mut out, threads)?;
-                            Buffer::F32(out)
+                            Buffer::F32(assembled(&db, &keys, &spec, dims, threads)?)
                         };
                         Ok((buffer, dims))
-                    })();
+                    }))
+                    .unwrap_or_else(|_| Err(rico_core::Error::output("the loader thread panicked while assembling a batch")));
                     let failed = produced.is_err();
                     // The consumer went away (loop broken, loader dropped): stop working.
                     if sender.send(produced).is_err() || failed {
@@ -314,7 +335,7 @@ impl Prefetcher {
                 }
             })
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the loader thread: {e}")))?;
-        Ok(Prefetcher { receiver: Mutex::new(receiver) })
+        Ok(Prefetcher { receiver: Mutex::new(receiver), remaining: Mutex::new(total) })
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -326,7 +347,17 @@ impl Prefetcher {
             let receiver = self.receiver.lock().unwrap_or_else(|p| p.into_inner());
             receiver.recv()
         });
-        let Ok(produced) = received else { return Ok(None) }; // all batches delivered
+        let mut remaining = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(produced) = received else {
+            if *remaining > 0 {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "the loader thread stopped with {} batches still to deliver",
+                    *remaining
+                )));
+            }
+            return Ok(None); // all batches delivered
+        };
+        *remaining = remaining.saturating_sub(1);
         let (buffer, dims) = produced.map_err(to_py_err)?;
         // The Vec moves into numpy without a copy.
         let array = match buffer {

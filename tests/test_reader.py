@@ -302,3 +302,37 @@ def test_torch_dataset_in_dataloader_workers(s2_db):
     batches = list(DataLoader(tds, sampler=sampler, batch_size=None, num_workers=2))
     assert [len(b) for b in batches] == [8, 8, 4]
     assert torch.equal(torch.cat(batches), xs)
+
+
+def test_views_survive_a_writer_growing_the_map_and_a_reopen(rico_bin, tmp_path):
+    """A writer in another process grows the map past this process's mapping; reopening must
+    not remap memory under views handed out before."""
+    from make_dataset import make_dataset
+
+    make_dataset(tmp_path / "src", patches=460)
+    s2 = tmp_path / "src" / "BigEarthNet-S2"
+    few = tmp_path / "few"
+    for patch in sorted(p for p in s2.glob("*/*") if p.is_dir())[:4]:
+        dest = few / patch.parent.name / patch.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        patch.rename(dest)
+    target = tmp_path / "db"
+    assert subprocess.run([str(rico_bin), "bigearthnet", "--bigearthnet-s2-dir", str(few), "--target-dir", str(target)],
+                          capture_output=True).returncode == 0
+    first = rico.open(target)
+    key = first.keys()[0]
+    view = first[key]["B02"]
+    before = view.tobytes()
+    for patch in sorted(p for p in few.glob("*/*") if p.is_dir()):
+        patch.rename(s2 / patch.parent.name / patch.name)
+    grown = subprocess.run([str(rico_bin), "bigearthnet", "--bigearthnet-s2-dir", str(s2), "--target-dir", str(target),
+                            "--resume"], capture_output=True, text=True)
+    assert grown.returncode == 0, grown.stderr
+    assert (target / "data.mdb").stat().st_size > 64 << 20  # past the first mapping
+    second = rico.open(target)
+    assert len(second) == 460 and len(first) == 4  # the old snapshot stays as it was
+    assert view.tobytes() == before
+    assert second[key]["B02"].tobytes() == before
+    first.close()
+    gc.collect()
+    assert view.tobytes() == before

@@ -39,8 +39,38 @@ def convert(
     resume: bool = False,
     skip_invalid: bool = False,
     params: Optional[dict[str, str]] = None,
+    shards: Optional[int] = None,
+    shard_index: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Convert a dataset; see :func:`rico.convert`."""
+    """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
+    that shard (one task of a cluster run, resumable, no manifest)."""
+
+def count_patches(
+    dataset: str,
+    target_dir: str,
+    sources: dict[str, str],
+    params: Optional[dict[str, str]] = None,
+    resume: bool = False,
+    shards: int = 1,
+    skip_invalid: bool = False,
+) -> int:
+    """Check a sharded target and plan the sources; the number of patches."""
+
+def write_manifest(target_dir: str, dataset: str, shards: int) -> dict[str, Any]:
+    """Write ``rico-manifest.json`` once every shard is finished; returns it."""
+
+def verify(
+    dataset: str,
+    target_dir: str,
+    sources: dict[str, str],
+    threads: Optional[int] = None,
+    progress: Optional[bool] = None,
+    params: Optional[dict[str, str]] = None,
+) -> dict[str, Any]:
+    """Compare a database with its sources; see :func:`rico.verify`."""
+
+def parse_convert(argv: list[str]) -> Optional[dict[str, Any]]:
+    """Parse a conversion command line without running it (None for other subcommands)."""
 
 def datasets() -> dict[str, list[str]]:
     """Options of each dataset: source directories (``*_dir``), then value options."""

@@ -317,3 +317,32 @@ def test_readers_see_only_committed_records_and_never_crash(rico_bin, big_tree, 
         assert r.returncode == 0, err
         assert 0 <= int(out) <= len(clean_run)
     assert read_lmdb(target) == clean_run
+
+
+INTERRUPTED = r"""
+import sys, rico
+src, target = sys.argv[1], sys.argv[2]
+try:
+    rico.convert("bigearthnet", target, threads=1, bigearthnet_s1_dir=src + "/BigEarthNet-S1",
+                 bigearthnet_s2_dir=src + "/BigEarthNet-S2", bigearthnet_reference_maps_dir=src + "/Reference_Maps")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_path):
+    target = tmp_path / "db"
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(big_tree), str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while record_count(target) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted" in out, (out, err)
+    assert proc.returncode == 0, err
+    partial = read_lmdb(target)
+    assert len(partial) < len(clean_run) and all(clean_run[k] == v for k, v in partial.items())
+    rico.convert("bigearthnet", target, resume=True, bigearthnet_s1_dir=big_tree / "BigEarthNet-S1",
+                 bigearthnet_s2_dir=big_tree / "BigEarthNet-S2", bigearthnet_reference_maps_dir=big_tree / "Reference_Maps")
+    assert read_lmdb(target) == clean_run

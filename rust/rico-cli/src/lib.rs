@@ -177,6 +177,7 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
         progress: if quiet { Some(false) } else { None },
         shards: matches.get_one::<usize>("shards").copied(),
         shard_index: None,
+        cancel: None,
     };
     Ok(ConvertCall {
         dataset: name.to_string(),

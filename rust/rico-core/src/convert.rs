@@ -47,6 +47,14 @@ pub struct ConvertOptions {
     pub shards: Option<usize>,
     /// With `shards`: write only this shard (one task of a cluster run); no manifest.
     pub shard_index: Option<usize>,
+    /// Set from another thread to stop the run: committed records stay (finish with `resume`).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl ConvertOptions {
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// What a conversion did.
@@ -573,6 +581,11 @@ fn write(
     let write_result = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_records(&env, target, receiver, &bar));
         for chunk in patches.chunks(chunk_len) {
+            if options.cancelled() {
+                let interrupted = Error::output("interrupted").at(target).hint("run the same command again with --resume (resume=True) to finish it");
+                let _ = sender.send(vec![Err(interrupted)]);
+                break;
+            }
             let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
             let mut batch = Vec::with_capacity(results.len());
             let mut failed = None;

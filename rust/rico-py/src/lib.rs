@@ -66,7 +66,32 @@ fn options(
     shard_index: Option<usize>,
 ) -> rico_core::ConvertOptions {
     let params = params.unwrap_or_default().into_iter().collect();
-    rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params, shards, shard_index }
+    rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params, shards, shard_index, cancel: None }
+}
+
+/// Runs `work` (a long Rust job) on another thread with the GIL released, and watches for
+/// Ctrl-C meanwhile: on a signal, sets `cancel`, waits for the job to stop and raises.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    work: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    std::thread::scope(|scope| {
+        let job = scope.spawn(work);
+        loop {
+            if job.is_finished() {
+                return job.join().map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("rico's worker thread panicked"));
+            }
+            py.allow_threads(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+            if let Err(signal) = py.check_signals() {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                py.allow_threads(|| {
+                    let _ = job.join();
+                });
+                return Err(signal);
+            }
+        }
+    })
 }
 
 /// Converts a dataset; returns the summary as a dict.
@@ -87,9 +112,10 @@ fn convert<'py>(
     shard_index: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let options = options(threads, progress, resume, skip_invalid, params, shards, shard_index);
-    let summary = py
-        .allow_threads(|| rico_core::convert_dataset(&dataset, &sources, &target_dir, &options))
+    let mut options = options(threads, progress, resume, skip_invalid, params, shards, shard_index);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    options.cancel = Some(cancel.clone());
+    let summary = interruptible(py, &cancel, || rico_core::convert_dataset(&dataset, &sources, &target_dir, &options))?
         .map_err(to_py_err)?;
     let out = PyDict::new(py);
     out.set_item("records", summary.records)?;

@@ -175,3 +175,15 @@ def test_cli_shards_and_scheduler(cluster, rico_bin, tree, unsharded, tmp_path):
                           "--shards", "2", "--scheduler", c.scheduler_address], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert shard_records(tmp_path / "c") == shard_records(tmp_path / "a")
+
+
+def test_resume_with_another_shard_count_is_refused(tree, tmp_path):
+    target = tmp_path / "sharded"
+    rico.convert("bigearthnet", target, shards=3, **sources(tree))
+    (target / "rico-manifest.json").unlink()
+    (target / "rico-manifest.json.tmp").write_text("{")  # a run killed while writing it
+    with pytest.raises(rico.UsageError, match="3 shards, not 4"):
+        rico.convert("bigearthnet", target, shards=4, resume=True, **sources(tree))
+    summary = rico.convert("bigearthnet", target, shards=3, resume=True, **sources(tree))
+    assert summary.records == 0 and summary.already_present == 180
+    assert json.loads((target / "rico-manifest.json").read_text())["records"] == 180

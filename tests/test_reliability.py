@@ -346,3 +346,17 @@ def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_
     rico.convert("bigearthnet", target, resume=True, bigearthnet_s1_dir=big_tree / "BigEarthNet-S1",
                  bigearthnet_s2_dir=big_tree / "BigEarthNet-S2", bigearthnet_reference_maps_dir=big_tree / "Reference_Maps")
     assert read_lmdb(target) == clean_run
+
+
+def test_verify_of_a_skip_invalid_conversion_lists_the_unreadable_patches(rico_bin, damaged, tmp_path):
+    bad = band_file(damaged, 2, "B03")
+    bad.write_bytes(bad.read_bytes()[:200])
+    gone = band_file(damaged, 9, "B12")
+    gone.unlink()
+    target = tmp_path / "db"
+    assert run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target, "--skip-invalid").returncode == 0
+    res = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *all_sources(damaged))
+    assert res.returncode == 1
+    assert f"unreadable: {bad.parent.name}: {bad}" in res.stdout
+    assert f"unreadable: {gone.parent.name}" in res.stdout and "B12" in res.stdout
+    assert "34 of 36 records match; 0 missing, 0 extra, 0 differing, 2 unreadable" in res.stdout

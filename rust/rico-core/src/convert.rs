@@ -26,6 +26,8 @@ pub const INITIAL_MAP_SIZE: u64 = 64 << 20;
 pub const TXN_MAX_RECORDS: usize = 512;
 /// ...or this many bytes of values, whichever comes first: a kill loses at most one such batch.
 pub const TXN_MAX_BYTES: usize = 64 << 20;
+/// Bytes of records a decoding chunk aims at.
+const CHUNK_BYTES: usize = 16 << 20;
 /// Name of the report of skipped patches written with `skip_invalid`.
 pub const SKIPPED_REPORT: &str = "rico-skipped.tsv";
 
@@ -239,7 +241,8 @@ pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let ours = entries.iter().all(|n| n == MANIFEST || n.starts_with("shard-"));
+    // A run killed while writing the manifest may leave its temporary file.
+    let ours = entries.iter().all(|n| n.starts_with(MANIFEST) || n.starts_with("shard-"));
     if !ours {
         return Err(Error::usage("the target directory is not empty and holds no sharded rico dataset")
             .at(target)
@@ -266,11 +269,14 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
         .map_err(|e| Error::output(format!("cannot write {}: {e}", path.display())).at(path))
 }
 
-/// Marks a finished shard with its record count and first and last keys.
-fn mark_shard(dir: &Path) -> Result<serde_json::Value> {
+/// Marks a finished shard with its record count, first and last keys, and its place in the
+/// sharding (so that a resume with another `--shards` is refused, not mixed).
+fn mark_shard(dir: &Path, index: usize, shards: usize) -> Result<serde_json::Value> {
     let db = crate::reader::Database::open(dir)?;
     let shard = &db.shards().0[0];
     let marker = serde_json::json!({
+        "index": index,
+        "shards": shards,
         "records": db.len()?,
         "first_key": String::from_utf8_lossy(&shard.first),
         "last_key": String::from_utf8_lossy(&shard.last),
@@ -305,6 +311,14 @@ fn convert_shards(
         }
         let dir = shard_dir(target, index);
         if let Some(marker) = shard_marker(&dir) {
+            if marker["shards"].as_u64() != Some(n as u64) {
+                return Err(Error::usage(format!(
+                    "this shard was written by a conversion into {} shards, not {n}",
+                    marker["shards"]
+                ))
+                .at(&dir)
+                .hint("resume with the --shards of the interrupted run, or convert into a new directory"));
+            }
             // Finished by an earlier run (or attempt): leave it as it is.
             total.already_present += marker["records"].as_u64().unwrap_or(0);
             continue;
@@ -313,7 +327,7 @@ fn convert_shards(
         let shard_options = ConvertOptions { resume: true, ..options.clone() };
         let shard_skipped = if index == 0 { skipped.take().unwrap_or_default() } else { Vec::new() };
         let summary = write_patches(shard, shard_skipped, &dir, &shard_options)?;
-        mark_shard(&dir)?;
+        mark_shard(&dir, index, n)?;
         total.records += summary.records;
         total.already_present += summary.already_present;
         total.skipped += summary.skipped;
@@ -372,11 +386,14 @@ pub struct VerifyReport {
     pub extra: Vec<String>,
     /// Keys whose record differs from a fresh decode of the sources.
     pub differing: Vec<String>,
+    /// Patches whose sources cannot be decoded (or miss a band), with the reason: a database
+    /// written with `--skip-invalid` leaves them out.
+    pub unreadable: Vec<(String, String)>,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty() && self.differing.is_empty()
+        self.missing.is_empty() && self.extra.is_empty() && self.differing.is_empty() && self.unreadable.is_empty()
     }
 
     /// One line per problem, then a summary line.
@@ -387,13 +404,17 @@ impl VerifyReport {
                 s.push_str(&format!("{what}: {key}\n"));
             }
         }
+        for (key, reason) in &self.unreadable {
+            s.push_str(&format!("unreadable: {key}: {}\n", reason.replace('\n', " ")));
+        }
         s.push_str(&format!(
-            "{} of {} records match; {} missing, {} extra, {} differing\n",
+            "{} of {} records match; {} missing, {} extra, {} differing, {} unreadable in the sources\n",
             self.matching,
             self.checked,
             self.missing.len(),
             self.extra.len(),
-            self.differing.len()
+            self.differing.len(),
+            self.unreadable.len()
         ));
         if self.ok() {
             return format!("{} records match: the database holds exactly the sources' values\n", self.matching);
@@ -406,7 +427,7 @@ impl VerifyReport {
 /// (a plain or sharded one), record by record.
 pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, options: &ConvertOptions) -> Result<VerifyReport> {
     let db = crate::reader::Database::open(target)?;
-    let (patches, _) = plan_dataset(name, sources, &ConvertOptions { skip_invalid: false, ..options.clone() })?;
+    let (patches, planning_skipped) = plan_dataset(name, sources, &ConvertOptions { skip_invalid: true, ..options.clone() })?;
     let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -418,8 +439,15 @@ pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, 
     for chunk in patches.chunks(64) {
         let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
         for (patch, result) in chunk.iter().zip(results) {
-            let record = result?;
             report.checked += 1;
+            let record = match result {
+                Ok(record) => record,
+                Err(e) if e.kind == ErrorKind::Data => {
+                    report.unreadable.push((patch.key.clone(), e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match db.get(patch.key.as_bytes())? {
                 None => report.missing.push(patch.key.clone()),
                 Some(v) if v == record.value.as_slice() => report.matching += 1,
@@ -430,7 +458,10 @@ pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, 
         bar.set(done);
     }
     bar.finish();
-    let expected: HashSet<&[u8]> = patches.iter().map(|p| p.key.as_bytes()).collect();
+    report.checked += planning_skipped.len() as u64;
+    report.unreadable.extend(planning_skipped);
+    let expected: HashSet<&[u8]> =
+        patches.iter().map(|p| p.key.as_bytes()).chain(report.unreadable.iter().map(|(k, _)| k.as_bytes())).collect();
     db.for_each(|k, _| {
         if !expected.contains(k) {
             report.extra.push(String::from_utf8_lossy(k).into_owned());
@@ -576,17 +607,27 @@ fn write(
     let mut skipped: Vec<(String, String)> = planning_skipped;
 
     // Chunks small enough to keep memory flat, large enough to keep every decoder busy.
-    let chunk_len = (threads * 8).clamp(8, 256);
+    // Chunk length adapts to record size so that the records in flight (a chunk being decoded,
+    // two queued, the writer's transaction) stay within a few times CHUNK_BYTES, whether a
+    // record is 100 KB (BigEarthNet) or 13 MB (Major-TOM). Output does not depend on it.
+    let max_chunk = (threads * 8).clamp(8, 256);
+    let mut chunk_len = threads.clamp(1, max_chunk);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
     let write_result = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_records(&env, target, receiver, &bar));
-        for chunk in patches.chunks(chunk_len) {
+        let mut rest = &patches[..];
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(chunk_len.min(rest.len()));
+            rest = tail;
             if options.cancelled() {
                 let interrupted = Error::output("interrupted").at(target).hint("run the same command again with --resume (resume=True) to finish it");
                 let _ = sender.send(vec![Err(interrupted)]);
                 break;
             }
             let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
+            let bytes: usize = results.iter().map(|r| r.as_ref().map_or(0, |r| r.value.len())).sum();
+            let per_record = (bytes / results.len().max(1)).max(1);
+            chunk_len = (CHUNK_BYTES / per_record).clamp(threads.min(max_chunk), max_chunk);
             let mut batch = Vec::with_capacity(results.len());
             let mut failed = None;
             for (patch, result) in chunk.iter().zip(results) {

@@ -120,9 +120,11 @@ impl Env {
             }
             let mut rc = ffi::mdb_env_open(raw, cpath.as_ptr(), flags, 0o644);
             if read_only && (rc == 13 /* EACCES */ || rc == 30 /* EROFS */) {
-                // lock.mdb cannot be written (read-only media or another user's files): read
-                // without the reader table; nobody can be writing there anyway.
+                // lock.mdb cannot be written (read-only media, or a shared dataset owned by
+                // another user): read without the reader table, as `lmdb.open(lock=False)` does.
+                // Such a database is not expected to be written while it is read.
                 ffi::mdb_env_close(raw);
+                env.raw = ptr::null_mut(); // closed: Drop must not close it again
                 check(ffi::mdb_env_create(&mut raw))?;
                 env.raw = raw;
                 rc = ffi::mdb_env_open(raw, cpath.as_ptr(), flags | ffi::MDB_NOLOCK, 0o644);
@@ -209,8 +211,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // SAFETY: all transactions borrow the Env, so none is alive here.
-        unsafe { ffi::mdb_env_close(self.raw) }
+        if !self.raw.is_null() {
+            // SAFETY: all transactions borrow the Env, so none is alive here.
+            unsafe { ffi::mdb_env_close(self.raw) }
+        }
     }
 }
 

@@ -92,7 +92,9 @@ pub struct Database {
 /// environment; otherwise views and snapshots still point into the old mapping, so the new
 /// snapshot gets a fresh environment and the old one lives on until its last user drops it.
 fn open_snapshot(path: &Path) -> Result<Snapshot> {
-    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Env>>>> = OnceLock::new();
+    // Keyed by process too: an environment must not be used across fork() (a DataLoader worker
+    // forked while its parent holds the database opens its own).
+    static OPEN: OnceLock<Mutex<HashMap<(u32, PathBuf), Weak<Env>>>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::usage(format!("cannot open the database: {e}")).at(path).hint("give the directory that holds data.mdb")
     })?;
@@ -119,7 +121,8 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
         }
     };
     let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    let env = match open.get(&canonical).and_then(Weak::upgrade) {
+    let cache_key = (std::process::id(), canonical.clone());
+    let env = match open.get(&cache_key).and_then(Weak::upgrade) {
         Some(env) => env,
         None => Arc::new(Env::open_read_only(&canonical).map_err(open_err)?),
     };
@@ -139,7 +142,7 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
     }
     .map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
     open.retain(|_, w| w.strong_count() > 0);
-    open.insert(canonical, Arc::downgrade(snapshot.env()));
+    open.insert(cache_key, Arc::downgrade(snapshot.env()));
     Ok(snapshot)
 }
 

@@ -190,6 +190,7 @@ fn verify<'py>(
     out.set_item("missing", report.missing.clone())?;
     out.set_item("extra", report.extra.clone())?;
     out.set_item("differing", report.differing.clone())?;
+    out.set_item("unreadable", report.unreadable.clone())?;
     out.set_item("text", report.text())?;
     Ok(out)
 }

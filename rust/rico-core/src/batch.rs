@@ -133,26 +133,10 @@ fn shape2(t: &TensorRef, key: &[u8]) -> Result<(usize, usize)> {
 
 /// Converts a band's little-endian bytes to f64 values.
 fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
+    let n = bytes.len() * 8 / dtype.bitsize().max(8);
     out.clear();
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            out.extend(bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64))
-        };
-    }
-    match dtype {
-        Dtype::U8 => out.extend(bytes.iter().map(|&b| b as f64)),
-        Dtype::I8 => out.extend(bytes.iter().map(|&b| b as i8 as f64)),
-        Dtype::U16 => conv!(u16, 2),
-        Dtype::I16 => conv!(i16, 2),
-        Dtype::U32 => conv!(u32, 4),
-        Dtype::I32 => conv!(i32, 4),
-        Dtype::U64 => conv!(u64, 8),
-        Dtype::I64 => conv!(i64, 8),
-        Dtype::F32 => conv!(f32, 4),
-        Dtype::F64 => conv!(f64, 8),
-        other => return Err(Error::usage(format!("batches cannot be made from {other:?} bands"))),
-    }
-    Ok(())
+    out.resize(n, 0.0);
+    convert_into(dtype, bytes, 0.0, 1.0, out)
 }
 
 /// Writes `(value - mean) * inv_std` of every element of a band's little-endian bytes into

@@ -226,18 +226,7 @@ fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
 
 /// The root of a sharded dataset is new or empty, or (with `resume`) one rico wrote.
 pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
-    match fs::metadata(target) {
-        Err(_) => return Ok(()),
-        Ok(m) if !m.is_dir() => {
-            return Err(Error::usage("the target exists and is not a directory").at(target).hint("give a new directory for --target-dir"))
-        }
-        Ok(_) => {}
-    }
-    let entries: Vec<String> = fs::read_dir(target)
-        .map_err(|e| Error::usage(format!("cannot list the target directory: {e}")).at(target))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let Some(entries) = target_entries(target)? else { return Ok(()) };
     if entries.is_empty() {
         return Ok(());
     }
@@ -472,20 +461,26 @@ pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, 
     Ok(report)
 }
 
-/// A target is a new or empty directory, or (with `resume`) an LMDB directory.
-fn check_target(target: &Path, resume: bool) -> Result<()> {
+/// The names in an existing target directory; `None` if it does not exist yet.
+fn target_entries(target: &Path) -> Result<Option<Vec<String>>> {
     match fs::metadata(target) {
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(None),
         Ok(m) if !m.is_dir() => {
             return Err(Error::usage("the target exists and is not a directory").at(target).hint("give a new directory for --target-dir"))
         }
         Ok(_) => {}
     }
-    let entries: Vec<String> = fs::read_dir(target)
+    let entries = fs::read_dir(target)
         .map_err(|e| Error::usage(format!("cannot list the target directory: {e}")).at(target))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
+    Ok(Some(entries))
+}
+
+/// A target is a new or empty directory, or (with `resume`) an LMDB directory.
+fn check_target(target: &Path, resume: bool) -> Result<()> {
+    let Some(entries) = target_entries(target)? else { return Ok(()) };
     let is_lmdb = entries.iter().any(|n| n == "data.mdb");
     if !is_lmdb && !entries.is_empty() {
         return Err(Error::usage("the target directory is not empty and holds no LMDB database (no data.mdb)")

@@ -2,7 +2,7 @@
 //! how a patch's key is made and what each band is called. Every dataset rico knows is a
 //! [`Spec`] (see `datasets`); planning a conversion is walking the tree and applying it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,13 +214,16 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
 
 /// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
 /// reason (key, reason) instead of stopping the run.
+///
+/// Memory: files are matched as the walk finds them (no list of every path in the tree), and
+/// a patch under construction holds only its files, labels and source index.
 pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
     let mut skipped = Vec::new();
     struct Pending {
         files: Vec<PatchFile>,
-        required: Option<(usize, Vec<String>)>, // (source index, required bands)
-        whole_file: bool,
+        /// The source that made the patch (its spec says which bands are required).
         source: usize,
+        whole_file: bool,
         labels: Option<Labels>,
     }
     let mut patches: BTreeMap<String, Pending> = BTreeMap::new();
@@ -233,29 +236,26 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
     }
     for (index, source) in sources.iter().enumerate() {
         let root_name = source.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let spec = source.spec;
         let mut found = 0usize;
-        let files = walk(&source.root)?;
-        let tables = match &source.spec.labels {
-            LabelRule::Tables { tables, .. } => {
-                let paths: Vec<PathBuf> =
-                    files.iter().filter(|rel| tables.is_match(rel)).map(|rel| source.root.join(rel)).collect();
-                if paths.is_empty() {
-                    return Err(Error::usage(format!(
-                        "no label table found in the directory given with --{} (files whose path matches {:?})",
-                        source.option,
-                        tables.as_str()
-                    ))
-                    .at(&source.root)
-                    .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
-                }
-                Some(TableRows::read(&paths)?)
-            }
+        // The key of the patch begun last: its file list is trimmed to size once the walk has
+        // moved on (a patch's files are usually found one after another).
+        let mut last_key: Option<String> = None;
+        // Shared by every file of the source: one allocation, not one per file.
+        let names: Option<Arc<[String]>> = match &spec.bands {
+            BandRule::Names(names) => Some(names.clone().into()),
             _ => None,
         };
-        for rel in files {
-            let Some(caps) = source.spec.pattern.captures(&rel) else { continue };
-            let key = source.spec.key.render(&root_name, &caps);
-            let path = source.root.join(&rel);
+        let prefix: Option<Arc<str>> = match &spec.bands {
+            BandRule::Numbered(prefix) => Some(prefix.as_str().into()),
+            _ => None,
+        };
+        // Group labels by name, each list of names shared by the patches that have it.
+        let mut group_labels: HashMap<String, Arc<[String]>> = HashMap::new();
+        let mut add = |rel: &str, tables: Option<&TableRows>| -> Result<()> {
+            let Some(caps) = spec.pattern.captures(rel) else { return Ok(()) };
+            let key = spec.key.render(&root_name, &caps);
+            let path = source.root.join(rel);
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
                 return Err(Error::data(format!(
                     "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",
@@ -263,26 +263,28 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                 ))
                 .at(&path));
             }
-            let bands = match &source.spec.bands {
+            let bands = match &spec.bands {
                 BandRule::FromPath => FileBands::One(caps.name("band").map_or("", |m| m.as_str()).to_string()),
-                BandRule::Names(names) => FileBands::Names(names.clone().into()),
-                BandRule::Numbered(prefix) => FileBands::Numbered(prefix.as_str().into()),
+                BandRule::Names(_) => FileBands::Names(names.clone().expect("set for BandRule::Names")),
+                BandRule::Numbered(_) => FileBands::Numbered(prefix.clone().expect("set for BandRule::Numbered")),
             };
             let whole_file = !matches!(bands, FileBands::One(_));
-            if let (true, FileBands::One(band)) = (source.spec.uniform_bands, &bands) {
+            if let (true, FileBands::One(band)) = (spec.uniform_bands, &bands) {
                 if !seen_bands[index].contains(band) {
                     seen_bands[index].push(band.clone());
                 }
             }
             found += 1;
-            let entry = patches.entry(key.clone()).or_insert_with(|| Pending {
-                files: Vec::new(),
-                required: (!source.spec.required_bands.is_empty())
-                    .then(|| (index, source.spec.required_bands.clone())),
-                whole_file,
-                source: index,
-                labels: None,
-            });
+            if !patches.contains_key(&key) {
+                if let Some(prev) = last_key.take() {
+                    if let Some(prev) = patches.get_mut(&prev) {
+                        prev.files.shrink_to_fit();
+                    }
+                }
+                last_key = Some(key.clone());
+                patches.insert(key.clone(), Pending { files: Vec::new(), source: index, whole_file, labels: None });
+            }
+            let entry = patches.get_mut(&key).expect("inserted above");
             // Two whole-file patches, or the same band twice, under one key: refuse, naming both.
             let clash = entry.files.iter().find(|f| {
                 whole_file
@@ -295,13 +297,24 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                     other.path.display(),
                     path.display()
                 ))
-                .hint(source.spec.duplicate_hint.clone().unwrap_or_else(|| {
+                .hint(spec.duplicate_hint.clone().unwrap_or_else(|| {
                     "keys must be unique within one database; convert these sources into separate databases, or rename one of them".to_string()
                 })));
             }
             if entry.labels.is_none() {
-                entry.labels = match (&source.spec.labels, &tables) {
-                    (LabelRule::Group(g), _) => Some(Labels::one(caps.name(g).map_or("", |m| m.as_str()))),
+                entry.labels = match (&spec.labels, tables) {
+                    (LabelRule::Group(g), _) => {
+                        let name = caps.name(g).map_or("", |m| m.as_str());
+                        let names = match group_labels.get(name) {
+                            Some(names) => names.clone(),
+                            None => {
+                                let names = Labels::one(name).names;
+                                group_labels.insert(name.to_string(), names.clone());
+                                names
+                            }
+                        };
+                        Some(Labels { names, values: vec![true] })
+                    }
                     (LabelRule::Tables { row, .. }, Some(tables)) => {
                         Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &path)?)
                     }
@@ -309,13 +322,50 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                 };
             }
             entry.files.push(PatchFile { path, bands });
+            Ok(())
+        };
+        match &spec.labels {
+            LabelRule::Tables { tables, .. } => {
+                // The tables are read before any image is looked up in them: keep the label
+                // tables and the matching images (only those) while walking.
+                let mut table_paths: Vec<PathBuf> = Vec::new();
+                let mut images: Vec<String> = Vec::new();
+                walk_each(&source.root, &mut |rel| {
+                    if tables.is_match(rel) {
+                        table_paths.push(source.root.join(rel));
+                    }
+                    if spec.pattern.is_match(rel) {
+                        images.push(rel.to_string());
+                    }
+                    Ok(())
+                })?;
+                if table_paths.is_empty() {
+                    return Err(Error::usage(format!(
+                        "no label table found in the directory given with --{} (files whose path matches {:?})",
+                        source.option,
+                        tables.as_str()
+                    ))
+                    .at(&source.root)
+                    .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
+                }
+                let rows = TableRows::read(&table_paths)?;
+                for rel in images {
+                    add(&rel, Some(&rows))?;
+                }
+            }
+            _ => walk_each(&source.root, &mut |rel| add(rel, None))?,
+        }
+        if let Some(prev) = last_key.take() {
+            if let Some(prev) = patches.get_mut(&prev) {
+                prev.files.shrink_to_fit();
+            }
         }
         if found == 0 {
             return Err(Error::usage(format!(
                 "no patch found in this {} directory (given with --{}); expected {}",
                 source.option.trim_end_matches("-dir"),
                 source.option,
-                source.spec.describe
+                spec.describe
             ))
             .at(&source.root)
             .hint("check that the option points at the dataset's root directory"));
@@ -324,18 +374,21 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
 
     let mut out = Vec::with_capacity(patches.len());
     'patches: for (key, mut pending) in patches {
-        let uniform = &seen_bands[pending.source];
-        let required = match &pending.required {
-            Some((_, required)) => Some(required),
-            None if sources[pending.source].spec.uniform_bands => Some(uniform),
-            None => None,
+        let spec = sources[pending.source].spec;
+        let listed = !spec.required_bands.is_empty();
+        let required = if listed {
+            Some(&spec.required_bands)
+        } else if spec.uniform_bands {
+            Some(&seen_bands[pending.source])
+        } else {
+            None
         };
         if let Some(required) = required {
             for band in required {
                 let present = pending.files.iter().any(|f| matches!(&f.bands, FileBands::One(b) if b == band));
                 if !present {
                     let dir = pending.files[0].path.parent().map(Path::to_path_buf).unwrap_or_default();
-                    let why = if pending.required.is_none() { " (other patches of this source have one)" } else { "" };
+                    let why = if listed { "" } else { " (other patches of this source have one)" };
                     let err = Error::data(format!("patch {key} has no file for band {band}{why}"))
                         .at(dir)
                         .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
@@ -365,38 +418,61 @@ fn check_source_dir(source: &Source<'_>) -> Result<()> {
 }
 
 /// Every file below `root`, as `/`-separated paths relative to it, in sorted order.
-/// Symbolic links to files and directories are followed.
+/// Symbolic links to files and directories are followed. (Planning uses [`walk_each`], which
+/// does not hold the list.)
 pub fn walk(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
-    while let Some((dir, prefix, depth)) = stack.pop() {
-        if depth > 64 {
-            return Err(Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(&dir));
-        }
-        let entries = fs::read_dir(&dir).map_err(|e| Error::data(format!("cannot list directory: {e}")).at(&dir))?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::data(format!("cannot list directory: {e}")).at(&dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let mut is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
-                is_dir = fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
-            }
-            names.push((name, is_dir));
-        }
-        names.sort();
-        // Push directories in reverse so that they pop in order; files are collected and sorted at the end.
-        for (name, is_dir) in names.into_iter().rev() {
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-            if is_dir {
-                stack.push((dir.join(&name), rel, depth + 1));
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    out.sort();
+    walk_each(root, &mut |rel| {
+        out.push(rel.to_string());
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Calls `f` with every file below `root`, as a `/`-separated path relative to it, in sorted
+/// (byte-wise string) order, as the walk finds them: one directory listing is held per level,
+/// never the whole tree. Symbolic links to files and directories are followed. The first error
+/// of `f` stops the walk and is returned.
+pub fn walk_each(root: &Path, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+    let mut rel = String::new();
+    walk_dir(root, &mut rel, 0, f)
+}
+
+fn walk_dir(dir: &Path, rel: &mut String, depth: usize, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+    if depth > 64 {
+        return Err(Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(dir));
+    }
+    let entries = fs::read_dir(dir).map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+    // (sort key, is_dir): a directory sorts as `name/`, where its files fall among the paths of
+    // its siblings, so that visiting in this order yields every path in sorted string order.
+    let mut names: Vec<(String, bool)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+        let mut name = entry.file_name().to_string_lossy().into_owned();
+        let mut is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
+            is_dir = fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
+        }
+        if is_dir {
+            name.push('/');
+        }
+        names.push((name, is_dir));
+    }
+    names.sort_unstable();
+    let len = rel.len();
+    for (name, is_dir) in &names {
+        if *is_dir {
+            let name = &name[..name.len() - 1];
+            rel.push_str(name);
+            rel.push('/');
+            walk_dir(&dir.join(name), rel, depth + 1, f)?;
+        } else {
+            rel.push_str(name);
+            f(rel)?;
+        }
+        rel.truncate(len);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -432,6 +508,19 @@ mod tests {
 
     fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {
         Source { option: "dataset-dir".into(), root: root.to_path_buf(), spec }
+    }
+
+    #[test]
+    fn walk_yields_paths_in_sorted_string_order() {
+        // `a/...` sorts after `a-b` and `a.txt` but before `a0`: directories are visited where
+        // their paths fall among their siblings', not before or after all files.
+        let files = ["a/x", "a/y/z", "a-b", "a.txt", "a0", "ab/c", "b", "a/x-1"];
+        let root = tree("walk-order", &files);
+        let got = walk(&root).unwrap();
+        let mut want: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want);
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

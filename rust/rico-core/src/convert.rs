@@ -742,7 +742,10 @@ fn commit(
     }
     loop {
         match try_commit(env, pending, last_key.as_deref()) {
-            Ok(()) => break,
+            Ok(()) => {
+                env.release_mapped_pages();
+                break;
+            }
             Err(TxnError::Lmdb(e)) if e.is_map_full() => {
                 let info = env.info().map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
                 let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
@@ -796,6 +799,7 @@ fn try_commit(env: &Env, pending: &[Record], last_key: Option<&[u8]>) -> std::re
         if last.is_none_or(|l| key > l) {
             last = Some(key);
         }
+
     }
     txn.commit().map_err(TxnError::Lmdb)
 }

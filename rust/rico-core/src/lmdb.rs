@@ -184,6 +184,29 @@ impl Env {
         check(ffi::mdb_env_set_mapsize(self.raw, bytes as _))
     }
 
+    /// Drops this process's page-table entries for the memory map, keeping the pages in the
+    /// page cache. LMDB's tree searches fault pages in, and the kernel maps their neighbours
+    /// too (fault-around); a writer whose keys arrive out of order would otherwise see its
+    /// resident size grow with the database. Called between transactions; nothing is lost: the
+    /// next access faults the page back in from the page cache.
+    pub fn release_mapped_pages(&self) {
+        // LMDB does not expose the map's address; the kernel's list of this process's mappings
+        // has it (it moves when the map grows, so it is looked up each time).
+        let Ok(data) = std::fs::canonicalize(self.path.join("data.mdb")) else { return };
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+        let data = data.to_string_lossy();
+        for line in maps.lines().filter(|l| l.ends_with(data.as_ref())) {
+            let Some((range, _)) = line.split_once(' ') else { continue };
+            let Some((start, end)) = range.split_once('-') else { continue };
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else { continue };
+            // SAFETY: a shared file mapping of data.mdb: MADV_DONTNEED only drops page-table
+            // entries; contents stay in the page cache and the file, and the next access faults
+            // them back in (the writer does not use MDB_WRITEMAP, so the map holds only
+            // committed pages).
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+
     /// Flushes everything to disk.
     pub fn sync(&self) -> LmdbResult<()> {
         // SAFETY: valid env handle.

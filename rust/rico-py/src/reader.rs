@@ -264,10 +264,22 @@ fn assembled<T: batch::Sample>(
     threads: Option<usize>,
 ) -> rico_core::Result<Vec<T>> {
     let n = batch_len(dims, std::mem::size_of::<T>())?;
-    let mut out = Vec::new();
-    out.try_reserve_exact(n)
-        .map_err(|_| rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")))?;
-    out.resize(n, T::default());
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n)
+        .map_err(|_| rico_core::Error::usage(format!("a batch of shape {dims:?} is too large")))?;
+    // calloc: large blocks come zeroed from the kernel without a memset, and 0.0 is a valid
+    // float, so no uninitialised value is ever exposed.
+    // SAFETY: layout has a non-zero size; the pointer is checked, and a Vec built on it uses
+    // the same global allocator, layout, length and capacity.
+    let mut out = unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
+        if ptr.is_null() {
+            return Err(rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")));
+        }
+        Vec::from_raw_parts(ptr, n, n)
+    };
     batch::assemble(db, keys, spec, (dims[2], dims[3]), &mut out, threads)?;
     Ok(out)
 }

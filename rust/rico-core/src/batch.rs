@@ -2,6 +2,7 @@
 //! resampled to a common size and normalised in the same pass, in parallel over records.
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
@@ -136,25 +137,47 @@ fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
     let n = bytes.len() * 8 / dtype.bitsize().max(8);
     out.clear();
     out.resize(n, 0.0);
-    convert_into(dtype, bytes, 0.0, 1.0, out)
+    convert_into(dtype, bytes, 0.0, 1.0, as_uninit_mut(out))
+}
+
+/// Views initialised values as possibly uninitialised slots, to be written over.
+#[inline]
+fn as_uninit_mut<T>(values: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: MaybeUninit<T> has T's layout, and every T is a valid MaybeUninit<T>; the
+    // slots are only ever written with initialised values, so `values` stays initialised.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<MaybeUninit<T>>(), values.len()) }
 }
 
 /// Writes `(value - mean) * inv_std` of every element of a band's little-endian bytes into
 /// `dst`, one element per slot: the same arithmetic, value for value, as the bilinear path
-/// applies to its results, so a batch does not depend on the path taken.
-fn convert_into<T: Sample>(dtype: Dtype, bytes: &[u8], mean: f64, inv_std: f64, dst: &mut [T]) -> Result<()> {
+/// applies to its results, so a batch does not depend on the path taken. On success every slot
+/// of `dst` is written (the byte count must be exactly one element per slot).
+fn convert_into<T: Sample>(
+    dtype: Dtype,
+    bytes: &[u8],
+    mean: f64,
+    inv_std: f64,
+    dst: &mut [MaybeUninit<T>],
+) -> Result<()> {
     // (v - 0.0) * 1.0 == v for every v (and -0.0 stays -0.0), so the identity skips the arithmetic.
     let identity = mean.to_bits() == 0 && inv_std == 1.0;
     macro_rules! conv {
         ($t:ty, $n:expr) => {{
+            if dst.len().checked_mul($n) != Some(bytes.len()) {
+                return Err(Error::data(format!(
+                    "a {dtype:?} band has {} bytes for {} values",
+                    bytes.len(),
+                    dst.len()
+                )));
+            }
             let values = bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64);
             if identity {
                 for (o, v) in dst.iter_mut().zip(values) {
-                    *o = T::from_f64(v);
+                    o.write(T::from_f64(v));
                 }
             } else {
                 for (o, v) in dst.iter_mut().zip(values) {
-                    *o = T::from_f64((v - mean) * inv_std);
+                    o.write(T::from_f64((v - mean) * inv_std));
                 }
             }
         }};
@@ -177,11 +200,13 @@ fn convert_into<T: Sample>(dtype: Dtype, bytes: &[u8], mean: f64, inv_std: f64, 
 
 /// `row[x] = src[x / F]`: each source value repeated F times (F known at compile time, so the
 /// copies unroll into vector stores; Sentinel-2's 20/60/10 m bands need factors 6 and 2).
+/// Writes every slot of `row` when `row.len() == src.len() * F`.
 #[inline]
-fn repeat_each<T: Copy, const F: usize>(row: &mut [T], src: &[T]) {
+fn repeat_each<T: Copy, const F: usize>(row: &mut [MaybeUninit<T>], src: &[T]) {
+    debug_assert_eq!(row.len(), src.len() * F);
     for (run, &v) in row.chunks_exact_mut(F).zip(src) {
-        let run: &mut [T; F] = run.try_into().expect("chunks_exact_mut yields F elements");
-        *run = [v; F];
+        let run: &mut [MaybeUninit<T>; F] = run.try_into().expect("chunks_exact_mut yields F elements");
+        *run = [MaybeUninit::new(v); F];
     }
 }
 
@@ -194,13 +219,14 @@ struct Scratch<T> {
     narrow: Vec<T>,
 }
 
-/// Fills `out` (one record: C x H x W) from the record `key`.
+/// Fills `out` (one record: C x H x W) from the record `key`. On success every slot of `out` has
+/// been written; on error some may not have been.
 fn fill_record<T: Sample>(
     db: &Database,
     key: &[u8],
     spec: &BatchSpec,
     (oh, ow): (usize, usize),
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     scratch: &mut Scratch<T>,
 ) -> Result<()> {
     let value = db.get(key)?.ok_or_else(|| missing_key(key))?;
@@ -233,15 +259,19 @@ fn fill_record<T: Sample>(
                 // same source row (all but one in f for an integer factor f) are plain copies.
                 // convert_into overwrites every element: no need to clear.
                 scratch.narrow.resize(h * w, T::default());
-                convert_into(t.dtype, bytes, mean, inv_std, &mut scratch.narrow)?;
+                convert_into(t.dtype, bytes, mean, inv_std, as_uninit_mut(&mut scratch.narrow))?;
                 let xs: Vec<usize> = (0..ow).map(|x| x * w / ow).collect();
                 // For an integer factor f, x * w / ow == x / f: runs of f equal values.
                 let factor = (ow % w == 0).then_some(ow / w);
+                // Every row is written: y == 0 (and each new source row) by gathering, the others
+                // as a copy of row y - 1, which was written the step before.
                 let mut previous = usize::MAX;
                 for y in 0..oh {
                     let sy = y * h / oh;
                     if sy == previous {
-                        plane.copy_within((y - 1) * ow..y * ow, y * ow);
+                        // Copies MaybeUninit slots (of an initialised row): no value is read as T.
+                        let (done, rest) = plane.split_at_mut(y * ow);
+                        rest[..ow].copy_from_slice(&done[(y - 1) * ow..]);
                         continue;
                     }
                     let src = &scratch.narrow[sy * w..][..w];
@@ -252,8 +282,9 @@ fn fill_record<T: Sample>(
                         Some(4) => repeat_each::<T, 4>(row, src),
                         Some(6) => repeat_each::<T, 6>(row, src),
                         _ => {
+                            // xs has ow entries: every slot of the row.
                             for (o, &sx) in row.iter_mut().zip(&xs) {
-                                *o = src[sx];
+                                o.write(src[sx]);
                             }
                         }
                     }
@@ -277,13 +308,14 @@ fn fill_record<T: Sample>(
                 };
                 let xs = axis(w, ow);
                 let ys = axis(h, oh);
+                // oh rows of ow slots, ys has oh entries and xs ow: every slot is written.
                 for (row, &(y0, y1, wy)) in plane.chunks_exact_mut(ow).zip(&ys) {
                     let r0 = &scratch[y0 * w..][..w];
                     let r1 = &scratch[y1 * w..][..w];
                     for (o, &(x0, x1, wx)) in row.iter_mut().zip(&xs) {
                         let top = (1.0 - wx) * r0[x0] + wx * r0[x1];
                         let bottom = (1.0 - wx) * r1[x0] + wx * r1[x1];
-                        *o = norm((1.0 - wy) * top + wy * bottom);
+                        o.write(norm((1.0 - wy) * top + wy * bottom));
                     }
                 }
             }
@@ -318,6 +350,19 @@ pub fn assemble<T: Sample>(
     spec: &BatchSpec,
     shape: (usize, usize),
     out: &mut [T],
+    threads: Option<usize>,
+) -> Result<()> {
+    assemble_uninit(db, keys, spec, shape, as_uninit_mut(out), threads)
+}
+
+/// [`assemble`] into possibly uninitialised memory. On `Ok` every element of `out` has been
+/// written (so it may be treated as `[T]`); on `Err` any of them may still be uninitialised.
+pub fn assemble_uninit<T: Sample>(
+    db: &Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    shape: (usize, usize),
+    out: &mut [MaybeUninit<T>],
     threads: Option<usize>,
 ) -> Result<()> {
     spec.validate()?;

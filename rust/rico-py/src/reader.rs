@@ -1,5 +1,6 @@
 //! Python face of the reader: zero-copy record views and batches.
 
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::os::raw::{c_int, c_void};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -254,8 +255,8 @@ fn batch_len(dims: [usize; 4], item: usize) -> rico_core::Result<usize> {
         })
 }
 
-/// A batch assembled into a new zeroed Vec (zeroed memory comes from calloc: cheap, and no
-/// uninitialised value is ever exposed).
+/// A batch assembled into a new Vec, allocated uninitialised (as `MaybeUninit<T>`: zeroing it
+/// would cost a large share of the assembly) and only seen as `T` once every element is written.
 fn assembled<T: batch::Sample>(
     db: &reader::Database,
     keys: &[Vec<u8>],
@@ -267,21 +268,20 @@ fn assembled<T: batch::Sample>(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let layout = std::alloc::Layout::array::<T>(n)
+    std::alloc::Layout::array::<T>(n)
         .map_err(|_| rico_core::Error::usage(format!("a batch of shape {dims:?} is too large")))?;
-    // calloc: large blocks come zeroed from the kernel without a memset, and 0.0 is a valid
-    // float, so no uninitialised value is ever exposed.
-    // SAFETY: layout has a non-zero size; the pointer is checked, and a Vec built on it uses
-    // the same global allocator, layout, length and capacity.
-    let mut out = unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
-        if ptr.is_null() {
-            return Err(rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")));
-        }
-        Vec::from_raw_parts(ptr, n, n)
-    };
-    batch::assemble(db, keys, spec, (dims[2], dims[3]), &mut out, threads)?;
-    Ok(out)
+    let mut out: Vec<MaybeUninit<T>> = Vec::new();
+    out.try_reserve_exact(n)
+        .map_err(|_| rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")))?;
+    // SAFETY: the capacity is at least n, and MaybeUninit needs no initialisation.
+    unsafe { out.set_len(n) };
+    // On error `out` is dropped as Vec<MaybeUninit<T>>: no element is read.
+    batch::assemble_uninit(db, keys, spec, (dims[2], dims[3]), &mut out, threads)?;
+    let mut out = ManuallyDrop::new(out);
+    // SAFETY: assemble_uninit returned Ok, so all n elements are initialised; MaybeUninit<T> has
+    // T's size and alignment, so the allocation, length and capacity carry over unchanged, and
+    // ManuallyDrop keeps the old Vec from freeing it.
+    Ok(unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity()) })
 }
 
 enum Buffer {

@@ -518,11 +518,12 @@ fn build_record(patch: &Patch) -> Result<Record> {
     let mut rasters = Vec::with_capacity(patch.files.len());
     let mut source_bytes = 0u64;
     for file in &patch.files {
-        let bytes = fs::read(&file.path).map_err(|e| {
-            Error::data(format!("cannot read file: {e}")).at(&file.path).hint("check that the file exists and is readable by this user")
+        let path = file.path();
+        let bytes = fs::read(&path).map_err(|e| {
+            Error::data(format!("cannot read file: {e}")).at(&path).hint("check that the file exists and is readable by this user")
         })?;
         source_bytes += bytes.len() as u64;
-        let raster = rico_raster::decode(&bytes).map_err(|e| Error::from(e.with_path(&file.path)))?;
+        let raster = rico_raster::decode(&bytes).map_err(|e| Error::from(e.with_path(&path)))?;
         rasters.push(raster);
     }
     let mut bands = Vec::new();
@@ -537,9 +538,9 @@ fn build_record(patch: &Patch) -> Result<Record> {
                         "expected a single-band file for band {name} of patch {}, found {} bands",
                         patch.key, info.bands
                     ))
-                    .at(&file.path));
+                    .at(file.path()));
                 }
-                bands.push(band(name.clone(), 0));
+                bands.push(band(name.to_string(), 0));
             }
             FileBands::Names(names) => {
                 if names.len() != info.bands {
@@ -549,7 +550,7 @@ fn build_record(patch: &Patch) -> Result<Record> {
                         names.join(" "),
                         info.bands
                     ))
-                    .at(&file.path));
+                    .at(file.path()));
                 }
                 bands.extend(names.iter().enumerate().map(|(i, n)| band(n.clone(), i)));
             }

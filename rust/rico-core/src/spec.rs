@@ -2,7 +2,7 @@
 //! how a patch's key is made and what each band is called. Every dataset rico knows is a
 //! [`Spec`] (see `datasets`); planning a conversion is walking the tree and applying it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,19 +170,38 @@ impl Spec {
 /// The bands a file contributes to its patch.
 #[derive(Clone, Debug)]
 pub enum FileBands {
-    /// A single-band file stored under this name.
-    One(String),
+    /// A single-band file stored under this name (shared by the files of a source that name it).
+    One(Arc<str>),
     /// Band i of the file stored as `names[i]`.
     Names(Arc<[String]>),
     /// Band i of the file stored as `{prefix}{i+1}`.
     Numbered(Arc<str>),
 }
 
-/// One file of a patch.
+/// One file of a patch: `dir/name`. The directory is shared by the files of a patch found in
+/// it, so that a planned file costs its name, not its whole path.
 #[derive(Clone, Debug)]
 pub struct PatchFile {
-    pub path: PathBuf,
+    pub dir: Arc<Path>,
+    pub name: Box<str>,
     pub bands: FileBands,
+}
+
+impl PatchFile {
+    /// The file's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&*self.name)
+    }
+
+    /// Orders files as their paths order (component-wise), without building the paths.
+    pub fn cmp_path(&self, other: &PatchFile) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.dir, &other.dir) {
+            return self.name.cmp(&other.name);
+        }
+        let a = self.dir.components().chain(std::iter::once(std::path::Component::Normal(self.name.as_ref().as_ref())));
+        let b = other.dir.components().chain(std::iter::once(std::path::Component::Normal(other.name.as_ref().as_ref())));
+        a.cmp(b)
+    }
 }
 
 /// A patch: the files whose bands make one record.
@@ -251,27 +270,50 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
             _ => None,
         };
         // Group labels by name, each list of names shared by the patches that have it.
+        // The directory of the file found last, shared with the next ones found in it.
+        let mut current_dir: Option<(String, Arc<Path>)> = None;
+        // Band names, each shared by the files that have it.
+        let mut band_names: HashSet<Arc<str>> = HashSet::new();
         let mut group_labels: HashMap<String, Arc<[String]>> = HashMap::new();
         let mut add = |rel: &str, tables: Option<&TableRows>| -> Result<()> {
             let Some(caps) = spec.pattern.captures(rel) else { return Ok(()) };
             let key = spec.key.render(&root_name, &caps);
-            let path = source.root.join(rel);
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
                 return Err(Error::data(format!(
                     "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",
                     key.len()
                 ))
-                .at(&path));
+                .at(source.root.join(rel)));
             }
+            let (rel_dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let dir = match &current_dir {
+                Some((d, arc)) if d == rel_dir => arc.clone(),
+                _ => {
+                    let arc: Arc<Path> = source.root.join(rel_dir).into();
+                    current_dir = Some((rel_dir.to_string(), arc.clone()));
+                    arc
+                }
+            };
             let bands = match &spec.bands {
-                BandRule::FromPath => FileBands::One(caps.name("band").map_or("", |m| m.as_str()).to_string()),
+                BandRule::FromPath => {
+                    let band = caps.name("band").map_or("", |m| m.as_str());
+                    FileBands::One(match band_names.get(band) {
+                        Some(band) => band.clone(),
+                        None => {
+                            let arc: Arc<str> = band.into();
+                            band_names.insert(arc.clone());
+                            arc
+                        }
+                    })
+                }
                 BandRule::Names(_) => FileBands::Names(names.clone().expect("set for BandRule::Names")),
                 BandRule::Numbered(_) => FileBands::Numbered(prefix.clone().expect("set for BandRule::Numbered")),
             };
             let whole_file = !matches!(bands, FileBands::One(_));
-            if let (true, FileBands::One(band)) = (spec.uniform_bands, &bands) {
-                if !seen_bands[index].contains(band) {
-                    seen_bands[index].push(band.clone());
+            let file = PatchFile { dir, name: name.into(), bands };
+            if let (true, FileBands::One(band)) = (spec.uniform_bands, &file.bands) {
+                if !seen_bands[index].iter().any(|b| b.as_str() == &**band) {
+                    seen_bands[index].push(band.to_string());
                 }
             }
             found += 1;
@@ -289,13 +331,13 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
             let clash = entry.files.iter().find(|f| {
                 whole_file
                     || entry.whole_file
-                    || matches!((&f.bands, &bands), (FileBands::One(a), FileBands::One(b)) if a == b)
+                    || matches!((&f.bands, &file.bands), (FileBands::One(a), FileBands::One(b)) if a == b)
             });
             if let Some(other) = clash {
                 return Err(Error::data(format!(
                     "duplicate key {key:?}: both {} and {} would be stored under it",
-                    other.path.display(),
-                    path.display()
+                    other.path().display(),
+                    file.path().display()
                 ))
                 .hint(spec.duplicate_hint.clone().unwrap_or_else(|| {
                     "keys must be unique within one database; convert these sources into separate databases, or rename one of them".to_string()
@@ -316,12 +358,12 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                         Some(Labels { names, values: vec![true] })
                     }
                     (LabelRule::Tables { row, .. }, Some(tables)) => {
-                        Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &path)?)
+                        Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &file.path())?)
                     }
                     _ => None,
                 };
             }
-            entry.files.push(PatchFile { path, bands });
+            entry.files.push(file);
             Ok(())
         };
         match &spec.labels {
@@ -385,9 +427,9 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
         };
         if let Some(required) = required {
             for band in required {
-                let present = pending.files.iter().any(|f| matches!(&f.bands, FileBands::One(b) if b == band));
+                let present = pending.files.iter().any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band));
                 if !present {
-                    let dir = pending.files[0].path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    let dir = pending.files[0].dir.to_path_buf();
                     let why = if listed { "" } else { " (other patches of this source have one)" };
                     let err = Error::data(format!("patch {key} has no file for band {band}{why}"))
                         .at(dir)
@@ -400,10 +442,10 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                 }
             }
         }
-        pending.files.sort_by(|a, b| a.path.cmp(&b.path));
+        pending.files.sort_by(PatchFile::cmp_path);
         out.push(Patch { key, files: pending.files, labels: pending.labels });
     }
-    out.sort_by(|a, b| a.files[0].path.cmp(&b.files[0].path));
+    out.sort_by(|a, b| a.files[0].cmp_path(&b.files[0]));
     Ok((out, skipped))
 }
 

@@ -90,6 +90,17 @@ def test_views_outlive_close_and_del(s2_db):
     gc.collect()
     for band, array in views.items():
         assert array.tobytes() == records[key][band].tobytes()
+    # The views, not luck with addresses, keep the map: it is still mapped while they live,
+    # and unmapped once they are gone.
+    assert _mapped(path)
+    del views, array
+    gc.collect()
+    assert not _mapped(path)
+
+
+def _mapped(path: Path) -> bool:
+    data = str((path / "data.mdb").resolve())
+    return any(line.rstrip().endswith(data) for line in open("/proc/self/maps"))
 
 
 def test_reference_tool_database_and_bytes_keys(s2_db):

@@ -327,7 +327,7 @@ fn fill_record<T: Sample>(
 /// A pool of `threads` threads, shared by every batch asking for that many.
 pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let n = crate::thread_count(threads);
     let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = pools.get(&n) {
         return Ok(p.clone());

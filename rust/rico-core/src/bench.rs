@@ -122,50 +122,32 @@ impl Report {
     /// The report as a JSON object (what `rico bench --json` prints).
     pub fn json(&self, path: &std::path::Path) -> String {
         let m = |m: &Measurement| {
-            format!(
-                "{{\"records\": {}, \"bytes\": {}, \"seconds\": {}, \"records_per_second\": {}, \"mb_per_second\": {}, \"passes\": {}}}",
-                m.records,
-                m.bytes,
-                m.seconds,
-                m.records_per_second(),
-                m.mb_per_second(),
-                m.passes
-            )
+            serde_json::json!({
+                "records": m.records,
+                "bytes": m.bytes,
+                "seconds": m.seconds,
+                "records_per_second": m.records_per_second(),
+                "mb_per_second": m.mb_per_second(),
+                "passes": m.passes,
+            })
         };
-        let bands: Vec<String> = self.bands.iter().map(|b| json_string(b)).collect();
-        format!(
-            "{{\"path\": {}, \"records\": {}, \"bytes\": {}, \"threads\": {}, \"seconds\": {}, \"bands\": [{}], \"size\": [{}, {}], \"batch\": {}, \"batch_count\": {}, \"sequential\": {}, \"random\": {}, \"batches\": {}, \"checksum\": {}}}",
-            json_string(&path.to_string_lossy()),
-            self.records,
-            self.bytes,
-            self.threads,
-            self.seconds,
-            bands.join(", "),
-            self.shape.0,
-            self.shape.1,
-            self.batch,
-            self.batch_count,
-            m(&self.sequential),
-            m(&self.random),
-            m(&self.batches),
-            self.checksum
-        )
+        serde_json::json!({
+            "path": path.to_string_lossy(),
+            "records": self.records,
+            "bytes": self.bytes,
+            "threads": self.threads,
+            "seconds": self.seconds,
+            "bands": self.bands,
+            "size": [self.shape.0, self.shape.1],
+            "batch": self.batch,
+            "batch_count": self.batch_count,
+            "sequential": m(&self.sequential),
+            "random": m(&self.random),
+            "batches": m(&self.batches),
+            "checksum": self.checksum,
+        })
+        .to_string()
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 const PAGE: usize = 4096;
@@ -364,7 +346,7 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
     if keys.is_empty() {
         return Err(Error::usage("the database is empty: nothing to measure").at(db.path()));
     }
-    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = crate::thread_count(options.threads);
     let pool = if threads > 1 { Some(batch::pool(Some(threads))?) } else { None };
     let (bands, size, shape) = batch_layout(db, &keys, options)?;
     let spec = BatchSpec { bands: bands.clone(), size, resample: Resample::Nearest, mean: None, std: None };
@@ -418,6 +400,11 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        let report = Report { bands: vec!["B\"1".into()], ..Default::default() };
+        let text = report.json(std::path::Path::new("a\"b\\c\n"));
+        assert!(text.contains(r#""path":"a\"b\\c\n""#), "{text}");
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["path"], "a\"b\\c\n");
+        assert_eq!(parsed["bands"][0], "B\"1");
     }
 }

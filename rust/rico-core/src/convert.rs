@@ -417,7 +417,7 @@ impl VerifyReport {
 pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, options: &ConvertOptions) -> Result<VerifyReport> {
     let db = crate::reader::Database::open(target)?;
     let (patches, planning_skipped) = plan_dataset(name, sources, &ConvertOptions { skip_invalid: true, ..options.clone() })?;
-    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = crate::thread_count(options.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -592,7 +592,7 @@ fn write(
         patches
     };
 
-    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = crate::thread_count(options.threads);
     summary.threads = threads;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -757,9 +757,13 @@ fn commit(
             }
             Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
             Err(TxnError::Duplicate(key)) => {
-                return Err(Error::data(format!("duplicate key {key:?}: a record with this key is already in the database"))
-                    .at(target)
-                    .hint("keys must be unique within one database"))
+                // Planning refuses duplicate sources and --resume skips committed keys, so this
+                // means something else wrote into the database during the run.
+                return Err(Error::output(format!(
+                    "record {key:?} appeared in the database while this run was writing it"
+                ))
+                .at(target)
+                .hint("another conversion is writing into the same --target-dir; run one at a time, then finish with --resume"))
             }
         }
     }

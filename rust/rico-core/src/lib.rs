@@ -17,3 +17,8 @@ pub use convert::{convert_dataset, ConvertOptions, Summary};
 pub use error::{Error, ErrorKind, Result};
 pub use rico_raster as raster;
 pub use rico_raster::DType;
+
+/// The number of threads to use: the requested count, or one per core.
+pub fn thread_count(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}

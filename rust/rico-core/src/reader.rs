@@ -375,7 +375,11 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
                     Ok(tensors) => {
                         sampled += 1;
                         for t in tensors {
-                            let entry = bands.entry(t.name).or_insert_with(|| (format!("{:?}", t.dtype), Vec::new()));
+                            let entry = bands.entry(t.name).or_insert_with(|| {
+                                let dtype = crate::record::from_safetensors_dtype(t.dtype)
+                                    .map_or_else(|| format!("{:?}", t.dtype), |d| d.numpy_name().to_string());
+                                (dtype, Vec::new())
+                            });
                             if !entry.1.contains(&t.shape) {
                                 entry.1.push(t.shape);
                             }
@@ -393,27 +397,6 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let bands = bands
-        .into_iter()
-        .map(|(name, (dtype, shapes))| {
-            let numpy = rico_raster::DType::from_numpy_name(&numpy_name(&dtype)).map_or(dtype.clone(), |d| d.to_string());
-            (name, numpy, shapes)
-        })
-        .collect();
+    let bands = bands.into_iter().map(|(name, (dtype, shapes))| (name, dtype, shapes)).collect();
     Ok(Summary { records, bytes, bands, sampled, sharded: db.is_sharded() })
-}
-
-fn numpy_name(safetensors_dtype: &str) -> String {
-    match safetensors_dtype {
-        "U8" => "uint8",
-        "I8" => "int8",
-        "U16" => "uint16",
-        "I16" => "int16",
-        "U32" => "uint32",
-        "I32" => "int32",
-        "F32" => "float32",
-        "F64" => "float64",
-        other => other,
-    }
-    .to_string()
 }

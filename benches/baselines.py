@@ -29,9 +29,9 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -40,7 +40,9 @@ os.environ.setdefault("CPL_LOG", "/dev/null")  # GDAL's chatter
 # The BigEarthNet preset's patterns (rust/rico-core/src/datasets.rs), on '/'-separated paths
 # relative to each source root.
 S1_PATTERN = re.compile(r"(?:^|/)(?P<key>S1[AB]_IW_GRDH_[^/]*_\d+_\d+)/[^/]*_(?P<band>VH|VV)\.tif$")
-S2_PATTERN = re.compile(r"(?:^|/)(?P<key>S2[AB]_MSIL2A_[^/]*_\d+_\d+)/[^/]*_(?P<band>B0[1-9]|B1[12]|B8A)\.tif$")
+S2_PATTERN = re.compile(
+    r"(?:^|/)(?P<key>S2[AB]_MSIL2A_[^/]*_\d+_\d+)/[^/]*_(?P<band>B0[1-9]|B1[12]|B8A)\.tif$"
+)
 MAP_PATTERN = re.compile(r"(?:^|/)(?P<key>S2[AB]_MSIL2A_[^/]*_\d+_\d+_reference_map)\.tif$")
 
 #: The twelve Sentinel-2 bands of BigEarthNet, in the order batches stack them.
@@ -134,7 +136,12 @@ def reference_convert(tree: Path, target: Path, workers: int) -> dict:
     env.sync()
     env.close()
     seconds = time.perf_counter() - start
-    return {"records": records, "source_bytes": source_bytes, "record_bytes": record_bytes, "seconds": seconds}
+    return {
+        "records": records,
+        "source_bytes": source_bytes,
+        "record_bytes": record_bytes,
+        "seconds": seconds,
+    }
 
 
 def copy_floor(tree: Path, target: Path) -> dict:
@@ -154,7 +161,12 @@ def copy_floor(tree: Path, target: Path) -> dict:
     finally:
         os.close(fd)
     seconds = time.perf_counter() - start
-    return {"records": len(find_patches(tree)), "files": len(files), "source_bytes": total, "seconds": seconds}
+    return {
+        "records": len(find_patches(tree)),
+        "files": len(files),
+        "source_bytes": total,
+        "seconds": seconds,
+    }
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -198,7 +210,9 @@ def configilm_sample(bands: dict[str, np.ndarray], names: Sequence[str], size: i
     return np.stack([upsample_nearest(bands[name], size) for name in names]).astype(np.float32)
 
 
-def configilm_batches(db: Path, batches: Sequence[Sequence[bytes]], names: Sequence[str], size: int):
+def configilm_batches(
+    db: Path, batches: Sequence[Sequence[bytes]], names: Sequence[str], size: int
+):
     """Yields ``(N, C, size, size)`` float32 batches built the ConfigILM way."""
     from safetensors.numpy import load
 
@@ -273,7 +287,9 @@ def best_of(repeat: int, run) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="name", required=True)
     p = sub.add_parser("reference-convert", help="the reference-style converter")
     p.add_argument("--tree", type=Path, required=True)
@@ -340,7 +356,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         out = best_of(args.repeat, run)
     elif args.name == "rasterio-read":
-        patches = [p for p in find_patches(args.tree) if p[0].startswith("S2") and not p[0].endswith("_reference_map")]
+        patches = [
+            p
+            for p in find_patches(args.tree)
+            if p[0].startswith("S2") and not p[0].endswith("_reference_map")
+        ]
         patches = patches[: args.limit]
         rasterio_read(patches[:20])  # warm-up: GDAL's driver registration
 

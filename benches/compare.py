@@ -32,8 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -69,9 +70,16 @@ def ensure_tree(patches: int) -> Path:
     partial = tree.with_name(tree.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    print(f"writing a {patches}-patch tree under {tree} (cached for later runs) ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, str(HERE / "make_dataset.py"), "--patches", str(patches), str(partial)], check=True,
-                   stdout=subprocess.DEVNULL)
+    print(
+        f"writing a {patches}-patch tree under {tree} (cached for later runs) ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    subprocess.run(
+        [sys.executable, str(HERE / "make_dataset.py"), "--patches", str(patches), str(partial)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     partial.rename(tree)
     return tree
 
@@ -157,7 +165,15 @@ def _best(repeat: int, run) -> dict:
 
 
 def one_convert_binary(tree: Path, target: Path, threads: int, repeat: int) -> dict:
-    argv = [str(BINARY), "bigearthnet", "--quiet", "--threads", str(threads), "--target-dir", str(target)]
+    argv = [
+        str(BINARY),
+        "bigearthnet",
+        "--quiet",
+        "--threads",
+        str(threads),
+        "--target-dir",
+        str(target),
+    ]
     for name, path in sources(tree).items():
         argv += ["--" + name.replace("_", "-"), path]
     rss = {"VmHWM": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
@@ -202,10 +218,16 @@ def one_convert_api(tree: Path, target: Path, threads: int, repeat: int) -> dict
     def run() -> dict:
         shutil.rmtree(target, ignore_errors=True)
         start = time.perf_counter()
-        summary = rico.convert("bigearthnet", target, threads=threads, progress=False, **sources(tree))
+        summary = rico.convert(
+            "bigearthnet", target, threads=threads, progress=False, **sources(tree)
+        )
         seconds = time.perf_counter() - start
-        return {"records": summary.records, "source_bytes": summary.source_bytes,
-                "record_bytes": summary.record_bytes, "seconds": seconds}
+        return {
+            "records": summary.records,
+            "source_bytes": summary.source_bytes,
+            "record_bytes": summary.record_bytes,
+            "seconds": seconds,
+        }
 
     out = _best(repeat, run)
     shutil.rmtree(target, ignore_errors=True)
@@ -260,7 +282,9 @@ def one_loader(db: Path, repeat: int, threads: int) -> dict:
     keys = s2_str_keys(db)
 
     def run() -> dict:
-        loader = rico.Loader(ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=BATCH, threads=threads)
+        loader = rico.Loader(
+            ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=BATCH, threads=threads
+        )
         start = time.perf_counter()
         produced = samples = 0
         for x in loader:
@@ -297,30 +321,41 @@ def assert_same_database(reference: Path, ours: Path) -> int:
     """The two databases hold the same keys with byte-identical values; returns the count."""
     import lmdb
 
-    with lmdb.open(str(reference), readonly=True, lock=False) as a, lmdb.open(str(ours), readonly=True, lock=False) as b:
+    with (
+        lmdb.open(str(reference), readonly=True, lock=False) as a,
+        lmdb.open(str(ours), readonly=True, lock=False) as b,
+    ):
         with a.begin() as ta, b.begin() as tb:
             ca, cb = ta.cursor(), tb.cursor()
             n = 0
             for (ka, va), (kb, vb) in zip(ca, cb):
                 assert ka == kb, f"key {n}: reference {bytes(ka)!r} vs rico {bytes(kb)!r}"
-                assert va == vb, f"record {bytes(ka)!r} differs between the reference converter and rico"
+                assert va == vb, (
+                    f"record {bytes(ka)!r} differs between the reference converter and rico"
+                )
                 n += 1
-            assert ta.stat()["entries"] == tb.stat()["entries"] == n, "the databases hold different numbers of records"
+            assert ta.stat()["entries"] == tb.stat()["entries"] == n, (
+                "the databases hold different numbers of records"
+            )
     return n
 
 
 def assert_batches_identical(db: Path, batches: int = 8) -> None:
     """``ds.batch`` equals the ConfigILM-style batch, value for value."""
     import numpy as np
-
     import rico
 
     keys = baselines.s2_keys(db)[: batches * BATCH]
     groups = [keys[i : i + BATCH] for i in range(0, len(keys), BATCH)]
     ds = rico.open(db)
-    for group, want in zip(groups, baselines.configilm_batches(db, groups, baselines.S2_BANDS, SIZE)):
+    for group, want in zip(
+        groups, baselines.configilm_batches(db, groups, baselines.S2_BANDS, SIZE)
+    ):
         got = ds.batch(group, baselines.S2_BANDS, size=SIZE, threads=1)
-        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape, (got.shape, want.shape)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape, (
+            got.shape,
+            want.shape,
+        )
         assert np.array_equal(got, want), "ds.batch differs from the ConfigILM-style batch"
 
 
@@ -371,7 +406,9 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     sections = list(dict.fromkeys(r["section"] for r in rows))
-    fig, axes = plt.subplots(len(sections), 1, figsize=(10, 1.2 + 0.42 * len(rows) + 0.6 * len(sections)))
+    fig, axes = plt.subplots(
+        len(sections), 1, figsize=(10, 1.2 + 0.42 * len(rows) + 0.6 * len(sections))
+    )
     axes = [axes] if len(sections) == 1 else list(axes)
     for ax, section in zip(axes, sections):
         part = [r for r in rows if r["section"] == section and not r.get("no_chart")]
@@ -380,13 +417,19 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
         colors = ["#d95f02" if r["name"].startswith("rico") else "#7f7f7f" for r in part][::-1]
         bars = ax.barh(names, values, color=colors)
         ax.set_xscale("log")
-        ax.set_xlabel("records per second (log scale)" if "onversion" in section else "records (samples) per second (log scale)")
+        ax.set_xlabel(
+            "records per second (log scale)"
+            if "onversion" in section
+            else "records (samples) per second (log scale)"
+        )
         ax.set_title(section, fontsize=10, loc="left")
         for bar, r in zip(bars, part[::-1]):
             label = f" {r['records_per_second']:,.0f}/s"
             if r.get("vs_baseline") and r["name"].startswith("rico"):
                 label += f"  ({r['vs_baseline']:.1f}x baseline)"
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
+            ax.text(
+                bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8
+            )
         ax.set_xlim(min(values) / 2, max(values) * 30)
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(title, fontsize=11)
@@ -399,10 +442,17 @@ def machine() -> dict:
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
+            )
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
 
 
 def rss_of_conversion(tree: Path, work: Path, threads: int) -> dict:
@@ -410,7 +460,11 @@ def rss_of_conversion(tree: Path, work: Path, threads: int) -> dict:
     target = work / "rss-db"
     result = run_rico("convert-binary", tree, target, threads, 1)
     shutil.rmtree(target, ignore_errors=True)
-    return {"rss_mb": result["rss_mb"], "anon_rss_mb": result["anon_rss_mb"], "file_rss_mb": result["file_rss_mb"]}
+    return {
+        "rss_mb": result["rss_mb"],
+        "anon_rss_mb": result["anon_rss_mb"],
+        "file_rss_mb": result["file_rss_mb"],
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -418,16 +472,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] == "--run-one":
         run_one(argv[1:])
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patches", type=int, default=2000, help="patches in the tree (default 2000)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="conversion thread counts (default 1 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each rico contender; the best counts (default 3)")
-    parser.add_argument("--baseline-repeat", type=int, default=2, help="runs of each slow baseline (default 2)")
-    parser.add_argument("--rasterio-patches", type=int, default=500, help="patches rasterio reads (default 500)")
-    parser.add_argument("--rss-scaling", type=int, default=None, metavar="N",
-                        help="also measure a conversion's peak RSS on an N-patch tree (e.g. 10000; writing it takes minutes)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="where compare.json and compare.png go")
-    parser.add_argument("--work", type=Path, default=None, help="scratch directory for databases (default: a temp dir)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--patches", type=int, default=2000, help="patches in the tree (default 2000)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="conversion thread counts (default 1 2)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each rico contender; the best counts (default 3)",
+    )
+    parser.add_argument(
+        "--baseline-repeat", type=int, default=2, help="runs of each slow baseline (default 2)"
+    )
+    parser.add_argument(
+        "--rasterio-patches", type=int, default=500, help="patches rasterio reads (default 500)"
+    )
+    parser.add_argument(
+        "--rss-scaling",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also measure a conversion's peak RSS on an N-patch tree (e.g. 10000; writing it takes minutes)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=HERE / "results", help="where compare.json and compare.png go"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch directory for databases (default: a temp dir)",
+    )
     args = parser.parse_args(argv)
 
     if not BINARY.is_file():
@@ -440,7 +525,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows: list[dict] = []
         # -- conversion --
         log("conversion: copy floor ...")
-        floor = run_baseline("copy-floor", "--tree", tree, "--target", work / "floor", "--repeat", args.repeat)
+        floor = run_baseline(
+            "copy-floor", "--tree", tree, "--target", work / "floor", "--repeat", args.repeat
+        )
         records, source_bytes = None, floor["source_bytes"]
         conv = f"Conversion: {args.patches} patches, {source_bytes / 1e6:.0f} MB of GeoTIFFs, page cache warm"
         converted: dict[int, dict[str, Path]] = {}
@@ -448,31 +535,73 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for threads in args.threads:
             log(f"conversion: reference-style, {threads} worker(s) ...")
             ref_target = work / f"reference-{threads}"
-            ref = run_baseline("reference-convert", "--tree", tree, "--target", ref_target, "--workers", threads,
-                               "--repeat", args.baseline_repeat)
+            ref = run_baseline(
+                "reference-convert",
+                "--tree",
+                tree,
+                "--target",
+                ref_target,
+                "--workers",
+                threads,
+                "--repeat",
+                args.baseline_repeat,
+            )
             log(f"conversion: rico binary, {threads} thread(s) ...")
             bin_target = work / f"rico-{threads}"
             ours_bin = run_rico("convert-binary", tree, bin_target, threads, args.repeat)
             log(f"conversion: rico.convert, {threads} thread(s) ...")
-            ours_api = run_rico("convert-api", tree, work / f"rico-api-{threads}", threads, args.repeat)
+            ours_api = run_rico(
+                "convert-api", tree, work / f"rico-api-{threads}", threads, args.repeat
+            )
             records = ref["records"]
-            assert ours_bin["records"] == ours_api["records"] == records, (ours_bin["records"], ours_api["records"], records)
+            assert ours_bin["records"] == ours_api["records"] == records, (
+                ours_bin["records"],
+                ours_api["records"],
+                records,
+            )
             n = assert_same_database(ref_target, bin_target)
             log(f"  reference and rico databases equal, {n} records")
             converted[threads] = {"reference": ref_target, "rico": bin_target}
             per_threads.append((threads, ref, ours_bin, ours_api))
         assert records is not None
-        rows.append(row(conv, "copy floor: read every source file, write one file, fsync", floor, records, source_bytes,
-                        vs_floor=1.0))
+        rows.append(
+            row(
+                conv,
+                "copy floor: read every source file, write one file, fsync",
+                floor,
+                records,
+                source_bytes,
+                vs_floor=1.0,
+            )
+        )
         for threads, ref, ours_bin, ours_api in per_threads:
             ref_rate = records / ref["seconds"]
             unit = "worker" if threads == 1 else "workers"
-            rows.append(row(conv, f"reference-style (rasterio, ProcessPool, py-lmdb), {threads} {unit}", ref, records,
-                            source_bytes, vs_baseline=1.0, vs_floor=ref["seconds"] / floor["seconds"], threads=threads))
+            rows.append(
+                row(
+                    conv,
+                    f"reference-style (rasterio, ProcessPool, py-lmdb), {threads} {unit}",
+                    ref,
+                    records,
+                    source_bytes,
+                    vs_baseline=1.0,
+                    vs_floor=ref["seconds"] / floor["seconds"],
+                    threads=threads,
+                )
+            )
             for label, result in (("rico binary", ours_bin), ("rico.convert", ours_api)):
-                rows.append(row(conv, f"{label}, {threads} thread{'s' if threads > 1 else ''}", result, records, source_bytes,
-                                vs_baseline=(records / result["seconds"]) / ref_rate,
-                                vs_floor=result["seconds"] / floor["seconds"], threads=threads))
+                rows.append(
+                    row(
+                        conv,
+                        f"{label}, {threads} thread{'s' if threads > 1 else ''}",
+                        result,
+                        records,
+                        source_bytes,
+                        vs_baseline=(records / result["seconds"]) / ref_rate,
+                        vs_floor=result["seconds"] / floor["seconds"],
+                        threads=threads,
+                    )
+                )
         # Keep one database for reading; drop the rest (they are large).
         read_db = converted[max(converted)]["rico"]
         for paths in converted.values():
@@ -493,9 +622,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log("reading: rico ds[key] ...")
         get = run_rico("get", read_db, args.repeat)
         log("reading: rasterio ...")
-        rio = run_baseline("rasterio-read", "--tree", tree, "--limit", args.rasterio_patches, "--repeat", args.baseline_repeat)
+        rio = run_baseline(
+            "rasterio-read",
+            "--tree",
+            tree,
+            "--limit",
+            args.rasterio_patches,
+            "--repeat",
+            args.baseline_repeat,
+        )
         log("reading: ConfigILM-style batches ...")
-        cfg = run_baseline("configilm", "--db", read_db, "--batch", BATCH, "--size", SIZE, "--repeat", args.repeat)
+        cfg = run_baseline(
+            "configilm", "--db", read_db, "--batch", BATCH, "--size", SIZE, "--repeat", args.repeat
+        )
         log("reading: rico ds.batch ...")
         bat = run_rico("batch", read_db, args.repeat, 1)
         log("reading: rico Loader, 2 threads ...")
@@ -504,20 +643,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         record_bytes = lm["bytes"]
         mem = lambda r: r["bytes"] / r["seconds"] / 1e6 / memcpy_mb  # noqa: E731
         rows += [
-            row(read, f"rasterio: open + read the GeoTIFFs ({rio['records']} patches)", rio, rio["records"], rio["bytes"],
-                vs_baseline=(rio["records"] / rio["seconds"]) / lm_rate, vs_floor=mem(rio)),
-            row(read, "py-lmdb get + safetensors.numpy.load", lm, s2, record_bytes, vs_baseline=1.0, vs_floor=mem(lm)),
-            row(read, "rico ds[key] (zero-copy views)", get, s2, get["bytes"], vs_baseline=(s2 / get["seconds"]) / lm_rate,
-                vs_floor=mem(get)),
-            row(read, f"ConfigILM-style batch of {BATCH} (load, np.repeat, stack, float32)", cfg, s2, cfg["bytes"],
-                vs_baseline=1.0, vs_floor=mem(cfg)),
-            row(read, f"rico ds.batch of {BATCH}, 12 bands at {SIZE}x{SIZE} float32, threads=1", bat, s2, bat["bytes"],
-                vs_baseline=(s2 / bat["seconds"]) / cfg_rate, vs_floor=mem(bat)),
-            row(read, f"rico Loader, batch {BATCH}, 2 threads", loa, loa["records"], loa["bytes"],
-                vs_baseline=(loa["records"] / loa["seconds"]) / cfg_rate, vs_floor=mem(loa)),
-            {"section": read, "name": "memcpy (numpy copy of 256 MiB): the ceiling", "seconds": None, "records": None,
-             "records_per_second": None, "mb_per_second": memcpy_mb, "vs_floor": 1.0, "rss_mb": None,
-             "tree_rss_mb": None, "no_chart": True},
+            row(
+                read,
+                f"rasterio: open + read the GeoTIFFs ({rio['records']} patches)",
+                rio,
+                rio["records"],
+                rio["bytes"],
+                vs_baseline=(rio["records"] / rio["seconds"]) / lm_rate,
+                vs_floor=mem(rio),
+            ),
+            row(
+                read,
+                "py-lmdb get + safetensors.numpy.load",
+                lm,
+                s2,
+                record_bytes,
+                vs_baseline=1.0,
+                vs_floor=mem(lm),
+            ),
+            row(
+                read,
+                "rico ds[key] (zero-copy views)",
+                get,
+                s2,
+                get["bytes"],
+                vs_baseline=(s2 / get["seconds"]) / lm_rate,
+                vs_floor=mem(get),
+            ),
+            row(
+                read,
+                f"ConfigILM-style batch of {BATCH} (load, np.repeat, stack, float32)",
+                cfg,
+                s2,
+                cfg["bytes"],
+                vs_baseline=1.0,
+                vs_floor=mem(cfg),
+            ),
+            row(
+                read,
+                f"rico ds.batch of {BATCH}, 12 bands at {SIZE}x{SIZE} float32, threads=1",
+                bat,
+                s2,
+                bat["bytes"],
+                vs_baseline=(s2 / bat["seconds"]) / cfg_rate,
+                vs_floor=mem(bat),
+            ),
+            row(
+                read,
+                f"rico Loader, batch {BATCH}, 2 threads",
+                loa,
+                loa["records"],
+                loa["bytes"],
+                vs_baseline=(loa["records"] / loa["seconds"]) / cfg_rate,
+                vs_floor=mem(loa),
+            ),
+            {
+                "section": read,
+                "name": "memcpy (numpy copy of 256 MiB): the ceiling",
+                "seconds": None,
+                "records": None,
+                "records_per_second": None,
+                "mb_per_second": memcpy_mb,
+                "vs_floor": 1.0,
+                "rss_mb": None,
+                "tree_rss_mb": None,
+                "no_chart": True,
+            },
         ]
 
         scaling = None
@@ -536,25 +727,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     conv_rows = [r for r in rows if r["section"] == conv]
     checks = {}
     for threads in args.threads:
-        ours = [r for r in conv_rows if r["name"].startswith("rico binary") and r.get("threads") == threads][0]
-        checks[f"convert {threads} thread(s) >= {TARGETS['convert_vs_reference']:.0f}x reference"] = (
-            ours["vs_baseline"] >= TARGETS["convert_vs_reference"])
+        ours = [
+            r
+            for r in conv_rows
+            if r["name"].startswith("rico binary") and r.get("threads") == threads
+        ][0]
+        checks[
+            f"convert {threads} thread(s) >= {TARGETS['convert_vs_reference']:.0f}x reference"
+        ] = ours["vs_baseline"] >= TARGETS["convert_vs_reference"]
         checks[f"convert {threads} thread(s) <= {TARGETS['convert_vs_floor']:.0f}x copy floor"] = (
-            ours["vs_floor"] <= TARGETS["convert_vs_floor"])
+            ours["vs_floor"] <= TARGETS["convert_vs_floor"]
+        )
         checks[f"convert {threads} thread(s) peak RSS < {TARGETS['convert_rss_mb']:.0f} MB"] = (
-            ours["rss_mb"] < TARGETS["convert_rss_mb"])
+            ours["rss_mb"] < TARGETS["convert_rss_mb"]
+        )
     by_name = {r["name"]: r for r in rows}
     checks[f"ds[key] >= {TARGETS['get_vs_lmdb']:.0f}x lmdb+safetensors"] = (
-        by_name["rico ds[key] (zero-copy views)"]["vs_baseline"] >= TARGETS["get_vs_lmdb"])
+        by_name["rico ds[key] (zero-copy views)"]["vs_baseline"] >= TARGETS["get_vs_lmdb"]
+    )
     batch_row = next(r for r in rows if r["name"].startswith("rico ds.batch"))
     checks[f"ds.batch >= {TARGETS['batch_vs_configilm']:.0f}x ConfigILM-style"] = (
-        batch_row["vs_baseline"] >= TARGETS["batch_vs_configilm"])
+        batch_row["vs_baseline"] >= TARGETS["batch_vs_configilm"]
+    )
     if scaling:
         a, b = scaling[str(args.patches)], scaling[str(args.rss_scaling)]
         checks[f"peak RSS flat: {args.patches} vs {args.rss_scaling} patches within 15%"] = (
-            b["rss_mb"] <= a["rss_mb"] * 1.15 + 10)
-        checks[f"private (anonymous) RSS flat: {args.patches} vs {args.rss_scaling} patches within 15%"] = (
-            b["anon_rss_mb"] <= a["anon_rss_mb"] * 1.15 + 10)
+            b["rss_mb"] <= a["rss_mb"] * 1.15 + 10
+        )
+        checks[
+            f"private (anonymous) RSS flat: {args.patches} vs {args.rss_scaling} patches within 15%"
+        ] = b["anon_rss_mb"] <= a["anon_rss_mb"] * 1.15 + 10
 
     text = table(rows)
     text += (
@@ -568,9 +770,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         text += f"\n\nPeak RSS of a conversion (rico binary, {scaling['threads']} threads):"
         for n in (args.patches, args.rss_scaling):
             r = scaling[str(n)]
-            text += (f"\n  {n:>6} patches: {r['rss_mb']:.0f} MB in all (VmHWM); peaks of its parts: "
-                     f"{r['anon_rss_mb']:.0f} MB private, {r['file_rss_mb']:.0f} MB of the database's memory map")
-    text += "\n\nTargets:\n" + "\n".join(f"  [{'x' if ok else ' '}] {name}" for name, ok in checks.items())
+            text += (
+                f"\n  {n:>6} patches: {r['rss_mb']:.0f} MB in all (VmHWM); peaks of its parts: "
+                f"{r['anon_rss_mb']:.0f} MB private, {r['file_rss_mb']:.0f} MB of the database's memory map"
+            )
+    text += "\n\nTargets:\n" + "\n".join(
+        f"  [{'x' if ok else ' '}] {name}" for name, ok in checks.items()
+    )
     print(text)
 
     report = {
@@ -584,8 +790,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "table": text,
     }
     (args.out / "compare.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    chart(rows, args.out / "compare.png",
-          f"rico vs baselines: {args.patches}-patch BigEarthNet-shaped tree, {machine()['cores']} cores")
+    chart(
+        rows,
+        args.out / "compare.png",
+        f"rico vs baselines: {args.patches}-patch BigEarthNet-shaped tree, {machine()['cores']} cores",
+    )
     print(f"\nwrote {args.out / 'compare.json'} and {args.out / 'compare.png'}", file=sys.stderr)
     return 0
 

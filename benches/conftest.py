@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import baselines
 import make_dataset
+import pytest
 import rico
 
 PATCHES = 40
@@ -33,8 +32,11 @@ def one_patch_tree(tmp_path_factory) -> Path:
 
 def bigearthnet_sources(tree: Path) -> dict[str, str]:
     dirs = baselines.source_dirs(tree)
-    return {"bigearthnet_s1_dir": str(dirs["s1"]), "bigearthnet_s2_dir": str(dirs["s2"]),
-            "bigearthnet_reference_maps_dir": str(dirs["maps"])}
+    return {
+        "bigearthnet_s1_dir": str(dirs["s1"]),
+        "bigearthnet_s2_dir": str(dirs["s2"]),
+        "bigearthnet_reference_maps_dir": str(dirs["maps"]),
+    }
 
 
 @pytest.fixture(scope="session")

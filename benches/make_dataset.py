@@ -23,23 +23,44 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 S2_BANDS = {  # band -> (side, rows per strip)
-    "B01": (20, 20), "B02": (120, 34), "B03": (120, 34), "B04": (120, 34),
-    "B05": (60, 60), "B06": (60, 60), "B07": (60, 60), "B08": (120, 34),
-    "B8A": (60, 60), "B09": (20, 20), "B11": (60, 60), "B12": (60, 60),
+    "B01": (20, 20),
+    "B02": (120, 34),
+    "B03": (120, 34),
+    "B04": (120, 34),
+    "B05": (60, 60),
+    "B06": (60, 60),
+    "B07": (60, 60),
+    "B08": (120, 34),
+    "B8A": (60, 60),
+    "B09": (20, 20),
+    "B11": (60, 60),
+    "B12": (60, 60),
 }
 CRS_UTM33N = CRS.from_epsg(32633)
 S2_TILE = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
 S1_TILE = "S1A_IW_GRDH_1SDV_20170613T165043"
-CLC_CODES = np.array([111, 112, 121, 211, 212, 231, 242, 243, 311, 312, 313, 321, 324, 411, 512, 523], dtype=np.uint16)
+CLC_CODES = np.array(
+    [111, 112, 121, 211, 212, 231, 242, 243, 311, 312, 313, 321, 324, 411, 512, 523],
+    dtype=np.uint16,
+)
 
 os.environ.setdefault("CPL_LOG", "/dev/null")  # silence GDAL's chatter in workers
 
 
-def _write(path: Path, array: np.ndarray, pixel: float, x: int, y: int, rows_per_strip: int, **extra) -> None:
+def _write(
+    path: Path, array: np.ndarray, pixel: float, x: int, y: int, rows_per_strip: int, **extra
+) -> None:
     profile = dict(
-        driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=array.dtype,
-        crs=CRS_UTM33N, transform=Affine(pixel, 0.0, 390000.0 + 1200 * x, 0.0, -pixel, 5348400.0 - 1200 * y),
-        tiled=False, blockysize=rows_per_strip, **extra,
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype,
+        crs=CRS_UTM33N,
+        transform=Affine(pixel, 0.0, 390000.0 + 1200 * x, 0.0, -pixel, 5348400.0 - 1200 * y),
+        tiled=False,
+        blockysize=rows_per_strip,
+        **extra,
     )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
@@ -65,7 +86,17 @@ def write_patch(args: tuple[Path, int, str]) -> int:
         values = rng.normal(-15.0, 5.0, size=(120, 120)).astype(np.float32)
         _write(s1_dir / f"{s1}_{band}.tif", values, 10.0, x, y, 17)
     labels = CLC_CODES[rng.integers(0, len(CLC_CODES), size=(4, 4))].repeat(30, 0).repeat(30, 1)
-    _write(map_dir / f"{s2}_reference_map.tif", labels, 10.0, x, y, 34, nodata=0, compress="deflate", predictor=2)
+    _write(
+        map_dir / f"{s2}_reference_map.tif",
+        labels,
+        10.0,
+        x,
+        y,
+        34,
+        nodata=0,
+        compress="deflate",
+        predictor=2,
+    )
     return len(S2_BANDS) + 3
 
 
@@ -79,11 +110,21 @@ def make_dataset(out: Path, patches: int, layout: str = "v2", workers: int | Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="directory to write (BigEarthNet-S1/, BigEarthNet-S2/, Reference_Maps/)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "out",
+        type=Path,
+        help="directory to write (BigEarthNet-S1/, BigEarthNet-S2/, Reference_Maps/)",
+    )
     parser.add_argument("--patches", type=int, default=100, help="number of patches (default 100)")
-    parser.add_argument("--layout", choices=["v1", "v2"], default="v2", help="v2 nests patches in tile directories")
-    parser.add_argument("--workers", type=int, default=None, help="writer processes (default: one per core)")
+    parser.add_argument(
+        "--layout", choices=["v1", "v2"], default="v2", help="v2 nests patches in tile directories"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="writer processes (default: one per core)"
+    )
     args = parser.parse_args()
     files = make_dataset(args.out, args.patches, args.layout, args.workers)
     print(f"wrote {args.patches} patches ({files} files) under {args.out}")

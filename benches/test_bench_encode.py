@@ -10,9 +10,8 @@ from __future__ import annotations
 import itertools
 import shutil
 
-import pytest
-
 import baselines
+import pytest
 import rico
 from conftest import bigearthnet_sources
 

@@ -3,12 +3,11 @@ py-lmdb + safetensors and ConfigILM-style baselines, page cache warm."""
 
 from __future__ import annotations
 
+import baselines
 import numpy as np
 import pytest
-from safetensors.numpy import load
-
-import baselines
 import rico
+from safetensors.numpy import load
 
 BATCH = 32
 
@@ -46,5 +45,7 @@ def test_rico_batch(benchmark, ds, s2_keys):
 @pytest.mark.benchmark(group="batch of 32: 12 S2 bands at 120x120 float32")
 def test_configilm_batch(benchmark, ds, database, s2_keys):
     keys = s2_keys[:BATCH]
-    x = benchmark(lambda: next(baselines.configilm_batches(database, [keys], baselines.S2_BANDS, 120)))
+    x = benchmark(
+        lambda: next(baselines.configilm_batches(database, [keys], baselines.S2_BANDS, 120))
+    )
     assert np.array_equal(x, ds.batch(keys, baselines.S2_BANDS, size=120, threads=1))

@@ -30,11 +30,16 @@ def main() -> None:
 
     target = out / "BigEarthNet.lmdb"
     cmd = [
-        str(ROOT / "target" / "release" / "rico"), "bigearthnet",
-        "--bigearthnet-s1-dir", str(src / "BigEarthNet-S1"),
-        "--bigearthnet-s2-dir", str(src / "BigEarthNet-S2"),
-        "--bigearthnet-reference-maps-dir", str(src / "Reference_Maps"),
-        "--target-dir", str(target),
+        str(ROOT / "target" / "release" / "rico"),
+        "bigearthnet",
+        "--bigearthnet-s1-dir",
+        str(src / "BigEarthNet-S1"),
+        "--bigearthnet-s2-dir",
+        str(src / "BigEarthNet-S2"),
+        "--bigearthnet-reference-maps-dir",
+        str(src / "Reference_Maps"),
+        "--target-dir",
+        str(target),
     ]
     print("$", " ".join(cmd[:2]), "...", "--target-dir", target)
     subprocess.run(cmd, check=True)
@@ -54,7 +59,9 @@ def main() -> None:
         record = ds[s2[0]]
         print(f"rico.open: {len(ds)} records; {s2[0]}:")
         for band, array in record.items():
-            print(f"  {band:5s} {str(array.dtype):8s} {array.shape}  (a read-only view, no copy: {not array.flags.owndata})")
+            print(
+                f"  {band:5s} {str(array.dtype):8s} {array.shape}  (a read-only view, no copy: {not array.flags.owndata})"
+            )
         x = ds.batch(s2[:8], ["B04", "B03", "B02", "B08", "B05", "B01"], size=120)
         print(f"ds.batch of 8 patches, 6 bands upsampled to 120x120: {x.shape} {x.dtype}")
 

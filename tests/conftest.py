@@ -18,7 +18,9 @@ sys.path.insert(0, str(ROOT / "benches"))
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not SAMPLES.is_dir():
-        pytest.fail(f"the real samples are missing: expected {SAMPLES} (shared/ beside the project)")
+        pytest.fail(
+            f"the real samples are missing: expected {SAMPLES} (shared/ beside the project)"
+        )
     return SAMPLES
 
 

@@ -12,10 +12,74 @@ import struct
 
 import numpy as np
 
-ZIGZAG = np.array([
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-    54, 47, 55, 62, 63])
+ZIGZAG = np.array(
+    [
+        0,
+        1,
+        8,
+        16,
+        9,
+        2,
+        3,
+        10,
+        17,
+        24,
+        32,
+        25,
+        18,
+        11,
+        4,
+        5,
+        12,
+        19,
+        26,
+        33,
+        40,
+        48,
+        41,
+        34,
+        27,
+        20,
+        13,
+        6,
+        7,
+        14,
+        21,
+        28,
+        35,
+        42,
+        49,
+        56,
+        57,
+        50,
+        43,
+        36,
+        29,
+        22,
+        15,
+        23,
+        30,
+        37,
+        44,
+        51,
+        58,
+        59,
+        52,
+        45,
+        38,
+        31,
+        39,
+        46,
+        53,
+        60,
+        61,
+        54,
+        47,
+        55,
+        62,
+        63,
+    ]
+)
 _k = np.arange(8)
 DCT = np.sqrt(2 / 8) * np.cos((2 * _k[None, :] + 1) * _k[:, None] * np.pi / 16)
 DCT[0] /= np.sqrt(2)
@@ -52,17 +116,24 @@ def _magnitude_bits(v: int, s: int) -> int:
     return v if v >= 0 else v + (1 << s) - 1
 
 
-def write_jpeg(rgb: np.ndarray, sampling: list[tuple[int, int]], quant: int = 4, restart: int = 0,
-               gray: bool = False) -> bytes:
+def write_jpeg(
+    rgb: np.ndarray,
+    sampling: list[tuple[int, int]],
+    quant: int = 4,
+    restart: int = 0,
+    gray: bool = False,
+) -> bytes:
     """JPEG bytes of ``rgb`` (h, w, 3) uint8, or of ``rgb`` (h, w) with ``gray``; ``sampling``
     gives (h, v) per component (Y, Cb, Cr)."""
     if gray:
         planes = [rgb.astype(np.float64)]
     else:
         r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-        planes = [0.299 * r + 0.587 * g + 0.114 * b,
-                  -0.168736 * r - 0.331264 * g + 0.5 * b + 128,
-                  0.5 * r - 0.418688 * g - 0.081312 * b + 128]
+        planes = [
+            0.299 * r + 0.587 * g + 0.114 * b,
+            -0.168736 * r - 0.331264 * g + 0.5 * b + 128,
+            0.5 * r - 0.418688 * g - 0.081312 * b + 128,
+        ]
     height, width = planes[0].shape
     maxh = max(h for h, _ in sampling)
     maxv = max(v for _, v in sampling)
@@ -90,7 +161,7 @@ def write_jpeg(rgb: np.ndarray, sampling: list[tuple[int, int]], quant: int = 4,
                 for by in range(v):
                     for bx in range(h):
                         y0, x0 = (my * v + by) * 8, (mx * h + bx) * 8
-                        block = plane[y0:y0 + 8, x0:x0 + 8] - 128
+                        block = plane[y0 : y0 + 8, x0 : x0 + 8] - 128
                         coef = np.round(DCT @ block @ DCT.T / quant).astype(int).reshape(64)[ZIGZAG]
                         coef = np.clip(coef, -1023, 1023)
                         diff = int(coef[0]) - pred[ci]
@@ -119,7 +190,7 @@ def write_jpeg(rgb: np.ndarray, sampling: list[tuple[int, int]], quant: int = 4,
     def segment(marker: int, payload: bytes) -> bytes:
         return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
 
-    out = bytearray(b"\xFF\xD8")
+    out = bytearray(b"\xff\xd8")
     out += segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
     out += segment(0xDB, bytes([0]) + bytes([quant] * 64))
     sof = struct.pack(">BHHB", 8, height, width, len(comps))
@@ -130,11 +201,17 @@ def write_jpeg(rgb: np.ndarray, sampling: list[tuple[int, int]], quant: int = 4,
     dc_counts[3] = len(DC_SYMBOLS)
     ac_counts = [0] * 16
     ac_counts[7] = len(AC_SYMBOLS)
-    out += segment(0xC4, bytes([0x00] + dc_counts + DC_SYMBOLS) + bytes([0x10] + ac_counts + AC_SYMBOLS))
+    out += segment(
+        0xC4, bytes([0x00] + dc_counts + DC_SYMBOLS) + bytes([0x10] + ac_counts + AC_SYMBOLS)
+    )
     if restart:
         out += segment(0xDD, struct.pack(">H", restart))
-    sos = bytes([len(comps)]) + b"".join(bytes([i + 1, 0x00]) for i in range(len(comps))) + bytes([0, 63, 0])
+    sos = (
+        bytes([len(comps)])
+        + b"".join(bytes([i + 1, 0x00]) for i in range(len(comps)))
+        + bytes([0, 63, 0])
+    )
     out += segment(0xDA, sos)
     out += bits.out
-    out += b"\xFF\xD9"
+    out += b"\xff\xd9"
     return bytes(out)

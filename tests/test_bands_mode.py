@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 import rico
 from conftest import read_lmdb
 from expected_records import bands_record, layout
@@ -24,8 +23,16 @@ def write_tif(path: Path, array: np.ndarray, **profile) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="GTiff", count=1, height=array.shape[0], width=array.shape[1],
-                           dtype=array.dtype, **profile) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            count=1,
+            height=array.shape[0],
+            width=array.shape[1],
+            dtype=array.dtype,
+            **profile,
+        ) as dst:
             dst.write(array[None])
     return path
 
@@ -34,14 +41,21 @@ def make_tree(root: Path, seed: int = 0) -> dict[bytes, dict[str, Path]]:
     """ROIs<n>_<season>/s2_<scene>/ROIs<n>_<season>_s2_<scene>_p<patch>_<band>.tif"""
     rng = np.random.default_rng(seed)
     patches: dict[bytes, dict[str, Path]] = {}
-    for roi, scene, patch in [("ROIs1158_spring", 1, 30), ("ROIs1158_spring", 1, 31), ("ROIs2017_winter", 7, 2)]:
+    for roi, scene, patch in [
+        ("ROIs1158_spring", 1, 30),
+        ("ROIs1158_spring", 1, 31),
+        ("ROIs2017_winter", 7, 2),
+    ]:
         key = f"{roi}_s2_{scene}_p{patch}"
         files = {}
         for band in BANDS:
             side = 16 if band in ("B02", "B03", "B04", "B08") else 8
             array = rng.integers(0, 10000, (side, side), dtype=np.uint16)
-            files[band] = write_tif(root / roi / f"s2_{scene}" / f"{key}_{band}.tif", array,
-                                    compress="lzw" if patch % 2 else None)
+            files[band] = write_tif(
+                root / roi / f"s2_{scene}" / f"{key}_{band}.tif",
+                array,
+                compress="lzw" if patch % 2 else None,
+            )
         patches[key.encode()] = files
     (root / "ROIs1158_spring" / "s2_1" / "ROIs1158_spring_s2_1_p30.json").write_text("{}")
     return patches
@@ -49,7 +63,9 @@ def make_tree(root: Path, seed: int = 0) -> dict[bytes, dict[str, Path]]:
 
 def test_files_group_by_key_and_values_equal_rasterio(tmp_path):
     patches = make_tree(tmp_path / "sen12ms")
-    summary = rico.convert("bands", tmp_path / "db", dataset_dir=tmp_path / "sen12ms", pattern=PATTERN, threads=2)
+    summary = rico.convert(
+        "bands", tmp_path / "db", dataset_dir=tmp_path / "sen12ms", pattern=PATTERN, threads=2
+    )
     got = read_lmdb(tmp_path / "db")
     assert sorted(got) == sorted(patches)
     for key, files in patches.items():
@@ -79,11 +95,14 @@ def test_the_same_band_of_a_key_twice_names_both_files(tmp_path):
     assert not (tmp_path / "db" / "data.mdb").exists()
 
 
-@pytest.mark.parametrize("pattern, message", [
-    (r"(?P<key>[^/]+_(?P<band>B\d+)\.tif$", "not a valid regular expression"),
-    (r"(?P<name>[^/]+)_(?P<band>B\d+)\.tif$", "no named group `key`"),
-    (r"(?P<key>[^/]+)_B\d+\.tif$", "no named group `band`"),
-])
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        (r"(?P<key>[^/]+_(?P<band>B\d+)\.tif$", "not a valid regular expression"),
+        (r"(?P<name>[^/]+)_(?P<band>B\d+)\.tif$", "no named group `key`"),
+        (r"(?P<key>[^/]+)_B\d+\.tif$", "no named group `band`"),
+    ],
+)
 def test_a_bad_pattern_is_a_usage_error_naming_the_option(tmp_path, pattern, message):
     (tmp_path / "src").mkdir()
     with pytest.raises(rico.UsageError, match=message) as err:
@@ -97,18 +116,57 @@ def test_pattern_is_required_and_must_match_something(tmp_path):
     with pytest.raises(rico.UsageError, match="bands needs --pattern"):
         rico.convert("bands", tmp_path / "db", dataset_dir=tmp_path / "sen12ms")
     with pytest.raises(rico.UsageError, match="no patch found"):
-        rico.convert("bands", tmp_path / "db", dataset_dir=tmp_path / "sen12ms", pattern=r"(?P<key>x)(?P<band>y)\.png$")
+        rico.convert(
+            "bands",
+            tmp_path / "db",
+            dataset_dir=tmp_path / "sen12ms",
+            pattern=r"(?P<key>x)(?P<band>y)\.png$",
+        )
 
 
 def test_cli(rico_bin, tmp_path):
     patches = make_tree(tmp_path / "sen12ms")
-    res = subprocess.run([str(rico_bin), "bands", "--dataset-dir", str(tmp_path / "sen12ms"), "--pattern", PATTERN,
-                          "--target-dir", str(tmp_path / "db")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(rico_bin),
+            "bands",
+            "--dataset-dir",
+            str(tmp_path / "sen12ms"),
+            "--pattern",
+            PATTERN,
+            "--target-dir",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert read_lmdb(tmp_path / "db") == {k: bands_record(f) for k, f in patches.items()}
-    missing = subprocess.run([str(rico_bin), "bands", "--dataset-dir", str(tmp_path / "sen12ms"),
-                              "--target-dir", str(tmp_path / "db2")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [
+            str(rico_bin),
+            "bands",
+            "--dataset-dir",
+            str(tmp_path / "sen12ms"),
+            "--target-dir",
+            str(tmp_path / "db2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "--pattern" in missing.stderr
-    bad = subprocess.run([str(rico_bin), "bands", "--dataset-dir", str(tmp_path / "sen12ms"), "--pattern", "(?P<key>",
-                          "--target-dir", str(tmp_path / "db3")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            str(rico_bin),
+            "bands",
+            "--dataset-dir",
+            str(tmp_path / "sen12ms"),
+            "--pattern",
+            "(?P<key>",
+            "--target-dir",
+            str(tmp_path / "db3"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--pattern" in bad.stderr

@@ -12,12 +12,17 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
+import rico
 from safetensors.numpy import save
 
-import rico
-
-SHAPES = {"u16_120": (np.uint16, 120), "u16_60": (np.uint16, 60), "u16_20": (np.uint16, 20),
-          "f32_40": (np.float32, 40), "i16_30": (np.int16, 30), "u8_7": (np.uint8, 7)}
+SHAPES = {
+    "u16_120": (np.uint16, 120),
+    "u16_60": (np.uint16, 60),
+    "u16_20": (np.uint16, 20),
+    "f32_40": (np.float32, 40),
+    "i16_30": (np.int16, 30),
+    "u8_7": (np.uint8, 7),
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,9 @@ def db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
                 bands[name] = rng.normal(0, 100, (side, side)).astype(dtype)
             else:
                 info = np.iinfo(dtype)
-                bands[name] = rng.integers(info.min, info.max, (side, side), dtype=dtype, endpoint=True)
+                bands[name] = rng.integers(
+                    info.min, info.max, (side, side), dtype=dtype, endpoint=True
+                )
         records[f"patch_{i}"] = bands
     path = tmp_path_factory.mktemp("paths") / "db"
     env = lmdb.open(str(path), map_size=1 << 26)
@@ -65,8 +72,16 @@ def test_nearest_equals_numpy(db, size, normalise, dtype):
             assert got.shape == (len(keys), len(bands), size, size) and got.dtype == np.dtype(dtype)
             for n, key in enumerate(keys):
                 for c, band in enumerate(bands):
-                    want = reference(records[key][band], size, mean[c] if mean else 0.0, std[c] if std else 1.0, dtype)
-                    np.testing.assert_array_equal(got[n, c], want, err_msg=f"{key} {band} size={size}")
+                    want = reference(
+                        records[key][band],
+                        size,
+                        mean[c] if mean else 0.0,
+                        std[c] if std else 1.0,
+                        dtype,
+                    )
+                    np.testing.assert_array_equal(
+                        got[n, c], want, err_msg=f"{key} {band} size={size}"
+                    )
 
 
 def test_same_shape_without_size_and_extreme_values(db):

@@ -10,9 +10,8 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
-from safetensors.numpy import save
-
 import rico
+from safetensors.numpy import save
 
 S2 = {"B02": 120, "B03": 120, "B04": 120, "B05": 60, "B11": 60}
 MEASUREMENTS = ("sequential", "random", "batches")
@@ -39,7 +38,14 @@ def mixed_db(tmp_path_factory) -> Path:
 def check_measurements(report: dict, records_in_db: int, batch_records: int) -> None:
     for name in MEASUREMENTS:
         m = report[name]
-        assert set(m) >= {"records", "bytes", "seconds", "records_per_second", "mb_per_second", "passes"}
+        assert set(m) >= {
+            "records",
+            "bytes",
+            "seconds",
+            "records_per_second",
+            "mb_per_second",
+            "passes",
+        }
         assert m["records"] >= 1 and m["bytes"] > 0 and m["seconds"] > 0
         assert m["records_per_second"] == pytest.approx(m["records"] / m["seconds"], rel=1e-6)
         assert m["mb_per_second"] == pytest.approx(m["bytes"] / 1e6 / m["seconds"], rel=1e-6)
@@ -64,7 +70,9 @@ def test_python_report_structure_with_defaults(mixed_db):
 
 
 def test_batches_skip_records_without_the_bands(mixed_db):
-    report = rico.bench(mixed_db, bands=["B04", "B03", "B02"], size=120, batch=4, threads=2, seconds=SECONDS)
+    report = rico.bench(
+        mixed_db, bands=["B04", "B03", "B02"], size=120, batch=4, threads=2, seconds=SECONDS
+    )
     assert report["bands"] == ["B04", "B03", "B02"] and tuple(report["size"]) == (120, 120)
     assert report["threads"] == 2
     check_measurements(report, 18, 12)
@@ -87,21 +95,55 @@ def test_unknown_band_is_a_usage_error(mixed_db):
 
 def test_binary_json_and_text(mixed_db, rico_bin):
     out = subprocess.run(
-        [str(rico_bin), "bench", str(mixed_db), "--bands", "B02,B03", "--batch", "5", "--threads", "1",
-         "--seconds", str(SECONDS), "--json"],
-        capture_output=True, text=True, check=True,
+        [
+            str(rico_bin),
+            "bench",
+            str(mixed_db),
+            "--bands",
+            "B02,B03",
+            "--batch",
+            "5",
+            "--threads",
+            "1",
+            "--seconds",
+            str(SECONDS),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(out.stdout)
-    assert report["path"] == str(mixed_db) and report["bands"] == ["B02", "B03"] and report["batch"] == 5
+    assert (
+        report["path"] == str(mixed_db)
+        and report["bands"] == ["B02", "B03"]
+        and report["batch"] == 5
+    )
     check_measurements(report, 18, 12)
 
     text = subprocess.run(
-        [sys.executable, "-m", "rico", "bench", str(mixed_db), "--bands", "B02", "B03", "--seconds", str(SECONDS)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "rico",
+            "bench",
+            str(mixed_db),
+            "--bands",
+            "B02",
+            "B03",
+            "--seconds",
+            str(SECONDS),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for line in ("sequential reads", "random reads", "batches of 32 (B02,B03 at 120x120 float32)"):
         assert line in text
 
-    bad = subprocess.run([str(rico_bin), "bench", str(mixed_db), "--bands", "nope", "--seconds", "0"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(rico_bin), "bench", str(mixed_db), "--bands", "nope", "--seconds", "0"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "nope" in bad.stderr

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from safetensors.numpy import save
-
 import rico
 from conftest import read_lmdb
 from make_dataset import make_dataset
+from safetensors.numpy import save
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 
@@ -30,12 +29,20 @@ def expected_records(root: Path) -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
     for tif in sorted(root.rglob("*_reference_map.tif")):
         out[tif.stem.encode()] = save({"Data": rasterio_band(tif)})
-    for patch in sorted(p for p in root.rglob("S2[AB]_MSIL2A_*") if p.is_dir() and p.name.split("_")[-1].isdigit()):
+    for patch in sorted(
+        p for p in root.rglob("S2[AB]_MSIL2A_*") if p.is_dir() and p.name.split("_")[-1].isdigit()
+    ):
         if any(patch.glob("*_reference_map.tif")):
             continue
-        out[patch.name.encode()] = save({b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in S2_BANDS})
-    for patch in sorted(p for p in root.rglob("S1[AB]_IW_GRDH_*") if p.is_dir() and p.name.split("_")[-1].isdigit()):
-        out[patch.name.encode()] = save({b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in ("VH", "VV")})
+        out[patch.name.encode()] = save(
+            {b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in S2_BANDS}
+        )
+    for patch in sorted(
+        p for p in root.rglob("S1[AB]_IW_GRDH_*") if p.is_dir() and p.name.split("_")[-1].isdigit()
+    ):
+        out[patch.name.encode()] = save(
+            {b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in ("VH", "VV")}
+        )
     return out
 
 
@@ -55,11 +62,17 @@ def test_real_samples_are_byte_identical_to_rasterio_and_safetensors(samples, tm
     summary = convert_tree(root, tmp_path / "db", threads=2)
     got = read_lmdb(tmp_path / "db")
     want = expected_records(root)
-    assert sorted(got) == sorted(want) == sorted([
-        b"S1A_IW_GRDH_1SDV_20170613T165043_33UUP_70_48",
-        b"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43",
-        b"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57_reference_map",
-    ])
+    assert (
+        sorted(got)
+        == sorted(want)
+        == sorted(
+            [
+                b"S1A_IW_GRDH_1SDV_20170613T165043_33UUP_70_48",
+                b"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43",
+                b"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57_reference_map",
+            ]
+        )
+    )
     for key, value in want.items():
         assert got[key] == value, key
     assert summary.records == 3
@@ -79,9 +92,13 @@ def test_record_bands_dtypes_and_shapes_follow_the_contract(samples, tmp_path):
         assert array.dtype == np.uint16
         assert array.shape == (sides.get(band, 60),) * 2
     s1 = got["S1A_IW_GRDH_1SDV_20170613T165043_33UUP_70_48"]
-    assert sorted(s1) == ["VH", "VV"] and all(a.dtype == np.float32 and a.shape == (120, 120) for a in s1.values())
+    assert sorted(s1) == ["VH", "VV"] and all(
+        a.dtype == np.float32 and a.shape == (120, 120) for a in s1.values()
+    )
     ref = got["S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57_reference_map"]
-    assert list(ref) == ["Data"] and ref["Data"].dtype == np.uint16 and ref["Data"].shape == (120, 120)
+    assert (
+        list(ref) == ["Data"] and ref["Data"].dtype == np.uint16 and ref["Data"].shape == (120, 120)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +108,9 @@ def generated(tmp_path_factory) -> Path:
     return root
 
 
-def test_generated_tree_matches_rasterio_and_data_mdb_is_independent_of_threads(generated, tmp_path):
+def test_generated_tree_matches_rasterio_and_data_mdb_is_independent_of_threads(
+    generated, tmp_path
+):
     one = convert_tree(generated, tmp_path / "t1", threads=1)
     two = convert_tree(generated, tmp_path / "t2", threads=2)
     assert one.records == two.records == 120
@@ -116,7 +135,9 @@ def test_v1_metadata_json_is_not_image_data(tmp_path):
     make_dataset(tmp_path / "v1", patches=2, layout="v1", workers=1)
     for patch in (tmp_path / "v1" / "BigEarthNet-S2").iterdir():
         (patch / f"{patch.name}_labels_metadata.json").write_text('{"labels": []}')
-    summary = rico.convert("bigearthnet", tmp_path / "db", bigearthnet_s2_dir=tmp_path / "v1" / "BigEarthNet-S2")
+    summary = rico.convert(
+        "bigearthnet", tmp_path / "db", bigearthnet_s2_dir=tmp_path / "v1" / "BigEarthNet-S2"
+    )
     assert summary.records == 2 and summary.files == 24
 
 
@@ -125,7 +146,9 @@ def test_missing_band_file_names_patch_and_band_and_writes_nothing_of_it(tmp_pat
     victim = next((tmp_path / "src" / "BigEarthNet-S2").glob("*/*_1_0"))
     (victim / f"{victim.name}_B05.tif").unlink()
     with pytest.raises(rico.DataError, match=rf"{victim.name} has no file for band B05"):
-        rico.convert("bigearthnet", tmp_path / "db", bigearthnet_s2_dir=tmp_path / "src" / "BigEarthNet-S2")
+        rico.convert(
+            "bigearthnet", tmp_path / "db", bigearthnet_s2_dir=tmp_path / "src" / "BigEarthNet-S2"
+        )
     assert not (tmp_path / "db" / "data.mdb").exists()  # checked before anything is written
 
 
@@ -169,19 +192,38 @@ def test_python_errors_name_the_problem(tmp_path):
 
 
 def run(binary, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_converts_and_prints_a_summary(rico_bin, samples, tmp_path):
     root = samples / "BigEarthNet"
-    res = run(rico_bin, "bigearthnet", "--bigearthnet-s2-dir", root / "BigEarthNet-S2",
-              "--bigearthnet-s1-dir", root / "BigEarthNet-S1", "--target-dir", tmp_path / "db", "--num-workers", 2)
+    res = run(
+        rico_bin,
+        "bigearthnet",
+        "--bigearthnet-s2-dir",
+        root / "BigEarthNet-S2",
+        "--bigearthnet-s1-dir",
+        root / "BigEarthNet-S1",
+        "--target-dir",
+        tmp_path / "db",
+        "--num-workers",
+        2,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("\n") == 1  # no progress bar when piped, one summary line
     assert "wrote 2 records from 14 files" in res.stderr and "patches/s" in res.stderr
     assert len(read_lmdb(tmp_path / "db")) == 2
-    quiet = run(rico_bin, "bigearthnet", "--bigearthnet-s1-dir", root / "BigEarthNet-S1",
-                "--target-dir", tmp_path / "db2", "--quiet")
+    quiet = run(
+        rico_bin,
+        "bigearthnet",
+        "--bigearthnet-s1-dir",
+        root / "BigEarthNet-S1",
+        "--target-dir",
+        tmp_path / "db2",
+        "--quiet",
+    )
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
 
 
@@ -196,10 +238,19 @@ def test_cli_source_dir_without_patch_is_a_usage_error(rico_bin, tmp_path):
     empty = tmp_path / "empty"
     (empty / "some" / "dir").mkdir(parents=True)
     (empty / "readme.txt").write_text("nothing here")
-    res = run(rico_bin, "bigearthnet", "--bigearthnet-s2-dir", empty, "--target-dir", tmp_path / "db")
+    res = run(
+        rico_bin, "bigearthnet", "--bigearthnet-s2-dir", empty, "--target-dir", tmp_path / "db"
+    )
     assert res.returncode == 2
     assert f"{empty}: no patch found" in res.stderr and "--bigearthnet-s2-dir" in res.stderr
-    missing = run(rico_bin, "bigearthnet", "--bigearthnet-s1-dir", tmp_path / "nope", "--target-dir", tmp_path / "db")
+    missing = run(
+        rico_bin,
+        "bigearthnet",
+        "--bigearthnet-s1-dir",
+        tmp_path / "nope",
+        "--target-dir",
+        tmp_path / "db",
+    )
     assert missing.returncode == 2 and str(tmp_path / "nope") in missing.stderr
 
 
@@ -208,8 +259,15 @@ def test_cli_help_explains_every_option(rico_bin):
     assert top.returncode == 0 and "bigearthnet" in top.stdout and "Exit codes" in top.stdout
     sub = run(rico_bin, "bigearthnet", "--help")
     assert sub.returncode == 0
-    for flag in ("--bigearthnet-s1-dir", "--bigearthnet-s2-dir", "--bigearthnet-reference-maps-dir",
-                 "--target-dir", "--threads", "--num-workers", "--quiet"):
+    for flag in (
+        "--bigearthnet-s1-dir",
+        "--bigearthnet-s2-dir",
+        "--bigearthnet-reference-maps-dir",
+        "--target-dir",
+        "--threads",
+        "--num-workers",
+        "--quiet",
+    ):
         assert flag in sub.stdout, flag
     bad = run(rico_bin, "bigearthnet", "--no-such-flag")
     assert bad.returncode == 2
@@ -218,8 +276,11 @@ def test_cli_help_explains_every_option(rico_bin):
 def test_python_m_rico_and_console_script_behave_like_the_binary(tmp_path):
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "rico", "bigearthnet", "--target-dir", str(tmp_path / "db")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "rico", "bigearthnet", "--target-dir", str(tmp_path / "db")],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "give at least one of" in res.stderr
     script = Path(sys.executable).parent / "rico"
     res = subprocess.run([str(script), "--help"], capture_output=True, text=True)
@@ -232,8 +293,20 @@ def test_binary_links_no_python_and_no_gdal(rico_bin):
     assert libs, ldd
     for lib in libs:
         assert "python" not in lib and "gdal" not in lib, lib
-        assert any(lib.startswith(p) for p in ("linux-vdso", "libc.so", "libm.so", "libgcc_s", "/lib64/ld-linux",
-                                               "libpthread", "libdl", "librt", "ld-linux")), lib
+        assert any(
+            lib.startswith(p)
+            for p in (
+                "linux-vdso",
+                "libc.so",
+                "libm.so",
+                "libgcc_s",
+                "/lib64/ld-linux",
+                "libpthread",
+                "libdl",
+                "librt",
+                "ld-linux",
+            )
+        ), lib
 
 
 @pytest.fixture(scope="module")
@@ -247,11 +320,16 @@ def test_many_transactions_with_keys_out_of_source_order(large, tmp_path):
     """S2 patches then maps: source order is not key order (maps interleave with the patches'
     keys), over several transactions (512 records or 64 MiB each): same records, same file
     whatever the thread count."""
-    kw = dict(bigearthnet_s2_dir=large / "BigEarthNet-S2", bigearthnet_reference_maps_dir=large / "Reference_Maps")
+    kw = dict(
+        bigearthnet_s2_dir=large / "BigEarthNet-S2",
+        bigearthnet_reference_maps_dir=large / "Reference_Maps",
+    )
     one = rico.convert("bigearthnet", tmp_path / "t1", threads=1, **kw)
     two = rico.convert("bigearthnet", tmp_path / "t2", threads=2, **kw)
     assert one.records == two.records == 1200
-    assert (tmp_path / "t1" / "data.mdb").read_bytes() == (tmp_path / "t2" / "data.mdb").read_bytes()
+    assert (tmp_path / "t1" / "data.mdb").read_bytes() == (
+        tmp_path / "t2" / "data.mdb"
+    ).read_bytes()
     got = read_lmdb(tmp_path / "t2")
     assert len(got) == 1200
     maps = sorted(large.rglob("*_reference_map.tif"))

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 import rico
 from conftest import read_lmdb
 from expected_records import bands_record, layout, numbered_record
@@ -22,8 +21,16 @@ def write_tif(path: Path, array: np.ndarray, **profile) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="GTiff", count=array.shape[0], height=array.shape[1],
-                           width=array.shape[2], dtype=array.dtype, **profile) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            count=array.shape[0],
+            height=array.shape[1],
+            width=array.shape[2],
+            dtype=array.dtype,
+            **profile,
+        ) as dst:
             dst.write(array)
     return path
 
@@ -32,14 +39,24 @@ def test_spectral_earth_keys_keep_the_tif_suffix_and_shapes_are_kept(tmp_path):
     rng = np.random.default_rng(0)
     enmap = tmp_path / "enmap"
     files = {
-        "1234_00017.tif": write_tif(enmap / "1234" / "00017.tif", rng.integers(-100, 9000, (202, 16, 16), dtype=np.int16)),
-        "1234_00018.tif": write_tif(enmap / "1234" / "00018.tif", rng.integers(-100, 9000, (202, 16, 16), dtype=np.int16),
-                                    compress="deflate", interleave="band"),
+        "1234_00017.tif": write_tif(
+            enmap / "1234" / "00017.tif", rng.integers(-100, 9000, (202, 16, 16), dtype=np.int16)
+        ),
+        "1234_00018.tif": write_tif(
+            enmap / "1234" / "00018.tif",
+            rng.integers(-100, 9000, (202, 16, 16), dtype=np.int16),
+            compress="deflate",
+            interleave="band",
+        ),
         # A patch one row larger than the rest: converted as it is.
-        "77_00001.tif": write_tif(enmap / "77" / "00001.tif", rng.integers(-100, 9000, (202, 17, 16), dtype=np.int16)),
+        "77_00001.tif": write_tif(
+            enmap / "77" / "00001.tif", rng.integers(-100, 9000, (202, 17, 16), dtype=np.int16)
+        ),
     }
     (enmap / "1234" / "notes.txt").write_text("not image data")
-    write_tif(enmap / "1234" / "thumb" / "00019.tif", np.zeros((1, 4, 4), np.uint8))  # three levels down: skipped
+    write_tif(
+        enmap / "1234" / "thumb" / "00019.tif", np.zeros((1, 4, 4), np.uint8)
+    )  # three levels down: skipped
     write_tif(enmap / "00020.tif", np.zeros((1, 4, 4), np.uint8))  # one level down: skipped
     summary = rico.convert("spectral-earth-enmap", tmp_path / "db", dataset_dir=enmap)
     got = read_lmdb(tmp_path / "db")
@@ -53,10 +70,15 @@ def test_spectral_earth_keys_keep_the_tif_suffix_and_shapes_are_kept(tmp_path):
 
 def major_tom_s1(root: Path, rng) -> dict[bytes, bytes]:
     want = {}
-    for cell, product in [("1U/1U_2R", "S1A_IW_GRDH_1SDV_20200101T000000_20200101T000025_030000_037000_ABCD_rtc"),
-                          ("1U/1U_3R", "S1B_IW_GRDH_1SDV_20200102T000000_20200102T000025_030001_037001_ABCE_rtc")]:
+    for cell, product in [
+        ("1U/1U_2R", "S1A_IW_GRDH_1SDV_20200101T000000_20200101T000025_030000_037000_ABCD_rtc"),
+        ("1U/1U_3R", "S1B_IW_GRDH_1SDV_20200102T000000_20200102T000025_030001_037001_ABCE_rtc"),
+    ]:
         product_dir = root / cell / product
-        files = {b: write_tif(product_dir / f"{b}.tif", rng.random((1, 12, 12), dtype=np.float32)) for b in ("vh", "vv")}
+        files = {
+            b: write_tif(product_dir / f"{b}.tif", rng.random((1, 12, 12), dtype=np.float32))
+            for b in ("vh", "vv")
+        }
         (product_dir / "thumbnail.png").write_bytes(b"\x89PNG\r\n\x1a\n")
         want[f"{cell.split('/')[1]}_{product}".encode()] = bands_record(files)
     return want
@@ -65,8 +87,12 @@ def major_tom_s1(root: Path, rng) -> dict[bytes, bytes]:
 def test_major_tom_s1_keeps_lower_case_band_names_and_goes_with_s2(samples, tmp_path):
     rng = np.random.default_rng(1)
     want = major_tom_s1(tmp_path / "S1RTC", rng)
-    summary = rico.convert("major-tom-core", tmp_path / "db", s1_dir=tmp_path / "S1RTC",
-                           s2_dir=samples / "Major-TOM-Core" / "S2L2A")
+    summary = rico.convert(
+        "major-tom-core",
+        tmp_path / "db",
+        s1_dir=tmp_path / "S1RTC",
+        s2_dir=samples / "Major-TOM-Core" / "S2L2A",
+    )
     got = read_lmdb(tmp_path / "db")
     assert len(got) == 3 and summary.records == 3
     for key, value in want.items():
@@ -85,8 +111,10 @@ def test_major_tom_missing_band_names_patch_and_band(tmp_path):
 
 
 def ssl4eo_tree(root: Path, rng, bands, sizes) -> None:
-    for location, acquisition in [("0000001", "20200101T000000_20200101T000001_T31ABC"),
-                                  ("0000002", "20200202T000000_20200202T000001_T31ABD")]:
+    for location, acquisition in [
+        ("0000001", "20200101T000000_20200101T000001_T31ABC"),
+        ("0000002", "20200202T000000_20200202T000001_T31ABD"),
+    ]:
         patch = root / location / acquisition
         for band in bands:
             side = sizes.get(band, 132)
@@ -109,7 +137,10 @@ def test_ssl4eo_keeps_odd_sized_patches_and_reports_a_missing_band(tmp_path):
     assert got[key] == bands_record({b: patch / f"{b}.tif" for b in L1C})
     assert layout(got[key])["B2"] == ("uint16", (265, 265))
     (patch / "B10.tif").unlink()
-    with pytest.raises(rico.DataError, match=r"s2c_0000002_20200202T000000_20200202T000001_T31ABD has no file for band B10") as err:
+    with pytest.raises(
+        rico.DataError,
+        match=r"s2c_0000002_20200202T000000_20200202T000001_T31ABD has no file for band B10",
+    ) as err:
         rico.convert("ssl4eo-s12", tmp_path / "db2", s2_l1c_dir=tmp_path / "s2c")
     assert str(patch) in str(err.value)
     assert not (tmp_path / "db2" / "data.mdb").exists()
@@ -124,7 +155,13 @@ def test_hydro_and_eurosat_refuse_a_file_with_the_wrong_band_count(tmp_path):
 
 def test_dataset_dir_without_patches_is_a_usage_error_naming_the_option(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    for name in ["hyspecnet-11k", "uc-merced", "eurosat-multi-spectral", "hydro", "spectral-earth-enmap"]:
+    for name in [
+        "hyspecnet-11k",
+        "uc-merced",
+        "eurosat-multi-spectral",
+        "hydro",
+        "spectral-earth-enmap",
+    ]:
         with pytest.raises(rico.UsageError, match="no patch found .*--dataset-dir"):
             rico.convert(name, tmp_path / "db", dataset_dir=tmp_path / "empty")
     with pytest.raises(rico.UsageError, match="no source option"):

@@ -11,16 +11,31 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import rico
 from conftest import read_lmdb
 from expected_records import bands_record, file_record, layout, numbered_record
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
-EUROSAT_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B08A"]
+EUROSAT_BANDS = [
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+    "B08A",
+]
 SSL4EO_L1C = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 SSL4EO_L2A = [b for b in SSL4EO_L1C if b != "B10"]
-HSN = "ENMAP01-____L2A-DT0000004950_20221103T162438Z_001_V010110_20221118T145147Z-Y01460273_X03110438"
+HSN = (
+    "ENMAP01-____L2A-DT0000004950_20221103T162438Z_001_V010110_20221118T145147Z-Y01460273_X03110438"
+)
 SSL_ACQ_S2 = "0000200/20200604T054639_20200604T054831_T43RCP"
 SSL_ACQ_S1 = "0000200/S1A_IW_GRDH_1SDV_20200607T010800_20200607T010825_032904_03CFBA_D457"
 MT_PRODUCT = "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419"
@@ -29,11 +44,16 @@ MT_PRODUCT = "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419"
 def expected(name: str, s: Path) -> dict[bytes, bytes]:
     """The records the contract demands for dataset ``name`` on the samples under ``s``."""
     if name == "hydro":
-        return {f"patch_{n}".encode(): file_record(s / "Hydro" / f"patch_{n}.tif", S2_BANDS) for n in (0, 1, 10, 100)}
+        return {
+            f"patch_{n}".encode(): file_record(s / "Hydro" / f"patch_{n}.tif", S2_BANDS)
+            for n in (0, 1, 10, 100)
+        }
     if name == "uc-merced":
         root = s / "UCMerced_LandUse" / "Images"
         return {
-            b"airplane00": file_record(root / "airplane" / "airplane00.tif", ["Red", "Green", "Blue"]),
+            b"airplane00": file_record(
+                root / "airplane" / "airplane00.tif", ["Red", "Green", "Blue"]
+            ),
             b"forest10": file_record(root / "forest" / "forest10.tif", ["Red", "Green", "Blue"]),
         }
     if name == "eurosat-multi-spectral":
@@ -43,18 +63,30 @@ def expected(name: str, s: Path) -> dict[bytes, bytes]:
             b"Pasture_300": file_record(root / "Pasture" / "Pasture_300.tif", EUROSAT_BANDS),
         }
     if name == "hyspecnet-11k":
-        return {HSN.encode(): numbered_record(s / "HySpecNet-11k" / HSN / f"{HSN}-SPECTRAL_IMAGE.TIF")}
+        return {
+            HSN.encode(): numbered_record(s / "HySpecNet-11k" / HSN / f"{HSN}-SPECTRAL_IMAGE.TIF")
+        }
     if name == "ssl4eo-s12":
         root = s / "SSL4EO-S12"
         acq = SSL_ACQ_S2.replace("/", "_")
         return {
-            f"s1_{SSL_ACQ_S1.replace('/', '_')}".encode(): bands_record({b: root / "s1" / SSL_ACQ_S1 / f"{b}.tif" for b in ("VH", "VV")}),
-            f"s2a_{acq}".encode(): bands_record({b: root / "s2a" / SSL_ACQ_S2 / f"{b}.tif" for b in SSL4EO_L2A}),
-            f"s2c_{acq}".encode(): bands_record({b: root / "s2c" / SSL_ACQ_S2 / f"{b}.tif" for b in SSL4EO_L1C}),
+            f"s1_{SSL_ACQ_S1.replace('/', '_')}".encode(): bands_record(
+                {b: root / "s1" / SSL_ACQ_S1 / f"{b}.tif" for b in ("VH", "VV")}
+            ),
+            f"s2a_{acq}".encode(): bands_record(
+                {b: root / "s2a" / SSL_ACQ_S2 / f"{b}.tif" for b in SSL4EO_L2A}
+            ),
+            f"s2c_{acq}".encode(): bands_record(
+                {b: root / "s2c" / SSL_ACQ_S2 / f"{b}.tif" for b in SSL4EO_L1C}
+            ),
         }
     if name == "major-tom-core":
         product = s / "Major-TOM-Core" / "S2L2A" / "0U" / "0U_199R" / MT_PRODUCT
-        return {f"0U_199R_{MT_PRODUCT}".encode(): bands_record({b: product / f"{b}.tif" for b in S2_BANDS})}
+        return {
+            f"0U_199R_{MT_PRODUCT}".encode(): bands_record(
+                {b: product / f"{b}.tif" for b in S2_BANDS}
+            )
+        }
     raise AssertionError(name)
 
 
@@ -73,7 +105,14 @@ def sources(name: str, s: Path) -> dict[str, Path]:
     }[name]
 
 
-DATASETS = ["hydro", "uc-merced", "eurosat-multi-spectral", "hyspecnet-11k", "ssl4eo-s12", "major-tom-core"]
+DATASETS = [
+    "hydro",
+    "uc-merced",
+    "eurosat-multi-spectral",
+    "hyspecnet-11k",
+    "ssl4eo-s12",
+    "major-tom-core",
+]
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -106,8 +145,18 @@ def test_uc_merced_layout(samples, tmp_path):
 
 
 def test_uc_merced_prints_no_georeferencing_warning(rico_bin, samples, tmp_path):
-    res = subprocess.run([str(rico_bin), "uc-merced", "--dataset-dir", str(samples / "UCMerced_LandUse"),
-                          "--target-dir", str(tmp_path / "db")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(rico_bin),
+            "uc-merced",
+            "--dataset-dir",
+            str(samples / "UCMerced_LandUse"),
+            "--target-dir",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stderr.startswith("rico: wrote 2 records") and res.stderr.count("\n") == 1
     assert "warn" not in res.stderr.lower() and "georef" not in res.stderr.lower()
@@ -117,11 +166,10 @@ def test_eurosat_layout_band_13_is_b08a(samples, tmp_path):
     rico.convert("eurosat-multi-spectral", tmp_path / "db", dataset_dir=samples / "EuroSAT_MS")
     got = read_lmdb(tmp_path / "db")
     assert sorted(got) == [b"AnnualCrop_1", b"Pasture_300"]
-    for key, value in got.items():
+    for value in got.values():
         assert layout(value) == {b: ("uint16", (64, 64)) for b in EUROSAT_BANDS}
-    from safetensors.numpy import load
-
     from expected_records import rasterio_bands
+    from safetensors.numpy import load
 
     bands = rasterio_bands(samples / "EuroSAT_MS" / "AnnualCrop" / "AnnualCrop_1.tif")
     assert (load(got[b"AnnualCrop_1"])["B08A"] == bands[12]).all()
@@ -140,22 +188,36 @@ def test_ssl4eo_layout_and_keys_carry_the_root(samples, tmp_path):
     summary = rico.convert("ssl4eo-s12", tmp_path / "db", **sources("ssl4eo-s12", samples))
     got = read_lmdb(tmp_path / "db")
     acq = SSL_ACQ_S2.replace("/", "_")
-    assert sorted(got) == sorted([f"s1_{SSL_ACQ_S1.replace('/', '_')}".encode(), f"s2a_{acq}".encode(), f"s2c_{acq}".encode()])
+    assert sorted(got) == sorted(
+        [
+            f"s1_{SSL_ACQ_S1.replace('/', '_')}".encode(),
+            f"s2a_{acq}".encode(),
+            f"s2c_{acq}".encode(),
+        ]
+    )
     assert b"s2c_0000200_20200604T054639_20200604T054831_T43RCP" in got  # the contract's example
     side = {"B1": 44, "B9": 44, "B10": 44, "B2": 264, "B3": 264, "B4": 264, "B8": 264}
-    assert layout(got[f"s2c_{acq}".encode()]) == {b: ("uint16", (side.get(b, 132),) * 2) for b in SSL4EO_L1C}
-    assert layout(got[f"s2a_{acq}".encode()]) == {b: ("uint16", (side.get(b, 132),) * 2) for b in SSL4EO_L2A}
+    assert layout(got[f"s2c_{acq}".encode()]) == {
+        b: ("uint16", (side.get(b, 132),) * 2) for b in SSL4EO_L1C
+    }
+    assert layout(got[f"s2a_{acq}".encode()]) == {
+        b: ("uint16", (side.get(b, 132),) * 2) for b in SSL4EO_L2A
+    }
     s1 = [v for k, v in got.items() if k.startswith(b"s1_")][0]
     assert layout(s1) == {"VH": ("float32", (264, 264)), "VV": ("float32", (264, 264))}
     assert summary.files == 2 + 12 + 13  # metadata.json is not image data
 
 
 def test_major_tom_layout_and_key(samples, tmp_path):
-    summary = rico.convert("major-tom-core", tmp_path / "db", s2_dir=samples / "Major-TOM-Core" / "S2L2A")
+    summary = rico.convert(
+        "major-tom-core", tmp_path / "db", s2_dir=samples / "Major-TOM-Core" / "S2L2A"
+    )
     got = read_lmdb(tmp_path / "db")
     assert list(got) == [f"0U_199R_{MT_PRODUCT}".encode()]
     side = {"B01": 178, "B09": 178, "B02": 1068, "B03": 1068, "B04": 1068, "B08": 1068}
-    assert layout(got[f"0U_199R_{MT_PRODUCT}".encode()]) == {b: ("uint16", (side.get(b, 534),) * 2) for b in S2_BANDS}
+    assert layout(got[f"0U_199R_{MT_PRODUCT}".encode()]) == {
+        b: ("uint16", (side.get(b, 534),) * 2) for b in S2_BANDS
+    }
     assert summary.files == 12  # cloud_mask.tif and thumbnail.png are not converted
 
 
@@ -184,8 +246,12 @@ def test_a_missing_second_source_dir_writes_nothing(name, first, second, samples
 
 
 def test_ssl4eo_sources_go_into_one_database_in_source_order(samples, tmp_path):
-    rico.convert("ssl4eo-s12", tmp_path / "db", s2_l1c_dir=samples / "SSL4EO-S12" / "s2c",
-                 s2_l2a_dir=samples / "SSL4EO-S12" / "s2a")
+    rico.convert(
+        "ssl4eo-s12",
+        tmp_path / "db",
+        s2_l1c_dir=samples / "SSL4EO-S12" / "s2c",
+        s2_l2a_dir=samples / "SSL4EO-S12" / "s2a",
+    )
     assert len(read_lmdb(tmp_path / "db")) == 2
 
 
@@ -193,11 +259,24 @@ def test_ssl4eo_sources_go_into_one_database_in_source_order(samples, tmp_path):
 
 
 def run(binary, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
-ALL = ["bigearthnet", "hyspecnet-11k", "uc-merced", "eurosat-multi-spectral", "ssl4eo-s12", "major-tom-core",
-       "hydro", "spectral-earth-enmap", "mlrsnet", "image-folder", "bands"]
+ALL = [
+    "bigearthnet",
+    "hyspecnet-11k",
+    "uc-merced",
+    "eurosat-multi-spectral",
+    "ssl4eo-s12",
+    "major-tom-core",
+    "hydro",
+    "spectral-earth-enmap",
+    "mlrsnet",
+    "image-folder",
+    "bands",
+]
 
 
 def test_help_lists_every_dataset_with_one_line(rico_bin):
@@ -229,11 +308,31 @@ def test_subcommand_help_shows_the_contract_flags(rico_bin, name, flags):
 
 def test_cli_converts_ssl4eo_from_three_dirs(rico_bin, samples, tmp_path):
     root = samples / "SSL4EO-S12"
-    res = run(rico_bin, "ssl4eo-s12", "--s1-dir", root / "s1", "--s2-l1c-dir", root / "s2c", "--s2-l2a-dir", root / "s2a",
-              "--target-dir", tmp_path / "db", "--threads", 2)
+    res = run(
+        rico_bin,
+        "ssl4eo-s12",
+        "--s1-dir",
+        root / "s1",
+        "--s2-l1c-dir",
+        root / "s2c",
+        "--s2-l2a-dir",
+        root / "s2a",
+        "--target-dir",
+        tmp_path / "db",
+        "--threads",
+        2,
+    )
     assert res.returncode == 0, res.stderr
     assert read_lmdb(tmp_path / "db") == expected("ssl4eo-s12", samples)
-    missing = run(rico_bin, "ssl4eo-s12", "--s1-dir", root / "s1", "--s2-l2a-dir", tmp_path / "nope",
-                  "--target-dir", tmp_path / "db2")
+    missing = run(
+        rico_bin,
+        "ssl4eo-s12",
+        "--s1-dir",
+        root / "s1",
+        "--s2-l2a-dir",
+        tmp_path / "nope",
+        "--target-dir",
+        tmp_path / "db2",
+    )
     assert missing.returncode == 2 and "--s2-l2a-dir" in missing.stderr
     assert not (tmp_path / "db2" / "data.mdb").exists()

@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 import rico
 from conftest import read_lmdb
 from make_dataset import make_dataset
@@ -21,8 +19,11 @@ distributed = pytest.importorskip("distributed")
 
 
 def sources(root: Path) -> dict:
-    return dict(bigearthnet_s1_dir=root / "BigEarthNet-S1", bigearthnet_s2_dir=root / "BigEarthNet-S2",
-                bigearthnet_reference_maps_dir=root / "Reference_Maps")
+    return dict(
+        bigearthnet_s1_dir=root / "BigEarthNet-S1",
+        bigearthnet_s2_dir=root / "BigEarthNet-S2",
+        bigearthnet_reference_maps_dir=root / "Reference_Maps",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +49,22 @@ def shard_records(target: Path) -> list[dict[bytes, bytes]]:
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c, Client(c) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as c,
+        Client(c) as client,
+    ):
         yield c, client
 
 
-def test_local_shards_are_contiguous_sorted_ranges_whose_union_is_the_unsharded_db(tree, unsharded, tmp_path):
+def test_local_shards_are_contiguous_sorted_ranges_whose_union_is_the_unsharded_db(
+    tree, unsharded, tmp_path
+):
     target = tmp_path / "sharded"
     summary = rico.convert("bigearthnet", target, shards=4, **sources(tree))
     assert summary.records == len(unsharded) == 180
@@ -81,7 +92,10 @@ def test_sharded_dataset_opens_as_one_database(tree, unsharded, tmp_path):
             assert ds.raw(key) == unsharded[key.encode()]
             assert ds[key].keys() == flat[key].keys()
         s2 = [k for k in ds.keys() if k.startswith("S2") and not k.endswith("reference_map")]
-        assert ds.batch(s2, ["B02", "B01"], size=120).tobytes() == flat.batch(s2, ["B02", "B01"], size=120).tobytes()
+        assert (
+            ds.batch(s2, ["B02", "B01"], size=120).tobytes()
+            == flat.batch(s2, ["B02", "B01"], size=120).tobytes()
+        )
         loader = rico.Loader(ds, keys=s2, bands=["B04"], batch_size=7, seed=1)
         flat_loader = rico.Loader(flat, keys=s2, bands=["B04"], batch_size=7, seed=1)
         for a, b in zip(loader, flat_loader):
@@ -105,8 +119,10 @@ def test_cluster_shards_equal_local_shards(cluster, tree, unsharded, tmp_path):
     summary = rico.convert("bigearthnet", remote, shards=5, client=client, **sources(tree))
     assert summary.records == 180
     assert shard_records(remote) == shard_records(local)
-    assert json.loads((remote / "rico-manifest.json").read_text())["shards"] == \
-        json.loads((local / "rico-manifest.json").read_text())["shards"]
+    assert (
+        json.loads((remote / "rico-manifest.json").read_text())["shards"]
+        == json.loads((local / "rico-manifest.json").read_text())["shards"]
+    )
 
 
 def test_killing_a_worker_mid_run_gives_the_identical_result(cluster, tmp_path_factory, tmp_path):
@@ -120,14 +136,18 @@ def test_killing_a_worker_mid_run_gives_the_identical_result(cluster, tmp_path_f
     done = {}
 
     def run():
-        done["summary"] = rico.convert("bigearthnet", target, shards=4, client=client, threads=1, **sources(root))
+        done["summary"] = rico.convert(
+            "bigearthnet", target, shards=4, client=client, threads=1, **sources(root)
+        )
 
     import threading
 
     t = threading.Thread(target=run)
     t.start()
     deadline = time.time() + 60
-    while time.time() < deadline and not any((target / f"shard-{i:05d}" / "data.mdb").exists() for i in range(4)):
+    while time.time() < deadline and not any(
+        (target / f"shard-{i:05d}" / "data.mdb").exists() for i in range(4)
+    ):
         time.sleep(0.01)
     victim = next(iter(pids.values()))
     os.kill(victim, signal.SIGKILL)
@@ -162,17 +182,53 @@ def test_resume_finishes_only_incomplete_shards(tree, tmp_path):
 
 def test_cli_shards_and_scheduler(cluster, rico_bin, tree, unsharded, tmp_path):
     c, _ = cluster
-    args = ["bigearthnet", "--bigearthnet-s1-dir", tree / "BigEarthNet-S1", "--bigearthnet-s2-dir", tree / "BigEarthNet-S2",
-            "--bigearthnet-reference-maps-dir", tree / "Reference_Maps"]
-    res = subprocess.run([str(rico_bin), *map(str, args), "--target-dir", str(tmp_path / "a"), "--shards", "2"],
-                         capture_output=True, text=True)
+    args = [
+        "bigearthnet",
+        "--bigearthnet-s1-dir",
+        tree / "BigEarthNet-S1",
+        "--bigearthnet-s2-dir",
+        tree / "BigEarthNet-S2",
+        "--bigearthnet-reference-maps-dir",
+        tree / "Reference_Maps",
+    ]
+    res = subprocess.run(
+        [str(rico_bin), *map(str, args), "--target-dir", str(tmp_path / "a"), "--shards", "2"],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert sum(map(len, shard_records(tmp_path / "a"))) == len(unsharded)
-    res = subprocess.run([str(rico_bin), *map(str, args), "--target-dir", str(tmp_path / "b"), "--shards", "2",
-                          "--scheduler", c.scheduler_address], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(rico_bin),
+            *map(str, args),
+            "--target-dir",
+            str(tmp_path / "b"),
+            "--shards",
+            "2",
+            "--scheduler",
+            c.scheduler_address,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "python -m rico" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "rico", *map(str, args), "--target-dir", str(tmp_path / "c"),
-                          "--shards", "2", "--scheduler", c.scheduler_address], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rico",
+            *map(str, args),
+            "--target-dir",
+            str(tmp_path / "c"),
+            "--shards",
+            "2",
+            "--scheduler",
+            c.scheduler_address,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert shard_records(tmp_path / "c") == shard_records(tmp_path / "a")
 

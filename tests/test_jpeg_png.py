@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from PIL import Image
-
 import rico
 from jpeg_writer import write_jpeg
+from PIL import Image
 
 
 def pillow_bands(path: Path) -> np.ndarray:
@@ -31,7 +30,9 @@ def assert_same_as_pillow(path: Path) -> None:
     want = pillow_bands(path)
     assert got.dtype == want.dtype and got.shape == want.shape, (path, got.shape, want.shape)
     diff = np.abs(got.astype(int) - want.astype(int))
-    assert diff.max() == 0, f"{path}: {np.count_nonzero(diff)} samples differ, by up to {diff.max()}"
+    assert diff.max() == 0, (
+        f"{path}: {np.count_nonzero(diff)} samples differ, by up to {diff.max()}"
+    )
 
 
 def test_eurosat_rgb_samples_equal_pillow(samples):
@@ -46,7 +47,9 @@ def texture(h: int, w: int, seed: int) -> np.ndarray:
     """Smooth gradients plus noise, so that every DCT coefficient and the chroma matter."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 3 + y) % 256, (y * 2) % 256, 128 + 100 * np.sin(x / 5.0) * np.cos(y / 7.0)], -1)
+    base = np.stack(
+        [(x * 3 + y) % 256, (y * 2) % 256, 128 + 100 * np.sin(x / 5.0) * np.cos(y / 7.0)], -1
+    )
     return np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -55,19 +58,24 @@ def texture(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("size", [(64, 64), (37, 53), (256, 256), (1, 17), (9, 2)])
 def test_pillow_written_jpegs_decode_exactly(tmp_path, quality, subsampling, size):
     path = tmp_path / "img.jpg"
-    Image.fromarray(texture(*size, seed=quality)).save(path, quality=quality, subsampling=subsampling)
+    Image.fromarray(texture(*size, seed=quality)).save(
+        path, quality=quality, subsampling=subsampling
+    )
     assert_same_as_pillow(path)
 
 
-@pytest.mark.parametrize("options", [
-    {"progressive": True},
-    {"progressive": True, "subsampling": "4:4:4", "quality": 97},
-    {"progressive": True, "subsampling": "4:2:2", "optimize": True},
-    {"optimize": True},
-    {"restart_marker_blocks": 1},
-    {"restart_marker_blocks": 3, "progressive": True},
-    {"restart_marker_rows": 1, "subsampling": "4:2:2"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"progressive": True},
+        {"progressive": True, "subsampling": "4:4:4", "quality": 97},
+        {"progressive": True, "subsampling": "4:2:2", "optimize": True},
+        {"optimize": True},
+        {"restart_marker_blocks": 1},
+        {"restart_marker_blocks": 3, "progressive": True},
+        {"restart_marker_rows": 1, "subsampling": "4:2:2"},
+    ],
+)
 def test_progressive_optimized_and_restart_jpegs_decode_exactly(tmp_path, options):
     path = tmp_path / "img.jpg"
     for size in [(70, 90), (33, 17)]:
@@ -101,7 +109,9 @@ EXOTIC = [
 def test_other_sampling_factors_and_restart_intervals_decode_exactly(tmp_path, sampling):
     path = tmp_path / "img.jpg"
     for size, restart in [((37, 61), 0), ((64, 64), 2), ((5, 3), 0), ((100, 33), 5), ((1, 9), 1)]:
-        path.write_bytes(write_jpeg(texture(*size, seed=restart), sampling, quant=6, restart=restart))
+        path.write_bytes(
+            write_jpeg(texture(*size, seed=restart), sampling, quant=6, restart=restart)
+        )
         assert_same_as_pillow(path)
 
 
@@ -137,7 +147,7 @@ def test_cmyk_jpeg_is_unsupported_with_a_clear_message(tmp_path):
 def test_png_modes_equal_pillow(tmp_path, mode):
     rgb = texture(23, 31, 4)
     if mode == "I;16":
-        img = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257 + 3))
+        img = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257 + 3)
     elif mode == "P":
         img = Image.fromarray(rgb).quantize(37)
     elif mode == "RGBA":
@@ -158,7 +168,9 @@ def test_sixteen_bit_rgb_png_keeps_16_bits_like_rasterio(tmp_path):
     data = np.random.default_rng(5).integers(0, 65535, (3, 19, 7), dtype=np.uint16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="PNG", count=3, height=19, width=7, dtype="uint16") as dst:
+        with rasterio.open(
+            path, "w", driver="PNG", count=3, height=19, width=7, dtype="uint16"
+        ) as dst:
             dst.write(data)
         with rasterio.open(path) as src:
             want = src.read()

@@ -10,26 +10,82 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import rico
 from conftest import read_lmdb
 from expected_records import pillow_record
+from PIL import Image
 
 # The 60 labels, spelled and ordered as in the real tables' header.
 LABELS = [
-    "airplane", "airport", "bare soil", "baseball diamond", "basketball court", "beach", "bridge", "buildings", "cars",
-    "chaparral", "cloud", "containers", "crosswalk", "dense residential area", "desert", "dock", "factory", "field",
-    "football field", "forest", "freeway", "golf course", "grass", "greenhouse", "gully", "habor", "intersection",
-    "island", "lake", "mobile home", "mountain", "overpass", "park", "parking lot", "parkway", "pavement", "railway",
-    "railway station", "river", "road", "roundabout", "runway", "sand", "sea", "ships", "snow", "snowberg",
-    "sparse residential area", "stadium", "swimming pool", "tanks", "tennis court", "terrace", "track", "trail",
-    "transmission tower", "trees", "water", "wetland", "wind turbine",
+    "airplane",
+    "airport",
+    "bare soil",
+    "baseball diamond",
+    "basketball court",
+    "beach",
+    "bridge",
+    "buildings",
+    "cars",
+    "chaparral",
+    "cloud",
+    "containers",
+    "crosswalk",
+    "dense residential area",
+    "desert",
+    "dock",
+    "factory",
+    "field",
+    "football field",
+    "forest",
+    "freeway",
+    "golf course",
+    "grass",
+    "greenhouse",
+    "gully",
+    "habor",
+    "intersection",
+    "island",
+    "lake",
+    "mobile home",
+    "mountain",
+    "overpass",
+    "park",
+    "parking lot",
+    "parkway",
+    "pavement",
+    "railway",
+    "railway station",
+    "river",
+    "road",
+    "roundabout",
+    "runway",
+    "sand",
+    "sea",
+    "ships",
+    "snow",
+    "snowberg",
+    "sparse residential area",
+    "stadium",
+    "swimming pool",
+    "tanks",
+    "tennis court",
+    "terrace",
+    "track",
+    "trail",
+    "transmission tower",
+    "trees",
+    "water",
+    "wetland",
+    "wind turbine",
 ]
 assert len(LABELS) == 60
 
 # (image folder, table name): the real dataset misspells one table ("swimmimg_pool.csv").
-CATEGORIES = [("airplane", "airplane"), ("harbor&port", "harbor&port"), ("swimming_pool", "swimmimg_pool")]
+CATEGORIES = [
+    ("airplane", "airplane"),
+    ("harbor&port", "harbor&port"),
+    ("swimming_pool", "swimmimg_pool"),
+]
 
 
 def make_mlrsnet(root: Path, per_category: int = 3, seed: int = 0) -> dict[str, list[int]]:
@@ -44,7 +100,9 @@ def make_mlrsnet(root: Path, per_category: int = 3, seed: int = 0) -> dict[str, 
             name = f"{folder}_{n:05d}"
             pixels = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
             pixels[::2] //= 2  # some structure, so that chroma subsampling matters
-            Image.fromarray(pixels).save(root / "Images" / folder / f"{name}.jpg", quality=int(rng.integers(60, 96)))
+            Image.fromarray(pixels).save(
+                root / "Images" / folder / f"{name}.jpg", quality=int(rng.integers(60, 96))
+            )
             row = [int(v) for v in rng.integers(0, 2, 60)]
             labels[name] = row
             rows.append([f"{name}.jpg", *row])
@@ -136,15 +194,30 @@ def test_skipped_images_have_no_labels_row_and_resume_rewrites_the_table(mlrsnet
     assert summary.skipped == 1 and summary.records == 8
     rows = read_table(tmp_path / "db" / "labels.csv")
     assert [r[0] for r in rows[1:]] == sorted(k for k in labels if k != "harbor&port_00001")
-    again = rico.convert("mlrsnet", tmp_path / "db", dataset_dir=tree, skip_invalid=True, resume=True)
+    again = rico.convert(
+        "mlrsnet", tmp_path / "db", dataset_dir=tree, skip_invalid=True, resume=True
+    )
     assert again.already_present == 8
     assert read_table(tmp_path / "db" / "labels.csv") == rows
 
 
 def test_cli_converts_and_says_where_the_labels_are(rico_bin, mlrsnet, tmp_path):
     root, labels = mlrsnet
-    res = subprocess.run([str(rico_bin), "mlrsnet", "--dataset-dir", str(root), "--target-dir", str(tmp_path / "db")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(rico_bin),
+            "mlrsnet",
+            "--dataset-dir",
+            str(root),
+            "--target-dir",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
-    assert "wrote 9 records" in res.stderr and f"labels in {tmp_path / 'db' / 'labels.csv'}" in res.stderr
+    assert (
+        "wrote 9 records" in res.stderr
+        and f"labels in {tmp_path / 'db' / 'labels.csv'}" in res.stderr
+    )
     assert len(read_table(tmp_path / "db" / "labels.csv")) == 1 + len(labels)

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-rasterio = pytest.importorskip("rasterio")
-import rasterio.shutil  # noqa: E402
-from rasterio.enums import Resampling  # noqa: E402
-from rasterio.windows import Window  # noqa: E402
-
-import rico  # noqa: E402
+import rasterio
+import rasterio.shutil
+import rico
+from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -43,7 +41,11 @@ def assert_same(path: Path) -> None:
         expected = src.read()
     got = rico.read_raster(path)
     assert isinstance(got, np.ndarray)
-    assert got.dtype == expected.dtype and got.shape == expected.shape, (got.dtype, got.shape, expected.shape)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (
+        got.dtype,
+        got.shape,
+        expected.shape,
+    )
     assert got.tobytes() == expected.tobytes()
     # str paths work as well as os.PathLike
     assert rico.read_raster(str(path)).tobytes() == expected.tobytes()
@@ -52,12 +54,36 @@ def assert_same(path: Path) -> None:
 def float_specials(dtype: np.dtype) -> np.ndarray:
     """NaNs with payloads (quiet, signalling, negative), infinities, signed zeros, denormals."""
     if dtype.itemsize == 4:
-        bits = [0x7FC00000, 0xFFC00000, 0x7FC0DEAD, 0x7F800001, 0xFFBADBAD, 0x7F800000, 0xFF800000,
-                0x80000000, 0x00000000, 0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0xFF7FFFFF]
+        bits = [
+            0x7FC00000,
+            0xFFC00000,
+            0x7FC0DEAD,
+            0x7F800001,
+            0xFFBADBAD,
+            0x7F800000,
+            0xFF800000,
+            0x80000000,
+            0x00000000,
+            0x00000001,
+            0x807FFFFF,
+            0x7F7FFFFF,
+            0xFF7FFFFF,
+        ]
         return np.array(bits, dtype="<u4").view("<f4").astype(dtype)
-    bits = [0x7FF8000000000000, 0xFFF8000000000000, 0x7FF800000000DEAD, 0x7FF0000000000001,
-            0xFFF0BADBADBADBAD, 0x7FF0000000000000, 0xFFF0000000000000, 0x8000000000000000,
-            0x0000000000000000, 0x0000000000000001, 0x800FFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF]
+    bits = [
+        0x7FF8000000000000,
+        0xFFF8000000000000,
+        0x7FF800000000DEAD,
+        0x7FF0000000000001,
+        0xFFF0BADBADBADBAD,
+        0x7FF0000000000000,
+        0xFFF0000000000000,
+        0x8000000000000000,
+        0x0000000000000000,
+        0x0000000000000001,
+        0x800FFFFFFFFFFFFF,
+        0x7FEFFFFFFFFFFFFF,
+    ]
     return np.array(bits, dtype="<u8").view("<f8").astype(dtype)
 
 
@@ -152,7 +178,9 @@ def pairwise_cases(seed: int = 20240607) -> list[dict]:
             if gain > best_gain:
                 best, best_gain = case, gain
         cases.append(best)
-        uncovered = {(x, vx, y, vy) for x, vx, y, vy in uncovered if not (best[x] == vx and best[y] == vy)}
+        uncovered = {
+            (x, vx, y, vy) for x, vx, y, vy in uncovered if not (best[x] == vx and best[y] == vy)
+        }
     return cases
 
 
@@ -204,12 +232,35 @@ def test_matrix(tmp_path, case):
     "dtype,options",
     [
         ("uint16", dict(compress="lzw", predictor=2)),  # big LZW stream: many table resets
-        ("uint8", dict(compress="lzw", tiled=True, blockxsize=256, blockysize=256, ENDIANNESS="BIG")),
+        (
+            "uint8",
+            dict(compress="lzw", tiled=True, blockxsize=256, blockysize=256, ENDIANNESS="BIG"),
+        ),
         ("int16", dict(compress="lzw", predictor=2, ENDIANNESS="BIG", interleave="pixel")),
-        ("float64", dict(compress="zstd", predictor=3, ENDIANNESS="BIG", tiled=True, blockxsize=64, blockysize=32)),
+        (
+            "float64",
+            dict(
+                compress="zstd",
+                predictor=3,
+                ENDIANNESS="BIG",
+                tiled=True,
+                blockxsize=64,
+                blockysize=32,
+            ),
+        ),
         ("float32", dict(compress="deflate", predictor=3, interleave="band", blockysize=7)),
         ("uint32", dict(compress="deflate", predictor=2, ZLEVEL=1)),
-        ("int32", dict(compress="zstd", predictor=2, ZSTD_LEVEL=22, tiled=True, blockxsize=128, blockysize=128)),
+        (
+            "int32",
+            dict(
+                compress="zstd",
+                predictor=2,
+                ZSTD_LEVEL=22,
+                tiled=True,
+                blockxsize=128,
+                blockysize=128,
+            ),
+        ),
         ("float32", dict(compress="deflate", predictor=2, ZLEVEL=9)),
         ("uint16", dict(compress="packbits", tiled=True, blockxsize=32, blockysize=48)),
         ("int8", dict(compress="deflate", predictor=2)),
@@ -229,7 +280,10 @@ def test_larger_images(tmp_path, dtype, options):
         ((2, 1, 1), dict(compress="deflate", tiled=True, blockxsize=16, blockysize=16)),
         ((1, 1, 999), dict(compress="lzw", predictor=2)),
         ((3, 999, 1), dict(compress="zstd", interleave="band", blockysize=10)),
-        ((2, 32, 48), dict(compress="deflate", tiled=True, blockxsize=16, blockysize=16)),  # exact tiling
+        (
+            (2, 32, 48),
+            dict(compress="deflate", tiled=True, blockxsize=16, blockysize=16),
+        ),  # exact tiling
         ((1, 20, 20), dict(compress="lzw", tiled=True, blockxsize=512, blockysize=512)),
     ],
 )
@@ -241,15 +295,25 @@ def test_edge_shapes(tmp_path, shape, options):
 def test_many_bands_pixel_and_band_interleaved(tmp_path):
     data = sample_data("int16", 224, 16, 20, seed=11)
     assert_same(write(tmp_path / "pix.tif", data, compress="deflate", interleave="pixel"))
-    assert_same(write(tmp_path / "band.tif", data, compress="deflate", interleave="band", predictor=2))
+    assert_same(
+        write(tmp_path / "band.tif", data, compress="deflate", interleave="band", predictor=2)
+    )
 
 
 @pytest.mark.parametrize(
     "dtype,nodata,options",
     [
         ("uint16", 7, dict(tiled=True, blockxsize=16, blockysize=16, compress="deflate")),
-        ("float32", float("nan"), dict(tiled=True, blockxsize=16, blockysize=16, interleave="band")),
-        ("int16", -9999, dict(tiled=True, blockxsize=16, blockysize=16, interleave="band", compress="lzw")),
+        (
+            "float32",
+            float("nan"),
+            dict(tiled=True, blockxsize=16, blockysize=16, interleave="band"),
+        ),
+        (
+            "int16",
+            -9999,
+            dict(tiled=True, blockxsize=16, blockysize=16, interleave="band", compress="lzw"),
+        ),
         ("float64", -1.5, dict(blockysize=4, compress="zstd")),
         ("uint8", None, dict(tiled=True, blockxsize=16, blockysize=16)),
     ],
@@ -258,7 +322,15 @@ def test_sparse_blocks_read_as_nodata(tmp_path, dtype, nodata, options):
     data = sample_data(dtype, 2, HEIGHT, WIDTH, seed=5)
     bands, height, width = data.shape
     path = tmp_path / "sparse.tif"
-    profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype=dtype, nodata=nodata, sparse_ok=True)
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=dtype,
+        nodata=nodata,
+        sparse_ok=True,
+    )
     profile.update(options)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data[:, :8, :16], window=Window(0, 0, 16, 8))  # only the first block(s)
@@ -267,7 +339,9 @@ def test_sparse_blocks_read_as_nodata(tmp_path, dtype, nodata, options):
 
 def test_overviews_and_internal_mask_are_ignored(tmp_path):
     data = sample_data("uint16", 3, 90, 70, seed=9)
-    path = write(tmp_path / "ovr.tif", data, compress="deflate", tiled=True, blockxsize=16, blockysize=16)
+    path = write(
+        tmp_path / "ovr.tif", data, compress="deflate", tiled=True, blockxsize=16, blockysize=16
+    )
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         with rasterio.open(path, "r+") as dst:
             dst.build_overviews([2, 4], Resampling.nearest)
@@ -290,7 +364,14 @@ def test_photometric_variants_read_raw_samples(tmp_path, photometric):
     bands = 3 if photometric == "RGB" else 1
     data = sample_data("uint8", bands, HEIGHT, WIDTH, seed=17)
     path = tmp_path / "photo.tif"
-    profile = dict(driver="GTiff", width=WIDTH, height=HEIGHT, count=bands, dtype="uint8", photometric=photometric)
+    profile = dict(
+        driver="GTiff",
+        width=WIDTH,
+        height=HEIGHT,
+        count=bands,
+        dtype="uint8",
+        photometric=photometric,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if photometric == "palette":
@@ -301,12 +382,18 @@ def test_photometric_variants_read_raw_samples(tmp_path, photometric):
 # --------------------------------------------------------------------------------------------
 # real dataset patches
 
-SAMPLE_FILES = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".tif", ".tiff")) if SAMPLES.is_dir() else []
+SAMPLE_FILES = (
+    sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+    if SAMPLES.is_dir()
+    else []
+)
 
 
 @pytest.mark.skipif(not SAMPLE_FILES, reason=f"no sample data at {SAMPLES}")
 @pytest.mark.parametrize(
-    "path", SAMPLE_FILES or [None], ids=[str(p.relative_to(SAMPLES)) for p in SAMPLE_FILES] or ["none"]
+    "path",
+    SAMPLE_FILES or [None],
+    ids=[str(p.relative_to(SAMPLES)) for p in SAMPLE_FILES] or ["none"],
 )
 def test_real_samples(path):
     assert_same(path)
@@ -331,7 +418,9 @@ def test_real_samples(path):
         ("complex", "complex64", 1, dict(), "complex"),
     ],
 )
-def test_unsupported_features_raise_naming_file_and_feature(tmp_path, name, dtype, bands, options, needle):
+def test_unsupported_features_raise_naming_file_and_feature(
+    tmp_path, name, dtype, bands, options, needle
+):
     path = tmp_path / f"unsupported_{name}.tif"
     data = np.arange(bands * HEIGHT * WIDTH).reshape(bands, HEIGHT, WIDTH) % 13
     try:

@@ -11,12 +11,23 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
+import rico
 from safetensors.numpy import load, save
 
-import rico
-
-S2 = {"B01": 20, "B02": 120, "B03": 120, "B04": 120, "B05": 60, "B06": 60, "B07": 60,
-      "B08": 120, "B8A": 60, "B09": 20, "B11": 60, "B12": 60}
+S2 = {
+    "B01": 20,
+    "B02": 120,
+    "B03": 120,
+    "B04": 120,
+    "B05": 60,
+    "B06": 60,
+    "B07": 60,
+    "B08": 120,
+    "B8A": 60,
+    "B09": 20,
+    "B11": 60,
+    "B12": 60,
+}
 
 
 def s2_record(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -35,7 +46,11 @@ def write_reference_db(path: Path, records: dict[str, dict[str, np.ndarray]]) ->
 @pytest.fixture(scope="module")
 def s2_db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
     rng = np.random.default_rng(7)
-    records = {f"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_{i}_{j}": s2_record(rng) for i in range(5) for j in range(4)}
+    records = {
+        f"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_{i}_{j}": s2_record(rng)
+        for i in range(5)
+        for j in range(4)
+    }
     path = tmp_path_factory.mktemp("s2") / "db"
     write_reference_db(path, records)
     return path, records
@@ -123,16 +138,32 @@ def _value(header: str, data: bytes) -> bytes:
     return struct.pack("<Q", len(h)) + h + data
 
 
-@pytest.mark.parametrize("value", [
-    _value('{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,800]}}', b"\0" * 8),
-    _value('{"a":{"dtype":"U16","shape":[4,4],"data_offsets":[0,8]}}', b"\0" * 8),
-    _value('{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}', b"\0" * 6),
-    _value('{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}', b"\0"),
-    _value('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}', b"\0"),  # broken JSON
-    struct.pack("<Q", 1 << 62) + b"{}",
-    b"\x01\x02",
-    b"",
-], ids=["past-end", "size-mismatch", "overlap", "unknown-dtype", "bad-json", "huge-header", "short", "empty"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        _value('{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,800]}}', b"\0" * 8),
+        _value('{"a":{"dtype":"U16","shape":[4,4],"data_offsets":[0,8]}}', b"\0" * 8),
+        _value(
+            '{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}',
+            b"\0" * 6,
+        ),
+        _value('{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}', b"\0"),
+        _value('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}', b"\0"),  # broken JSON
+        struct.pack("<Q", 1 << 62) + b"{}",
+        b"\x01\x02",
+        b"",
+    ],
+    ids=[
+        "past-end",
+        "size-mismatch",
+        "overlap",
+        "unknown-dtype",
+        "bad-json",
+        "huge-header",
+        "short",
+        "empty",
+    ],
+)
 def test_corrupt_values_raise_a_clear_error_naming_the_key(tmp_path, value):
     _corrupt(tmp_path / "db", {b"patch_42": value})
     ds = rico.open(tmp_path / "db")
@@ -158,7 +189,10 @@ def test_nearest_batch_equals_numpy_repeat_and_configilm_path(s2_db):
     one = ds.batch(keys, bands, size=120, threads=1)
     assert one.tobytes() == x.tobytes()
     wide = ds.batch(keys[:2], ["B02"], dtype="float64")
-    assert wide.dtype == np.float64 and wide[1, 0].tobytes() == records[keys[1]]["B02"].astype(np.float64).tobytes()
+    assert (
+        wide.dtype == np.float64
+        and wide[1, 0].tobytes() == records[keys[1]]["B02"].astype(np.float64).tobytes()
+    )
 
 
 def bilinear_align_corners(a: np.ndarray, out: int) -> np.ndarray:
@@ -190,7 +224,9 @@ def test_bilinear_batch_matches_align_corners_formula(s2_db):
             expected = bilinear_align_corners(records[key][band], 120)
             np.testing.assert_allclose(x[n, c], expected, rtol=1e-5, atol=1e-5)
     x32 = ds.batch(keys, ["B01"], size=77, resample="bilinear")
-    np.testing.assert_allclose(x32[0, 0], bilinear_align_corners(records[keys[0]]["B01"], 77), rtol=1e-5)
+    np.testing.assert_allclose(
+        x32[0, 0], bilinear_align_corners(records[keys[0]]["B01"], 77), rtol=1e-5
+    )
 
 
 def test_normalisation_in_the_same_pass(s2_db):
@@ -232,7 +268,9 @@ def test_loader_order_is_seeded_and_ranks_are_disjoint_equal_parts(s2_db):
     assert keys_of(a) == keys_of(b)
     b.set_epoch(1)
     assert keys_of(a) != keys_of(b) and sorted(keys_of(b)) == sorted(records)
-    parts = [keys_of(rico.Loader(ds, bands=["B02"], world_size=3, rank=r, seed=5)) for r in range(3)]
+    parts = [
+        keys_of(rico.Loader(ds, bands=["B02"], world_size=3, rank=r, seed=5)) for r in range(3)
+    ]
     assert all(len(p) == 20 // 3 for p in parts)
     assert len(set().union(*map(set, parts))) == 3 * (20 // 3)
     # Batches carry the records in that order.
@@ -255,7 +293,9 @@ def test_loader_labels_from_mapping_and_csv(s2_db, tmp_path):
     x, y = next(iter(loader))
     assert y.tolist()[:2] == [[0, 1, 1], [1, 0, 0]] and x.shape == (5, 1, 120, 120)
     table = tmp_path / "labels.csv"
-    table.write_text("key,Water,Forest\n" + "".join(f"{k},{i % 2},{1 - i % 2}\n" for i, k in enumerate(keys)))
+    table.write_text(
+        "key,Water,Forest\n" + "".join(f"{k},{i % 2},{1 - i % 2}\n" for i, k in enumerate(keys))
+    )
     loader = rico.Loader(ds, bands=["B02"], batch_size=4, shuffle=False, labels=table)
     assert loader.classes == ["Water", "Forest"]
     _, y = next(iter(loader))
@@ -290,25 +330,36 @@ def test_info_python_and_cli(s2_db, rico_bin):
     assert info["bands"]["B05"]["shapes"] == [(60, 60)] and len(info["bands"]) == 12
     res = subprocess.run([str(rico_bin), "info", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "records: 20" in res.stdout and "B8A" in res.stdout and "60x60" in res.stdout and "sharded: no" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "rico", "info", str(path)], capture_output=True, text=True)
+    assert (
+        "records: 20" in res.stdout
+        and "B8A" in res.stdout
+        and "60x60" in res.stdout
+        and "sharded: no" in res.stdout
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "rico", "info", str(path)], capture_output=True, text=True
+    )
     assert res.returncode == 0 and "records: 20" in res.stdout
-    res = subprocess.run([str(rico_bin), "info", str(path.parent / "nope")], capture_output=True, text=True)
+    res = subprocess.run(
+        [str(rico_bin), "info", str(path.parent / "nope")], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "nope" in res.stderr
 
 
 def test_torch_dataset_in_dataloader_workers(s2_db):
     torch = pytest.importorskip("torch")
-    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
-
     from rico.torch import RicoDataset
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
     path, records = s2_db
     keys = sorted(records)
     tds = RicoDataset(path, bands=["B02", "B05"], size=120)
     xs = torch.cat(list(DataLoader(tds, batch_size=4, num_workers=2)))
     assert xs.shape == (20, 2, 120, 120)
-    assert xs[3, 1].numpy().tobytes() == records[keys[3]]["B05"].repeat(2, 0).repeat(2, 1).astype(np.float32).tobytes()
+    assert (
+        xs[3, 1].numpy().tobytes()
+        == records[keys[3]]["B05"].repeat(2, 0).repeat(2, 1).astype(np.float32).tobytes()
+    )
     sampler = BatchSampler(SequentialSampler(tds), batch_size=8, drop_last=False)
     batches = list(DataLoader(tds, sampler=sampler, batch_size=None, num_workers=2))
     assert [len(b) for b in batches] == [8, 8, 4]
@@ -328,16 +379,39 @@ def test_views_survive_a_writer_growing_the_map_and_a_reopen(rico_bin, tmp_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         patch.rename(dest)
     target = tmp_path / "db"
-    assert subprocess.run([str(rico_bin), "bigearthnet", "--bigearthnet-s2-dir", str(few), "--target-dir", str(target)],
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [
+                str(rico_bin),
+                "bigearthnet",
+                "--bigearthnet-s2-dir",
+                str(few),
+                "--target-dir",
+                str(target),
+            ],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     first = rico.open(target)
     key = first.keys()[0]
     view = first[key]["B02"]
     before = view.tobytes()
     for patch in sorted(p for p in few.glob("*/*") if p.is_dir()):
         patch.rename(s2 / patch.parent.name / patch.name)
-    grown = subprocess.run([str(rico_bin), "bigearthnet", "--bigearthnet-s2-dir", str(s2), "--target-dir", str(target),
-                            "--resume"], capture_output=True, text=True)
+    grown = subprocess.run(
+        [
+            str(rico_bin),
+            "bigearthnet",
+            "--bigearthnet-s2-dir",
+            str(s2),
+            "--target-dir",
+            str(target),
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert grown.returncode == 0, grown.stderr
     assert (target / "data.mdb").stat().st_size > 64 << 20  # past the first mapping
     second = rico.open(target)

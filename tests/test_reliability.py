@@ -12,9 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 import rico
 from conftest import read_lmdb
 from make_dataset import make_dataset
@@ -25,16 +23,33 @@ def s2_root(root: Path) -> Path:
 
 
 def run(binary, *args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+    return subprocess.run(
+        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def convert_s2(binary, src: Path, target: Path, *extra, **kw) -> subprocess.CompletedProcess:
-    return run(binary, "bigearthnet", "--bigearthnet-s2-dir", s2_root(src), "--target-dir", target, *extra, **kw)
+    return run(
+        binary,
+        "bigearthnet",
+        "--bigearthnet-s2-dir",
+        s2_root(src),
+        "--target-dir",
+        target,
+        *extra,
+        **kw,
+    )
 
 
 def all_sources(src: Path) -> list[str]:
-    return ["--bigearthnet-s1-dir", str(src / "BigEarthNet-S1"), "--bigearthnet-s2-dir", str(src / "BigEarthNet-S2"),
-            "--bigearthnet-reference-maps-dir", str(src / "Reference_Maps")]
+    return [
+        "--bigearthnet-s1-dir",
+        str(src / "BigEarthNet-S1"),
+        "--bigearthnet-s2-dir",
+        str(src / "BigEarthNet-S2"),
+        "--bigearthnet-reference-maps-dir",
+        str(src / "Reference_Maps"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +78,19 @@ def keys_in(target: Path) -> set[bytes]:
 
 # -- item 1: bad input stops the run, names the file, keeps no record of the failed patch -------
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate", "truncated"),
-    ("garbage", "not a TIFF"),
-    ("corrupt-strip", "strip"),
-    ("jpeg", "JPEG"),
-])
-def test_bad_band_file_is_a_data_error_naming_the_file(rico_bin, damaged, tmp_path, damage, message):
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "truncated"),
+        ("garbage", "not a TIFF"),
+        ("corrupt-strip", "strip"),
+        ("jpeg", "JPEG"),
+    ],
+)
+def test_bad_band_file_is_a_data_error_naming_the_file(
+    rico_bin, damaged, tmp_path, damage, message
+):
     victim = band_file(damaged, 5, "B04")
     data = victim.read_bytes()
     if damage == "truncate":
@@ -86,14 +107,16 @@ def test_bad_band_file_is_a_data_error_naming_the_file(rico_bin, damaged, tmp_pa
             dst.write(values)
         data = bytearray(victim.read_bytes())
         offset = int(rasterio.open(victim).get_tag_item("BLOCK_OFFSET_0_1", "TIFF", bidx=1))
-        data[offset: offset + 40] = b"\xff" * 40
+        data[offset : offset + 40] = b"\xff" * 40
         victim.write_bytes(bytes(data))
     else:
         import rasterio
 
         with rasterio.open(victim) as src:
             profile, values = src.profile, src.read()
-        profile.update(compress="jpeg", dtype="uint8", nodata=None, tiled=True, blockxsize=16, blockysize=16)
+        profile.update(
+            compress="jpeg", dtype="uint8", nodata=None, tiled=True, blockxsize=16, blockysize=16
+        )
         with rasterio.open(victim, "w", **profile) as dst:
             dst.write((values % 256).astype("uint8"))
     res = convert_s2(rico_bin, damaged, tmp_path / "db")
@@ -142,28 +165,49 @@ def test_unreadable_file_is_a_data_error(rico_bin, tree):
 
 
 def test_source_dir_missing_or_empty_and_bad_target_are_usage_errors(rico_bin, tree, tmp_path):
-    res = run(rico_bin, "bigearthnet", "--bigearthnet-s2-dir", tmp_path / "nope", "--target-dir", tmp_path / "db")
+    res = run(
+        rico_bin,
+        "bigearthnet",
+        "--bigearthnet-s2-dir",
+        tmp_path / "nope",
+        "--target-dir",
+        tmp_path / "db",
+    )
     assert res.returncode == 2 and str(tmp_path / "nope") in res.stderr
     file_target = tmp_path / "file"
     file_target.write_text("x")
     res = convert_s2(rico_bin, tree, file_target)
-    assert res.returncode == 2 and "not a directory" in res.stderr and file_target.read_text() == "x"
+    assert (
+        res.returncode == 2 and "not a directory" in res.stderr and file_target.read_text() == "x"
+    )
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
     res = convert_s2(rico_bin, tree, full)
-    assert res.returncode == 2 and "no LMDB database" in res.stderr and (full / "keep.txt").read_text() == "mine"
+    assert (
+        res.returncode == 2
+        and "no LMDB database" in res.stderr
+        and (full / "keep.txt").read_text() == "mine"
+    )
     assert "Exit codes" in run(rico_bin, "bigearthnet", "--help").stdout
 
 
 # -- item 2: --skip-invalid ---------------------------------------------------------------------
+
 
 def test_skip_invalid_skips_whole_patches_and_reports_them(rico_bin, damaged, tmp_path):
     bad = band_file(damaged, 4, "B08")
     bad.write_bytes(bad.read_bytes()[:100])
     gone = band_file(damaged, 7, "B01")
     gone.unlink()
-    res = run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", tmp_path / "db", "--skip-invalid")
+    res = run(
+        rico_bin,
+        "bigearthnet",
+        *all_sources(damaged),
+        "--target-dir",
+        tmp_path / "db",
+        "--skip-invalid",
+    )
     assert res.returncode == 0, res.stderr
     assert "skipped 2 invalid patches" in res.stderr
     got = read_lmdb(tmp_path / "db")
@@ -183,6 +227,7 @@ def test_skip_invalid_skips_whole_patches_and_reports_them(rico_bin, damaged, tm
 
 # -- item 3: --resume after SIGKILL -------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("big")
@@ -193,7 +238,9 @@ def big_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean_run(rico_bin, big_tree, tmp_path_factory) -> dict[bytes, bytes]:
     target = tmp_path_factory.mktemp("clean") / "db"
-    res = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2")
+    res = run(
+        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2"
+    )
     assert res.returncode == 0, res.stderr
     return read_lmdb(target)
 
@@ -206,37 +253,67 @@ def record_count(target: Path) -> int:
 
 
 @pytest.mark.parametrize("kill_after_records", [0, 1, 400, 800])
-def test_sigkill_then_resume_gives_exactly_the_clean_records(rico_bin, big_tree, clean_run, tmp_path, kill_after_records):
+def test_sigkill_then_resume_gives_exactly_the_clean_records(
+    rico_bin, big_tree, clean_run, tmp_path, kill_after_records
+):
     target = tmp_path / "db"
-    cmd = [str(rico_bin), "bigearthnet", *all_sources(big_tree), "--target-dir", str(target), "--threads", "1", "--quiet"]
+    cmd = [
+        str(rico_bin),
+        "bigearthnet",
+        *all_sources(big_tree),
+        "--target-dir",
+        str(target),
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while kill_after_records and record_count(target) < kill_after_records and proc.poll() is None and time.time() < deadline:
+    while (
+        kill_after_records
+        and record_count(target) < kill_after_records
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = read_lmdb(target) if (target / "data.mdb").exists() else {}
     # Whatever was committed before the kill is already exactly the clean run's records.
     assert all(clean_run[k] == v for k, v in partial.items())
-    again = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2")
+    again = run(
+        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2"
+    )
     assert again.returncode in (0, 2), again.stderr
     if again.returncode == 2:
         assert "--resume" in again.stderr  # a non-empty target needs --resume
-        resumed = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--resume")
+        resumed = run(
+            rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--resume"
+        )
         assert resumed.returncode == 0, resumed.stderr
     assert read_lmdb(target) == clean_run
 
 
 # -- item 4: out of disk ------------------------------------------------------------------------
 
-def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(rico_bin, big_tree, clean_run, tmp_path):
+
+def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(
+    rico_bin, big_tree, clean_run, tmp_path
+):
     target = tmp_path / "db"
 
     def small_disk():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (80 << 20, 80 << 20))
 
-    res = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, preexec_fn=small_disk)
+    res = run(
+        rico_bin,
+        "bigearthnet",
+        *all_sources(big_tree),
+        "--target-dir",
+        target,
+        preexec_fn=small_disk,
+    )
     assert res.returncode == 3, res.stderr
     assert "disk is full" in res.stderr and "--resume" in res.stderr and str(target) in res.stderr
     partial = read_lmdb(target)  # still a valid database
@@ -248,6 +325,7 @@ def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(rico_bin,
 
 
 # -- item 6: verify -----------------------------------------------------------------------------
+
 
 def test_verify_reports_missing_extra_and_differing_records(rico_bin, tree, tmp_path):
     target = tmp_path / "db"
@@ -272,8 +350,13 @@ def test_verify_reports_missing_extra_and_differing_records(rico_bin, tree, tmp_
     assert f"missing: {keys[0].decode()}" in bad.stdout
     assert f"differing: {keys[1].decode()}" in bad.stdout
     assert "extra: stray" in bad.stdout
-    report = rico.verify("bigearthnet", target, bigearthnet_s1_dir=tree / "BigEarthNet-S1",
-                         bigearthnet_s2_dir=tree / "BigEarthNet-S2", bigearthnet_reference_maps_dir=tree / "Reference_Maps")
+    report = rico.verify(
+        "bigearthnet",
+        target,
+        bigearthnet_s1_dir=tree / "BigEarthNet-S1",
+        bigearthnet_s2_dir=tree / "BigEarthNet-S2",
+        bigearthnet_reference_maps_dir=tree / "Reference_Maps",
+    )
     assert report["missing"] == [keys[0].decode()] and report["differing"] == [keys[1].decode()]
     assert report["extra"] == ["stray"] and report["matching"] == 34 and not report["ok"]
 
@@ -304,12 +387,23 @@ print(seen)
 """
 
 
-def test_readers_see_only_committed_records_and_never_crash(rico_bin, big_tree, clean_run, tmp_path):
+def test_readers_see_only_committed_records_and_never_crash(
+    rico_bin, big_tree, clean_run, tmp_path
+):
     target = tmp_path / "db"
     stop = tmp_path / "stop"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(target), str(stop)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    res = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "1")
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(target), str(stop)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    res = run(
+        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "1"
+    )
     stop.write_text("")
     outs = [r.communicate(timeout=120) for r in readers]
     assert res.returncode == 0, res.stderr
@@ -332,8 +426,12 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_path):
     target = tmp_path / "db"
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(big_tree), str(target)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(big_tree), str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while record_count(target) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -343,18 +441,31 @@ def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_
     assert proc.returncode == 0, err
     partial = read_lmdb(target)
     assert len(partial) < len(clean_run) and all(clean_run[k] == v for k, v in partial.items())
-    rico.convert("bigearthnet", target, resume=True, bigearthnet_s1_dir=big_tree / "BigEarthNet-S1",
-                 bigearthnet_s2_dir=big_tree / "BigEarthNet-S2", bigearthnet_reference_maps_dir=big_tree / "Reference_Maps")
+    rico.convert(
+        "bigearthnet",
+        target,
+        resume=True,
+        bigearthnet_s1_dir=big_tree / "BigEarthNet-S1",
+        bigearthnet_s2_dir=big_tree / "BigEarthNet-S2",
+        bigearthnet_reference_maps_dir=big_tree / "Reference_Maps",
+    )
     assert read_lmdb(target) == clean_run
 
 
-def test_verify_of_a_skip_invalid_conversion_lists_the_unreadable_patches(rico_bin, damaged, tmp_path):
+def test_verify_of_a_skip_invalid_conversion_lists_the_unreadable_patches(
+    rico_bin, damaged, tmp_path
+):
     bad = band_file(damaged, 2, "B03")
     bad.write_bytes(bad.read_bytes()[:200])
     gone = band_file(damaged, 9, "B12")
     gone.unlink()
     target = tmp_path / "db"
-    assert run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target, "--skip-invalid").returncode == 0
+    assert (
+        run(
+            rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target, "--skip-invalid"
+        ).returncode
+        == 0
+    )
     res = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *all_sources(damaged))
     assert res.returncode == 1
     assert f"unreadable: {bad.parent.name}: {bad}" in res.stdout

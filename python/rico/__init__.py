@@ -18,8 +18,9 @@ reference tool (rico-hdl) writes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from . import _rico
 from ._rico import DataError, OutputError, RicoError, UsageError, read_raster
@@ -143,8 +144,18 @@ def convert(
             raise UsageError("a Dask client runs shards: pass shards=N as well")
         from .distributed import convert_on_cluster
 
-        summary = convert_on_cluster(client, dataset, os.fspath(target_dir), shards, sources, params,
-                                     threads=threads, progress=progress, resume=resume, skip_invalid=skip_invalid)
+        summary = convert_on_cluster(
+            client,
+            dataset,
+            os.fspath(target_dir),
+            shards,
+            sources,
+            params,
+            threads=threads,
+            progress=progress,
+            resume=resume,
+            skip_invalid=skip_invalid,
+        )
         return ConvertSummary(**summary)
     summary = _rico.convert(
         dataset,
@@ -179,7 +190,17 @@ def verify(
     """
     sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
     params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
-    return dict(_rico.verify(dataset, os.fspath(target_dir), sources, threads=threads, progress=progress, params=params))
+    return dict(
+        _rico.verify(
+            dataset,
+            os.fspath(target_dir),
+            sources,
+            threads=threads,
+            progress=progress,
+            params=params,
+        )
+    )
+
 
 def _param_value(value: object) -> str:
     """A value option as the CLI would take it: lists comma-joined, numbers written out."""

@@ -31,9 +31,16 @@ def _convert_on_scheduler(call: dict) -> int:
     try:
         with Client(call["scheduler"]) as client:
             summary = rico.convert(
-                call["dataset"], call["target_dir"], threads=call["threads"], resume=call["resume"],
-                skip_invalid=call["skip_invalid"], shards=call["shards"], client=client,
-                progress=False if call["quiet"] else None, **call["sources"], **call["params"],
+                call["dataset"],
+                call["target_dir"],
+                threads=call["threads"],
+                resume=call["resume"],
+                skip_invalid=call["skip_invalid"],
+                shards=call["shards"],
+                client=client,
+                progress=False if call["quiet"] else None,
+                **call["sources"],
+                **call["params"],
             )
     except rico.RicoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import Optional, Union
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Dataset:
     ...     x = ds.batch(ds.keys()[:32], ["B04", "B03", "B02"], size=120)
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
         self._db: Optional[_rico.Database] = _rico.Database(os.fspath(path))
         self._path = os.fspath(path)
         self._keys: Optional[list[Key]] = None
@@ -36,14 +37,14 @@ class Dataset:
         """Release the database. Views already handed out stay valid."""
         self._db = None
 
-    def __enter__(self) -> "Dataset":
+    def __enter__(self) -> Dataset:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
-    def db(self) -> "_rico.Database":
+    def db(self) -> _rico.Database:
         if self._db is None:
             raise ValueError(f"the dataset {self._path} is closed")
         return self._db
@@ -117,7 +118,11 @@ class Dataset:
         ((4, 3, 120, 120), dtype('float32'))
         """
         return self.db.batch(
-            list(keys), list(bands), size, resample, dtype,
+            list(keys),
+            list(bands),
+            size,
+            resample,
+            dtype,
             None if mean is None else [float(m) for m in mean],
             None if std is None else [float(s) for s in std],
             threads,
@@ -142,13 +147,13 @@ class Dataset:
         return f"rico.Dataset({self._path!r}, {state})"
 
 
-def info(path: Union[str, "os.PathLike[str]"], sample: int = 64) -> dict:
+def info(path: Union[str, os.PathLike[str]], sample: int = 64) -> dict:
     """Describe the database at ``path``; see :meth:`Dataset.info`."""
     with Dataset(path) as ds:
         return ds.info(sample)
 
 
-def open(path: Union[str, "os.PathLike[str]"]) -> Dataset:  # noqa: A001 - the rasterio idiom
+def open(path: Union[str, os.PathLike[str]]) -> Dataset:  # noqa: A001 - the rasterio idiom
     """Open a database written by rico or by rico-hdl, read-only.
 
     >>> import rico
@@ -158,7 +163,7 @@ def open(path: Union[str, "os.PathLike[str]"]) -> Dataset:  # noqa: A001 - the r
 
 
 def bench(
-    path: Union[str, "os.PathLike[str]"],
+    path: Union[str, os.PathLike[str]],
     bands: Optional[Sequence[str]] = None,
     size: Optional[int] = None,
     batch: int = 32,
@@ -183,6 +188,11 @@ def bench(
     """
     return dict(
         _rico.bench(
-            os.fspath(path), None if bands is None else [str(b) for b in bands], size, batch, threads, float(seconds)
+            os.fspath(path),
+            None if bands is None else [str(b) for b in bands],
+            size,
+            batch,
+            threads,
+            float(seconds),
         )
     )

@@ -32,14 +32,34 @@ def shard_dir(target: Path, index: int) -> Path:
     return target / f"shard-{index:05d}"
 
 
-def _convert_shard(index: int, dataset: str, target: str, shards: int, sources: dict, params: dict,
-                   threads: Optional[int], skip_invalid: bool) -> dict:
+def _convert_shard(
+    index: int,
+    dataset: str,
+    target: str,
+    shards: int,
+    sources: dict,
+    params: dict,
+    threads: Optional[int],
+    skip_invalid: bool,
+) -> dict:
     """One Dask task: shard ``index`` of ``shards``, resumable (a rerun after a lost worker
     finishes what the first attempt committed)."""
     from rico import _rico as native
 
-    return dict(native.convert(dataset, target, sources, threads=threads, progress=False, resume=True,
-                               skip_invalid=skip_invalid, params=params, shards=shards, shard_index=index))
+    return dict(
+        native.convert(
+            dataset,
+            target,
+            sources,
+            threads=threads,
+            progress=False,
+            resume=True,
+            skip_invalid=skip_invalid,
+            params=params,
+            shards=shards,
+            shard_index=index,
+        )
+    )
 
 
 def _records_written(target: Path, shards: int) -> int:
@@ -62,20 +82,46 @@ def _draw(done: int, total: int, start: float) -> None:
     sys.stderr.flush()
 
 
-def convert_on_cluster(client: Any, dataset: str, target_dir: str, shards: int, sources: dict, params: dict,
-                       threads: Optional[int] = None, progress: Optional[bool] = None, resume: bool = False,
-                       skip_invalid: bool = False) -> dict:
+def convert_on_cluster(
+    client: Any,
+    dataset: str,
+    target_dir: str,
+    shards: int,
+    sources: dict,
+    params: dict,
+    threads: Optional[int] = None,
+    progress: Optional[bool] = None,
+    resume: bool = False,
+    skip_invalid: bool = False,
+) -> dict:
     """Runs one Dask task per shard and writes the manifest; returns the summary as a dict."""
     target = Path(target_dir)
     start = time.time()
     # Checks the target and the sources on the client, before any task is sent.
-    total = _rico.count_patches(dataset, target_dir, sources, params=params, resume=resume, shards=shards,
-                                skip_invalid=skip_invalid)
+    total = _rico.count_patches(
+        dataset,
+        target_dir,
+        sources,
+        params=params,
+        resume=resume,
+        shards=shards,
+        skip_invalid=skip_invalid,
+    )
     target.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(shards) if not (resume and (shard_dir(target, i) / SHARD_MARKER).is_file())]
+    todo = [
+        i for i in range(shards) if not (resume and (shard_dir(target, i) / SHARD_MARKER).is_file())
+    ]
     futures = client.map(
-        _convert_shard, todo, dataset=dataset, target=os.fspath(target), shards=shards, sources=sources,
-        params=params, threads=threads, skip_invalid=skip_invalid, pure=False,
+        _convert_shard,
+        todo,
+        dataset=dataset,
+        target=os.fspath(target),
+        shards=shards,
+        sources=sources,
+        params=params,
+        threads=threads,
+        skip_invalid=skip_invalid,
+        pure=False,
     )
     show = sys.stderr.isatty() if progress is None else progress
     while show and not all(f.done() for f in futures):
@@ -86,7 +132,10 @@ def convert_on_cluster(client: Any, dataset: str, target_dir: str, shards: int, 
         _draw(_records_written(target, shards), total, start)
         sys.stderr.write("\n")
     manifest = _rico.write_manifest(os.fspath(target), dataset, shards)
-    summary = {k: 0 for k in ("records", "already_present", "skipped", "files", "source_bytes", "record_bytes")}
+    summary = {
+        k: 0
+        for k in ("records", "already_present", "skipped", "files", "source_bytes", "record_bytes")
+    }
     for r in results:
         for k in summary:
             summary[k] += r[k]
@@ -94,6 +143,8 @@ def convert_on_cluster(client: Any, dataset: str, target_dir: str, shards: int, 
     summary["seconds"] = time.time() - start
     summary["threads"] = threads or 0
     summary["labels_table"] = None
-    summary["line"] = (f"rico: wrote {summary['records']} records in {shards} shards on the cluster "
-                       f"({summary['record_bytes'] / 1e6:.1f} MB) in {summary['seconds']:.2f} s")
+    summary["line"] = (
+        f"rico: wrote {summary['records']} records in {shards} shards on the cluster "
+        f"({summary['record_bytes'] / 1e6:.1f} MB) in {summary['seconds']:.2f} s"
+    )
     return summary

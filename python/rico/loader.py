@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Optional, Union
 
 import numpy as np
 
@@ -116,7 +117,11 @@ class Loader:
     def indices(self) -> np.ndarray:
         """Positions in ``keys`` this rank visits this epoch, in order."""
         n = len(self.keys)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            if self.shuffle
+            else np.arange(n)
+        )
         per_rank = n // self.world_size
         return order[: per_rank * self.world_size][self.rank :: self.world_size]
 
@@ -130,8 +135,16 @@ class Loader:
         groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
         batches = [[self.keys[i] for i in g] for g in groups]
         prefetcher = _rico.Prefetcher(
-            self.ds.db, batches, self.bands, self.size, self.resample, self.dtype,
-            self.mean, self.std, self.threads, self.prefetch,
+            self.ds.db,
+            batches,
+            self.bands,
+            self.size,
+            self.resample,
+            self.dtype,
+            self.mean,
+            self.std,
+            self.threads,
+            self.prefetch,
         )
         for group, images in zip(groups, prefetcher):
             if self._labels is None:

@@ -20,7 +20,8 @@ Per batch, without collation (each item is a whole batch assembled in Rust)::
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import torch
 
@@ -38,7 +39,7 @@ class RicoDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, os.PathLike[str]],
         bands: Sequence[str],
         size: Optional[int] = None,
         keys: Optional[Sequence[Key]] = None,
@@ -75,7 +76,9 @@ class RicoDataset(torch.utils.data.Dataset):
         many = not isinstance(index, int)
         positions = list(index) if many else [index]
         keys = [self.keys[i] for i in positions]
-        x = self._open().batch(keys, self.bands, self.size, self.resample, "float32", self.mean, self.std, threads=1)
+        x = self._open().batch(
+            keys, self.bands, self.size, self.resample, "float32", self.mean, self.std, threads=1
+        )
         images = torch.from_numpy(x if many else x[0])
         if self.labels is None:
             return images

@@ -70,12 +70,19 @@ fn verify_command(preset: &Preset) -> Command {
     for name in ["quiet", "resume", "skip-invalid", "shards", "scheduler"] {
         cmd = cmd.mut_arg(name, |a| a.hide(true));
     }
-    cmd.mut_arg("target-dir", |a| a.help("The database to verify (plain or sharded)"))
-        .about(format!("Verify a {} conversion against its sources", preset.name))
+    cmd.mut_arg("target-dir", |a| {
+        a.help("The database to verify (plain or sharded)")
+    })
+    .about(format!(
+        "Verify a {} conversion against its sources",
+        preset.name
+    ))
 }
 
 fn dataset_command(preset: &Preset) -> Command {
-    let mut cmd = Command::new(preset.name).about(preset.about).after_help(EXIT_CODES);
+    let mut cmd = Command::new(preset.name)
+        .about(preset.about)
+        .after_help(EXIT_CODES);
     for source in &preset.sources {
         cmd = cmd.arg(
             Arg::new(source.flag)
@@ -182,7 +189,10 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
     Ok(ConvertCall {
         dataset: name.to_string(),
         sources,
-        target: matches.get_one::<PathBuf>("target-dir").cloned().unwrap_or_default(),
+        target: matches
+            .get_one::<PathBuf>("target-dir")
+            .cloned()
+            .unwrap_or_default(),
         options,
         quiet,
         scheduler: matches.get_one::<String>("scheduler").cloned(),
@@ -204,18 +214,23 @@ where
         }
     })?;
     match matches.subcommand() {
-        Some((name, sub)) if !matches!(name, "info" | "bench" | "verify") => convert_call(name, sub).map(Some).map_err(|e| {
-            eprintln!("error: {e}");
-            e.kind.exit_code()
-        }),
+        Some((name, sub)) if !matches!(name, "info" | "bench" | "verify") => {
+            convert_call(name, sub).map(Some).map_err(|e| {
+                eprintln!("error: {e}");
+                e.kind.exit_code()
+            })
+        }
         _ => Ok(None),
     }
 }
 
 fn run_verify(matches: &ArgMatches) -> Result<bool, Error> {
-    let Some((name, sub)) = matches.subcommand() else { return Err(Error::usage("give the dataset to verify")) };
+    let Some((name, sub)) = matches.subcommand() else {
+        return Err(Error::usage("give the dataset to verify"));
+    };
     let call = convert_call(name, sub)?;
-    let report = rico_core::convert::verify_dataset(name, &call.sources, &call.target, &call.options)?;
+    let report =
+        rico_core::convert::verify_dataset(name, &call.sources, &call.target, &call.options)?;
     print!("{}", report.text());
     Ok(report.ok())
 }
@@ -269,9 +284,14 @@ fn bench_command() -> Command {
 }
 
 fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
-    let path = matches.get_one::<PathBuf>("path").cloned().unwrap_or_default();
+    let path = matches
+        .get_one::<PathBuf>("path")
+        .cloned()
+        .unwrap_or_default();
     let options = rico_core::bench::BenchOptions {
-        bands: matches.get_many::<String>("bands").map(|b| b.cloned().collect()),
+        bands: matches
+            .get_many::<String>("bands")
+            .map(|b| b.cloned().collect()),
         size: matches.get_one::<usize>("size").copied(),
         batch: matches.get_one::<usize>("batch").copied().unwrap_or(32),
         threads: matches.get_one::<usize>("threads").copied(),
@@ -288,7 +308,10 @@ fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
 }
 
 fn run_info(matches: &ArgMatches) -> Result<(), Error> {
-    let path = matches.get_one::<PathBuf>("path").cloned().unwrap_or_default();
+    let path = matches
+        .get_one::<PathBuf>("path")
+        .cloned()
+        .unwrap_or_default();
     let sample = matches.get_one::<usize>("sample").copied().unwrap_or(64);
     let db = rico_core::reader::Database::open(&path)?;
     let summary = rico_core::reader::summarize(&db, sample)?;
@@ -325,7 +348,9 @@ where
             };
         }
     };
-    let Some((name, sub)) = matches.subcommand() else { return 2 };
+    let Some((name, sub)) = matches.subcommand() else {
+        return 2;
+    };
     let result = match name {
         "info" => run_info(sub),
         "bench" => run_bench(sub),

@@ -26,7 +26,9 @@ impl Resample {
         match name {
             "nearest" => Ok(Resample::Nearest),
             "bilinear" => Ok(Resample::Bilinear),
-            other => Err(Error::usage(format!("unknown resample {other:?}; use \"nearest\" or \"bilinear\""))),
+            other => Err(Error::usage(format!(
+                "unknown resample {other:?}; use \"nearest\" or \"bilinear\""
+            ))),
         }
     }
 }
@@ -70,7 +72,9 @@ impl BatchSpec {
         }
         if let Some(size) = self.size {
             if size == 0 || size > MAX_SIZE {
-                return Err(Error::usage(format!("size must be between 1 and {MAX_SIZE}, not {size}")));
+                return Err(Error::usage(format!(
+                    "size must be between 1 and {MAX_SIZE}, not {size}"
+                )));
             }
         }
         Ok(())
@@ -104,20 +108,29 @@ pub fn batch_shape(db: &Database, keys: &[Vec<u8>], spec: &BatchSpec) -> Result<
     if let Some(s) = spec.size {
         return Ok((s, s));
     }
-    let Some(first) = keys.first() else { return Ok((0, 0)) };
+    let Some(first) = keys.first() else {
+        return Ok((0, 0));
+    };
     let (_, tensors) = db.record(first)?.ok_or_else(|| missing_key(first))?;
     let t = find_band(&tensors, &spec.bands[0], first)?;
     shape2(t, first)
 }
 
 fn missing_key(key: &[u8]) -> Error {
-    Error::usage(format!("no record with key {:?} in the database", key_str(key)))
+    Error::usage(format!(
+        "no record with key {:?} in the database",
+        key_str(key)
+    ))
 }
 
 fn find_band<'t>(tensors: &'t [TensorRef], band: &str, key: &[u8]) -> Result<&'t TensorRef> {
     tensors.iter().find(|t| t.name == band).ok_or_else(|| {
         let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
-        Error::usage(format!("record {:?} has no band {band:?}; its bands are {}", key_str(key), names.join(", ")))
+        Error::usage(format!(
+            "record {:?} has no band {band:?}; its bands are {}",
+            key_str(key),
+            names.join(", ")
+        ))
     })
 }
 
@@ -145,7 +158,9 @@ fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
 fn as_uninit_mut<T>(values: &mut [T]) -> &mut [MaybeUninit<T>] {
     // SAFETY: MaybeUninit<T> has T's layout, and every T is a valid MaybeUninit<T>; the
     // slots are only ever written with initialised values, so `values` stays initialised.
-    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<MaybeUninit<T>>(), values.len()) }
+    unsafe {
+        std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<MaybeUninit<T>>(), values.len())
+    }
 }
 
 /// Writes `(value - mean) * inv_std` of every element of a band's little-endian bytes into
@@ -170,7 +185,9 @@ fn convert_into<T: Sample>(
                     dst.len()
                 )));
             }
-            let values = bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64);
+            let values = bytes
+                .chunks_exact($n)
+                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])) as f64);
             if identity {
                 for (o, v) in dst.iter_mut().zip(values) {
                     o.write(T::from_f64(v));
@@ -193,7 +210,11 @@ fn convert_into<T: Sample>(
         Dtype::I64 => conv!(i64, 8),
         Dtype::F32 => conv!(f32, 4),
         Dtype::F64 => conv!(f64, 8),
-        other => return Err(Error::usage(format!("batches cannot be made from {other:?} bands"))),
+        other => {
+            return Err(Error::usage(format!(
+                "batches cannot be made from {other:?} bands"
+            )))
+        }
     }
     Ok(())
 }
@@ -205,7 +226,8 @@ fn convert_into<T: Sample>(
 fn repeat_each<T: Copy, const F: usize>(row: &mut [MaybeUninit<T>], src: &[T]) {
     debug_assert_eq!(row.len(), src.len() * F);
     for (run, &v) in row.chunks_exact_mut(F).zip(src) {
-        let run: &mut [MaybeUninit<T>; F] = run.try_into().expect("chunks_exact_mut yields F elements");
+        let run: &mut [MaybeUninit<T>; F] =
+            run.try_into().expect("chunks_exact_mut yields F elements");
         *run = [MaybeUninit::new(v); F];
     }
 }
@@ -241,7 +263,10 @@ fn fill_record<T: Sample>(
             )));
         }
         if h == 0 || w == 0 {
-            return Err(Error::data(format!("band {band} of record {:?} is empty", key_str(key))));
+            return Err(Error::data(format!(
+                "band {band} of record {:?} is empty",
+                key_str(key)
+            )));
         }
         let bytes = &value[t.start..t.end];
         let (mean, inv_std) = (
@@ -259,7 +284,13 @@ fn fill_record<T: Sample>(
                 // same source row (all but one in f for an integer factor f) are plain copies.
                 // convert_into overwrites every element: no need to clear.
                 scratch.narrow.resize(h * w, T::default());
-                convert_into(t.dtype, bytes, mean, inv_std, as_uninit_mut(&mut scratch.narrow))?;
+                convert_into(
+                    t.dtype,
+                    bytes,
+                    mean,
+                    inv_std,
+                    as_uninit_mut(&mut scratch.narrow),
+                )?;
                 let xs: Vec<usize> = (0..ow).map(|x| x * w / ow).collect();
                 // For an integer factor f, x * w / ow == x / f: runs of f equal values.
                 let factor = (ow % w == 0).then_some(ow / w);
@@ -296,7 +327,11 @@ fn fill_record<T: Sample>(
                 to_f64(t.dtype, bytes, scratch)?;
                 let norm = |v: f64| T::from_f64((v - mean) * inv_std);
                 let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f64)> {
-                    let scale = if n_out > 1 { (n_in as f64 - 1.0) / (n_out as f64 - 1.0) } else { 0.0 };
+                    let scale = if n_out > 1 {
+                        (n_in as f64 - 1.0) / (n_out as f64 - 1.0)
+                    } else {
+                        0.0
+                    };
                     (0..n_out)
                         .map(|i| {
                             let src = scale * i as f64;
@@ -328,7 +363,10 @@ fn fill_record<T: Sample>(
 pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let n = crate::thread_count(threads);
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Some(p) = pools.get(&n) {
         return Ok(p.clone());
     }
@@ -374,9 +412,11 @@ pub fn assemble_uninit<T: Sample>(
         return Ok(());
     }
     let work = || {
-        out.par_chunks_mut(per_record).zip(keys.par_iter()).try_for_each_init(Scratch::default, |scratch, (chunk, key)| {
-            fill_record(db, key, spec, shape, chunk, scratch)
-        })
+        out.par_chunks_mut(per_record)
+            .zip(keys.par_iter())
+            .try_for_each_init(Scratch::default, |scratch, (chunk, key)| {
+                fill_record(db, key, spec, shape, chunk, scratch)
+            })
     };
     if threads == Some(1) || keys.len() == 1 {
         let mut scratch = Scratch::default();

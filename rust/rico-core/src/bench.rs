@@ -31,7 +31,13 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { bands: None, size: None, batch: 32, threads: None, seconds: 2.0 }
+        BenchOptions {
+            bands: None,
+            size: None,
+            batch: 32,
+            threads: None,
+            seconds: 2.0,
+        }
     }
 }
 
@@ -96,9 +102,17 @@ impl Report {
             if self.threads == 1 { "" } else { "s" },
             self.seconds
         );
-        s.push_str(&format!("  {:<44} {:>12} {:>10} {:>8}\n", "", "records/s", "MB/s", "passes"));
+        s.push_str(&format!(
+            "  {:<44} {:>12} {:>10} {:>8}\n",
+            "", "records/s", "MB/s", "passes"
+        ));
         let line = |name: String, m: &Measurement| {
-            format!("  {name:<44} {:>12.0} {:>10.1} {:>8.2}\n", m.records_per_second(), m.mb_per_second(), m.passes)
+            format!(
+                "  {name:<44} {:>12.0} {:>10.1} {:>8.2}\n",
+                m.records_per_second(),
+                m.mb_per_second(),
+                m.passes
+            )
         };
         s.push_str(&line("sequential reads".into(), &self.sequential));
         s.push_str(&line("random reads".into(), &self.random));
@@ -108,7 +122,10 @@ impl Report {
             self.bands.join(",")
         };
         s.push_str(&line(
-            format!("batches of {} ({bands} at {}x{} float32)", self.batch, self.shape.0, self.shape.1),
+            format!(
+                "batches of {} ({bands} at {}x{} float32)",
+                self.batch, self.shape.0, self.shape.1
+            ),
             &self.batches,
         ));
         s.push_str(
@@ -155,7 +172,9 @@ const PAGE: usize = 4096;
 /// Reads the record `key` as a loader would: get, header checks, every page touched.
 /// Returns (value bytes, checksum).
 fn read_record(db: &Database, key: &[u8]) -> Result<(u64, u64)> {
-    let value = db.get(key)?.ok_or_else(|| Error::data(format!("key {:?} vanished", String::from_utf8_lossy(key))))?;
+    let value = db
+        .get(key)?
+        .ok_or_else(|| Error::data(format!("key {:?} vanished", String::from_utf8_lossy(key))))?;
     let tensors = parse_record(key, value)?;
     let mut sum = tensors.len() as u64;
     for i in (0..value.len()).step_by(PAGE) {
@@ -199,7 +218,9 @@ fn read_for(
     let (mut records, mut bytes, mut checksum) = (0u64, 0u64, 0u64);
     let mut position = 0usize;
     while records == 0 || start.elapsed().as_secs_f64() < seconds {
-        let take: Vec<usize> = (0..chunk).map(|i| order[(position + i) % order.len()]).collect();
+        let take: Vec<usize> = (0..chunk)
+            .map(|i| order[(position + i) % order.len()])
+            .collect();
         position = (position + chunk) % order.len();
         let (b, c) = match pool {
             None => take.iter().try_fold((0u64, 0u64), |(b, c), &i| {
@@ -208,7 +229,10 @@ fn read_for(
             Some(pool) => pool.install(|| {
                 take.par_iter()
                     .map(|&i| read_record(db, &keys[i]))
-                    .try_reduce(|| (0, 0), |(b1, c1), (b2, c2)| Ok((b1 + b2, c1.wrapping_add(c2))))
+                    .try_reduce(
+                        || (0, 0),
+                        |(b1, c1), (b2, c2)| Ok((b1 + b2, c1.wrapping_add(c2))),
+                    )
             })?,
         };
         records += take.len() as u64;
@@ -216,12 +240,22 @@ fn read_for(
         checksum = checksum.wrapping_add(c);
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok((Measurement { records, bytes, seconds, passes: records as f64 / keys.len() as f64 }, checksum))
+    Ok((
+        Measurement {
+            records,
+            bytes,
+            seconds,
+            passes: records as f64 / keys.len() as f64,
+        },
+        checksum,
+    ))
 }
 
 /// Bytes of `bands` in the record `key`, or `None` when it lacks one of them.
 fn band_bytes(db: &Database, key: &[u8], bands: &[String]) -> Result<Option<u64>> {
-    let Some((_, tensors)) = db.record(key)? else { return Ok(None) };
+    let Some((_, tensors)) = db.record(key)? else {
+        return Ok(None);
+    };
     let mut total = 0u64;
     for band in bands {
         match tensors.iter().find(|t| &t.name == band) {
@@ -239,19 +273,26 @@ type Layout = (Vec<String>, Option<usize>, (usize, usize));
 fn batch_layout(db: &Database, keys: &[Vec<u8>], options: &BenchOptions) -> Result<Layout> {
     let first_with = |bands: Option<&[String]>| -> Result<Option<Vec<crate::reader::TensorRef>>> {
         for key in keys {
-            let Some((_, tensors)) = db.record(key)? else { continue };
+            let Some((_, tensors)) = db.record(key)? else {
+                continue;
+            };
             match bands {
                 None => return Ok(Some(tensors)),
-                Some(bands) if bands.iter().all(|b| tensors.iter().any(|t| &t.name == b)) => return Ok(Some(tensors)),
+                Some(bands) if bands.iter().all(|b| tensors.iter().any(|t| &t.name == b)) => {
+                    return Ok(Some(tensors))
+                }
                 Some(_) => {}
             }
         }
         Ok(None)
     };
     let tensors = first_with(options.bands.as_deref())?.ok_or_else(|| match &options.bands {
-        Some(bands) => Error::usage(format!("no record of the database has all the bands {}", bands.join(", ")))
-            .at(db.path())
-            .hint("`rico info PATH` lists the bands and their shapes"),
+        Some(bands) => Error::usage(format!(
+            "no record of the database has all the bands {}",
+            bands.join(", ")
+        ))
+        .at(db.path())
+        .hint("`rico info PATH` lists the bands and their shapes"),
         None => Error::usage("the database is empty").at(db.path()),
     })?;
     let bands: Vec<String> = match &options.bands {
@@ -263,12 +304,15 @@ fn batch_layout(db: &Database, keys: &[Vec<u8>], options: &BenchOptions) -> Resu
     }
     let mut shapes = Vec::new();
     for band in &bands {
-        let t = tensors.iter().find(|t| &t.name == band).ok_or_else(|| Error::usage(format!("no band {band}")))?;
+        let t = tensors
+            .iter()
+            .find(|t| &t.name == band)
+            .ok_or_else(|| Error::usage(format!("no band {band}")))?;
         match t.shape.as_slice() {
             [h, w] => shapes.push((*h, *w)),
-            other => {
-                return Err(Error::usage(format!("band {band} has shape {other:?}; batches need 2-D bands; pick others with --bands")))
-            }
+            other => return Err(Error::usage(format!(
+                "band {band} has shape {other:?}; batches need 2-D bands; pick others with --bands"
+            ))),
         }
     }
     if shapes.iter().all(|s| *s == shapes[0]) {
@@ -319,7 +363,10 @@ fn batches_for(
             } else {
                 scanned_without_hit += 1;
                 if scanned_without_hit > keys.len() {
-                    return Err(Error::usage(format!("no record has all the bands {}", spec.bands.join(", "))));
+                    return Err(Error::usage(format!(
+                        "no record has all the bands {}",
+                        spec.bands.join(", ")
+                    )));
                 }
             }
         }
@@ -330,8 +377,21 @@ fn batches_for(
         batches += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let available = eligible.iter().filter(|e| e.is_some_and(|n| n > 0)).count().max(1);
-    Ok((Measurement { records, bytes, seconds, passes: records as f64 / available as f64 }, batches, checksum))
+    let available = eligible
+        .iter()
+        .filter(|e| e.is_some_and(|n| n > 0))
+        .count()
+        .max(1);
+    Ok((
+        Measurement {
+            records,
+            bytes,
+            seconds,
+            passes: records as f64 / available as f64,
+        },
+        batches,
+        checksum,
+    ))
 }
 
 /// Runs the three measurements on `db`.
@@ -347,18 +407,47 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
         return Err(Error::usage("the database is empty: nothing to measure").at(db.path()));
     }
     let threads = crate::thread_count(options.threads);
-    let pool = if threads > 1 { Some(batch::pool(Some(threads))?) } else { None };
+    let pool = if threads > 1 {
+        Some(batch::pool(Some(threads))?)
+    } else {
+        None
+    };
     let (bands, size, shape) = batch_layout(db, &keys, options)?;
-    let spec = BatchSpec { bands: bands.clone(), size, resample: Resample::Nearest, mean: None, std: None };
+    let spec = BatchSpec {
+        bands: bands.clone(),
+        size,
+        resample: Resample::Nearest,
+        mean: None,
+        std: None,
+    };
     spec.validate()?;
 
     let sequential_order: Vec<usize> = (0..keys.len()).collect();
     let random_order = shuffled(keys.len());
-    let (sequential, c1) = read_for(db, &keys, &sequential_order, options.seconds, pool.as_deref())?;
+    let (sequential, c1) = read_for(
+        db,
+        &keys,
+        &sequential_order,
+        options.seconds,
+        pool.as_deref(),
+    )?;
     let (random, c2) = read_for(db, &keys, &random_order, options.seconds, pool.as_deref())?;
-    let (batches, batch_count, c3) =
-        batches_for(db, &keys, &random_order, &spec, shape, options.batch, options.seconds, Some(threads))?;
-    let bytes = db.shards().0.iter().map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len())).sum();
+    let (batches, batch_count, c3) = batches_for(
+        db,
+        &keys,
+        &random_order,
+        &spec,
+        shape,
+        options.batch,
+        options.seconds,
+        Some(threads),
+    )?;
+    let bytes = db
+        .shards()
+        .0
+        .iter()
+        .map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len()))
+        .sum();
     Ok(Report {
         records: keys.len() as u64,
         bytes,
@@ -393,14 +482,22 @@ mod tests {
 
     #[test]
     fn measurement_rates() {
-        let m = Measurement { records: 10, bytes: 2_000_000, seconds: 2.0, passes: 1.0 };
+        let m = Measurement {
+            records: 10,
+            bytes: 2_000_000,
+            seconds: 2.0,
+            passes: 1.0,
+        };
         assert_eq!(m.records_per_second(), 5.0);
         assert_eq!(m.mb_per_second(), 1.0);
     }
 
     #[test]
     fn json_strings_are_escaped() {
-        let report = Report { bands: vec!["B\"1".into()], ..Default::default() };
+        let report = Report {
+            bands: vec!["B\"1".into()],
+            ..Default::default()
+        };
         let text = report.json(std::path::Path::new("a\"b\\c\n"));
         assert!(text.contains(r#""path":"a\"b\\c\n""#), "{text}");
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();

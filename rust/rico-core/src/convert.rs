@@ -55,7 +55,9 @@ pub struct ConvertOptions {
 
 impl ConvertOptions {
     fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -101,10 +103,16 @@ impl Summary {
             self.threads
         );
         if self.already_present > 0 {
-            s.push_str(&format!("; {} records were already present", self.already_present));
+            s.push_str(&format!(
+                "; {} records were already present",
+                self.already_present
+            ));
         }
         if self.skipped > 0 {
-            s.push_str(&format!("; skipped {} invalid patches (see {SKIPPED_REPORT})", self.skipped));
+            s.push_str(&format!(
+                "; skipped {} invalid patches (see {SKIPPED_REPORT})",
+                self.skipped
+            ));
         }
         if let Some(table) = &self.labels_table {
             s.push_str(&format!("; labels in {}", table.display()));
@@ -121,13 +129,19 @@ fn resolve_specs(
 ) -> Result<Vec<(&'static str, PathBuf, spec::Spec)>> {
     let preset = datasets::preset(name)?;
     if sources.is_empty() {
-        return Err(Error::usage(format!("no source directory given; give at least one of {}", preset.flags_list())));
+        return Err(Error::usage(format!(
+            "no source directory given; give at least one of {}",
+            preset.flags_list()
+        )));
     }
     let params = preset.params_from(&options.params)?;
     let mut specs = Vec::new();
     for (flag, root) in sources {
         let option = preset.source(flag).ok_or_else(|| {
-            Error::usage(format!("{name} has no source option {flag:?}; its options are {}", preset.flags_list()))
+            Error::usage(format!(
+                "{name} has no source option {flag:?}; its options are {}",
+                preset.flags_list()
+            ))
         })?;
         specs.push((option.flag, root.clone(), option.spec(&params)?));
     }
@@ -142,8 +156,14 @@ pub fn plan_dataset(
     options: &ConvertOptions,
 ) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
     let specs = resolve_specs(name, sources, options)?;
-    let resolved: Vec<Source<'_>> =
-        specs.iter().map(|(flag, root, spec)| Source { option: flag.to_string(), root: root.clone(), spec }).collect();
+    let resolved: Vec<Source<'_>> = specs
+        .iter()
+        .map(|(flag, root, spec)| Source {
+            option: flag.to_string(),
+            root: root.clone(),
+            spec,
+        })
+        .collect();
     spec::plan_with(&resolved, options.skip_invalid)
 }
 
@@ -186,11 +206,16 @@ fn write_patches(
 ) -> Result<Summary> {
     // Labels were all found while planning (a missing row stops the run before any write);
     // the table goes beside the database once its records are in.
-    let patch_labels: Vec<(String, labels::Labels)> =
-        patches.iter().filter_map(|p| Some((p.key.clone(), p.labels.clone()?))).collect();
+    let patch_labels: Vec<(String, labels::Labels)> = patches
+        .iter()
+        .filter_map(|p| Some((p.key.clone(), p.labels.clone()?)))
+        .collect();
     let (mut summary, skipped) = write(patches, skipped, target, options)?;
     if !patch_labels.is_empty() {
-        let rows = patch_labels.iter().filter(|(key, _)| !skipped.contains(key)).map(|(k, l)| (k.as_str(), l));
+        let rows = patch_labels
+            .iter()
+            .filter(|(key, _)| !skipped.contains(key))
+            .map(|(k, l)| (k.as_str(), l));
         summary.labels_table = Some(labels::write_table(target, rows)?);
     }
     Ok(summary)
@@ -214,11 +239,15 @@ pub fn shard_range(patches: usize, shards: usize, index: usize) -> std::ops::Ran
 
 fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
     if n == 0 || n > 99_999 {
-        return Err(Error::usage(format!("--shards must be between 1 and 99999, not {n}")));
+        return Err(Error::usage(format!(
+            "--shards must be between 1 and 99999, not {n}"
+        )));
     }
     if let Some(i) = index {
         if i >= n {
-            return Err(Error::usage(format!("shard index {i} is not below the number of shards {n}")));
+            return Err(Error::usage(format!(
+                "shard index {i} is not below the number of shards {n}"
+            )));
         }
     }
     Ok(n)
@@ -226,16 +255,22 @@ fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
 
 /// The root of a sharded dataset is new or empty, or (with `resume`) one rico wrote.
 pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
-    let Some(entries) = target_entries(target)? else { return Ok(()) };
+    let Some(entries) = target_entries(target)? else {
+        return Ok(());
+    };
     if entries.is_empty() {
         return Ok(());
     }
     // A run killed while writing the manifest may leave its temporary file.
-    let ours = entries.iter().all(|n| n.starts_with(MANIFEST) || n.starts_with("shard-"));
+    let ours = entries
+        .iter()
+        .all(|n| n.starts_with(MANIFEST) || n.starts_with("shard-"));
     if !ours {
-        return Err(Error::usage("the target directory is not empty and holds no sharded rico dataset")
-            .at(target)
-            .hint("give a new or empty directory for --target-dir"));
+        return Err(Error::usage(
+            "the target directory is not empty and holds no sharded rico dataset",
+        )
+        .at(target)
+        .hint("give a new or empty directory for --target-dir"));
     }
     if !resume {
         return Err(Error::usage("the target already holds a sharded dataset")
@@ -283,7 +318,9 @@ fn convert_shards(
     only: Option<usize>,
     options: &ConvertOptions,
 ) -> Result<Summary> {
-    fs::create_dir_all(target).map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
+    fs::create_dir_all(target).map_err(|e| {
+        Error::output(format!("cannot create the target directory: {e}")).at(target)
+    })?;
     let mut total = Summary::default();
     // Patches dropped while planning (a band missing) have no place in the shard ranges; they
     // are reported once, in the skipped list of shard 0 (every cluster task plans them all).
@@ -313,8 +350,15 @@ fn convert_shards(
             continue;
         }
         // Every shard resumes: a rerun of a task after a lost worker finishes what it began.
-        let shard_options = ConvertOptions { resume: true, ..options.clone() };
-        let shard_skipped = if index == 0 { skipped.take().unwrap_or_default() } else { Vec::new() };
+        let shard_options = ConvertOptions {
+            resume: true,
+            ..options.clone()
+        };
+        let shard_skipped = if index == 0 {
+            skipped.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let summary = write_patches(shard, shard_skipped, &dir, &shard_options)?;
         mark_shard(&dir, index, n)?;
         total.records += summary.records;
@@ -382,19 +426,29 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty() && self.differing.is_empty() && self.unreadable.is_empty()
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.differing.is_empty()
+            && self.unreadable.is_empty()
     }
 
     /// One line per problem, then a summary line.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        for (what, keys) in [("missing", &self.missing), ("extra", &self.extra), ("differing", &self.differing)] {
+        for (what, keys) in [
+            ("missing", &self.missing),
+            ("extra", &self.extra),
+            ("differing", &self.differing),
+        ] {
             for key in keys {
                 s.push_str(&format!("{what}: {key}\n"));
             }
         }
         for (key, reason) in &self.unreadable {
-            s.push_str(&format!("unreadable: {key}: {}\n", reason.replace('\n', " ")));
+            s.push_str(&format!(
+                "unreadable: {key}: {}\n",
+                reason.replace('\n', " ")
+            ));
         }
         s.push_str(&format!(
             "{} of {} records match; {} missing, {} extra, {} differing, {} unreadable in the sources\n",
@@ -406,7 +460,10 @@ impl VerifyReport {
             self.unreadable.len()
         ));
         if self.ok() {
-            return format!("{} records match: the database holds exactly the sources' values\n", self.matching);
+            return format!(
+                "{} records match: the database holds exactly the sources' values\n",
+                self.matching
+            );
         }
         s
     }
@@ -414,9 +471,21 @@ impl VerifyReport {
 
 /// Re-decodes the sources of a conversion and compares them with the database at `target`
 /// (a plain or sharded one), record by record.
-pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, options: &ConvertOptions) -> Result<VerifyReport> {
+pub fn verify_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<VerifyReport> {
     let db = crate::reader::Database::open(target)?;
-    let (patches, planning_skipped) = plan_dataset(name, sources, &ConvertOptions { skip_invalid: true, ..options.clone() })?;
+    let (patches, planning_skipped) = plan_dataset(
+        name,
+        sources,
+        &ConvertOptions {
+            skip_invalid: true,
+            ..options.clone()
+        },
+    )?;
     let threads = crate::thread_count(options.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -426,7 +495,8 @@ pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, 
     let bar = ProgressBar::new(patches.len() as u64, options.progress);
     let mut done = 0u64;
     for chunk in patches.chunks(64) {
-        let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
+        let results: Vec<Result<Record>> =
+            pool.install(|| chunk.par_iter().map(build_record).collect());
         for (patch, result) in chunk.iter().zip(results) {
             report.checked += 1;
             let record = match result {
@@ -449,8 +519,11 @@ pub fn verify_dataset(name: &str, sources: &[(String, PathBuf)], target: &Path, 
     bar.finish();
     report.checked += planning_skipped.len() as u64;
     report.unreadable.extend(planning_skipped);
-    let expected: HashSet<&[u8]> =
-        patches.iter().map(|p| p.key.as_bytes()).chain(report.unreadable.iter().map(|(k, _)| k.as_bytes())).collect();
+    let expected: HashSet<&[u8]> = patches
+        .iter()
+        .map(|p| p.key.as_bytes())
+        .chain(report.unreadable.iter().map(|(k, _)| k.as_bytes()))
+        .collect();
     db.for_each(|k, _| {
         if !expected.contains(k) {
             report.extra.push(String::from_utf8_lossy(k).into_owned());
@@ -466,7 +539,9 @@ fn target_entries(target: &Path) -> Result<Option<Vec<String>>> {
     match fs::metadata(target) {
         Err(_) => return Ok(None),
         Ok(m) if !m.is_dir() => {
-            return Err(Error::usage("the target exists and is not a directory").at(target).hint("give a new directory for --target-dir"))
+            return Err(Error::usage("the target exists and is not a directory")
+                .at(target)
+                .hint("give a new directory for --target-dir"))
         }
         Ok(_) => {}
     }
@@ -480,7 +555,9 @@ fn target_entries(target: &Path) -> Result<Option<Vec<String>>> {
 
 /// A target is a new or empty directory, or (with `resume`) an LMDB directory.
 fn check_target(target: &Path, resume: bool) -> Result<()> {
-    let Some(entries) = target_entries(target)? else { return Ok(()) };
+    let Some(entries) = target_entries(target)? else {
+        return Ok(());
+    };
     let is_lmdb = entries.iter().any(|n| n == "data.mdb");
     if !is_lmdb && !entries.is_empty() {
         return Err(Error::usage("the target directory is not empty and holds no LMDB database (no data.mdb)")
@@ -520,7 +597,9 @@ fn build_record(patch: &Patch) -> Result<Record> {
     for file in &patch.files {
         let path = file.path();
         let bytes = fs::read(&path).map_err(|e| {
-            Error::data(format!("cannot read file: {e}")).at(&path).hint("check that the file exists and is readable by this user")
+            Error::data(format!("cannot read file: {e}"))
+                .at(&path)
+                .hint("check that the file exists and is readable by this user")
         })?;
         source_bytes += bytes.len() as u64;
         let raster = rico_raster::decode(&bytes).map_err(|e| Error::from(e.with_path(&path)))?;
@@ -530,7 +609,12 @@ fn build_record(patch: &Patch) -> Result<Record> {
     for (file, raster) in patch.files.iter().zip(&rasters) {
         let info = raster.info;
         let shape = [info.height, info.width];
-        let band = |name: String, i: usize| Band { name, dtype: info.dtype, shape, bytes: Cow::Borrowed(raster.band(i)) };
+        let band = |name: String, i: usize| Band {
+            name,
+            dtype: info.dtype,
+            shape,
+            bytes: Cow::Borrowed(raster.band(i)),
+        };
         match &file.bands {
             FileBands::One(name) => {
                 if info.bands != 1 {
@@ -560,7 +644,12 @@ fn build_record(patch: &Patch) -> Result<Record> {
         }
     }
     let value = record::encode(&patch.key, &bands)?;
-    Ok(Record { key: patch.key.clone(), value, files: patch.files.len() as u64, source_bytes })
+    Ok(Record {
+        key: patch.key.clone(),
+        value,
+        files: patch.files.len() as u64,
+        source_bytes,
+    })
 }
 
 /// Writes the records of `patches` into `target` in order; returns the summary and the keys
@@ -571,14 +660,18 @@ fn write(
     target: &Path,
     options: &ConvertOptions,
 ) -> Result<(Summary, HashSet<String>)> {
-    fs::create_dir_all(target)
-        .map_err(|e| Error::output(format!("cannot create the target directory: {e}")).at(target))?;
-    let env = Env::open_writable(target, INITIAL_MAP_SIZE).map_err(|e| lmdb_error(target, "cannot open the database", e))?;
+    fs::create_dir_all(target).map_err(|e| {
+        Error::output(format!("cannot create the target directory: {e}")).at(target)
+    })?;
+    let env = Env::open_writable(target, INITIAL_MAP_SIZE)
+        .map_err(|e| lmdb_error(target, "cannot open the database", e))?;
     let mut summary = Summary::default();
 
     // With resume, leave out what is already there (committed transactions are whole).
     let patches = if options.resume {
-        let txn = env.begin_read().map_err(|e| lmdb_error(target, "cannot read the database", e))?;
+        let txn = env
+            .begin_read()
+            .map_err(|e| lmdb_error(target, "cannot read the database", e))?;
         let mut todo = Vec::with_capacity(patches.len());
         for patch in patches {
             match txn.get(patch.key.as_bytes()) {
@@ -616,12 +709,18 @@ fn write(
             let (chunk, tail) = rest.split_at(chunk_len.min(rest.len()));
             rest = tail;
             if options.cancelled() {
-                let interrupted = Error::output("interrupted").at(target).hint("run the same command again with --resume (resume=True) to finish it");
+                let interrupted = Error::output("interrupted")
+                    .at(target)
+                    .hint("run the same command again with --resume (resume=True) to finish it");
                 let _ = sender.send(vec![Err(interrupted)]);
                 break;
             }
-            let results: Vec<Result<Record>> = pool.install(|| chunk.par_iter().map(build_record).collect());
-            let bytes: usize = results.iter().map(|r| r.as_ref().map_or(0, |r| r.value.len())).sum();
+            let results: Vec<Result<Record>> =
+                pool.install(|| chunk.par_iter().map(build_record).collect());
+            let bytes: usize = results
+                .iter()
+                .map(|r| r.as_ref().map_or(0, |r| r.value.len()))
+                .sum();
             let per_record = (bytes / results.len().max(1)).max(1);
             chunk_len = (CHUNK_BYTES / per_record).clamp(threads.min(max_chunk), max_chunk);
             let mut batch = Vec::with_capacity(results.len());
@@ -648,7 +747,9 @@ fn write(
             }
         }
         drop(sender);
-        writer.join().unwrap_or_else(|_| Err(Error::output("the writer thread panicked")))
+        writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::output("the writer thread panicked")))
     });
     bar.finish();
     let written = write_result?;
@@ -663,7 +764,8 @@ fn write(
     if let Some(e) = written.error {
         return Err(e);
     }
-    env.sync().map_err(|e| lmdb_error(target, "cannot flush the database to disk", e))?;
+    env.sync()
+        .map_err(|e| lmdb_error(target, "cannot flush the database to disk", e))?;
     Ok((summary, skipped.into_iter().map(|(key, _)| key).collect()))
 }
 
@@ -676,7 +778,9 @@ fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<(
     }
     fs::File::create(&path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| Error::output(format!("cannot write the report of skipped patches: {e}")).at(&path))
+        .map_err(|e| {
+            Error::output(format!("cannot write the report of skipped patches: {e}")).at(&path)
+        })
 }
 
 #[derive(Default)]
@@ -701,8 +805,11 @@ fn write_records(
     let mut pending: Vec<Record> = Vec::new();
     let mut pending_bytes = 0usize;
     let mut last_key = {
-        let txn = env.begin_write().map_err(|e| lmdb_error(target, "cannot start a transaction", e))?;
-        txn.last_key().map_err(|e| lmdb_error(target, "cannot read the database", e))?
+        let txn = env
+            .begin_write()
+            .map_err(|e| lmdb_error(target, "cannot start a transaction", e))?;
+        txn.last_key()
+            .map_err(|e| lmdb_error(target, "cannot read the database", e))?
     };
     let mut done = 0u64;
     for batch in receiver {
@@ -748,7 +855,9 @@ fn commit(
                 break;
             }
             Err(TxnError::Lmdb(e)) if e.is_map_full() => {
-                let info = env.info().map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
+                let info = env
+                    .info()
+                    .map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
                 let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
                 // SAFETY: the writer thread is the only user of this environment while it writes,
                 // and it holds no transaction here (the failed one was dropped).
@@ -763,7 +872,7 @@ fn commit(
                     "record {key:?} appeared in the database while this run was writing it"
                 ))
                 .at(target)
-                .hint("another conversion is writing into the same --target-dir; run one at a time, then finish with --resume"))
+                .hint("another conversion is writing into the same --target-dir; run one at a time, then finish with --resume"));
             }
         }
     }
@@ -774,7 +883,10 @@ fn commit(
         written.record_bytes += record.value.len() as u64;
         // The greatest key in the database, not the last one put: source order is not key order
         // across sources (maps after S2 patches), and appending needs the true maximum.
-        if last_key.as_deref().is_none_or(|l| record.key.as_bytes() > l) {
+        if last_key
+            .as_deref()
+            .is_none_or(|l| record.key.as_bytes() > l)
+        {
             *last_key = Some(record.key.into_bytes());
         }
     }
@@ -786,14 +898,22 @@ enum TxnError {
     Duplicate(String),
 }
 
-fn try_commit(env: &Env, pending: &[Record], last_key: Option<&[u8]>) -> std::result::Result<(), TxnError> {
+fn try_commit(
+    env: &Env,
+    pending: &[Record],
+    last_key: Option<&[u8]>,
+) -> std::result::Result<(), TxnError> {
     let mut txn = env.begin_write().map_err(TxnError::Lmdb)?;
     let mut last = last_key;
     for record in pending {
         let key = record.key.as_bytes();
         // Appending is LMDB's fast bulk load; it needs keys in increasing order, which sorted
         // source paths usually give. Otherwise an ordinary insert that refuses to overwrite.
-        let mode = if last.is_none_or(|l| key > l) { PutMode::Append } else { PutMode::NoOverwrite };
+        let mode = if last.is_none_or(|l| key > l) {
+            PutMode::Append
+        } else {
+            PutMode::NoOverwrite
+        };
         txn.put(key, &record.value, mode).map_err(|e| {
             if e.is_key_exist() {
                 TxnError::Duplicate(record.key.clone())
@@ -804,7 +924,6 @@ fn try_commit(env: &Env, pending: &[Record], last_key: Option<&[u8]>) -> std::re
         if last.is_none_or(|l| key > l) {
             last = Some(key);
         }
-
     }
     txn.commit().map_err(TxnError::Lmdb)
 }

@@ -91,16 +91,25 @@ impl Preset {
                 let known = if self.params.is_empty() {
                     "it takes none".to_string()
                 } else {
-                    format!("its value options are {}", or_list(self.params.iter().map(|p| p.flag)))
+                    format!(
+                        "its value options are {}",
+                        or_list(self.params.iter().map(|p| p.flag))
+                    )
                 };
-                Error::usage(format!("{} has no value option {flag:?}; {known}", self.name))
+                Error::usage(format!(
+                    "{} has no value option {flag:?}; {known}",
+                    self.name
+                ))
             })?;
             params.values.insert(option.flag.to_string(), value.clone());
         }
         for option in self.params.iter().filter(|p| p.required) {
             if params.get(option.flag).is_none() {
-                return Err(Error::usage(format!("{} needs --{} {}", self.name, option.flag, option.value_name))
-                    .hint(option.help));
+                return Err(Error::usage(format!(
+                    "{} needs --{} {}",
+                    self.name, option.flag, option.value_name
+                ))
+                .hint(option.help));
             }
         }
         Ok(params)
@@ -125,15 +134,19 @@ fn numbered() -> BandRule {
 }
 
 /// Sentinel-2 L2A band names in BigEarthNet's order.
-pub const S2_BANDS: [&str; 12] = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"];
+pub const S2_BANDS: [&str; 12] = [
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+];
 
 /// EuroSAT's 13 bands in file order (band 13 is B08A).
-pub const EUROSAT_BANDS: [&str; 13] =
-    ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B08A"];
+pub const EUROSAT_BANDS: [&str; 13] = [
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B08A",
+];
 
 /// SSL4EO-S12's Sentinel-2 L1C band files (L2A has the same without B10).
-pub const SSL4EO_L1C_BANDS: [&str; 13] =
-    ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"];
+pub const SSL4EO_L1C_BANDS: [&str; 13] = [
+    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
+];
 
 /// The extensions the generic image-folder mode converts (any case).
 pub const IMAGE_EXTENSIONS: &str = "tif|tiff|jpg|jpeg|png";
@@ -190,8 +203,22 @@ fn bigearthnet() -> Preset {
 }
 
 /// A dataset read from one `--dataset-dir` with no value options.
-fn single_dir(name: &'static str, about: &'static str, help: &'static str, build: fn(&Params) -> Result<Spec>) -> Preset {
-    Preset { name, about, sources: vec![SourceOption { flag: DATASET_DIR, help, build }], params: Vec::new() }
+fn single_dir(
+    name: &'static str,
+    about: &'static str,
+    help: &'static str,
+    build: fn(&Params) -> Result<Spec>,
+) -> Preset {
+    Preset {
+        name,
+        about,
+        sources: vec![SourceOption {
+            flag: DATASET_DIR,
+            help,
+            build,
+        }],
+        params: Vec::new(),
+    }
 }
 
 fn hyspecnet_11k() -> Preset {
@@ -232,7 +259,12 @@ fn eurosat_multi_spectral() -> Preset {
         "EuroSAT multi-spectral: 13-band Sentinel-2 patches B01..B12, B08A",
         "EuroSAT_MS root: images <class>/<class>_<n>.tif, at any depth",
         |_| {
-            Spec::new(r"(?:^|/)(?P<key>[^/]*\d+)\.tif$", "{key}", names(&EUROSAT_BANDS), "13-band images named <class>_<n>.tif")
+            Spec::new(
+                r"(?:^|/)(?P<key>[^/]*\d+)\.tif$",
+                "{key}",
+                names(&EUROSAT_BANDS),
+                "13-band images named <class>_<n>.tif",
+            )
         },
     )
 }
@@ -317,7 +349,14 @@ fn hydro() -> Preset {
         "hydro",
         "Hydro: 12-band Sentinel-2 patches B01..B12 (B8A, no B10)",
         "Hydro root: files patch_<n>.tif, at any depth",
-        |_| Spec::new(r"(?:^|/)(?P<key>patch_\d+)\.tif$", "{key}", names(&S2_BANDS), "12-band files named patch_<n>.tif"),
+        |_| {
+            Spec::new(
+                r"(?:^|/)(?P<key>patch_\d+)\.tif$",
+                "{key}",
+                names(&S2_BANDS),
+                "12-band files named patch_<n>.tif",
+            )
+        },
     )
 }
 
@@ -355,7 +394,8 @@ fn mlrsnet() -> Preset {
 }
 
 fn builtin_regex(pattern: &str) -> Result<Regex> {
-    Regex::new(pattern).map_err(|e| Error::usage(format!("built-in pattern {pattern:?} is invalid: {e}")))
+    Regex::new(pattern)
+        .map_err(|e| Error::usage(format!("built-in pattern {pattern:?} is invalid: {e}")))
 }
 
 fn image_folder() -> Preset {
@@ -390,19 +430,35 @@ const MAX_KEY_PARENTS: usize = 32;
 fn image_folder_spec(params: &Params) -> Result<Spec> {
     let parents = match params.get("key-parents") {
         None => 0,
-        Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n <= MAX_KEY_PARENTS).ok_or_else(|| {
-            Error::usage(format!("--key-parents must be a whole number from 0 to {MAX_KEY_PARENTS}, not {v:?}"))
-        })?,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_KEY_PARENTS)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--key-parents must be a whole number from 0 to {MAX_KEY_PARENTS}, not {v:?}"
+                ))
+            })?,
     };
     let bands = match params.get("band-names") {
         None => numbered(),
         Some(list) => {
             let band_names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
             if band_names.iter().any(String::is_empty) {
-                return Err(Error::usage(format!("--band-names {list:?} has an empty name; give e.g. Red,Green,Blue")));
+                return Err(Error::usage(format!(
+                    "--band-names {list:?} has an empty name; give e.g. Red,Green,Blue"
+                )));
             }
-            if let Some(dup) = band_names.iter().enumerate().find(|(i, n)| band_names[..*i].contains(n)) {
-                return Err(Error::usage(format!("--band-names {list:?} names band {:?} twice", dup.1)));
+            if let Some(dup) = band_names
+                .iter()
+                .enumerate()
+                .find(|(i, n)| band_names[..*i].contains(n))
+            {
+                return Err(Error::usage(format!(
+                    "--band-names {list:?} names band {:?} twice",
+                    dup.1
+                )));
             }
             BandRule::Names(band_names)
         }
@@ -412,9 +468,15 @@ fn image_folder_spec(params: &Params) -> Result<Spec> {
     // that distinct paths always give distinct keys.
     let ext = format!(r"\.(?i:{IMAGE_EXTENSIONS})$");
     let (pattern, key) = match parents {
-        0 => (format!(r"(?:^|/)(?P<class>[^/]+)/(?P<stem>[^/]+){ext}"), "{stem}"),
+        0 => (
+            format!(r"(?:^|/)(?P<class>[^/]+)/(?P<stem>[^/]+){ext}"),
+            "{stem}",
+        ),
         n => (
-            format!(r"(?:^|/)(?P<parents>(?:[^/]+/){{0,{}}})(?P<class>[^/]+)/(?P<stem>[^/]+){ext}", n - 1),
+            format!(
+                r"(?:^|/)(?P<parents>(?:[^/]+/){{0,{}}})(?P<class>[^/]+)/(?P<stem>[^/]+){ext}",
+                n - 1
+            ),
             "{parents}{class}/{stem}",
         ),
     };
@@ -431,7 +493,8 @@ fn bands() -> Preset {
         about: "Any archive with one file per band, grouped by a regular expression",
         sources: vec![SourceOption {
             flag: DATASET_DIR,
-            help: "Root of the archive; --pattern is matched against each file's path relative to it",
+            help:
+                "Root of the archive; --pattern is matched against each file's path relative to it",
             build: bands_spec,
         }],
         params: vec![ParamOption {
@@ -444,15 +507,27 @@ fn bands() -> Preset {
 }
 
 fn bands_spec(params: &Params) -> Result<Spec> {
-    let pattern = params.get("pattern").ok_or_else(|| Error::usage("bands needs --pattern REGEX"))?;
-    let re = Regex::new(pattern).map_err(|e| Error::usage(format!("--pattern {pattern:?} is not a valid regular expression: {e}")))?;
+    let pattern = params
+        .get("pattern")
+        .ok_or_else(|| Error::usage("bands needs --pattern REGEX"))?;
+    let re = Regex::new(pattern).map_err(|e| {
+        Error::usage(format!(
+            "--pattern {pattern:?} is not a valid regular expression: {e}"
+        ))
+    })?;
     for group in ["key", "band"] {
         if re.capture_names().flatten().all(|n| n != group) {
             return Err(Error::usage(format!("--pattern {pattern:?} has no named group `{group}`"))
                 .hint(r"name the groups with (?P<key>...) and (?P<band>...), e.g. '(?P<key>[^/]+)_(?P<band>B\d+A?)\.tif$'"));
         }
     }
-    Ok(Spec::new(pattern, "{key}", BandRule::FromPath, &format!("files whose path matches --pattern {pattern:?}"))?.uniform_bands())
+    Ok(Spec::new(
+        pattern,
+        "{key}",
+        BandRule::FromPath,
+        &format!("files whose path matches --pattern {pattern:?}"),
+    )?
+    .uniform_bands())
 }
 
 /// Every dataset rico converts by name, in the order `rico --help` lists them.
@@ -474,10 +549,16 @@ pub fn presets() -> Vec<Preset> {
 
 /// The preset called `name`, or a usage error listing the known ones.
 pub fn preset(name: &str) -> Result<Preset> {
-    presets().into_iter().find(|p| p.name == name).ok_or_else(|| {
-        let known: Vec<&str> = presets().iter().map(|p| p.name).collect();
-        Error::usage(format!("unknown dataset {name:?}; rico converts: {}", known.join(", ")))
-    })
+    presets()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = presets().iter().map(|p| p.name).collect();
+            Error::usage(format!(
+                "unknown dataset {name:?}; rico converts: {}",
+                known.join(", ")
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -485,7 +566,12 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        Params { values: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        Params {
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 
     fn spec_of(name: &str, flag: &str, p: &Params) -> Spec {
@@ -495,7 +581,10 @@ mod tests {
     /// The key and band the spec gives `rel`, or None when the file is not image data.
     fn key_of(spec: &Spec, root: &str, rel: &str) -> Option<(String, Option<String>)> {
         let caps = spec.pattern.captures(rel)?;
-        Some((spec.key.render(root, &caps), caps.name("band").map(|m| m.as_str().to_string())))
+        Some((
+            spec.key.render(root, &caps),
+            caps.name("band").map(|m| m.as_str().to_string()),
+        ))
     }
 
     #[test]
@@ -503,11 +592,16 @@ mod tests {
         let all = presets();
         let with = params(&[("pattern", r"(?P<key>.+)_(?P<band>B\d+)\.tif$")]);
         for (i, p) in all.iter().enumerate() {
-            assert!(all[..i].iter().all(|q| q.name != p.name), "duplicate preset {}", p.name);
+            assert!(
+                all[..i].iter().all(|q| q.name != p.name),
+                "duplicate preset {}",
+                p.name
+            );
             assert!(!p.sources.is_empty());
             for s in &p.sources {
                 assert!(s.flag.ends_with("-dir"), "{}", s.flag);
-                s.spec(&with).unwrap_or_else(|e| panic!("{} --{}: {e}", p.name, s.flag));
+                s.spec(&with)
+                    .unwrap_or_else(|e| panic!("{} --{}: {e}", p.name, s.flag));
             }
             for q in &p.params {
                 assert!(!q.flag.ends_with("-dir"), "{}", q.flag);
@@ -521,20 +615,50 @@ mod tests {
         let s2 = spec_of("bigearthnet", "bigearthnet_s2_dir", &Params::default());
         let v2 = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP/S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43/S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43_B8A.tif";
         let caps = s2.pattern.captures(v2).unwrap();
-        assert_eq!(&caps["key"], "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43");
+        assert_eq!(
+            &caps["key"],
+            "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
+        );
         assert_eq!(&caps["band"], "B8A");
         let v1 = "S2B_MSIL2A_20180204T94160_0_1/S2B_MSIL2A_20180204T94160_0_1_B01.tif";
-        assert_eq!(&s2.pattern.captures(v1).unwrap()["key"], "S2B_MSIL2A_20180204T94160_0_1");
-        assert!(s2.pattern.captures("S2B_MSIL2A_20180204T94160_0_1/S2B_MSIL2A_20180204T94160_0_1_labels_metadata.json").is_none());
-        assert!(s2.pattern.captures("S2B_MSIL2A_20180204T94160_0_1/S2B_MSIL2A_20180204T94160_0_1_B10.tif").is_none());
+        assert_eq!(
+            &s2.pattern.captures(v1).unwrap()["key"],
+            "S2B_MSIL2A_20180204T94160_0_1"
+        );
+        assert!(s2
+            .pattern
+            .captures(
+                "S2B_MSIL2A_20180204T94160_0_1/S2B_MSIL2A_20180204T94160_0_1_labels_metadata.json"
+            )
+            .is_none());
+        assert!(s2
+            .pattern
+            .captures("S2B_MSIL2A_20180204T94160_0_1/S2B_MSIL2A_20180204T94160_0_1_B10.tif")
+            .is_none());
     }
 
     #[test]
     fn ssl4eo_keys_carry_the_root_and_patches_sit_two_levels_down() {
         let l1c = spec_of("ssl4eo-s12", "s2-l1c-dir", &Params::default());
-        let got = key_of(&l1c, "s2c", "0000200/20200604T054639_20200604T054831_T43RCP/B10.tif").unwrap();
-        assert_eq!(got, ("s2c_0000200_20200604T054639_20200604T054831_T43RCP".into(), Some("B10".into())));
-        assert!(key_of(&l1c, "s2c", "0000200/20200604T054639_20200604T054831_T43RCP/metadata.json").is_none());
+        let got = key_of(
+            &l1c,
+            "s2c",
+            "0000200/20200604T054639_20200604T054831_T43RCP/B10.tif",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            (
+                "s2c_0000200_20200604T054639_20200604T054831_T43RCP".into(),
+                Some("B10".into())
+            )
+        );
+        assert!(key_of(
+            &l1c,
+            "s2c",
+            "0000200/20200604T054639_20200604T054831_T43RCP/metadata.json"
+        )
+        .is_none());
         assert!(key_of(&l1c, "s2c", "extra/0000200/20200604T054639/B1.tif").is_none());
         let l2a = spec_of("ssl4eo-s12", "s2-l2a-dir", &Params::default());
         assert!(key_of(&l2a, "s2a", "0000200/x/B10.tif").is_none());
@@ -547,13 +671,24 @@ mod tests {
         let s2 = spec_of("major-tom-core", "s2-dir", &Params::default());
         let rel = "0U/0U_199R/S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419/B8A.tif";
         let (key, band) = key_of(&s2, "S2L2A", rel).unwrap();
-        assert_eq!(key, "0U_199R_S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419");
+        assert_eq!(
+            key,
+            "0U_199R_S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419"
+        );
         assert_eq!(band.as_deref(), Some("B8A"));
         assert!(key_of(&s2, "S2L2A", &rel.replace("B8A.tif", "cloud_mask.tif")).is_none());
         assert!(key_of(&s2, "S2L2A", &rel.replace("B8A.tif", "thumbnail.png")).is_none());
         let s1 = spec_of("major-tom-core", "s1-dir", &Params::default());
-        let (key, band) = key_of(&s1, "S1RTC", "1U/1U_2R/S1A_IW_GRDH_1SDV_20200101T000000_rtc/vh.tif").unwrap();
-        assert_eq!((key.as_str(), band.as_deref()), ("1U_2R_S1A_IW_GRDH_1SDV_20200101T000000_rtc", Some("vh")));
+        let (key, band) = key_of(
+            &s1,
+            "S1RTC",
+            "1U/1U_2R/S1A_IW_GRDH_1SDV_20200101T000000_rtc/vh.tif",
+        )
+        .unwrap();
+        assert_eq!(
+            (key.as_str(), band.as_deref()),
+            ("1U_2R_S1A_IW_GRDH_1SDV_20200101T000000_rtc", Some("vh"))
+        );
     }
 
     #[test]
@@ -562,22 +697,43 @@ mod tests {
         let cases = [
             ("uc-merced", "Images/forest/forest10.tif", Some("forest10")),
             ("uc-merced", "Images/forest/notes.tif", None),
-            ("eurosat-multi-spectral", "AnnualCrop/AnnualCrop_1.tif", Some("AnnualCrop_1")),
+            (
+                "eurosat-multi-spectral",
+                "AnnualCrop/AnnualCrop_1.tif",
+                Some("AnnualCrop_1"),
+            ),
             ("hydro", "patch_100.tif", Some("patch_100")),
             ("hydro", "sub/patch_7.tif", Some("patch_7")),
-            ("spectral-earth-enmap", "1234/00017.tif", Some("1234_00017.tif")),
+            (
+                "spectral-earth-enmap",
+                "1234/00017.tif",
+                Some("1234_00017.tif"),
+            ),
             ("spectral-earth-enmap", "a/1234/00017.tif", None),
             ("spectral-earth-enmap", "00017.tif", None),
-            ("mlrsnet", "Images/airplane/airplane_00001.jpg", Some("airplane_00001")),
+            (
+                "mlrsnet",
+                "Images/airplane/airplane_00001.jpg",
+                Some("airplane_00001"),
+            ),
             ("mlrsnet", "labels/airplane.csv", None),
         ];
         for (name, rel, want) in cases {
             let spec = spec_of(name, "dataset-dir", &p);
-            assert_eq!(key_of(&spec, "root", rel).map(|k| k.0).as_deref(), want, "{name} {rel}");
+            assert_eq!(
+                key_of(&spec, "root", rel).map(|k| k.0).as_deref(),
+                want,
+                "{name} {rel}"
+            );
         }
         let hsn = spec_of("hyspecnet-11k", "dataset-dir", &p);
         let dir = "ENMAP01-____L2A-DT0000004950_20221103T162438Z_001_V010110_20221118T145147Z-Y01460273_X03110438";
-        assert_eq!(key_of(&hsn, "r", &format!("{dir}/{dir}-SPECTRAL_IMAGE.TIF")).unwrap().0, dir);
+        assert_eq!(
+            key_of(&hsn, "r", &format!("{dir}/{dir}-SPECTRAL_IMAGE.TIF"))
+                .unwrap()
+                .0,
+            dir
+        );
         assert!(key_of(&hsn, "r", &format!("{dir}/{dir}-QL_SWIR.TIF")).is_none());
         assert!(key_of(&hsn, "r", &format!("{dir}/{dir}-THUMBNAIL.jpg")).is_none());
     }
@@ -586,20 +742,44 @@ mod tests {
     fn image_folder_keys_classes_and_parents() {
         let plain = spec_of("image-folder", "dataset-dir", &Params::default());
         let caps = plain.pattern.captures("train/forest/forest10.JPG").unwrap();
-        assert_eq!((&caps["class"], plain.key.render("r", &caps).as_str()), ("forest", "forest10"));
+        assert_eq!(
+            (&caps["class"], plain.key.render("r", &caps).as_str()),
+            ("forest", "forest10")
+        );
         assert!(plain.pattern.captures("top.jpg").is_none());
         assert!(plain.pattern.captures("forest/readme.txt").is_none());
         assert!(matches!(plain.bands, BandRule::Numbered(_)));
-        let two = spec_of("image-folder", "dataset-dir", &params(&[("key-parents", "2")]));
+        let two = spec_of(
+            "image-folder",
+            "dataset-dir",
+            &params(&[("key-parents", "2")]),
+        );
         let render = |rel: &str| two.key.render("r", &two.pattern.captures(rel).unwrap());
         assert_eq!(render("a/b/train/forest/x.png"), "train/forest/x");
         assert_eq!(render("forest/x.tiff"), "forest/x");
-        let one = spec_of("image-folder", "dataset-dir", &params(&[("key-parents", "1")]));
-        assert_eq!(one.key.render("r", &one.pattern.captures("a/forest/x.jpeg").unwrap()), "forest/x");
-        let named = spec_of("image-folder", "dataset-dir", &params(&[("band-names", "R, G,B")]));
+        let one = spec_of(
+            "image-folder",
+            "dataset-dir",
+            &params(&[("key-parents", "1")]),
+        );
+        assert_eq!(
+            one.key
+                .render("r", &one.pattern.captures("a/forest/x.jpeg").unwrap()),
+            "forest/x"
+        );
+        let named = spec_of(
+            "image-folder",
+            "dataset-dir",
+            &params(&[("band-names", "R, G,B")]),
+        );
         assert!(matches!(&named.bands, BandRule::Names(n) if n == &["R", "G", "B"]));
         let p = preset("image-folder").unwrap();
-        for bad in [("key-parents", "-1"), ("key-parents", "x"), ("band-names", "R,,B"), ("band-names", "R,R")] {
+        for bad in [
+            ("key-parents", "-1"),
+            ("key-parents", "x"),
+            ("band-names", "R,,B"),
+            ("band-names", "R,R"),
+        ] {
             let err = p.sources[0].spec(&params(&[bad])).err().unwrap();
             assert!(err.message.contains(bad.0), "{}", err.message);
         }
@@ -608,16 +788,45 @@ mod tests {
     #[test]
     fn bands_pattern_is_checked_and_names_the_option() {
         let p = preset("bands").unwrap();
-        let ok = p.sources[0].spec(&params(&[("pattern", r"(?P<key>[^/]+)_(?P<band>B\d+A?)\.tif$")])).unwrap();
-        assert_eq!(key_of(&ok, "r", "s2/ROIs1158_spring_s2_1_p30_B8A.tif").unwrap(), ("ROIs1158_spring_s2_1_p30".into(), Some("B8A".into())));
+        let ok = p.sources[0]
+            .spec(&params(&[(
+                "pattern",
+                r"(?P<key>[^/]+)_(?P<band>B\d+A?)\.tif$",
+            )]))
+            .unwrap();
+        assert_eq!(
+            key_of(&ok, "r", "s2/ROIs1158_spring_s2_1_p30_B8A.tif").unwrap(),
+            ("ROIs1158_spring_s2_1_p30".into(), Some("B8A".into()))
+        );
         assert!(ok.uniform_bands);
         for bad in [r"(?P<key>.+", r"(?P<key>.+)\.tif", r"(?P<band>.+)\.tif"] {
-            let err = p.sources[0].spec(&params(&[("pattern", bad)])).err().unwrap();
+            let err = p.sources[0]
+                .spec(&params(&[("pattern", bad)]))
+                .err()
+                .unwrap();
             assert!(err.message.contains("--pattern"), "{}", err.message);
         }
-        assert!(p.params_from(&[]).unwrap_err().message.contains("--pattern"));
-        assert!(p.params_from(&[("nope".into(), "1".into())]).unwrap_err().message.contains("--pattern"));
-        assert_eq!(p.params_from(&[("pattern".into(), "x".into())]).unwrap().get("pattern"), Some("x"));
-        assert!(preset("hydro").unwrap().params_from(&[("pattern".into(), "x".into())]).unwrap_err().message.contains("takes none"));
+        assert!(p
+            .params_from(&[])
+            .unwrap_err()
+            .message
+            .contains("--pattern"));
+        assert!(p
+            .params_from(&[("nope".into(), "1".into())])
+            .unwrap_err()
+            .message
+            .contains("--pattern"));
+        assert_eq!(
+            p.params_from(&[("pattern".into(), "x".into())])
+                .unwrap()
+                .get("pattern"),
+            Some("x")
+        );
+        assert!(preset("hydro")
+            .unwrap()
+            .params_from(&[("pattern".into(), "x".into())])
+            .unwrap_err()
+            .message
+            .contains("takes none"));
     }
 }

@@ -38,7 +38,12 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), path: None, hint: None }
+        Error {
+            kind,
+            message: message.into(),
+            path: None,
+            hint: None,
+        }
     }
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Usage, message)
@@ -84,7 +89,12 @@ impl From<rico_raster::RasterError> for Error {
             K::Corrupt => "the file is truncated or damaged; re-download it (or pass --skip-invalid to leave its patch out)",
             K::TooLarge => "the file's header claims sizes beyond rico's safety limits; it is most likely damaged",
         };
-        Error { kind: ErrorKind::Data, message: e.message, path: e.path, hint: Some(hint.to_string()) }
+        Error {
+            kind: ErrorKind::Data,
+            message: e.message,
+            path: e.path,
+            hint: Some(hint.to_string()),
+        }
     }
 }
 

@@ -58,7 +58,10 @@ pub struct Labels {
 impl Labels {
     /// One label that applies.
     pub fn one(name: &str) -> Labels {
-        Labels { names: vec![name.to_string()].into(), values: vec![true] }
+        Labels {
+            names: vec![name.to_string()].into(),
+            values: vec![true],
+        }
     }
 }
 
@@ -73,20 +76,34 @@ pub struct TableRows {
 impl TableRows {
     /// Reads every table: `files` are the tables' paths, in sorted order.
     pub fn read(files: &[PathBuf]) -> Result<TableRows> {
-        let mut out = TableRows { names: Arc::from(Vec::new()), rows: HashMap::new(), tables: Vec::new() };
+        let mut out = TableRows {
+            names: Arc::from(Vec::new()),
+            rows: HashMap::new(),
+            tables: Vec::new(),
+        };
         for (index, path) in files.iter().enumerate() {
             let text = fs::read(path)
                 .map_err(|e| Error::data(format!("cannot read the labels table: {e}")).at(path))?;
             let text = String::from_utf8(text)
                 .map_err(|_| Error::data("the labels table is not UTF-8 text").at(path))?;
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-            let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+            let mut lines = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty());
             let Some((_, header)) = lines.next() else {
-                return Err(Error::data("the labels table is empty; expected a header `image,<label>,...`").at(path));
+                return Err(Error::data(
+                    "the labels table is empty; expected a header `image,<label>,...`",
+                )
+                .at(path));
             };
-            let header = split_csv_line(header).map_err(|e| Error::data(format!("line 1: {e}")).at(path))?;
+            let header =
+                split_csv_line(header).map_err(|e| Error::data(format!("line 1: {e}")).at(path))?;
             if header.len() < 2 {
-                return Err(Error::data("the labels table's header has no label column; expected `image,<label>,...`").at(path));
+                return Err(Error::data(
+                    "the labels table's header has no label column; expected `image,<label>,...`",
+                )
+                .at(path));
             }
             let names: Vec<String> = header[1..].iter().map(|n| n.trim().to_string()).collect();
             if index == 0 {
@@ -97,11 +114,14 @@ impl TableRows {
                     out.tables[0].display()
                 ))
                 .at(path)
-                .hint("every label table of a dataset must list the same labels in the same order"));
+                .hint(
+                    "every label table of a dataset must list the same labels in the same order",
+                ));
             }
             out.tables.push(path.clone());
             for (n, line) in lines {
-                let fields = split_csv_line(line).map_err(|e| Error::data(format!("line {}: {e}", n + 1)).at(path))?;
+                let fields = split_csv_line(line)
+                    .map_err(|e| Error::data(format!("line {}: {e}", n + 1)).at(path))?;
                 if fields.len() != header.len() {
                     return Err(Error::data(format!(
                         "line {} has {} fields, the header {}",
@@ -143,9 +163,16 @@ impl TableRows {
     /// The labels of the row named `row`; `image` is the patch's file, for the error.
     pub fn get(&self, row: &str, image: &Path) -> Result<Labels> {
         match self.rows.get(row) {
-            Some((_, values)) => Ok(Labels { names: self.names.clone(), values: values.clone() }),
+            Some((_, values)) => Ok(Labels {
+                names: self.names.clone(),
+                values: values.clone(),
+            }),
             None => {
-                let tables: Vec<String> = self.tables.iter().map(|t| t.display().to_string()).collect();
+                let tables: Vec<String> = self
+                    .tables
+                    .iter()
+                    .map(|t| t.display().to_string())
+                    .collect();
                 let shown = if tables.len() > 3 {
                     format!("{}, ... ({} tables)", tables[..3].join(", "), tables.len())
                 } else {
@@ -248,7 +275,10 @@ pub fn table_text<'a>(rows: impl IntoIterator<Item = (&'a str, &'a Labels)>) -> 
 
 /// Writes the labels table into `target` (through a temporary file, so that a reader never sees
 /// half a table).
-pub fn write_table<'a>(target: &Path, rows: impl IntoIterator<Item = (&'a str, &'a Labels)>) -> Result<PathBuf> {
+pub fn write_table<'a>(
+    target: &Path,
+    rows: impl IntoIterator<Item = (&'a str, &'a Labels)>,
+) -> Result<PathBuf> {
     let path = target.join(LABELS_TABLE);
     let tmp = target.join(format!("{LABELS_TABLE}.tmp"));
     let text = table_text(rows);
@@ -265,7 +295,10 @@ mod tests {
 
     #[test]
     fn csv_lines_split_with_quotes() {
-        assert_eq!(split_csv_line("a,b c,\"d,\"\"e\"\"\",\r").unwrap(), vec!["a", "b c", "d,\"e\"", ""]);
+        assert_eq!(
+            split_csv_line("a,b c,\"d,\"\"e\"\"\",\r").unwrap(),
+            vec!["a", "b c", "d,\"e\"", ""]
+        );
         assert!(split_csv_line("\"open").is_err());
     }
 
@@ -284,20 +317,36 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let t1 = dir.join("a.csv");
         let t2 = dir.join("b.csv");
-        fs::write(&t1, "\u{feff}image,bare soil,harbor&port\r\na_1.jpg,1,0\r\n").unwrap();
+        fs::write(
+            &t1,
+            "\u{feff}image,bare soil,harbor&port\r\na_1.jpg,1,0\r\n",
+        )
+        .unwrap();
         fs::write(&t2, "image,bare soil,harbor&port\nb_1.jpg,0,1\n\n").unwrap();
         let rows = TableRows::read(&[t1.clone(), t2.clone()]).unwrap();
         let l = rows.get("b_1.jpg", Path::new("x")).unwrap();
         assert_eq!(&l.names[..], ["bare soil", "harbor&port"]);
         assert_eq!(l.values, [false, true]);
         let err = rows.get("c_1.jpg", Path::new("img/c_1.jpg")).unwrap_err();
-        assert!(err.message.contains("c_1.jpg") && err.message.contains("a.csv"), "{err}");
+        assert!(
+            err.message.contains("c_1.jpg") && err.message.contains("a.csv"),
+            "{err}"
+        );
         fs::write(&t2, "image,bare soil\nb_1.jpg,0\n").unwrap();
-        assert!(TableRows::read(&[t1.clone(), t2.clone()]).unwrap_err().message.contains("differs"));
+        assert!(TableRows::read(&[t1.clone(), t2.clone()])
+            .unwrap_err()
+            .message
+            .contains("differs"));
         fs::write(&t2, "image,bare soil,harbor&port\na_1.jpg,0,1\n").unwrap();
-        assert!(TableRows::read(&[t1.clone(), t2.clone()]).unwrap_err().message.contains("given twice"));
+        assert!(TableRows::read(&[t1.clone(), t2.clone()])
+            .unwrap_err()
+            .message
+            .contains("given twice"));
         fs::write(&t2, "image,bare soil,harbor&port\nb_1.jpg,0,2\n").unwrap();
-        assert!(TableRows::read(&[t1, t2]).unwrap_err().message.contains("must be 0 or 1"));
+        assert!(TableRows::read(&[t1, t2])
+            .unwrap_err()
+            .message
+            .contains("must be 0 or 1"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

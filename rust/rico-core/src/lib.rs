@@ -20,5 +20,7 @@ pub use rico_raster::DType;
 
 /// The number of threads to use: the requested count, or one per core.
 pub fn thread_count(requested: Option<usize>) -> usize {
-    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }

@@ -26,7 +26,10 @@ impl LmdbError {
     /// True when a write failed for lack of space: the disk or a quota is full, a file-size
     /// limit is reached (LMDB reports a short write as EIO).
     pub fn is_disk_full(self) -> bool {
-        matches!(self.0, 28 /* ENOSPC */ | 122 /* EDQUOT */ | 27 /* EFBIG */ | 5 /* EIO */)
+        matches!(
+            self.0,
+            28 /* ENOSPC */ | 122 /* EDQUOT */ | 27 /* EFBIG */ | 5 /* EIO */
+        )
     }
 }
 
@@ -51,7 +54,10 @@ fn check(rc: i32) -> LmdbResult<()> {
 }
 
 fn val(bytes: &[u8]) -> ffi::MDB_val {
-    ffi::MDB_val { mv_size: bytes.len(), mv_data: bytes.as_ptr() as *mut _ }
+    ffi::MDB_val {
+        mv_size: bytes.len(),
+        mv_data: bytes.as_ptr() as *mut _,
+    }
 }
 
 /// # Safety
@@ -102,7 +108,12 @@ impl Env {
         // SAFETY: plain FFI calls following LMDB's documented order; on failure the handle is closed.
         unsafe {
             check(ffi::mdb_env_create(&mut raw))?;
-            let mut env = Env { raw, dbi: 0, path: path.to_path_buf(), read_only };
+            let mut env = Env {
+                raw,
+                dbi: 0,
+                path: path.to_path_buf(),
+                read_only,
+            };
             // From here on `env`'s Drop closes the handle on any early return.
             if map_size > 0 {
                 check(ffi::mdb_env_set_mapsize(raw, map_size as _))?;
@@ -119,7 +130,7 @@ impl Env {
                 flags |= ffi::MDB_NOMETASYNC;
             }
             let mut rc = ffi::mdb_env_open(raw, cpath.as_ptr(), flags, 0o644);
-            if read_only && (rc == 13 /* EACCES */ || rc == 30 /* EROFS */) {
+            if read_only && (rc == 13 /* EACCES */ || rc == 30/* EROFS */) {
                 // lock.mdb cannot be written (read-only media, or a shared dataset owned by
                 // another user): read without the reader table, as `lmdb.open(lock=False)` does.
                 // Such a database is not expected to be written while it is read.
@@ -135,7 +146,12 @@ impl Env {
             // Open the unnamed database once, in a short transaction.
             let mut txn = ptr::null_mut();
             let txn_flags = if read_only { ffi::MDB_RDONLY } else { 0 };
-            check(ffi::mdb_txn_begin(raw, ptr::null_mut(), txn_flags, &mut txn))?;
+            check(ffi::mdb_txn_begin(
+                raw,
+                ptr::null_mut(),
+                txn_flags,
+                &mut txn,
+            ))?;
             let rc = ffi::mdb_dbi_open(txn, ptr::null(), 0, &mut env.dbi);
             if rc != 0 {
                 ffi::mdb_txn_abort(txn);
@@ -192,13 +208,26 @@ impl Env {
     pub fn release_mapped_pages(&self) {
         // LMDB does not expose the map's address; the kernel's list of this process's mappings
         // has it (it moves when the map grows, so it is looked up each time).
-        let Ok(data) = std::fs::canonicalize(self.path.join("data.mdb")) else { return };
-        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+        let Ok(data) = std::fs::canonicalize(self.path.join("data.mdb")) else {
+            return;
+        };
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return;
+        };
         let data = data.to_string_lossy();
         for line in maps.lines().filter(|l| l.ends_with(data.as_ref())) {
-            let Some((range, _)) = line.split_once(' ') else { continue };
-            let Some((start, end)) = range.split_once('-') else { continue };
-            let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else { continue };
+            let Some((range, _)) = line.split_once(' ') else {
+                continue;
+            };
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                continue;
+            };
             // SAFETY: a shared file mapping of data.mdb: MADV_DONTNEED only drops page-table
             // entries; contents stay in the page cache and the file, and the next access faults
             // them back in (the writer does not use MDB_WRITEMAP, so the map holds only
@@ -407,7 +436,10 @@ impl Snapshot {
 
     /// Every key in order, and its value, through `visit` (stop by returning false).
     pub fn for_each(&self, visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
-        let txn = ReadTxn { env: &self.env, raw: self.raw };
+        let txn = ReadTxn {
+            env: &self.env,
+            raw: self.raw,
+        };
         let result = txn.for_each(visit);
         std::mem::forget(txn); // still owned by the Snapshot
         result
@@ -415,7 +447,10 @@ impl Snapshot {
 
     /// The greatest key, if any.
     pub fn last_key(&self) -> LmdbResult<Option<Vec<u8>>> {
-        let txn = WriteTxn { env: &self.env, raw: self.raw };
+        let txn = WriteTxn {
+            env: &self.env,
+            raw: self.raw,
+        };
         let result = txn.last_key();
         std::mem::forget(txn); // still owned by the Snapshot (last_key only reads)
         result

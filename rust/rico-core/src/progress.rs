@@ -17,7 +17,12 @@ impl ProgressBar {
     pub fn new(total: u64, enabled: Option<bool>) -> ProgressBar {
         let enabled = enabled.unwrap_or_else(|| std::io::stderr().is_terminal());
         let now = Instant::now();
-        ProgressBar { total, start: now, state: Mutex::new((0, now - Duration::from_secs(1))), enabled }
+        ProgressBar {
+            total,
+            start: now,
+            state: Mutex::new((0, now - Duration::from_secs(1))),
+            enabled,
+        }
     }
 
     /// Sets the number of finished patches.
@@ -25,7 +30,9 @@ impl ProgressBar {
         if !self.enabled {
             return;
         }
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         state.0 = done;
         if state.1.elapsed() >= Duration::from_millis(100) || done == self.total {
             state.1 = Instant::now();
@@ -36,10 +43,18 @@ impl ProgressBar {
     fn draw(&self, done: u64) {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = done as f64 / secs;
-        let frac = if self.total == 0 { 1.0 } else { done as f64 / self.total as f64 };
+        let frac = if self.total == 0 {
+            1.0
+        } else {
+            done as f64 / self.total as f64
+        };
         let width = 30;
         let filled = ((frac * width as f64) as usize).min(width);
-        let eta = if rate > 0.0 { (self.total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (self.total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,

@@ -38,24 +38,40 @@ pub fn parse_record(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
 /// [`parse_record`] through `SafeTensors::read_metadata`: every header, and the error messages.
 fn parse_record_serde(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
     let corrupt = |what: String| {
-        Error::data(format!("record {:?} is not a valid safetensors buffer: {what}", String::from_utf8_lossy(key)))
-            .hint("the database is damaged or was not written by rico/rico-hdl; re-run the conversion")
+        Error::data(format!(
+            "record {:?} is not a valid safetensors buffer: {what}",
+            String::from_utf8_lossy(key)
+        ))
+        .hint("the database is damaged or was not written by rico/rico-hdl; re-run the conversion")
     };
-    let (header_len, metadata) = SafeTensors::read_metadata(value).map_err(|e| corrupt(e.to_string()))?;
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(value).map_err(|e| corrupt(e.to_string()))?;
     let data_start = 8 + header_len;
     let mut names = metadata.offset_keys();
     names.sort();
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let info = metadata.info(&name).ok_or_else(|| corrupt(format!("tensor {name} vanished")))?;
+        let info = metadata
+            .info(&name)
+            .ok_or_else(|| corrupt(format!("tensor {name} vanished")))?;
         let (s, e) = info.data_offsets;
-        let start = data_start.checked_add(s).ok_or_else(|| corrupt("offset overflow".into()))?;
-        let end = data_start.checked_add(e).ok_or_else(|| corrupt("offset overflow".into()))?;
+        let start = data_start
+            .checked_add(s)
+            .ok_or_else(|| corrupt("offset overflow".into()))?;
+        let end = data_start
+            .checked_add(e)
+            .ok_or_else(|| corrupt("offset overflow".into()))?;
         // read_metadata already proved this; a second check costs nothing and guards the views.
         if start > end || end > value.len() {
             return Err(corrupt(format!("tensor {name} lies outside the value")));
         }
-        out.push(TensorRef { name, dtype: info.dtype, shape: info.shape.clone(), start, end });
+        out.push(TensorRef {
+            name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            start,
+            end,
+        });
     }
     Ok(out)
 }
@@ -96,11 +112,16 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
     // forked while its parent holds the database opens its own).
     static OPEN: OnceLock<Mutex<HashMap<(u32, PathBuf), Weak<Env>>>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
-        Error::usage(format!("cannot open the database: {e}")).at(path).hint("give the directory that holds data.mdb")
+        Error::usage(format!("cannot open the database: {e}"))
+            .at(path)
+            .hint("give the directory that holds data.mdb")
     })?;
     if !canonical.join("data.mdb").is_file() {
         let unfinished = std::fs::read_dir(&canonical)
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("shard-")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+            })
             .unwrap_or(false);
         if unfinished {
             return Err(Error::usage("a sharded conversion that has not finished (shard directories, no rico-manifest.json)")
@@ -120,7 +141,10 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
             err
         }
     };
-    let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let cache_key = (std::process::id(), canonical.clone());
     let env = match open.get(&cache_key).and_then(Weak::upgrade) {
         Some(env) => env,
@@ -156,22 +180,36 @@ fn open_shard(path: &Path) -> Result<Shard> {
         })
         .map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
     if first.is_some() {
-        last = snapshot.last_key().map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
+        last = snapshot
+            .last_key()
+            .map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
     }
-    Ok(Shard { path: path.to_path_buf(), snapshot, first: first.unwrap_or_default(), last: last.unwrap_or_default() })
+    Ok(Shard {
+        path: path.to_path_buf(),
+        snapshot,
+        first: first.unwrap_or_default(),
+        last: last.unwrap_or_default(),
+    })
 }
 
 /// The shard directories a manifest lists, in order.
 pub fn manifest_shards(root: &Path) -> Result<Vec<PathBuf>> {
     let path = root.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::usage(format!("cannot read the manifest: {e}")).at(&path))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::usage(format!("cannot read the manifest: {e}")).at(&path))?;
     let bad = |what: &str| Error::data(format!("invalid manifest: {what}")).at(&path);
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
-    let shards = json.get("shards").and_then(|s| s.as_array()).ok_or_else(|| bad("no \"shards\" list"))?;
+    let shards = json
+        .get("shards")
+        .and_then(|s| s.as_array())
+        .ok_or_else(|| bad("no \"shards\" list"))?;
     shards
         .iter()
         .map(|s| {
-            let rel = s.get("path").and_then(|p| p.as_str()).ok_or_else(|| bad("a shard has no \"path\""))?;
+            let rel = s
+                .get("path")
+                .and_then(|p| p.as_str())
+                .ok_or_else(|| bad("a shard has no \"path\""))?;
             if rel.contains("..") || Path::new(rel).is_absolute() {
                 return Err(bad("shard paths must lie inside the dataset directory"));
             }
@@ -184,11 +222,22 @@ impl Database {
     /// Opens the database at `path` read-only, at its latest committed state.
     pub fn open(path: &Path) -> Result<Database> {
         if path.join(MANIFEST).is_file() {
-            let shards = manifest_shards(path)?.iter().map(|p| open_shard(p)).collect::<Result<Vec<_>>>()?;
-            return Ok(Database { path: path.to_path_buf(), shards: Arc::new(Shards(shards)), sharded: true });
+            let shards = manifest_shards(path)?
+                .iter()
+                .map(|p| open_shard(p))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Database {
+                path: path.to_path_buf(),
+                shards: Arc::new(Shards(shards)),
+                sharded: true,
+            });
         }
         let shard = open_shard(path)?;
-        Ok(Database { path: path.to_path_buf(), shards: Arc::new(Shards(vec![shard])), sharded: false })
+        Ok(Database {
+            path: path.to_path_buf(),
+            shards: Arc::new(Shards(vec![shard])),
+            sharded: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -289,7 +338,10 @@ mod tests {
 
     #[test]
     fn valid_record_parses() {
-        let v = record(r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, &[0; 8]);
+        let v = record(
+            r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+            &[0; 8],
+        );
         let t = parse_record(b"k", &v).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].shape, vec![2, 2]);
@@ -301,16 +353,25 @@ mod tests {
     fn hostile_headers_are_refused_with_the_key() {
         let cases = [
             // offsets past the value
-            record(r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,800]}}"#, &[0; 8]),
+            record(
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,800]}}"#,
+                &[0; 8],
+            ),
             // size not matching dtype x shape
-            record(r#"{"a":{"dtype":"U16","shape":[2,3],"data_offsets":[0,8]}}"#, &[0; 8]),
+            record(
+                r#"{"a":{"dtype":"U16","shape":[2,3],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
             // overlapping tensors
             record(
                 r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#,
                 &[0; 6],
             ),
             // unknown dtype
-            record(r#"{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}}"#, &[0; 1]),
+            record(
+                r#"{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}}"#,
+                &[0; 1],
+            ),
             // header length beyond the value
             {
                 let mut v = (1u64 << 40).to_le_bytes().to_vec();
@@ -352,9 +413,19 @@ impl Summary {
             self.sampled
         );
         for (name, dtype, shapes) in &self.bands {
-            let shapes: Vec<String> =
-                shapes.iter().map(|sh| sh.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")).collect();
-            s.push_str(&format!("    {name:<12} {dtype:<8} {}\n", shapes.join(", ")));
+            let shapes: Vec<String> = shapes
+                .iter()
+                .map(|sh| {
+                    sh.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x")
+                })
+                .collect();
+            s.push_str(&format!(
+                "    {name:<12} {dtype:<8} {}\n",
+                shapes.join(", ")
+            ));
         }
         s
     }
@@ -363,40 +434,57 @@ impl Summary {
 /// Records, size and bands (dtype, shapes) from up to `sample` records spread over the keys.
 pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     let records = db.len()?;
-    let bytes = db.shards().0.iter().map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len())).sum();
+    let bytes = db
+        .shards()
+        .0
+        .iter()
+        .map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len()))
+        .sum();
     let step = (records as usize / sample.max(1)).max(1);
-    let mut bands: std::collections::BTreeMap<String, (String, Vec<Vec<usize>>)> = Default::default();
+    let mut bands: std::collections::BTreeMap<String, (String, Vec<Vec<usize>>)> =
+        Default::default();
     let mut sampled = 0u64;
     let mut index = 0usize;
     let mut failure = None;
     db.for_each(|k, v| {
-            if index % step == 0 && (sampled as usize) < sample.max(1) {
-                match parse_record(k, v) {
-                    Ok(tensors) => {
-                        sampled += 1;
-                        for t in tensors {
-                            let entry = bands.entry(t.name).or_insert_with(|| {
-                                let dtype = crate::record::from_safetensors_dtype(t.dtype)
-                                    .map_or_else(|| format!("{:?}", t.dtype), |d| d.numpy_name().to_string());
-                                (dtype, Vec::new())
-                            });
-                            if !entry.1.contains(&t.shape) {
-                                entry.1.push(t.shape);
-                            }
+        if index % step == 0 && (sampled as usize) < sample.max(1) {
+            match parse_record(k, v) {
+                Ok(tensors) => {
+                    sampled += 1;
+                    for t in tensors {
+                        let entry = bands.entry(t.name).or_insert_with(|| {
+                            let dtype = crate::record::from_safetensors_dtype(t.dtype).map_or_else(
+                                || format!("{:?}", t.dtype),
+                                |d| d.numpy_name().to_string(),
+                            );
+                            (dtype, Vec::new())
+                        });
+                        if !entry.1.contains(&t.shape) {
+                            entry.1.push(t.shape);
                         }
                     }
-                    Err(e) => {
-                        failure = Some(e);
-                        return false;
-                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    return false;
                 }
             }
-            index += 1;
-            true
-        })?;
+        }
+        index += 1;
+        true
+    })?;
     if let Some(e) = failure {
         return Err(e);
     }
-    let bands = bands.into_iter().map(|(name, (dtype, shapes))| (name, dtype, shapes)).collect();
-    Ok(Summary { records, bytes, bands, sampled, sharded: db.is_sharded() })
+    let bands = bands
+        .into_iter()
+        .map(|(name, (dtype, shapes))| (name, dtype, shapes))
+        .collect();
+    Ok(Summary {
+        records,
+        bytes,
+        bands,
+        sampled,
+        sharded: db.is_sharded(),
+    })
 }

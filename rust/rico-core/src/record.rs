@@ -64,7 +64,10 @@ pub fn from_safetensors_dtype(dtype: Dtype) -> Option<DType> {
 pub fn encode(key: &str, bands: &[Band<'_>]) -> Result<Vec<u8>> {
     for (i, band) in bands.iter().enumerate() {
         if bands[..i].iter().any(|b| b.name == band.name) {
-            return Err(Error::data(format!("patch {key}: band {} appears twice", band.name)));
+            return Err(Error::data(format!(
+                "patch {key}: band {} appears twice",
+                band.name
+            )));
         }
     }
     safetensors::tensor::serialize(bands.iter().map(|b| (b.name.as_str(), b)), None)

@@ -46,9 +46,9 @@ impl KeyTemplate {
             if open > 0 {
                 parts.push(KeyPart::Literal(rest[..open].to_string()));
             }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| Error::usage(format!("key template {template:?} has an unclosed '{{'")))?;
+            let close = rest[open..].find('}').ok_or_else(|| {
+                Error::usage(format!("key template {template:?} has an unclosed '{{'"))
+            })?;
             let name = &rest[open + 1..open + close];
             if name == "root" {
                 parts.push(KeyPart::Root);
@@ -111,7 +111,9 @@ impl Spec {
         let pattern = Regex::new(pattern)
             .map_err(|e| Error::usage(format!("invalid pattern {pattern:?}: {e}")))?;
         let key = KeyTemplate::parse(key, &pattern)?;
-        if matches!(bands, BandRule::FromPath) && pattern.capture_names().flatten().all(|n| n != "band") {
+        if matches!(bands, BandRule::FromPath)
+            && pattern.capture_names().flatten().all(|n| n != "band")
+        {
             return Err(Error::usage(format!(
                 "pattern {:?} has no named group `band` to name the bands by",
                 pattern.as_str()
@@ -198,8 +200,18 @@ impl PatchFile {
         if Arc::ptr_eq(&self.dir, &other.dir) {
             return self.name.cmp(&other.name);
         }
-        let a = self.dir.components().chain(std::iter::once(std::path::Component::Normal(self.name.as_ref().as_ref())));
-        let b = other.dir.components().chain(std::iter::once(std::path::Component::Normal(other.name.as_ref().as_ref())));
+        let a = self
+            .dir
+            .components()
+            .chain(std::iter::once(std::path::Component::Normal(
+                self.name.as_ref().as_ref(),
+            )));
+        let b = other
+            .dir
+            .components()
+            .chain(std::iter::once(std::path::Component::Normal(
+                other.name.as_ref().as_ref(),
+            )));
         a.cmp(b)
     }
 }
@@ -236,7 +248,10 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
 ///
 /// Memory: files are matched as the walk finds them (no list of every path in the tree), and
 /// a patch under construction holds only its files, labels and source index.
-pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+pub fn plan_with(
+    sources: &[Source<'_>],
+    skip_invalid: bool,
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
     let mut skipped = Vec::new();
     struct Pending {
         files: Vec<PatchFile>,
@@ -254,7 +269,11 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
         check_source_dir(source)?;
     }
     for (index, source) in sources.iter().enumerate() {
-        let root_name = source.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let root_name = source
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let spec = source.spec;
         let mut found = 0usize;
         // The key of the patch begun last: its file list is trimmed to size once the walk has
@@ -276,7 +295,9 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
         let mut band_names: HashSet<Arc<str>> = HashSet::new();
         let mut group_labels: HashMap<String, Arc<[String]>> = HashMap::new();
         let mut add = |rel: &str, tables: Option<&TableRows>| -> Result<()> {
-            let Some(caps) = spec.pattern.captures(rel) else { return Ok(()) };
+            let Some(caps) = spec.pattern.captures(rel) else {
+                return Ok(());
+            };
             let key = spec.key.render(&root_name, &caps);
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
                 return Err(Error::data(format!(
@@ -306,11 +327,19 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                         }
                     })
                 }
-                BandRule::Names(_) => FileBands::Names(names.clone().expect("set for BandRule::Names")),
-                BandRule::Numbered(_) => FileBands::Numbered(prefix.clone().expect("set for BandRule::Numbered")),
+                BandRule::Names(_) => {
+                    FileBands::Names(names.clone().expect("set for BandRule::Names"))
+                }
+                BandRule::Numbered(_) => {
+                    FileBands::Numbered(prefix.clone().expect("set for BandRule::Numbered"))
+                }
             };
             let whole_file = !matches!(bands, FileBands::One(_));
-            let file = PatchFile { dir, name: name.into(), bands };
+            let file = PatchFile {
+                dir,
+                name: name.into(),
+                bands,
+            };
             if let (true, FileBands::One(band)) = (spec.uniform_bands, &file.bands) {
                 if !seen_bands[index].iter().any(|b| b.as_str() == &**band) {
                     seen_bands[index].push(band.to_string());
@@ -324,7 +353,15 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                     }
                 }
                 last_key = Some(key.clone());
-                patches.insert(key.clone(), Pending { files: Vec::new(), source: index, whole_file, labels: None });
+                patches.insert(
+                    key.clone(),
+                    Pending {
+                        files: Vec::new(),
+                        source: index,
+                        whole_file,
+                        labels: None,
+                    },
+                );
             }
             let entry = patches.get_mut(&key).expect("inserted above");
             // Two whole-file patches, or the same band twice, under one key: refuse, naming both.
@@ -355,7 +392,10 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
                                 names
                             }
                         };
-                        Some(Labels { names, values: vec![true] })
+                        Some(Labels {
+                            names,
+                            values: vec![true],
+                        })
                     }
                     (LabelRule::Tables { row, .. }, Some(tables)) => {
                         Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &file.path())?)
@@ -427,10 +467,17 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
         };
         if let Some(required) = required {
             for band in required {
-                let present = pending.files.iter().any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band));
+                let present = pending
+                    .files
+                    .iter()
+                    .any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band));
                 if !present {
                     let dir = pending.files[0].dir.to_path_buf();
-                    let why = if listed { "" } else { " (other patches of this source have one)" };
+                    let why = if listed {
+                        ""
+                    } else {
+                        " (other patches of this source have one)"
+                    };
                     let err = Error::data(format!("patch {key} has no file for band {band}{why}"))
                         .at(dir)
                         .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
@@ -443,7 +490,11 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
             }
         }
         pending.files.sort_by(PatchFile::cmp_path);
-        out.push(Patch { key, files: pending.files, labels: pending.labels });
+        out.push(Patch {
+            key,
+            files: pending.files,
+            labels: pending.labels,
+        });
     }
     out.sort_by(|a, b| a.files[0].cmp_path(&b.files[0]));
     Ok((out, skipped))
@@ -452,10 +503,17 @@ pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<(Vec<Patc
 fn check_source_dir(source: &Source<'_>) -> Result<()> {
     match fs::metadata(&source.root) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::usage(format!("--{} must be a directory, this is a file", source.option)).at(&source.root)),
-        Err(e) => Err(Error::usage(format!("cannot open the directory given with --{}: {e}", source.option))
-            .at(&source.root)
-            .hint("check the path; it must exist and be readable")),
+        Ok(_) => Err(Error::usage(format!(
+            "--{} must be a directory, this is a file",
+            source.option
+        ))
+        .at(&source.root)),
+        Err(e) => Err(Error::usage(format!(
+            "cannot open the directory given with --{}: {e}",
+            source.option
+        ))
+        .at(&source.root)
+        .hint("check the path; it must exist and be readable")),
     }
 }
 
@@ -480,20 +538,31 @@ pub fn walk_each(root: &Path, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<(
     walk_dir(root, &mut rel, 0, f)
 }
 
-fn walk_dir(dir: &Path, rel: &mut String, depth: usize, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+fn walk_dir(
+    dir: &Path,
+    rel: &mut String,
+    depth: usize,
+    f: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<()> {
     if depth > 64 {
-        return Err(Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(dir));
+        return Err(
+            Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(dir),
+        );
     }
-    let entries = fs::read_dir(dir).map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
     // (sort key, is_dir): a directory sorts as `name/`, where its files fall among the paths of
     // its siblings, so that visiting in this order yields every path in sorted string order.
     let mut names: Vec<(String, bool)> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+        let entry =
+            entry.map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
         let mut name = entry.file_name().to_string_lossy().into_owned();
         let mut is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
-            is_dir = fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
+            is_dir = fs::metadata(entry.path())
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
         }
         if is_dir {
             name.push('/');
@@ -549,7 +618,11 @@ mod tests {
     }
 
     fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {
-        Source { option: "dataset-dir".into(), root: root.to_path_buf(), spec }
+        Source {
+            option: "dataset-dir".into(),
+            root: root.to_path_buf(),
+            spec,
+        }
     }
 
     #[test]
@@ -567,53 +640,102 @@ mod tests {
 
     #[test]
     fn uniform_bands_require_every_band_seen_in_the_source() {
-        let spec = Spec::new(r"(?P<key>[^/]+)_(?P<band>B\d+)\.tif$", "{key}", BandRule::FromPath, "x").unwrap().uniform_bands();
-        let root = tree("uniform", &["a_B1.tif", "a_B2.tif", "b_B1.tif", "b_B2.tif", "c_B1.tif"]);
+        let spec = Spec::new(
+            r"(?P<key>[^/]+)_(?P<band>B\d+)\.tif$",
+            "{key}",
+            BandRule::FromPath,
+            "x",
+        )
+        .unwrap()
+        .uniform_bands();
+        let root = tree(
+            "uniform",
+            &["a_B1.tif", "a_B2.tif", "b_B1.tif", "b_B2.tif", "c_B1.tif"],
+        );
         let err = plan(&[source(&root, &spec)]).unwrap_err();
-        assert!(err.message.contains("patch c has no file for band B2"), "{}", err.message);
+        assert!(
+            err.message.contains("patch c has no file for band B2"),
+            "{}",
+            err.message
+        );
         fs::write(root.join("c_B2.tif"), b"").unwrap();
         let patches = plan(&[source(&root, &spec)]).unwrap();
-        assert_eq!(patches.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert!(patches.iter().all(|p| p.files.len() == 2 && p.labels.is_none()));
+        assert_eq!(
+            patches.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert!(patches
+            .iter()
+            .all(|p| p.files.len() == 2 && p.labels.is_none()));
         fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn group_labels_and_the_duplicate_hint() {
-        let spec = Spec::new(r"(?:^|/)(?P<class>[^/]+)/(?P<key>[^/]+)\.png$", "{key}", BandRule::Numbered("B".into()), "x")
-            .unwrap()
-            .labels(LabelRule::Group("class".into()))
-            .unwrap()
-            .duplicate_hint("use --key-parents");
+        let spec = Spec::new(
+            r"(?:^|/)(?P<class>[^/]+)/(?P<key>[^/]+)\.png$",
+            "{key}",
+            BandRule::Numbered("B".into()),
+            "x",
+        )
+        .unwrap()
+        .labels(LabelRule::Group("class".into()))
+        .unwrap()
+        .duplicate_hint("use --key-parents");
         let root = tree("group", &["forest/a.png", "river/b.png", "notes.txt"]);
         let patches = plan(&[source(&root, &spec)]).unwrap();
         assert_eq!(patches[0].labels, Some(Labels::one("forest")));
         assert_eq!(patches[1].labels, Some(Labels::one("river")));
         fs::write(root.join("river/a.png"), b"").unwrap();
         let err = plan(&[source(&root, &spec)]).unwrap_err();
-        assert!(err.message.contains("duplicate key \"a\"") && err.message.contains("forest/a.png"), "{}", err.message);
+        assert!(
+            err.message.contains("duplicate key \"a\"") && err.message.contains("forest/a.png"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.hint.as_deref(), Some("use --key-parents"));
-        assert!(spec.clone().labels(LabelRule::Group("nope".into())).is_err());
+        assert!(spec
+            .clone()
+            .labels(LabelRule::Group("nope".into()))
+            .is_err());
         fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn table_labels_are_looked_up_by_file_name() {
         let tables = Regex::new(r"(?:^|/)labels/[^/]+\.csv$").unwrap();
-        let spec = Spec::new(r"(?:^|/)(?P<name>(?P<key>[^/]+)\.jpg)$", "{key}", BandRule::Numbered("B".into()), "x")
-            .unwrap()
-            .labels(LabelRule::Tables { tables, row: "name".into() })
-            .unwrap();
+        let spec = Spec::new(
+            r"(?:^|/)(?P<name>(?P<key>[^/]+)\.jpg)$",
+            "{key}",
+            BandRule::Numbered("B".into()),
+            "x",
+        )
+        .unwrap()
+        .labels(LabelRule::Tables {
+            tables,
+            row: "name".into(),
+        })
+        .unwrap();
         let root = tree("tables", &["Images/a/a_1.jpg", "Images/b/b_1.jpg"]);
         fs::create_dir_all(root.join("labels")).unwrap();
         fs::write(root.join("labels/a.csv"), "image,x,y\na_1.jpg,1,0\n").unwrap();
         fs::write(root.join("labels/b.csv"), "image,x,y\nb_2.jpg,0,1\n").unwrap();
         let err = plan(&[source(&root, &spec)]).unwrap_err();
-        assert!(err.message.contains("no labels row for \"b_1.jpg\""), "{}", err.message);
-        assert_eq!(err.path.as_deref(), Some(root.join("Images/b/b_1.jpg").as_path()));
+        assert!(
+            err.message.contains("no labels row for \"b_1.jpg\""),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            err.path.as_deref(),
+            Some(root.join("Images/b/b_1.jpg").as_path())
+        );
         fs::write(root.join("labels/b.csv"), "image,x,y\nb_1.jpg,0,1\n").unwrap();
         let patches = plan(&[source(&root, &spec)]).unwrap();
-        assert_eq!(patches[1].labels.as_ref().map(|l| l.values.clone()), Some(vec![false, true]));
+        assert_eq!(
+            patches[1].labels.as_ref().map(|l| l.values.clone()),
+            Some(vec![false, true])
+        );
         fs::remove_dir_all(root).unwrap();
     }
 }

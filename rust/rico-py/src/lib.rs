@@ -12,10 +12,30 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rico_core::{DType, Error, ErrorKind};
 
-create_exception!(_rico, RicoError, PyException, "Base class of rico's errors; the message names the file.");
-create_exception!(_rico, DataError, RicoError, "A source file is bad: unreadable, corrupt, unsupported, a band missing, a duplicate key.");
-create_exception!(_rico, UsageError, RicoError, "Bad arguments: a missing or empty source directory, an unusable target.");
-create_exception!(_rico, OutputError, RicoError, "The database cannot be written (e.g. the disk is full).");
+create_exception!(
+    _rico,
+    RicoError,
+    PyException,
+    "Base class of rico's errors; the message names the file."
+);
+create_exception!(
+    _rico,
+    DataError,
+    RicoError,
+    "A source file is bad: unreadable, corrupt, unsupported, a band missing, a duplicate key."
+);
+create_exception!(
+    _rico,
+    UsageError,
+    RicoError,
+    "Bad arguments: a missing or empty source directory, an unusable target."
+);
+create_exception!(
+    _rico,
+    OutputError,
+    RicoError,
+    "The database cannot be written (e.g. the disk is full)."
+);
 
 pub(crate) fn to_py_err(e: Error) -> PyErr {
     let msg = e.to_string();
@@ -26,7 +46,11 @@ pub(crate) fn to_py_err(e: Error) -> PyErr {
     }
 }
 
-fn array_from_bytes<'py, T: Element>(py: Python<'py>, shape: [usize; 3], bytes: &[u8]) -> Bound<'py, PyAny> {
+fn array_from_bytes<'py, T: Element>(
+    py: Python<'py>,
+    shape: [usize; 3],
+    bytes: &[u8],
+) -> Bound<'py, PyAny> {
     let array = PyArray3::<T>::zeros(py, shape, false);
     // SAFETY: the array is new, C-contiguous and of exactly bytes.len() bytes (shape x size of T);
     // nothing else references it yet.
@@ -40,7 +64,9 @@ fn array_from_bytes<'py, T: Element>(py: Python<'py>, shape: [usize; 3], bytes: 
 /// Decodes a raster file into an array of shape (bands, rows, cols).
 #[pyfunction]
 fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let raster = py.allow_threads(|| rico_core::raster::decode_file(&path)).map_err(|e| to_py_err(e.into()))?;
+    let raster = py
+        .allow_threads(|| rico_core::raster::decode_file(&path))
+        .map_err(|e| to_py_err(e.into()))?;
     let info = raster.info;
     let shape = [info.bands, info.height, info.width];
     let data = &raster.data;
@@ -66,7 +92,16 @@ fn options(
     shard_index: Option<usize>,
 ) -> rico_core::ConvertOptions {
     let params = params.unwrap_or_default().into_iter().collect();
-    rico_core::ConvertOptions { threads, resume, skip_invalid, progress, params, shards, shard_index, cancel: None }
+    rico_core::ConvertOptions {
+        threads,
+        resume,
+        skip_invalid,
+        progress,
+        params,
+        shards,
+        shard_index,
+        cancel: None,
+    }
 }
 
 /// Runs `work` (a long Rust job) on another thread with the GIL released, and watches for
@@ -80,7 +115,9 @@ fn interruptible<T: Send>(
         let job = scope.spawn(work);
         loop {
             if job.is_finished() {
-                return job.join().map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("rico's worker thread panicked"));
+                return job.join().map_err(|_| {
+                    pyo3::exceptions::PyRuntimeError::new_err("rico's worker thread panicked")
+                });
             }
             py.allow_threads(|| std::thread::sleep(std::time::Duration::from_millis(20)));
             if let Err(signal) = py.check_signals() {
@@ -112,11 +149,21 @@ fn convert<'py>(
     shard_index: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let mut options = options(threads, progress, resume, skip_invalid, params, shards, shard_index);
+    let mut options = options(
+        threads,
+        progress,
+        resume,
+        skip_invalid,
+        params,
+        shards,
+        shard_index,
+    );
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
-    let summary = interruptible(py, &cancel, || rico_core::convert_dataset(&dataset, &sources, &target_dir, &options))?
-        .map_err(to_py_err)?;
+    let summary = interruptible(py, &cancel, || {
+        rico_core::convert_dataset(&dataset, &sources, &target_dir, &options)
+    })?
+    .map_err(to_py_err)?;
     let out = PyDict::new(py);
     out.set_item("records", summary.records)?;
     out.set_item("already_present", summary.already_present)?;
@@ -127,7 +174,13 @@ fn convert<'py>(
     out.set_item("seconds", summary.seconds)?;
     out.set_item("threads", summary.threads)?;
     out.set_item("line", summary.line())?;
-    out.set_item("labels_table", summary.labels_table.as_ref().map(|p| p.display().to_string()))?;
+    out.set_item(
+        "labels_table",
+        summary
+            .labels_table
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    )?;
     Ok(out)
 }
 
@@ -151,14 +204,23 @@ fn count_patches(
     py.allow_threads(|| {
         rico_core::datasets::preset(&dataset)?.params_from(&options.params)?;
         rico_core::convert::check_sharded_target(&target_dir, resume)?;
-        Ok(rico_core::convert::plan_dataset(&dataset, &sources, &options)?.0.len())
+        Ok(
+            rico_core::convert::plan_dataset(&dataset, &sources, &options)?
+                .0
+                .len(),
+        )
     })
     .map_err(to_py_err)
 }
 
 /// Writes the manifest of a sharded dataset whose shards are all finished; returns it.
 #[pyfunction]
-fn write_manifest<'py>(py: Python<'py>, target_dir: PathBuf, dataset: String, shards: usize) -> PyResult<Bound<'py, PyAny>> {
+fn write_manifest<'py>(
+    py: Python<'py>,
+    target_dir: PathBuf,
+    dataset: String,
+    shards: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     let manifest = py
         .allow_threads(|| rico_core::convert::write_manifest(&target_dir, &dataset, shards))
         .map_err(to_py_err)?;
@@ -181,7 +243,9 @@ fn verify<'py>(
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
     let options = options(threads, progress, false, false, params, None, None);
     let report = py
-        .allow_threads(|| rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options))
+        .allow_threads(|| {
+            rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options)
+        })
         .map_err(to_py_err)?;
     let out = PyDict::new(py);
     out.set_item("ok", report.ok())?;
@@ -207,8 +271,21 @@ fn parse_convert<'py>(py: Python<'py>, argv: Vec<String>) -> PyResult<Option<Bou
     let out = PyDict::new(py);
     out.set_item("dataset", &call.dataset)?;
     out.set_item("target_dir", &call.target)?;
-    out.set_item("sources", call.sources.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect::<BTreeMap<_, _>>())?;
-    out.set_item("params", call.options.params.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect::<BTreeMap<_, _>>())?;
+    out.set_item(
+        "sources",
+        call.sources
+            .iter()
+            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    )?;
+    out.set_item(
+        "params",
+        call.options
+            .params
+            .iter()
+            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    )?;
     out.set_item("threads", call.options.threads)?;
     out.set_item("resume", call.options.resume)?;
     out.set_item("skip_invalid", call.options.skip_invalid)?;
@@ -224,7 +301,10 @@ fn datasets(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     for preset in rico_core::datasets::presets() {
         let sources = preset.sources.iter().map(|s| s.flag);
-        let flags: Vec<String> = sources.chain(preset.params.iter().map(|p| p.flag)).map(|f| f.replace('-', "_")).collect();
+        let flags: Vec<String> = sources
+            .chain(preset.params.iter().map(|p| p.flag))
+            .map(|f| f.replace('-', "_"))
+            .collect();
         out.set_item(preset.name, flags)?;
     }
     Ok(out)

@@ -36,7 +36,10 @@ pub fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     } else if let Ok(b) = key.downcast::<PyBytes>() {
         Ok(b.as_bytes().to_vec())
     } else {
-        Err(PyTypeError::new_err(format!("keys are str or bytes, not {}", key.get_type().name()?)))
+        Err(PyTypeError::new_err(format!(
+            "keys are str or bytes, not {}",
+            key.get_type().name()?
+        )))
     }
 }
 
@@ -59,7 +62,9 @@ fn typenum(dtype: Dtype) -> Option<NPY_TYPES> {
 }
 
 #[cfg(target_endian = "big")]
-compile_error!("rico's zero-copy views assume a little-endian machine (safetensors is little-endian)");
+compile_error!(
+    "rico's zero-copy views assume a little-endian machine (safetensors is little-endian)"
+);
 
 /// A read-only numpy array over `bytes` whose base object is `owner`.
 ///
@@ -113,7 +118,13 @@ fn batch_spec(
     mean: Option<Vec<f64>>,
     std: Option<Vec<f64>>,
 ) -> PyResult<BatchSpec> {
-    let spec = BatchSpec { bands, size, resample: Resample::parse(resample).map_err(to_py_err)?, mean, std };
+    let spec = BatchSpec {
+        bands,
+        size,
+        resample: Resample::parse(resample).map_err(to_py_err)?,
+        mean,
+        std,
+    };
     spec.validate().map_err(to_py_err)?;
     Ok(spec)
 }
@@ -122,9 +133,19 @@ fn batch_spec(
 impl Database {
     #[new]
     fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let inner = py.allow_threads(|| reader::Database::open(&path)).map_err(to_py_err)?;
-        let owner = Py::new(py, SnapshotOwner { _shards: inner.shards().clone() })?;
-        Ok(Database { inner: Arc::new(inner), owner })
+        let inner = py
+            .allow_threads(|| reader::Database::open(&path))
+            .map_err(to_py_err)?;
+        let owner = Py::new(
+            py,
+            SnapshotOwner {
+                _shards: inner.shards().clone(),
+            },
+        )?;
+        Ok(Database {
+            inner: Arc::new(inner),
+            owner,
+        })
     }
 
     #[getter]
@@ -155,7 +176,11 @@ impl Database {
     }
 
     /// `{band: read-only view}` of the record `key`; KeyError if there is none.
-    fn record<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let k = key_bytes(key)?;
         let (value, tensors) = match self.inner.record(&k).map_err(to_py_err)? {
             Some(r) => r,
@@ -183,7 +208,9 @@ impl Database {
     #[pyo3(signature = (sample=64))]
     fn summary<'py>(&self, py: Python<'py>, sample: usize) -> PyResult<Bound<'py, PyDict>> {
         let db = &*self.inner;
-        let summary = py.allow_threads(|| reader::summarize(db, sample)).map_err(to_py_err)?;
+        let summary = py
+            .allow_threads(|| reader::summarize(db, sample))
+            .map_err(to_py_err)?;
         let out = PyDict::new(py);
         out.set_item("path", db.path().to_path_buf())?;
         out.set_item("records", summary.records)?;
@@ -194,7 +221,13 @@ impl Database {
         for (name, dtype, shapes) in &summary.bands {
             let entry = PyDict::new(py);
             entry.set_item("dtype", dtype)?;
-            entry.set_item("shapes", shapes.iter().map(|s| pyo3::types::PyTuple::new(py, s)).collect::<PyResult<Vec<_>>>()?)?;
+            entry.set_item(
+                "shapes",
+                shapes
+                    .iter()
+                    .map(|s| pyo3::types::PyTuple::new(py, s))
+                    .collect::<PyResult<Vec<_>>>()?,
+            )?;
             bands.set_item(name, entry)?;
         }
         out.set_item("bands", bands)?;
@@ -203,9 +236,17 @@ impl Database {
     }
 
     /// The raw safetensors bytes of `key` (a copy), or None.
-    fn raw<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn raw<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let k = key_bytes(key)?;
-        Ok(self.inner.get(&k).map_err(to_py_err)?.map(|v| PyBytes::new(py, v)))
+        Ok(self
+            .inner
+            .get(&k)
+            .map_err(to_py_err)?
+            .map(|v| PyBytes::new(py, v)))
     }
 
     /// Stacks bands of `keys` into an (N, C, H, W) array; see `rico.Dataset.batch`.
@@ -227,15 +268,21 @@ impl Database {
         let spec = batch_spec(bands, size, resample, mean, std)?;
         let wide = parse_dtype(dtype)?;
         let db = &*self.inner;
-        let (h, w) = py.allow_threads(|| batch::batch_shape(db, &keys, &spec)).map_err(to_py_err)?;
+        let (h, w) = py
+            .allow_threads(|| batch::batch_shape(db, &keys, &spec))
+            .map_err(to_py_err)?;
         let dims = [keys.len(), spec.bands.len(), h, w];
         // The batch is assembled with the GIL released into a Vec, which then becomes the
         // array's memory without a copy.
         Ok(if wide {
-            let out = py.allow_threads(|| assembled::<f64>(db, &keys, &spec, dims, threads)).map_err(to_py_err)?;
+            let out = py
+                .allow_threads(|| assembled::<f64>(db, &keys, &spec, dims, threads))
+                .map_err(to_py_err)?;
             out.into_pyarray(py).reshape(dims)?.into_any()
         } else {
-            let out = py.allow_threads(|| assembled::<f32>(db, &keys, &spec, dims, threads)).map_err(to_py_err)?;
+            let out = py
+                .allow_threads(|| assembled::<f32>(db, &keys, &spec, dims, threads))
+                .map_err(to_py_err)?;
             PyArray1::from_vec(py, out).reshape(dims)?.into_any()
         })
     }
@@ -271,8 +318,9 @@ fn assembled<T: batch::Sample>(
     std::alloc::Layout::array::<T>(n)
         .map_err(|_| rico_core::Error::usage(format!("a batch of shape {dims:?} is too large")))?;
     let mut out: Vec<MaybeUninit<T>> = Vec::new();
-    out.try_reserve_exact(n)
-        .map_err(|_| rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}")))?;
+    out.try_reserve_exact(n).map_err(|_| {
+        rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}"))
+    })?;
     // SAFETY: the capacity is at least n, and MaybeUninit needs no initialisation.
     unsafe { out.set_len(n) };
     // On error `out` is dropped as Vec<MaybeUninit<T>>: no element is read.
@@ -316,8 +364,10 @@ impl Prefetcher {
         threads: Option<usize>,
         prefetch: usize,
     ) -> PyResult<Self> {
-        let batches: Vec<Vec<Vec<u8>>> =
-            batches.iter().map(|b| b.iter().map(key_bytes).collect::<PyResult<_>>()).collect::<PyResult<_>>()?;
+        let batches: Vec<Vec<Vec<u8>>> = batches
+            .iter()
+            .map(|b| b.iter().map(key_bytes).collect::<PyResult<_>>())
+            .collect::<PyResult<_>>()?;
         let spec = batch_spec(bands, size, resample, mean, std)?;
         let wide = parse_dtype(dtype)?;
         let db = database.inner.clone();
@@ -338,7 +388,11 @@ impl Prefetcher {
                         };
                         Ok((buffer, dims))
                     }))
-                    .unwrap_or_else(|_| Err(rico_core::Error::output("the loader thread panicked while assembling a batch")));
+                    .unwrap_or_else(|_| {
+                        Err(rico_core::Error::output(
+                            "the loader thread panicked while assembling a batch",
+                        ))
+                    });
                     let failed = produced.is_err();
                     // The consumer went away (loop broken, loader dropped): stop working.
                     if sender.send(produced).is_err() || failed {
@@ -346,8 +400,15 @@ impl Prefetcher {
                     }
                 }
             })
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the loader thread: {e}")))?;
-        Ok(Prefetcher { receiver: Mutex::new(receiver), remaining: Mutex::new(total) })
+            .map_err(|e| {
+                pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "cannot start the loader thread: {e}"
+                ))
+            })?;
+        Ok(Prefetcher {
+            receiver: Mutex::new(receiver),
+            remaining: Mutex::new(total),
+        })
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -380,7 +441,10 @@ impl Prefetcher {
     }
 }
 
-fn measurement<'py>(py: Python<'py>, m: &rico_core::bench::Measurement) -> PyResult<Bound<'py, PyDict>> {
+fn measurement<'py>(
+    py: Python<'py>,
+    m: &rico_core::bench::Measurement,
+) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     out.set_item("records", m.records)?;
     out.set_item("bytes", m.bytes)?;
@@ -403,9 +467,17 @@ pub fn bench<'py>(
     threads: Option<usize>,
     seconds: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = rico_core::bench::BenchOptions { bands, size, batch, threads, seconds };
+    let options = rico_core::bench::BenchOptions {
+        bands,
+        size,
+        batch,
+        threads,
+        seconds,
+    };
     let report = py
-        .allow_threads(|| reader::Database::open(&path).and_then(|db| rico_core::bench::run(&db, &options)))
+        .allow_threads(|| {
+            reader::Database::open(&path).and_then(|db| rico_core::bench::run(&db, &options))
+        })
         .map_err(to_py_err)?;
     let out = PyDict::new(py);
     out.set_item("path", &path)?;

@@ -31,9 +31,10 @@ fn unsupported(message: impl Into<String>) -> RasterError {
 /// Zig-zag position -> natural (row-major) position, with 16 spare entries as libjpeg has, so
 /// that a corrupt run length lands on coefficient 63 instead of out of bounds.
 const NATURAL_ORDER: [usize; 80] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-    54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+    63, 63, 63, 63, 63, 63,
 ];
 
 /// A Huffman table: canonical codes, decoded with a 9-bit lookup and the JPEG standard's
@@ -62,7 +63,9 @@ impl Huffman {
             let n = counts[len - 1] as i32;
             // The codes of this length must fit in `len` bits.
             if code + n > (1 << len) {
-                return Err(corrupt("a Huffman table has more codes than its code lengths allow"));
+                return Err(corrupt(
+                    "a Huffman table has more codes than its code lengths allow",
+                ));
             }
             if n > 0 {
                 valoffset[len] = k - code;
@@ -83,7 +86,12 @@ impl Huffman {
             code <<= 1;
         }
         maxcode[17] = i32::MAX;
-        Ok(Huffman { lookup, maxcode, valoffset, symbols })
+        Ok(Huffman {
+            lookup,
+            maxcode,
+            valoffset,
+            symbols,
+        })
     }
 }
 
@@ -102,7 +110,14 @@ struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     fn new(data: &'a [u8], pos: usize) -> Self {
-        BitReader { data, pos, bits: 0, count: 0, at_marker: false, overrun: false }
+        BitReader {
+            data,
+            pos,
+            bits: 0,
+            count: 0,
+            at_marker: false,
+            overrun: false,
+        }
     }
 
     fn fill(&mut self) {
@@ -195,7 +210,11 @@ impl<'a> BitReader<'a> {
             if code <= table.maxcode[len] {
                 self.consume(len as u32);
                 let index = (code + table.valoffset[len]) as usize;
-                return table.symbols.get(index).copied().ok_or_else(|| corrupt("bad Huffman code"));
+                return table
+                    .symbols
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| corrupt("bad Huffman code"));
             }
         }
         Err(corrupt("bad Huffman code in the entropy-coded data"))
@@ -293,7 +312,9 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
             None => return Err(corrupt("the file ends inside a marker")),
         };
         if len < 2 || pos + len > bytes.len() {
-            return Err(corrupt(format!("marker 0xFF{marker:02X} runs past the end of the file")));
+            return Err(corrupt(format!(
+                "marker 0xFF{marker:02X} runs past the end of the file"
+            )));
         }
         let seg = &bytes[pos + 2..pos + len];
         pos += len;
@@ -318,7 +339,11 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
                 // truncated, and is refused before its planes are allocated. (Progressive
                 // files can cover many blocks per byte with end-of-band runs; they are bounded
                 // by MAX_DECODED_BYTES only.)
-                let blocks: usize = f.components.iter().map(|c| c.real_blocks_w * c.real_blocks_h).sum();
+                let blocks: usize = f
+                    .components
+                    .iter()
+                    .map(|c| c.real_blocks_w * c.real_blocks_h)
+                    .sum();
                 if !f.progressive && blocks / 4 > bytes.len() - pos + 64 {
                     return Err(corrupt(format!(
                         "the file is truncated ({} bytes left cannot hold the {blocks} blocks of a {}x{} image)",
@@ -327,17 +352,38 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
                         f.height
                     )));
                 }
-                coefs = f.components.iter().map(|c| vec![0i16; c.blocks_w * c.blocks_h * 64]).collect();
+                coefs = f
+                    .components
+                    .iter()
+                    .map(|c| vec![0i16; c.blocks_w * c.blocks_h * 64])
+                    .collect();
                 frame = Some(f);
             }
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                let kind = if marker >= 0xC9 { "arithmetic-coded" } else { "lossless or hierarchical" };
-                return Err(unsupported(format!("{kind} JPEG (SOF marker 0xFF{marker:02X}) is not supported")));
+                let kind = if marker >= 0xC9 {
+                    "arithmetic-coded"
+                } else {
+                    "lossless or hierarchical"
+                };
+                return Err(unsupported(format!(
+                    "{kind} JPEG (SOF marker 0xFF{marker:02X}) is not supported"
+                )));
             }
             0xDA => {
-                let Some(f) = frame.as_ref() else { return Err(corrupt("scan before the frame header")) };
+                let Some(f) = frame.as_ref() else {
+                    return Err(corrupt("scan before the frame header"));
+                };
                 let scan = read_sos(seg, f)?;
-                let end = decode_scan(bytes, pos, f, &scan, &dc_tables, &ac_tables, restart_interval, &mut coefs)?;
+                let end = decode_scan(
+                    bytes,
+                    pos,
+                    f,
+                    &scan,
+                    &dc_tables,
+                    &ac_tables,
+                    restart_interval,
+                    &mut coefs,
+                )?;
                 pos = end;
                 scans += 1;
             }
@@ -345,7 +391,9 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
         }
     }
 
-    let Some(f) = frame else { return Err(corrupt("no frame header (SOF)")) };
+    let Some(f) = frame else {
+        return Err(corrupt("no frame header (SOF)"));
+    };
     if scans == 0 {
         return Err(corrupt("no scan"));
     }
@@ -383,10 +431,22 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
                 ycc_to_rgb(&full[0], &full[1], &full[2])
             }
         }
-        n => return Err(unsupported(format!("{n}-component JPEG (e.g. CMYK) is not supported"))),
+        n => {
+            return Err(unsupported(format!(
+                "{n}-component JPEG (e.g. CMYK) is not supported"
+            )))
+        }
     };
     debug_assert_eq!(data.len(), w * h * f.components.len());
-    Ok(Raster { info: RasterInfo { width: w, height: h, bands: f.components.len(), dtype: DType::U8 }, data })
+    Ok(Raster {
+        info: RasterInfo {
+            width: w,
+            height: h,
+            bands: f.components.len(),
+            dtype: DType::U8,
+        },
+        data,
+    })
 }
 
 fn read_dqt(mut seg: &[u8], qt: &mut [[u16; 64]; 4]) -> Result<()> {
@@ -401,7 +461,11 @@ fn read_dqt(mut seg: &[u8], qt: &mut [[u16; 64]; 4]) -> Result<()> {
             return Err(corrupt("short quantisation table"));
         }
         for k in 0..64 {
-            let v = if pq == 0 { seg[1 + k] as u16 } else { u16::from_be_bytes([seg[1 + 2 * k], seg[2 + 2 * k]]) };
+            let v = if pq == 0 {
+                seg[1 + k] as u16
+            } else {
+                u16::from_be_bytes([seg[1 + 2 * k], seg[2 + 2 * k]])
+            };
             qt[tq][NATURAL_ORDER[k]] = v;
         }
         seg = &seg[1 + size..];
@@ -409,7 +473,11 @@ fn read_dqt(mut seg: &[u8], qt: &mut [[u16; 64]; 4]) -> Result<()> {
     Ok(())
 }
 
-fn read_dht(mut seg: &[u8], dc: &mut [Option<Huffman>; 4], ac: &mut [Option<Huffman>; 4]) -> Result<()> {
+fn read_dht(
+    mut seg: &[u8],
+    dc: &mut [Option<Huffman>; 4],
+    ac: &mut [Option<Huffman>; 4],
+) -> Result<()> {
     while !seg.is_empty() {
         if seg.len() < 17 {
             return Err(corrupt("short Huffman table"));
@@ -446,26 +514,35 @@ fn read_sof(seg: &[u8], progressive: bool) -> Result<Frame> {
         return Err(corrupt("short frame header"));
     }
     if seg[0] != 8 {
-        return Err(unsupported(format!("{}-bit JPEG is not supported (only 8-bit)", seg[0])));
+        return Err(unsupported(format!(
+            "{}-bit JPEG is not supported (only 8-bit)",
+            seg[0]
+        )));
     }
     let height = u16::from_be_bytes([seg[1], seg[2]]) as usize;
     let width = u16::from_be_bytes([seg[3], seg[4]]) as usize;
     let n = seg[5] as usize;
     if height == 0 || width == 0 {
-        return Err(unsupported("JPEG with a zero or DNL-defined size is not supported"));
+        return Err(unsupported(
+            "JPEG with a zero or DNL-defined size is not supported",
+        ));
     }
     if n == 0 || seg.len() < 6 + 3 * n {
         return Err(corrupt("bad component count in the frame header"));
     }
     if n != 1 && n != 3 {
-        return Err(unsupported(format!("{n}-component JPEG (e.g. CMYK) is not supported")));
+        return Err(unsupported(format!(
+            "{n}-component JPEG (e.g. CMYK) is not supported"
+        )));
     }
     let mut components = Vec::with_capacity(n);
     for i in 0..n {
         let c = &seg[6 + 3 * i..9 + 3 * i];
         let (h, v) = ((c[1] >> 4) as usize, (c[1] & 15) as usize);
         if !(1..=4).contains(&h) || !(1..=4).contains(&v) || c[2] > 3 {
-            return Err(corrupt("bad sampling factor or quantisation table in the frame header"));
+            return Err(corrupt(
+                "bad sampling factor or quantisation table in the frame header",
+            ));
         }
         components.push(Component {
             id: c[0],
@@ -492,7 +569,10 @@ fn read_sof(seg: &[u8], progressive: bool) -> Result<Frame> {
         c.blocks_w = mcus_x * c.h;
         c.blocks_h = mcus_y * c.v;
     }
-    let coef_bytes: u64 = components.iter().map(|c| (c.blocks_w * c.blocks_h * 128) as u64).sum();
+    let coef_bytes: u64 = components
+        .iter()
+        .map(|c| (c.blocks_w * c.blocks_h * 128) as u64)
+        .sum();
     let out_bytes = (width * height * n) as u64;
     if coef_bytes + out_bytes > MAX_DECODED_BYTES {
         return Err(RasterError::new(
@@ -500,7 +580,16 @@ fn read_sof(seg: &[u8], progressive: bool) -> Result<Frame> {
             format!("JPEG of {width}x{height} needs more than rico's limit of {MAX_DECODED_BYTES} bytes to decode"),
         ));
     }
-    Ok(Frame { progressive, width, height, components, max_h, max_v, mcus_x, mcus_y })
+    Ok(Frame {
+        progressive,
+        width,
+        height,
+        components,
+        max_h,
+        max_v,
+        mcus_x,
+        mcus_y,
+    })
 }
 
 struct Scan {
@@ -525,16 +614,37 @@ fn read_sos(seg: &[u8], f: &Frame) -> Result<Scan> {
             .components
             .iter()
             .position(|c| c.id == id)
-            .ok_or_else(|| corrupt(format!("scan names component {id}, which the frame does not have")))?;
-        components.push((index, (tables >> 4) as usize & 3, (tables & 15) as usize & 3));
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "scan names component {id}, which the frame does not have"
+                ))
+            })?;
+        components.push((
+            index,
+            (tables >> 4) as usize & 3,
+            (tables & 15) as usize & 3,
+        ));
     }
     let p = 1 + 2 * n;
-    let (ss, se, ah, al) = (seg[p] as usize, seg[p + 1] as usize, (seg[p + 2] >> 4) as u32, (seg[p + 2] & 15) as u32);
+    let (ss, se, ah, al) = (
+        seg[p] as usize,
+        seg[p + 1] as usize,
+        (seg[p + 2] >> 4) as u32,
+        (seg[p + 2] & 15) as u32,
+    );
     // Sequential files' spectral selection is ignored, as libjpeg does.
-    if f.progressive && (se > 63 || ss > se || (ss == 0 && se != 0) || (ss > 0 && n != 1) || al > 13) {
+    if f.progressive
+        && (se > 63 || ss > se || (ss == 0 && se != 0) || (ss > 0 && n != 1) || al > 13)
+    {
         return Err(corrupt("bad progressive scan parameters"));
     }
-    Ok(Scan { components, ss: if f.progressive { ss } else { 0 }, se: if f.progressive { se } else { 63 }, ah, al })
+    Ok(Scan {
+        components,
+        ss: if f.progressive { ss } else { 0 },
+        se: if f.progressive { se } else { 63 },
+        ah,
+        al,
+    })
 }
 
 /// Decodes one scan's entropy-coded data starting at `pos`; returns where it ends.
@@ -550,19 +660,40 @@ fn decode_scan(
     coefs: &mut [Vec<i16>],
 ) -> Result<usize> {
     let mut reader = BitReader::new(bytes, pos);
-    let missing = |kind: &str, id: usize| corrupt(format!("scan uses {kind} Huffman table {id}, which is not defined"));
+    let missing = |kind: &str, id: usize| {
+        corrupt(format!(
+            "scan uses {kind} Huffman table {id}, which is not defined"
+        ))
+    };
     // Which tables this scan needs.
     let need_dc = scan.ss == 0 && scan.ah == 0;
     let need_ac = scan.se > 0;
     let mut dc: Vec<Option<&Huffman>> = Vec::new();
     let mut ac: Vec<Option<&Huffman>> = Vec::new();
     for &(_, td, ta) in &scan.components {
-        dc.push(if need_dc { Some(dc_tables[td].as_ref().ok_or_else(|| missing("DC", td))?) } else { None });
-        ac.push(if need_ac { Some(ac_tables[ta].as_ref().ok_or_else(|| missing("AC", ta))?) } else { None });
+        dc.push(if need_dc {
+            Some(dc_tables[td].as_ref().ok_or_else(|| missing("DC", td))?)
+        } else {
+            None
+        });
+        ac.push(if need_ac {
+            Some(ac_tables[ta].as_ref().ok_or_else(|| missing("AC", ta))?)
+        } else {
+            None
+        });
     }
     // libjpeg refuses interleaved MCUs of more than 10 blocks (the standard's limit).
-    if scan.components.len() > 1 && scan.components.iter().map(|&(ci, _, _)| f.components[ci].h * f.components[ci].v).sum::<usize>() > 10 {
-        return Err(corrupt("sampling factors too large for an interleaved scan (more than 10 blocks per MCU)"));
+    if scan.components.len() > 1
+        && scan
+            .components
+            .iter()
+            .map(|&(ci, _, _)| f.components[ci].h * f.components[ci].v)
+            .sum::<usize>()
+            > 10
+    {
+        return Err(corrupt(
+            "sampling factors too large for an interleaved scan (more than 10 blocks per MCU)",
+        ));
     }
     let mut pred = vec![0i32; scan.components.len()];
     let mut eobrun = 0u32;
@@ -594,13 +725,17 @@ fn decode_scan(
                     let offset = (y * c.blocks_w + x) * 64;
                     let dst = &mut coefs[ci][offset..offset + 64];
                     if !f.progressive {
-                        let (Some(dc), Some(ac)) = (dc[si], ac[si]) else { return Err(missing("DC or AC", 0)) };
+                        let (Some(dc), Some(ac)) = (dc[si], ac[si]) else {
+                            return Err(missing("DC or AC", 0));
+                        };
                         block.fill(0);
                         decode_baseline(&mut reader, dc, ac, &mut pred[si], &mut block)?;
                         dst.copy_from_slice(&block);
                     } else if scan.ss == 0 {
                         if scan.ah == 0 {
-                            let Some(table) = dc[si] else { return Err(missing("DC", 0)) };
+                            let Some(table) = dc[si] else {
+                                return Err(missing("DC", 0));
+                            };
                             let s = reader.decode(table)? as u32;
                             pred[si] = pred[si].wrapping_add(reader.signed(s));
                             dst[0] = (pred[si] << scan.al) as i16;
@@ -608,7 +743,9 @@ fn decode_scan(
                             dst[0] |= (1i32 << scan.al) as i16;
                         }
                     } else {
-                        let Some(table) = ac[si] else { return Err(missing("AC", 0)) };
+                        let Some(table) = ac[si] else {
+                            return Err(missing("AC", 0));
+                        };
                         if scan.ah == 0 {
                             ac_first(&mut reader, table, scan, &mut eobrun, dst)?;
                         } else {
@@ -619,19 +756,31 @@ fn decode_scan(
             }
         }
         if reader.overrun {
-            return Err(corrupt("the entropy-coded data ends early (truncated or damaged file)"));
+            return Err(corrupt(
+                "the entropy-coded data ends early (truncated or damaged file)",
+            ));
         }
     }
     // Continue after the scan's data: the next marker.
     let mut end = reader.pos;
-    while end + 1 < bytes.len() && !(bytes[end] == 0xFF && bytes[end + 1] != 0x00 && !(0xD0..=0xD7).contains(&bytes[end + 1])) {
+    while end + 1 < bytes.len()
+        && !(bytes[end] == 0xFF
+            && bytes[end + 1] != 0x00
+            && !(0xD0..=0xD7).contains(&bytes[end + 1]))
+    {
         end += 1;
     }
     Ok(end)
 }
 
 #[inline]
-fn decode_baseline(r: &mut BitReader<'_>, dc: &Huffman, ac: &Huffman, pred: &mut i32, block: &mut [i16; 64]) -> Result<()> {
+fn decode_baseline(
+    r: &mut BitReader<'_>,
+    dc: &Huffman,
+    ac: &Huffman,
+    pred: &mut i32,
+    block: &mut [i16; 64],
+) -> Result<()> {
     let s = r.decode(dc)? as u32;
     *pred = pred.wrapping_add(r.signed(s));
     block[0] = *pred as i16;
@@ -652,7 +801,13 @@ fn decode_baseline(r: &mut BitReader<'_>, dc: &Huffman, ac: &Huffman, pred: &mut
     Ok(())
 }
 
-fn ac_first(r: &mut BitReader<'_>, table: &Huffman, scan: &Scan, eobrun: &mut u32, block: &mut [i16]) -> Result<()> {
+fn ac_first(
+    r: &mut BitReader<'_>,
+    table: &Huffman,
+    scan: &Scan,
+    eobrun: &mut u32,
+    block: &mut [i16],
+) -> Result<()> {
     if *eobrun > 0 {
         *eobrun -= 1;
         return Ok(());
@@ -680,7 +835,13 @@ fn ac_first(r: &mut BitReader<'_>, table: &Huffman, scan: &Scan, eobrun: &mut u3
     Ok(())
 }
 
-fn ac_refine(r: &mut BitReader<'_>, table: &Huffman, scan: &Scan, eobrun: &mut u32, block: &mut [i16]) -> Result<()> {
+fn ac_refine(
+    r: &mut BitReader<'_>,
+    table: &Huffman,
+    scan: &Scan,
+    eobrun: &mut u32,
+    block: &mut [i16],
+) -> Result<()> {
     let p1: i32 = 1 << scan.al;
     let m1: i32 = -1 << scan.al;
     let mut k = scan.ss;
@@ -811,7 +972,16 @@ fn idct_1d(s: [i64; 8]) -> [i64; 8] {
     t1 += z2 + z4;
     t2 += z2 + z3;
     t3 += z1 + z4;
-    [tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0, tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3]
+    [
+        tmp10 + t3,
+        tmp11 + t2,
+        tmp12 + t1,
+        tmp13 + t0,
+        tmp13 - t0,
+        tmp12 - t1,
+        tmp11 - t2,
+        tmp10 - t3,
+    ]
 }
 
 /// Dequantises and inverse-transforms one block into 8x8 samples at `out` (row stride `stride`).
@@ -883,7 +1053,10 @@ fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u8>> {
             if cw > 2 {
                 h2v1_fancy(row(y), &mut line);
             } else {
-                row(y).iter().enumerate().for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
+                row(y)
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
             }
             out[y * w..(y + 1) * w].copy_from_slice(&line[..w]);
         }
@@ -892,7 +1065,11 @@ fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u8>> {
         for y in 0..h {
             let (iy, below) = (y / 2, y % 2 == 1);
             let near = row(iy);
-            let other = row(if below { (iy + 1).min(ch - 1) } else { iy.saturating_sub(1) });
+            let other = row(if below {
+                (iy + 1).min(ch - 1)
+            } else {
+                iy.saturating_sub(1)
+            });
             let bias = if below { 2 } else { 1 };
             for x in 0..w {
                 out[y * w + x] = ((near[x] as u32 * 3 + other[x] as u32 + bias) >> 2) as u8;
@@ -902,11 +1079,18 @@ fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u8>> {
         let mut line = vec![0u8; cw * 2];
         for y in 0..h {
             let (iy, below) = (y / 2, y % 2 == 1);
-            let other = if below { (iy + 1).min(ch - 1) } else { iy.saturating_sub(1) };
+            let other = if below {
+                (iy + 1).min(ch - 1)
+            } else {
+                iy.saturating_sub(1)
+            };
             if cw > 2 {
                 h2v2_fancy(row(iy), row(other), &mut line);
             } else {
-                row(iy).iter().enumerate().for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
+                row(iy)
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
             }
             out[y * w..(y + 1) * w].copy_from_slice(&line[..w]);
         }
@@ -984,7 +1168,12 @@ struct YccTables {
 fn ycc_tables() -> &'static YccTables {
     static TABLES: std::sync::OnceLock<YccTables> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
-        let mut t = YccTables { cr_r: [0; 256], cb_b: [0; 256], cr_g: [0; 256], cb_g: [0; 256] };
+        let mut t = YccTables {
+            cr_r: [0; 256],
+            cb_b: [0; 256],
+            cr_g: [0; 256],
+            cb_g: [0; 256],
+        };
         for i in 0..256 {
             let x = i as i32 - 128;
             t.cr_r[i] = (fix(1.40200) * x + ONE_HALF) >> SCALEBITS;
@@ -1090,13 +1279,20 @@ mod tests {
 
     fn unhex(lines: &[&str]) -> Vec<u8> {
         let hex: String = lines.concat();
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn pillow_files_decode_to_pillows_pixels() {
         for (file, sum, first) in [
-            (BASELINE_RESTART, BASELINE_RESTART_SUM, BASELINE_RESTART_FIRST),
+            (
+                BASELINE_RESTART,
+                BASELINE_RESTART_SUM,
+                BASELINE_RESTART_FIRST,
+            ),
             (PROGRESSIVE, PROGRESSIVE_SUM, PROGRESSIVE_FIRST),
         ] {
             let r = decode(&unhex(file)).unwrap();
@@ -1137,7 +1333,15 @@ mod tests {
     #[test]
     fn not_jpeg_and_truncated_are_errors() {
         assert!(!is_jpeg(b"\x89PNG"));
-        assert_eq!(decode(b"\xFF\xD8\xFF").unwrap_err().kind, ErrorKind::Corrupt);
-        assert_eq!(decode(b"\xFF\xD8\xFF\xC0\x00\x0B\x0C\x00\x01\x00\x01\x01\x01\x11\x00").unwrap_err().kind, ErrorKind::Unsupported);
+        assert_eq!(
+            decode(b"\xFF\xD8\xFF").unwrap_err().kind,
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            decode(b"\xFF\xD8\xFF\xC0\x00\x0B\x0C\x00\x01\x00\x01\x01\x01\x11\x00")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Unsupported
+        );
     }
 }

@@ -127,7 +127,11 @@ pub struct RasterError {
 
 impl RasterError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        RasterError { kind, message: message.into(), path: None }
+        RasterError {
+            kind,
+            message: message.into(),
+            path: None,
+        }
     }
 
     /// Attaches the path of the file being decoded.
@@ -177,7 +181,8 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
 
 /// Reads and decodes a raster file; errors name the file.
 pub fn decode_file(path: &Path) -> Result<Raster> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| RasterError::new(ErrorKind::Io, format!("cannot read file: {e}")).with_path(path))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        RasterError::new(ErrorKind::Io, format!("cannot read file: {e}")).with_path(path)
+    })?;
     decode(&bytes).map_err(|e| e.with_path(path))
 }

@@ -23,9 +23,10 @@ pub fn is_png(bytes: &[u8]) -> bool {
 
 fn png_error(e: png::DecodingError) -> RasterError {
     match e {
-        png::DecodingError::LimitsExceeded => {
-            RasterError::new(ErrorKind::TooLarge, "PNG: the image exceeds rico's size limits")
-        }
+        png::DecodingError::LimitsExceeded => RasterError::new(
+            ErrorKind::TooLarge,
+            "PNG: the image exceeds rico's size limits",
+        ),
         png::DecodingError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             RasterError::corrupt("PNG: the file is truncated")
         }
@@ -38,8 +39,15 @@ fn png_error(e: png::DecodingError) -> RasterError {
 /// or whose IDAT chunks are too small to inflate to its `raw` bytes even at deflate's maximum
 /// ratio (certainly truncated: a tiny hostile file must not make rico allocate gigabytes).
 fn check_size(bytes: &[u8], info: &png::Info<'_>, raw: usize) -> Result<()> {
-    let bytes_per_sample = if info.bit_depth == png::BitDepth::Sixteen { 2 } else { 1 };
-    let decoded = u64::from(info.width) * u64::from(info.height) * info.color_type.samples() as u64 * bytes_per_sample;
+    let bytes_per_sample = if info.bit_depth == png::BitDepth::Sixteen {
+        2
+    } else {
+        1
+    };
+    let decoded = u64::from(info.width)
+        * u64::from(info.height)
+        * info.color_type.samples() as u64
+        * bytes_per_sample;
     if decoded.max(raw as u64) > MAX_DECODED_BYTES {
         return Err(RasterError::new(
             ErrorKind::TooLarge,
@@ -73,14 +81,19 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
         return Err(RasterError::new(ErrorKind::NotRaster, "not a PNG file"));
     }
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    decoder.set_limits(png::Limits { bytes: MAX_DECODED_BYTES as usize });
+    decoder.set_limits(png::Limits {
+        bytes: MAX_DECODED_BYTES as usize,
+    });
     // The stored samples, nothing expanded or converted: rico maps them to bands below.
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(png_error)?;
     let (width, height) = (reader.info().width as usize, reader.info().height as usize);
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| RasterError::new(ErrorKind::TooLarge, "PNG: the image exceeds rico's size limits"))?;
+    let size = reader.output_buffer_size().ok_or_else(|| {
+        RasterError::new(
+            ErrorKind::TooLarge,
+            "PNG: the image exceeds rico's size limits",
+        )
+    })?;
     check_size(bytes, reader.info(), size)?;
     let mut buf = vec![0u8; size];
     let frame = reader.next_frame(&mut buf).map_err(png_error)?;
@@ -119,7 +132,11 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
         }
         1 | 2 | 4 => {
             // Only grey and palette images have sub-byte depths (one sample per pixel).
-            let scale = if frame.color_type == png::ColorType::Indexed { 1 } else { 255 / ((1 << depth) - 1) };
+            let scale = if frame.color_type == png::ColorType::Indexed {
+                1
+            } else {
+                255 / ((1 << depth) - 1)
+            };
             let per_byte = 8 / depth;
             let mask = (1u8 << depth) - 1;
             let mut out = vec![0u8; pixels];
@@ -133,16 +150,34 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
             }
             (DType::U8, out)
         }
-        d => return Err(RasterError::corrupt(format!("PNG: bit depth {d} is not valid"))),
+        d => {
+            return Err(RasterError::corrupt(format!(
+                "PNG: bit depth {d} is not valid"
+            )))
+        }
     };
-    Ok(Raster { info: RasterInfo { width, height, bands, dtype }, data })
+    Ok(Raster {
+        info: RasterInfo {
+            width,
+            height,
+            bands,
+            dtype,
+        },
+        data,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn encode(width: u32, height: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
+    fn encode(
+        width: u32,
+        height: u32,
+        color: png::ColorType,
+        depth: png::BitDepth,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut out, width, height);
@@ -159,7 +194,13 @@ mod tests {
 
     #[test]
     fn rgb_is_band_sequential() {
-        let png = encode(2, 1, png::ColorType::Rgb, png::BitDepth::Eight, &[1, 2, 3, 4, 5, 6]);
+        let png = encode(
+            2,
+            1,
+            png::ColorType::Rgb,
+            png::BitDepth::Eight,
+            &[1, 2, 3, 4, 5, 6],
+        );
         let r = decode(&png).unwrap();
         assert_eq!((r.info.bands, r.info.dtype), (3, DType::U8));
         assert_eq!(r.data, [1, 4, 2, 5, 3, 6]);
@@ -167,7 +208,13 @@ mod tests {
 
     #[test]
     fn sixteen_bit_grey_is_little_endian_u16() {
-        let png = encode(2, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, &[0x01, 0x02, 0xFF, 0x00]);
+        let png = encode(
+            2,
+            1,
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+            &[0x01, 0x02, 0xFF, 0x00],
+        );
         let r = decode(&png).unwrap();
         assert_eq!(r.info.dtype, DType::U16);
         assert_eq!(r.data, [0x02, 0x01, 0x00, 0xFF]);
@@ -175,15 +222,32 @@ mod tests {
 
     #[test]
     fn low_depths_scale_grey_and_keep_indices() {
-        let grey = decode(&encode(4, 1, png::ColorType::Grayscale, png::BitDepth::Two, &[0b00_01_10_11])).unwrap();
+        let grey = decode(&encode(
+            4,
+            1,
+            png::ColorType::Grayscale,
+            png::BitDepth::Two,
+            &[0b00_01_10_11],
+        ))
+        .unwrap();
         assert_eq!(grey.data, [0, 85, 170, 255]);
-        let pal = decode(&encode(3, 1, png::ColorType::Indexed, png::BitDepth::Four, &[0x12, 0x30])).unwrap();
+        let pal = decode(&encode(
+            3,
+            1,
+            png::ColorType::Indexed,
+            png::BitDepth::Four,
+            &[0x12, 0x30],
+        ))
+        .unwrap();
         assert_eq!(pal.data, [1, 2, 3]);
     }
 
     #[test]
     fn truncated_png_is_corrupt() {
         let png = encode(8, 8, png::ColorType::Rgb, png::BitDepth::Eight, &[7u8; 192]);
-        assert_eq!(decode(&png[..png.len() - 20]).unwrap_err().kind, ErrorKind::Corrupt);
+        assert_eq!(
+            decode(&png[..png.len() - 20]).unwrap_err().kind,
+            ErrorKind::Corrupt
+        );
     }
 }

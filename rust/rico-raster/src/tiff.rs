@@ -46,7 +46,10 @@ pub const MAX_IFD_ENTRIES: u64 = 4096;
 /// True when `bytes` starts with a classic TIFF or BigTIFF signature.
 pub fn is_tiff(bytes: &[u8]) -> bool {
     bytes.len() >= 4
-        && (bytes[..4] == *b"II*\0" || bytes[..4] == *b"MM\0*" || bytes[..4] == *b"II+\0" || bytes[..4] == *b"MM\0+")
+        && (bytes[..4] == *b"II*\0"
+            || bytes[..4] == *b"MM\0*"
+            || bytes[..4] == *b"II+\0"
+            || bytes[..4] == *b"MM\0+")
 }
 
 /// Decodes the first image of a TIFF file into a band-sequential little-endian [`Raster`].
@@ -102,9 +105,13 @@ fn scalar(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64) -> Result<u64> 
 
 /// Reads a per-sample tag (BitsPerSample, SampleFormat) whose values must all be equal.
 fn per_sample(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64, what: &str) -> Result<u64> {
-    let Some(entry) = entry else { return Ok(default) };
+    let Some(entry) = entry else {
+        return Ok(default);
+    };
     let values = entry.uints(bytes)?;
-    let first = values.get(0).ok_or_else(|| RasterError::corrupt(format!("TIFF {what} tag has no value")))?;
+    let first = values
+        .get(0)
+        .ok_or_else(|| RasterError::corrupt(format!("TIFF {what} tag has no value")))?;
     if values.iter().any(|v| v != first) {
         return Err(RasterError::unsupported(format!(
             "TIFF with a different {what} per band; rico needs one {what} for all bands"
@@ -114,13 +121,16 @@ fn per_sample(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64, what: &str)
 }
 
 fn dimension(bytes: &Bytes<'_>, entry: Option<Entry>, what: &str) -> Result<usize> {
-    let entry = entry.ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {what} tag")))?;
+    let entry = entry
+        .ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {what} tag")))?;
     let value = entry.uint(bytes)?;
     if value == 0 {
         return Err(RasterError::corrupt(format!("TIFF {what} is zero")));
     }
     if value > MAX_DIMENSION {
-        return Err(too_large(format!("TIFF {what} {value} exceeds rico's limit of {MAX_DIMENSION}")));
+        return Err(too_large(format!(
+            "TIFF {what} {value} exceeds rico's limit of {MAX_DIMENSION}"
+        )));
     }
     Ok(value as usize) // <= 2^20: fits any usize rico runs on
 }
@@ -136,15 +146,31 @@ fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
         (2, 32) => DType::I32,
         (3, 32) => DType::F32,
         (3, 64) => DType::F64,
-        (1 | 2 | 4, 64) => return Err(RasterError::unsupported("unsupported TIFF sample type: 64-bit integers")),
-        (3, b) => return Err(RasterError::unsupported(format!("unsupported TIFF sample type: {b}-bit floats"))),
-        (5 | 6, _) => return Err(RasterError::unsupported("unsupported TIFF sample type: complex numbers")),
+        (1 | 2 | 4, 64) => {
+            return Err(RasterError::unsupported(
+                "unsupported TIFF sample type: 64-bit integers",
+            ))
+        }
+        (3, b) => {
+            return Err(RasterError::unsupported(format!(
+                "unsupported TIFF sample type: {b}-bit floats"
+            )))
+        }
+        (5 | 6, _) => {
+            return Err(RasterError::unsupported(
+                "unsupported TIFF sample type: complex numbers",
+            ))
+        }
         (1 | 2 | 4, b) => {
             return Err(RasterError::unsupported(format!(
                 "unsupported TIFF sample type: {b} bits per sample; rico decodes 8, 16, 32 and 64"
             )))
         }
-        (f, _) => return Err(RasterError::corrupt(format!("invalid TIFF SampleFormat {f}"))),
+        (f, _) => {
+            return Err(RasterError::corrupt(format!(
+                "invalid TIFF SampleFormat {f}"
+            )))
+        }
     })
 }
 
@@ -152,21 +178,32 @@ fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
 /// (GDALCopyWords from double: round to nearest, clamp to the type's range, NaN -> 0).
 fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] {
     let mut out = [0u8; 8];
-    let Some(raw) = entry.and_then(|e| e.raw(bytes).ok()) else { return out };
-    let Some(value) = std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).parse::<f64>().ok())
-    else {
+    let Some(raw) = entry.and_then(|e| e.raw(bytes).ok()) else {
         return out;
     };
-    let int = |min: f64, max: f64| if value.is_nan() { 0.0 } else { value.round().clamp(min, max) };
+    let Some(value) = std::str::from_utf8(raw).ok().and_then(|s| {
+        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .parse::<f64>()
+            .ok()
+    }) else {
+        return out;
+    };
+    let int = |min: f64, max: f64| {
+        if value.is_nan() {
+            0.0
+        } else {
+            value.round().clamp(min, max)
+        }
+    };
     match dtype {
         DType::U8 => out[0] = int(0.0, 255.0) as u8,
         DType::I8 => out[0] = (int(-128.0, 127.0) as i8) as u8,
         DType::U16 => out[..2].copy_from_slice(&(int(0.0, 65535.0) as u16).to_le_bytes()),
         DType::I16 => out[..2].copy_from_slice(&(int(-32768.0, 32767.0) as i16).to_le_bytes()),
         DType::U32 => out[..4].copy_from_slice(&(int(0.0, u32::MAX as f64) as u32).to_le_bytes()),
-        DType::I32 => out[..4].copy_from_slice(&(int(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes()),
+        DType::I32 => {
+            out[..4].copy_from_slice(&(int(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes())
+        }
         DType::F32 => out[..4].copy_from_slice(&(value as f32).to_le_bytes()),
         DType::F64 => out = value.to_le_bytes(),
     }
@@ -178,7 +215,10 @@ impl<'a> TiffImage<'a> {
     /// that decoding can only fail on bad compressed data.
     pub fn parse(data: &'a [u8]) -> Result<TiffImage<'a>> {
         let header = ifd::parse_header(data)?;
-        let bytes = Bytes { data, big_endian: header.big_endian };
+        let bytes = Bytes {
+            data,
+            big_endian: header.big_endian,
+        };
         let tags = ifd::read_first_ifd(&bytes, &header)?;
 
         let width = dimension(&bytes, tags.image_width, "ImageWidth")?;
@@ -188,18 +228,34 @@ impl<'a> TiffImage<'a> {
             return Err(RasterError::corrupt("TIFF SamplesPerPixel is zero"));
         }
         if bands > MAX_BANDS {
-            return Err(too_large(format!("TIFF SamplesPerPixel {bands} exceeds rico's limit of {MAX_BANDS}")));
+            return Err(too_large(format!(
+                "TIFF SamplesPerPixel {bands} exceeds rico's limit of {MAX_BANDS}"
+            )));
         }
         let bands = bands as usize;
 
         let compression = Compression::from_code(scalar(&bytes, tags.compression, 1)?)?;
         match scalar(&bytes, tags.photometric, 1)? {
             // GDAL converts these to RGB(A) instead of returning the stored samples.
-            5 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: CMYK (Separated)")),
-            6 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: YCbCr")),
-            8..=10 => return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: CIELab")),
+            5 => {
+                return Err(RasterError::unsupported(
+                    "unsupported TIFF photometric interpretation: CMYK (Separated)",
+                ))
+            }
+            6 => {
+                return Err(RasterError::unsupported(
+                    "unsupported TIFF photometric interpretation: YCbCr",
+                ))
+            }
+            8..=10 => {
+                return Err(RasterError::unsupported(
+                    "unsupported TIFF photometric interpretation: CIELab",
+                ))
+            }
             32844 | 32845 => {
-                return Err(RasterError::unsupported("unsupported TIFF photometric interpretation: LogL/LogLuv"))
+                return Err(RasterError::unsupported(
+                    "unsupported TIFF photometric interpretation: LogL/LogLuv",
+                ))
             }
             _ => {}
         }
@@ -211,23 +267,30 @@ impl<'a> TiffImage<'a> {
         let separate = match scalar(&bytes, tags.planar_configuration, 1)? {
             1 => false,
             2 => bands > 1,
-            other => return Err(RasterError::corrupt(format!("invalid TIFF PlanarConfiguration {other}"))),
-        };
-        let predictor = if compression.uses_predictor() {
-            match scalar(&bytes, tags.predictor, 1)? {
-                1 => Predictor::None,
-                2 => Predictor::Horizontal,
-                3 if sample_format == 3 => Predictor::Float,
-                3 => {
-                    return Err(RasterError::corrupt(
-                        "TIFF floating-point predictor (3) on integer samples (libtiff rejects it)",
-                    ))
-                }
-                other => return Err(RasterError::unsupported(format!("unsupported TIFF predictor {other}"))),
+            other => {
+                return Err(RasterError::corrupt(format!(
+                    "invalid TIFF PlanarConfiguration {other}"
+                )))
             }
-        } else {
-            Predictor::None // libtiff ignores the tag for uncompressed and PackBits data
         };
+        let predictor =
+            if compression.uses_predictor() {
+                match scalar(&bytes, tags.predictor, 1)? {
+                    1 => Predictor::None,
+                    2 => Predictor::Horizontal,
+                    3 if sample_format == 3 => Predictor::Float,
+                    3 => return Err(RasterError::corrupt(
+                        "TIFF floating-point predictor (3) on integer samples (libtiff rejects it)",
+                    )),
+                    other => {
+                        return Err(RasterError::unsupported(format!(
+                            "unsupported TIFF predictor {other}"
+                        )))
+                    }
+                }
+            } else {
+                Predictor::None // libtiff ignores the tag for uncompressed and PackBits data
+            };
 
         let tiled = tags.tile_width.is_some();
         let (block_width, block_height, offsets, byte_counts) = if tiled {
@@ -242,16 +305,27 @@ impl<'a> TiffImage<'a> {
             if rows == 0 {
                 return Err(RasterError::corrupt("TIFF RowsPerStrip is zero"));
             }
-            (width, rows.min(height as u64) as usize, tags.strip_offsets, tags.strip_byte_counts)
+            (
+                width,
+                rows.min(height as u64) as usize,
+                tags.strip_offsets,
+                tags.strip_byte_counts,
+            )
         };
         let kind = if tiled { "tile" } else { "strip" };
         let offsets = offsets
-            .ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {kind} offsets tag")))?
+            .ok_or_else(|| {
+                RasterError::corrupt(format!("TIFF directory lacks the {kind} offsets tag"))
+            })?
             .uints(&bytes)?;
         let byte_counts = match byte_counts {
             Some(entry) => Some(entry.uints(&bytes)?),
             None if compression == Compression::None && !tiled => None,
-            None => return Err(RasterError::corrupt(format!("TIFF directory lacks the {kind} byte counts tag"))),
+            None => {
+                return Err(RasterError::corrupt(format!(
+                    "TIFF directory lacks the {kind} byte counts tag"
+                )))
+            }
         };
 
         // Size checks, all in u64 so nothing can overflow (every factor is <= 2^20 or <= 2^16).
@@ -263,16 +337,23 @@ impl<'a> TiffImage<'a> {
         }
         let samples_per_block = if separate { 1 } else { bands };
         let block_rows_needed = block_height.min(height) as u64;
-        let block_buffer = (block_width as u64) * (samples_per_block as u64) * (size as u64) * block_rows_needed;
+        let block_buffer =
+            (block_width as u64) * (samples_per_block as u64) * (size as u64) * block_rows_needed;
         if block_buffer > MAX_DECODED_BYTES {
             return Err(too_large(format!(
                 "TIFF {kind} of {block_width}x{block_height} pixels needs {block_buffer} bytes, over rico's limit of {MAX_DECODED_BYTES}"
             )));
         }
-        let decoded_len = usize::try_from(decoded)
-            .map_err(|_| too_large(format!("TIFF image of {decoded} bytes does not fit in memory")))?;
-        usize::try_from(block_buffer)
-            .map_err(|_| too_large(format!("TIFF {kind} of {block_buffer} bytes does not fit in memory")))?;
+        let decoded_len = usize::try_from(decoded).map_err(|_| {
+            too_large(format!(
+                "TIFF image of {decoded} bytes does not fit in memory"
+            ))
+        })?;
+        usize::try_from(block_buffer).map_err(|_| {
+            too_large(format!(
+                "TIFF {kind} of {block_buffer} bytes does not fit in memory"
+            ))
+        })?;
 
         let blocks_across = width.div_ceil(block_width);
         let blocks_down = height.div_ceil(block_height);
@@ -318,7 +399,12 @@ impl<'a> TiffImage<'a> {
 
     /// Shape and pixel type of the decoded raster.
     pub fn info(&self) -> RasterInfo {
-        RasterInfo { width: self.width, height: self.height, bands: self.bands, dtype: self.dtype }
+        RasterInfo {
+            width: self.width,
+            height: self.height,
+            bands: self.bands,
+            dtype: self.dtype,
+        }
     }
 
     /// Bytes `decode_into` writes: all bands, band after band.
@@ -341,7 +427,13 @@ impl<'a> TiffImage<'a> {
         let within = index % per_plane;
         let x0 = (within % self.blocks_across) * self.block_width;
         let y0 = (within / self.blocks_across) * self.block_height;
-        (plane, x0, y0, self.block_width.min(self.width - x0), self.block_height.min(self.height - y0))
+        (
+            plane,
+            x0,
+            y0,
+            self.block_width.min(self.width - x0),
+            self.block_height.min(self.height - y0),
+        )
     }
 
     fn block_count(&self) -> usize {
@@ -393,7 +485,11 @@ impl<'a> TiffImage<'a> {
         if out.len() != self.decoded_len {
             return Err(RasterError::new(
                 ErrorKind::Io,
-                format!("output buffer holds {} bytes, the image needs {}", out.len(), self.decoded_len),
+                format!(
+                    "output buffer holds {} bytes, the image needs {}",
+                    out.len(),
+                    self.decoded_len
+                ),
             ));
         }
         let size = self.dtype.size();
@@ -407,7 +503,15 @@ impl<'a> TiffImage<'a> {
 
         for index in 0..self.block_count() {
             let (plane, x0, y0, valid_width, rows) = self.block_geometry(index);
-            let dst = Placement { band_bytes, width: self.width, first_band: plane, x0, y0, valid_width, rows };
+            let dst = Placement {
+                band_bytes,
+                width: self.width,
+                first_band: plane,
+                x0,
+                y0,
+                valid_width,
+                rows,
+            };
             let (src, need) = self.block_source(index)?;
             let Some(src) = src else {
                 dst.fill(out, samples_per_block, &self.fill[..size]);
@@ -437,12 +541,14 @@ impl<'a> TiffImage<'a> {
                 }
                 &mut scratch[..need]
             };
-            decoders.decompress(self.compression, src, block).map_err(|reason| {
-                RasterError::corrupt(format!(
-                    "truncated or corrupt compressed data in {} {index}: {reason}",
-                    self.block_name()
-                ))
-            })?;
+            decoders
+                .decompress(self.compression, src, block)
+                .map_err(|reason| {
+                    RasterError::corrupt(format!(
+                        "truncated or corrupt compressed data in {} {index}: {reason}",
+                        self.block_name()
+                    ))
+                })?;
             let mut still_swapped = swap;
             match self.predictor {
                 Predictor::None => {}
@@ -464,7 +570,14 @@ impl<'a> TiffImage<'a> {
                     predictor::swap_in_place(block, size);
                 }
             } else {
-                dst.copy(out, &scratch[..need], row_bytes, samples_per_block, size, still_swapped);
+                dst.copy(
+                    out,
+                    &scratch[..need],
+                    row_bytes,
+                    samples_per_block,
+                    size,
+                    still_swapped,
+                );
             }
         }
         Ok(())
@@ -490,8 +603,20 @@ impl Placement {
 
     /// Copies the valid region of a decoded block (`rows` rows of `row_bytes`, `samples`
     /// interleaved samples per pixel) into the output planes, swapping bytes if asked.
-    fn copy(&self, out: &mut [u8], block: &[u8], row_bytes: usize, samples: usize, size: usize, swap: bool) {
-        if samples == 1 && self.valid_width * size == row_bytes && self.x0 == 0 && self.valid_width == self.width {
+    fn copy(
+        &self,
+        out: &mut [u8],
+        block: &[u8],
+        row_bytes: usize,
+        samples: usize,
+        size: usize,
+        swap: bool,
+    ) {
+        if samples == 1
+            && self.valid_width * size == row_bytes
+            && self.x0 == 0
+            && self.valid_width == self.width
+        {
             // Whole-width single-band block (a strip): one contiguous run in the output.
             let start = self.offset(self.first_band, 0, size);
             let len = self.rows * row_bytes;
@@ -506,7 +631,16 @@ impl Placement {
             } else {
                 let offsets = self.offset(0, r, size);
                 let pixels = &row[..self.valid_width * samples * size];
-                deinterleave(out, pixels, samples, size, swap, self.band_bytes, offsets, run);
+                deinterleave(
+                    out,
+                    pixels,
+                    samples,
+                    size,
+                    swap,
+                    self.band_bytes,
+                    offsets,
+                    run,
+                );
             }
         }
     }
@@ -521,7 +655,8 @@ impl Placement {
                 if value.iter().all(|&b| b == 0) {
                     dst.fill(0);
                 } else {
-                    dst.chunks_exact_mut(value.len()).for_each(|c| c.copy_from_slice(value));
+                    dst.chunks_exact_mut(value.len())
+                        .for_each(|c| c.copy_from_slice(value));
                 }
             }
         }
@@ -573,7 +708,11 @@ fn deinterleave(
     };
     for band in 0..samples {
         let start = band * band_bytes + dst_offset;
-        f(&mut out[start..start + run], &pixels[band * size..], samples * size);
+        f(
+            &mut out[start..start + run],
+            &pixels[band * size..],
+            samples * size,
+        );
     }
 }
 

@@ -46,7 +46,11 @@ fn kind(bytes: &[u8]) -> ErrorKind {
     LARGEST.with(|l| l.set(0));
     let result = decode(bytes);
     let largest = LARGEST.with(Cell::get);
-    assert!(largest <= 1 << 20, "a {}-byte input made rico allocate {largest} bytes at once", bytes.len());
+    assert!(
+        largest <= 1 << 20,
+        "a {}-byte input made rico allocate {largest} bytes at once",
+        bytes.len()
+    );
     match result {
         Ok(r) => panic!("decoded a {:?} raster from a hostile input", r.info),
         Err(e) => e.kind,
@@ -59,7 +63,10 @@ fn kind(bytes: &[u8]) -> ErrorKind {
 /// data was noticed. The IHDR CRC is recomputed here: fuzz builds of the png crate skip CRCs.
 #[test]
 fn png_over_the_size_limit_is_too_large() {
-    assert_eq!(kind(include_bytes!("fuzz/png_over_limit.png")), ErrorKind::TooLarge);
+    assert_eq!(
+        kind(include_bytes!("fuzz/png_over_limit.png")),
+        ErrorKind::TooLarge
+    );
 }
 
 /// The same input within the limit: 20000 x 20000 RGB (1.2 GB) from 12 bytes of IDAT, which
@@ -67,5 +74,8 @@ fn png_over_the_size_limit_is_too_large() {
 /// allocated, as TIFF strips/tiles are.
 #[test]
 fn png_too_small_for_its_header_is_corrupt() {
-    assert_eq!(kind(include_bytes!("fuzz/png_truncated_huge.png")), ErrorKind::Corrupt);
+    assert_eq!(
+        kind(include_bytes!("fuzz/png_truncated_huge.png")),
+        ErrorKind::Corrupt
+    );
 }

@@ -26,7 +26,10 @@ pub(super) fn parse(value: &[u8]) -> Option<Vec<TensorRef>> {
         return None;
     }
     let header = value.get(8..8usize.checked_add(n)?)?;
-    let mut p = Parser { bytes: header, at: 0 };
+    let mut p = Parser {
+        bytes: header,
+        at: 0,
+    };
     p.eat(b'{')?;
     let mut entries: Vec<Entry<'_>> = Vec::with_capacity(16);
     loop {
@@ -267,7 +270,16 @@ mod tests {
         }
     }
 
-    const DTYPES: [Dtype; 8] = [Dtype::U8, Dtype::I16, Dtype::U16, Dtype::F32, Dtype::F64, Dtype::BF16, Dtype::I64, Dtype::BOOL];
+    const DTYPES: [Dtype; 8] = [
+        Dtype::U8,
+        Dtype::I16,
+        Dtype::U16,
+        Dtype::F32,
+        Dtype::F64,
+        Dtype::BF16,
+        Dtype::I64,
+        Dtype::BOOL,
+    ];
 
     fn random_record(rng: &mut Rng, with_metadata: bool) -> Vec<u8> {
         let count = 1 + rng.below(14) as usize;
@@ -282,18 +294,29 @@ mod tests {
                     2 => format!("{}", 1000 - i),
                     _ => format!("VH_{i}"),
                 };
-                (name, Tensor { dtype, shape, data: (0..bytes).map(|_| rng.next() as u8).collect() })
+                (
+                    name,
+                    Tensor {
+                        dtype,
+                        shape,
+                        data: (0..bytes).map(|_| rng.next() as u8).collect(),
+                    },
+                )
             })
             .collect();
-        let metadata = with_metadata.then(|| HashMap::from([("format".to_string(), "np".to_string())]));
-        safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata).unwrap()
+        let metadata =
+            with_metadata.then(|| HashMap::from([("format".to_string(), "np".to_string())]));
+        safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata)
+            .unwrap()
     }
 
     fn agree(value: &[u8]) {
         let slow = parse_record_serde(b"k", value);
         // None: deferred, the serde path decides. Some: serde must agree exactly.
         if let Some(fast) = parse(value) {
-            let slow = slow.unwrap_or_else(|e| panic!("fast path accepted what serde refuses ({e}): {value:?}"));
+            let slow = slow.unwrap_or_else(|e| {
+                panic!("fast path accepted what serde refuses ({e}): {value:?}")
+            });
             assert_eq!(fast, slow, "fast and serde paths differ on {value:?}");
         }
     }
@@ -331,28 +354,94 @@ mod tests {
         }
         // Refused or deferred: none may be accepted unless serde accepts it too.
         for (h, data) in [
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 9),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 7),
-            (r#"{"a":{"dtype":"U16","shape":[2,3],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[02,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[2.0,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[-2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[1,9]}}"#, 9),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8],"x":1}}"#, 8),
-            (r#"{"a":{"dtype":"U16","dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"X9","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"F4","shape":[2,2],"data_offsets":[0,2]}}"#, 2),
-            (r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#, 6),
-            (r#"{"a\n":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a\u0062":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}x"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]},}"#, 8),
-            (r#" {"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U16","shape":[99999999999999999999,2],"data_offsets":[0,8]}}"#, 8),
-            (r#"{"a":{"dtype":"U64","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#, 0),
-            (r#"{"__metadata__":{"k":"v"},"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#, 8),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                9,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                7,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,3],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[02,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2.0,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[-2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[1,9]}}"#,
+                9,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8],"x":1}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"X9","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"F4","shape":[2,2],"data_offsets":[0,2]}}"#,
+                2,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#,
+                6,
+            ),
+            (
+                r#"{"a\n":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a\u0062":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}x"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]},}"#,
+                8,
+            ),
+            (
+                r#" {"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U16","shape":[99999999999999999999,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            (
+                r#"{"a":{"dtype":"U64","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#,
+                0,
+            ),
+            (
+                r#"{"__metadata__":{"k":"v"},"a":{"dtype":"U16","shape":[2,2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
             (r#"{}"#, 0),
         ] {
             let v = record(h, data);

@@ -65,7 +65,10 @@ impl Compression {
     /// libtiff applies the Predictor tag only for these codecs; with none or PackBits it is
     /// ignored, so rico ignores it too.
     pub fn uses_predictor(self) -> bool {
-        matches!(self, Compression::Lzw | Compression::Deflate | Compression::Zstd)
+        matches!(
+            self,
+            Compression::Lzw | Compression::Deflate | Compression::Zstd
+        )
     }
 
     /// Upper bound on how many bytes `compressed` bytes can decode to (plus slack for headers).
@@ -82,7 +85,13 @@ impl Compression {
             // A zstd block decodes to at most 128 KiB and takes at least 4 bytes.
             Compression::Zstd => 32768,
         };
-        compressed.saturating_mul(ratio).saturating_add(if self == Compression::None { 0 } else { 1 << 17 })
+        compressed
+            .saturating_mul(ratio)
+            .saturating_add(if self == Compression::None {
+                0
+            } else {
+                1 << 17
+            })
     }
 }
 
@@ -122,8 +131,8 @@ impl Decoders {
         let state = self.inflate.get_or_insert_with(Box::default);
         state.init();
         // TIFF deflate is zlib-wrapped; all input is at hand and dst is the whole output.
-        let flags =
-            inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+        let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
+            | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
         let (status, _, written) = decompress(state, src, dst, 0, flags);
         match status {
             TINFLStatus::Done | TINFLStatus::HasMoreOutput => Ok(written),
@@ -136,7 +145,9 @@ impl Decoders {
     }
 
     fn lzw(&mut self, src: &[u8], dst: &mut [u8]) -> std::result::Result<usize, String> {
-        let table = self.lzw.get_or_insert_with(|| Box::new([(0, 0); LZW_TABLE_SIZE]));
+        let table = self
+            .lzw
+            .get_or_insert_with(|| Box::new([(0, 0); LZW_TABLE_SIZE]));
         // libtiff still reads pre-6.0 "old-style" LZW (LSB-first, no early code-size change),
         // recognised by a first code of 256 written LSB-first.
         if src.len() >= 2 && src[0] == 0 && src[1] & 1 != 0 {
@@ -163,7 +174,10 @@ impl Decoders {
             let mut decoder = FrameDecoder::new();
             match decoder.init(&mut input) {
                 Ok(()) => {}
-                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
                     let skip = usize::try_from(length).unwrap_or(usize::MAX);
                     input = input.get(skip..).unwrap_or_default();
                     continue;
@@ -179,7 +193,9 @@ impl Decoders {
                     .map_err(|e| format!("zstd error ({e}) after {written} bytes"))?;
                 // After the frame's end, `read` drains everything, so a few calls empty it.
                 loop {
-                    let n = decoder.read(&mut dst[written..]).map_err(|e| format!("zstd error ({e})"))?;
+                    let n = decoder
+                        .read(&mut dst[written..])
+                        .map_err(|e| format!("zstd error ({e})"))?;
                     written += n;
                     if n == 0 || written == dst.len() {
                         break;
@@ -222,7 +238,11 @@ fn zstd_window(frame: &[u8]) -> Option<u64> {
     let mut le = [0u8; 8];
     le[..content_size_bytes].copy_from_slice(field);
     let size = u64::from_le_bytes(le);
-    Some(if content_size_bytes == 2 { size + 256 } else { size })
+    Some(if content_size_bytes == 2 {
+        size + 256
+    } else {
+        size
+    })
 }
 
 const LZW_CLEAR: u16 = 256;
@@ -248,7 +268,12 @@ struct MsbReader<'a> {
 
 impl<'a> MsbReader<'a> {
     fn new(src: &'a [u8]) -> Self {
-        MsbReader { src, pos: 0, acc: 0, bits: 0 }
+        MsbReader {
+            src,
+            pos: 0,
+            acc: 0,
+            bits: 0,
+        }
     }
 }
 
@@ -286,7 +311,12 @@ struct LsbReader<'a> {
 
 impl<'a> LsbReader<'a> {
     fn new(src: &'a [u8]) -> Self {
-        LsbReader { src, pos: 0, acc: 0, bits: 0 }
+        LsbReader {
+            src,
+            pos: 0,
+            acc: 0,
+            bits: 0,
+        }
     }
 }
 
@@ -329,7 +359,9 @@ fn lzw_decode(
     let (mut prev_start, mut prev_len) = (0usize, 0usize);
     let mut out = 0;
     while out < dst.len() {
-        let Some(code) = reader.read(width) else { break }; // no end code: libtiff stops here too
+        let Some(code) = reader.read(width) else {
+            break;
+        }; // no end code: libtiff stops here too
         let len;
         if code < LZW_CLEAR {
             dst[out] = code as u8;
@@ -352,7 +384,9 @@ fn lzw_decode(
                 // KwKwK: the previous string plus its own first byte.
                 (from, len) = (prev_start, prev_len + 1);
             } else {
-                return Err(format!("corrupt LZW code {code} (table has {next}) after {out} bytes"));
+                return Err(format!(
+                    "corrupt LZW code {code} (table has {next}) after {out} bytes"
+                ));
             }
             let room = dst.len() - out;
             if from + len <= out {
@@ -402,7 +436,9 @@ fn packbits(src: &[u8], dst: &mut [u8]) -> usize {
         if n >= 0 {
             // Literal run of n+1 bytes.
             let len = (n as usize + 1).min(dst.len() - o);
-            let Some(run) = src.get(i..i + len) else { break };
+            let Some(run) = src.get(i..i + len) else {
+                break;
+            };
             dst[o..o + len].copy_from_slice(run);
             i += n as usize + 1;
             o += len;
@@ -426,10 +462,13 @@ mod tests {
     #[test]
     fn packbits_decodes_literals_runs_and_noops() {
         // Example from the TIFF 6.0 specification.
-        let src = [0xFE, 0xAA, 0x02, 0x80, 0x00, 0x2A, 0xFD, 0xAA, 0x03, 0x80, 0x00, 0x2A, 0x22, 0xF7, 0xAA];
+        let src = [
+            0xFE, 0xAA, 0x02, 0x80, 0x00, 0x2A, 0xFD, 0xAA, 0x03, 0x80, 0x00, 0x2A, 0x22, 0xF7,
+            0xAA,
+        ];
         let expected = [
-            0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0xAA, 0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0x22, 0xAA, 0xAA, 0xAA, 0xAA,
-            0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA,
+            0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0xAA, 0xAA, 0xAA, 0xAA, 0x80, 0x00, 0x2A, 0x22,
+            0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA,
         ];
         let mut dst = [0u8; 24];
         assert_eq!(packbits(&src, &mut dst), 24);
@@ -444,9 +483,21 @@ mod tests {
     fn decoders_reject_short_or_garbage_streams() {
         let mut d = Decoders::default();
         let mut dst = [0u8; 64];
-        for c in [Compression::Lzw, Compression::Deflate, Compression::Zstd, Compression::PackBits, Compression::None] {
-            assert!(d.decompress(c, &[], &mut dst).is_err(), "{c:?} on empty input");
-            assert!(d.decompress(c, &[0xFF; 16], &mut dst).is_err(), "{c:?} on garbage");
+        for c in [
+            Compression::Lzw,
+            Compression::Deflate,
+            Compression::Zstd,
+            Compression::PackBits,
+            Compression::None,
+        ] {
+            assert!(
+                d.decompress(c, &[], &mut dst).is_err(),
+                "{c:?} on empty input"
+            );
+            assert!(
+                d.decompress(c, &[0xFF; 16], &mut dst).is_err(),
+                "{c:?} on garbage"
+            );
         }
     }
 
@@ -467,7 +518,9 @@ mod tests {
         // LZW: patterned, random (fills the 4096-entry table, forcing clears and 12-bit codes),
         // constant (long KwKwK chains) and mixed data, in both LZW flavours.
         let mut state = 0x2545F4914F6CDD1Du64;
-        let random: Vec<u8> = (0..50_000).map(|_| (crate::tiff::tests::xorshift(&mut state) >> 24) as u8).collect();
+        let random: Vec<u8> = (0..50_000)
+            .map(|_| (crate::tiff::tests::xorshift(&mut state) >> 24) as u8)
+            .collect();
         let constant = vec![42u8; 70_000];
         let mixed: Vec<u8> = random
             .iter()
@@ -485,7 +538,11 @@ mod tests {
                 let lzw = enc.encode(input).unwrap();
                 let mut dst = vec![0u8; input.len()];
                 d.decompress(Compression::Lzw, &lzw, &mut dst).unwrap();
-                assert!(dst == *input, "old_style={old_style}, {} bytes", input.len());
+                assert!(
+                    dst == *input,
+                    "old_style={old_style}, {} bytes",
+                    input.len()
+                );
                 // Stopping early is fine, asking for more than the stream holds is not.
                 let mut part = vec![0u8; input.len() / 3];
                 d.decompress(Compression::Lzw, &lzw, &mut part).unwrap();

@@ -25,7 +25,16 @@ pub(super) struct Bytes<'a> {
 impl std::fmt::Debug for Bytes<'_> {
     // The file itself is not printed: it can be gigabytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bytes({} bytes, {})", self.data.len(), if self.big_endian { "big-endian" } else { "little-endian" })
+        write!(
+            f,
+            "Bytes({} bytes, {})",
+            self.data.len(),
+            if self.big_endian {
+                "big-endian"
+            } else {
+                "little-endian"
+            }
+        )
     }
 }
 
@@ -43,17 +52,29 @@ impl<'a> Bytes<'a> {
 
     pub fn u16(&self, offset: u64) -> Option<u16> {
         let b = self.array::<2>(offset)?;
-        Some(if self.big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+        Some(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
     }
 
     pub fn u32(&self, offset: u64) -> Option<u32> {
         let b = self.array::<4>(offset)?;
-        Some(if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Some(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     }
 
     pub fn u64(&self, offset: u64) -> Option<u64> {
         let b = self.array::<8>(offset)?;
-        Some(if self.big_endian { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) })
+        Some(if self.big_endian {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        })
     }
 }
 
@@ -62,14 +83,23 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header> {
     let big_endian = match data.get(..2) {
         Some(b"II") => false,
         Some(b"MM") => true,
-        _ => return Err(RasterError::new(crate::ErrorKind::NotRaster, "not a TIFF file (bad byte-order mark)")),
+        _ => {
+            return Err(RasterError::new(
+                crate::ErrorKind::NotRaster,
+                "not a TIFF file (bad byte-order mark)",
+            ))
+        }
     };
     let bytes = Bytes { data, big_endian };
     let truncated = || RasterError::corrupt("truncated TIFF header");
     match bytes.u16(2).ok_or_else(truncated)? {
         42 => {
             let first_ifd = bytes.u32(4).ok_or_else(truncated)?;
-            Ok(Header { big_endian, bigtiff: false, first_ifd: u64::from(first_ifd) })
+            Ok(Header {
+                big_endian,
+                bigtiff: false,
+                first_ifd: u64::from(first_ifd),
+            })
         }
         43 => {
             // BigTIFF: offset byte size (always 8), a zero constant, then the 8-byte offset.
@@ -81,7 +111,11 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header> {
                 )));
             }
             let first_ifd = bytes.u64(8).ok_or_else(truncated)?;
-            Ok(Header { big_endian, bigtiff: true, first_ifd })
+            Ok(Header {
+                big_endian,
+                bigtiff: true,
+                first_ifd,
+            })
         }
         magic => Err(RasterError::new(
             crate::ErrorKind::NotRaster,
@@ -157,12 +191,15 @@ impl Entry {
     /// The raw value bytes, checked to lie inside the file.
     pub fn raw<'a>(&self, bytes: &Bytes<'a>) -> Result<&'a [u8]> {
         let size = type_size(self.field_type).unwrap_or(1);
-        self.count.checked_mul(size).and_then(|len| bytes.slice(self.value_offset, len)).ok_or_else(|| {
-            RasterError::corrupt(format!(
-                "TIFF tag {} value ({} items at offset {}) lies past the end of the file",
-                self.tag, self.count, self.value_offset
-            ))
-        })
+        self.count
+            .checked_mul(size)
+            .and_then(|len| bytes.slice(self.value_offset, len))
+            .ok_or_else(|| {
+                RasterError::corrupt(format!(
+                    "TIFF tag {} value ({} items at offset {}) lies past the end of the file",
+                    self.tag, self.count, self.value_offset
+                ))
+            })
     }
 
     /// The value as unsigned integers; other field types are an error.
@@ -179,12 +216,18 @@ impl Entry {
                 )))
             }
         };
-        Ok(UintArray { bytes: self.raw(bytes)?, size, big_endian: bytes.big_endian })
+        Ok(UintArray {
+            bytes: self.raw(bytes)?,
+            size,
+            big_endian: bytes.big_endian,
+        })
     }
 
     /// The first value as an unsigned integer.
     pub fn uint(&self, bytes: &Bytes<'_>) -> Result<u64> {
-        self.uints(bytes)?.get(0).ok_or_else(|| RasterError::corrupt(format!("TIFF tag {} has no value", self.tag)))
+        self.uints(bytes)?
+            .get(0)
+            .ok_or_else(|| RasterError::corrupt(format!("TIFF tag {} has no value", self.tag)))
     }
 }
 
@@ -213,14 +256,26 @@ pub(super) struct Ifd {
 /// Reads the first IFD's entries. Later IFDs (overviews, masks) are never visited, so there is no
 /// IFD chain to follow and no cycle to guard against.
 pub(super) fn read_first_ifd(bytes: &Bytes<'_>, header: &Header) -> Result<Ifd> {
-    let (count_size, entry_size, inline_size) = if header.bigtiff { (8u64, 20u64, 8u64) } else { (2, 12, 4) };
+    let (count_size, entry_size, inline_size) = if header.bigtiff {
+        (8u64, 20u64, 8u64)
+    } else {
+        (2, 12, 4)
+    };
     let at = header.first_ifd;
     if at == 0 {
-        return Err(RasterError::corrupt("TIFF file has no image directory (first IFD offset is 0)"));
+        return Err(RasterError::corrupt(
+            "TIFF file has no image directory (first IFD offset is 0)",
+        ));
     }
-    let count = if header.bigtiff { bytes.u64(at) } else { bytes.u16(at).map(u64::from) };
+    let count = if header.bigtiff {
+        bytes.u64(at)
+    } else {
+        bytes.u16(at).map(u64::from)
+    };
     let count = count.ok_or_else(|| {
-        RasterError::corrupt(format!("first TIFF directory offset {at} lies past the end of the file"))
+        RasterError::corrupt(format!(
+            "first TIFF directory offset {at} lies past the end of the file"
+        ))
     })?;
     if count > MAX_IFD_ENTRIES {
         return Err(RasterError::corrupt(format!(
@@ -229,7 +284,9 @@ pub(super) fn read_first_ifd(bytes: &Bytes<'_>, header: &Header) -> Result<Ifd> 
     }
     let entries_start = at + count_size; // cannot overflow: the u16/u64 read at `at` succeeded
     if bytes.slice(entries_start, count * entry_size).is_none() {
-        return Err(RasterError::corrupt("TIFF directory is truncated (entries run past the end of the file)"));
+        return Err(RasterError::corrupt(
+            "TIFF directory is truncated (entries run past the end of the file)",
+        ));
     }
 
     let mut ifd = Ifd::default();
@@ -238,11 +295,17 @@ pub(super) fn read_first_ifd(bytes: &Bytes<'_>, header: &Header) -> Result<Ifd> 
         let (Some(tag), Some(field_type)) = (bytes.u16(e), bytes.u16(e + 2)) else {
             return Err(RasterError::corrupt("TIFF directory is truncated"));
         };
-        let value_count = if header.bigtiff { bytes.u64(e + 4) } else { bytes.u32(e + 4).map(u64::from) };
+        let value_count = if header.bigtiff {
+            bytes.u64(e + 4)
+        } else {
+            bytes.u32(e + 4).map(u64::from)
+        };
         let Some(value_count) = value_count else {
             return Err(RasterError::corrupt("TIFF directory is truncated"));
         };
-        let Some(size) = type_size(field_type) else { continue };
+        let Some(size) = type_size(field_type) else {
+            continue;
+        };
         let slot = match tag {
             256 => &mut ifd.image_width,
             257 => &mut ifd.image_length,
@@ -267,7 +330,9 @@ pub(super) fn read_first_ifd(bytes: &Bytes<'_>, header: &Header) -> Result<Ifd> 
             continue; // duplicate tag: keep the first, as libtiff does
         }
         let value_field = e + 4 + if header.bigtiff { 8 } else { 4 };
-        let fits_inline = value_count.checked_mul(size).is_some_and(|len| len <= inline_size);
+        let fits_inline = value_count
+            .checked_mul(size)
+            .is_some_and(|len| len <= inline_size);
         let value_offset = if fits_inline {
             value_field
         } else if header.bigtiff {
@@ -275,7 +340,12 @@ pub(super) fn read_first_ifd(bytes: &Bytes<'_>, header: &Header) -> Result<Ifd> 
         } else {
             bytes.u32(value_field).map_or(u64::MAX, u64::from)
         };
-        *slot = Some(Entry { tag, field_type, count: value_count, value_offset });
+        *slot = Some(Entry {
+            tag,
+            field_type,
+            count: value_count,
+            value_offset,
+        });
     }
     Ok(ifd)
 }

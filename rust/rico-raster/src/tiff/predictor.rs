@@ -63,13 +63,20 @@ pub(super) fn undo_horizontal(buf: &mut [u8], row_bytes: usize, size: usize, str
         4 => horizontal_u32,
         _ => horizontal_u64,
     };
-    buf.chunks_exact_mut(row_bytes).for_each(|row| f(row, stride));
+    buf.chunks_exact_mut(row_bytes)
+        .for_each(|row| f(row, stride));
 }
 
 /// Predictor 3 (floating point): per row, undoes bytewise differencing with stride `stride`, then
 /// gathers byte planes (plane 0 holds every sample's most significant byte, whatever the file's
 /// byte order) into little-endian samples. `tmp` is reusable scratch.
-pub(super) fn undo_float(buf: &mut [u8], row_bytes: usize, size: usize, stride: usize, tmp: &mut Vec<u8>) {
+pub(super) fn undo_float(
+    buf: &mut [u8],
+    row_bytes: usize,
+    size: usize,
+    stride: usize,
+    tmp: &mut Vec<u8>,
+) {
     if tmp.len() < row_bytes {
         tmp.resize(row_bytes, 0);
     }
@@ -94,9 +101,15 @@ mod tests {
     #[test]
     fn horizontal_restores_per_channel_sums() {
         // Two channels of u16: [1, 10], [+1, +10], [+1, +10] -> [1,10], [2,20], [3,30].
-        let mut row: Vec<u8> = [1u16, 10, 1, 10, 1, 10].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut row: Vec<u8> = [1u16, 10, 1, 10, 1, 10]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         undo_horizontal(&mut row, 12, 2, 2);
-        let got: Vec<u16> = row.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let got: Vec<u16> = row
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         assert_eq!(got, [1, 10, 2, 20, 3, 30]);
         // Wrapping u8, two rows restart their sums.
         let mut rows = vec![250u8, 10, 1, 2];

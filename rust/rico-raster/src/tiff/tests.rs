@@ -17,7 +17,11 @@ struct Builder {
 
 impl Builder {
     fn new(big_endian: bool, bigtiff: bool) -> Self {
-        Builder { big_endian, bigtiff, tags: Vec::new() }
+        Builder {
+            big_endian,
+            bigtiff,
+            tags: Vec::new(),
+        }
     }
 
     /// Offset at which `data` starts in the built file.
@@ -93,7 +97,14 @@ impl Builder {
 }
 
 /// A width x height image with `bands` u8/u16 samples in one uncompressed strip.
-fn simple(big_endian: bool, bigtiff: bool, width: u64, height: u64, bits: u64, data: &[u8]) -> Vec<u8> {
+fn simple(
+    big_endian: bool,
+    bigtiff: bool,
+    width: u64,
+    height: u64,
+    bits: u64,
+    data: &[u8],
+) -> Vec<u8> {
     let b = Builder::new(big_endian, bigtiff);
     let at = b.data_offset();
     b.tag(256, LONG, &[width])
@@ -118,11 +129,23 @@ fn decodes_uncompressed_strip_in_every_byte_order_and_flavour() {
         for bigtiff in [false, true] {
             let pixels: Vec<u8> = (1..=6).collect();
             let r = decode(&simple(big_endian, bigtiff, 3, 2, 8, &pixels)).unwrap();
-            assert_eq!(r.info, RasterInfo { width: 3, height: 2, bands: 1, dtype: DType::U8 });
+            assert_eq!(
+                r.info,
+                RasterInfo {
+                    width: 3,
+                    height: 2,
+                    bands: 1,
+                    dtype: DType::U8
+                }
+            );
             assert_eq!(r.data, pixels);
 
             // u16 samples 0x0102, 0x0304 in the file's byte order come out little-endian.
-            let raw = if big_endian { [1, 2, 3, 4] } else { [2, 1, 4, 3] };
+            let raw = if big_endian {
+                [1, 2, 3, 4]
+            } else {
+                [2, 1, 4, 3]
+            };
             let r = decode(&simple(big_endian, bigtiff, 2, 1, 16, &raw)).unwrap();
             assert_eq!(r.info.dtype, DType::U16);
             assert_eq!(r.data, [2, 1, 4, 3]);
@@ -148,9 +171,21 @@ fn deinterleaves_pixel_interleaved_strips() {
         .tag(339, SHORT, &[2, 2, 2])
         .build(&data);
     let r = decode(&file).unwrap();
-    assert_eq!(r.info, RasterInfo { width: 2, height: 2, bands: 3, dtype: DType::I16 });
+    assert_eq!(
+        r.info,
+        RasterInfo {
+            width: 2,
+            height: 2,
+            bands: 3,
+            dtype: DType::I16
+        }
+    );
     for band in 0..3 {
-        let got: Vec<i16> = r.band(band).chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+        let got: Vec<i16> = r
+            .band(band)
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
         let want: Vec<i16> = (0..4).map(|p| values[p * 3 + band]).collect();
         assert_eq!(got, want, "band {band}");
     }
@@ -219,7 +254,11 @@ fn deflate_with_horizontal_predictor() {
         .tag(317, SHORT, &[2])
         .build(&z);
     let r = decode(&file).unwrap();
-    let got: Vec<u16> = r.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let got: Vec<u16> = r
+        .data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     assert_eq!(got, values);
 
     // The same stream cut short is corrupt, with a message naming the strip.
@@ -255,7 +294,17 @@ fn rejects_huge_dimensions_before_allocating() {
         .build(&[0]);
     assert_eq!(kind(decode(&file)), ErrorKind::TooLarge);
     // Over MAX_DIMENSION.
-    assert_eq!(kind(decode(&simple(false, false, u64::from(u32::MAX), 1, 8, &[0]))), ErrorKind::TooLarge);
+    assert_eq!(
+        kind(decode(&simple(
+            false,
+            false,
+            u64::from(u32::MAX),
+            1,
+            8,
+            &[0]
+        ))),
+        ErrorKind::TooLarge
+    );
     // A tile far larger than the 1x1 image, with 60000 interleaved bands.
     let file = Builder::new(false, false)
         .tag(256, LONG, &[1])
@@ -293,7 +342,10 @@ fn rejects_blocks_past_eof_and_missing_or_short_tables() {
         .build(&[0; 4]);
     assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
     // Uncompressed strip shorter than the image needs.
-    assert_eq!(kind(decode(&simple(false, false, 4, 4, 8, &[0; 15]))), ErrorKind::Corrupt);
+    assert_eq!(
+        kind(decode(&simple(false, false, 4, 4, 8, &[0; 15]))),
+        ErrorKind::Corrupt
+    );
     // Two strips needed, one offset given.
     let file = Builder::new(false, false)
         .tag(256, SHORT, &[2])
@@ -305,10 +357,16 @@ fn rejects_blocks_past_eof_and_missing_or_short_tables() {
         .build(&[0; 4]);
     assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
     // No ImageWidth.
-    let file = Builder::new(false, false).tag(257, SHORT, &[2]).tag(273, LONG, &[8]).build(&[0; 4]);
+    let file = Builder::new(false, false)
+        .tag(257, SHORT, &[2])
+        .tag(273, LONG, &[8])
+        .build(&[0; 4]);
     assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
     // Zero width.
-    assert_eq!(kind(decode(&simple(false, false, 0, 2, 8, &[0; 4]))), ErrorKind::Corrupt);
+    assert_eq!(
+        kind(decode(&simple(false, false, 0, 2, 8, &[0; 4]))),
+        ErrorKind::Corrupt
+    );
     // Compressed tile that cannot possibly expand to its size: rejected before allocating.
     let file = Builder::new(false, false)
         .tag(256, LONG, &[60000])
@@ -350,7 +408,10 @@ fn rejects_garbage_and_bad_directories() {
         .tag(273, LONG, &[8])
         .tag(279, LONG, &[3])
         .build(&[0; 3]);
-    let pos = bad.windows(4).position(|w| w == [0x02, 0x01, 0x03, 0x00]).unwrap(); // tag 258, SHORT
+    let pos = bad
+        .windows(4)
+        .position(|w| w == [0x02, 0x01, 0x03, 0x00])
+        .unwrap(); // tag 258, SHORT
     bad[pos + 8..pos + 12].copy_from_slice(&0x8000_0000u32.to_le_bytes());
     assert_eq!(kind(decode(&bad)), ErrorKind::Corrupt);
 }
@@ -385,7 +446,12 @@ fn reports_unsupported_features_by_name() {
         assert!(e.message.contains(needle), "{needle}: {}", e.message);
     }
     let e = decode(&with(259, 7, 8)).unwrap_err();
-    assert!(e.message.contains("rico decodes none, LZW, deflate, zstd, packbits"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("rico decodes none, LZW, deflate, zstd, packbits"),
+        "{}",
+        e.message
+    );
     // Different BitsPerSample per band.
     let file = Builder::new(false, false)
         .tag(256, SHORT, &[1])

@@ -3,6 +3,9 @@
 #   make demo    convert a generated BigEarthNet-shaped tree, read a record back
 #   make test    the whole suite: cargo tests and pytest
 #   make bench   benchmarks (pytest-benchmark suites and the side-by-side comparison)
+#   make lint    rustfmt, clippy, ruff, and the typed stubs checked against the extension
+#   make dist    dist/: abi3 manylinux2014 wheel, portable `rico` binary (glibc >= 2.17), sdist
+#   make test-dist  make dist, then the tests of what it made (tests/test_dist.py)
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +13,7 @@ PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 CARGO ?= cargo
 
-.PHONY: build demo test test-rust test-python bench clean
+.PHONY: build demo test test-rust test-python bench clean lint dist test-dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +34,7 @@ test-rust:
 	$(CARGO) test --release --locked --workspace --exclude rico-py -q
 
 test-python: build
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/test_dist.py
 
 test: build test-rust test-python
 
@@ -40,7 +43,41 @@ bench: build
 	$(PY) benches/compare.py
 
 clean:
-	rm -rf $(VENV) target demo-out
+	rm -rf $(VENV) target demo-out dist
+
+PY_SOURCES := python tests benches examples
+
+lint: build
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(PY) -m mypy.stubtest rico._rico --allowlist python/stubtest-allowlist.txt
+
+# Distribution. zig (from the ziglang wheel) links against glibc 2.17's symbols, so the wheel
+# and the binary start on CentOS 7 / RHEL 8 / Ubuntu 20.04 and newer. The zig builds have their
+# own target dir so they never replace target/release, which the tests run.
+DIST_DEPS := $(VENV)/.dist-deps-installed
+ZIG_TARGET_DIR := target/zig
+PORTABLE_TARGET := x86_64-unknown-linux-gnu.2.17
+VENV_BIN := $(abspath $(VENV)/bin)
+
+$(DIST_DEPS): requirements-dist.txt | $(DEPS)
+	$(PY) -m pip install -q -r requirements-dist.txt
+	touch $@
+
+dist: $(DIST_DEPS)
+	rm -rf dist
+	PATH="$(VENV_BIN):$$PATH" CARGO_TARGET_DIR=$(ZIG_TARGET_DIR) $(VENV)/bin/maturin build \
+		--release --locked --strip --zig --compatibility manylinux2014 --out dist
+	PATH="$(VENV_BIN):$$PATH" CARGO_PROFILE_RELEASE_STRIP=symbols $(CARGO) zigbuild --release \
+		--locked -p rico-cli --target $(PORTABLE_TARGET) --target-dir $(ZIG_TARGET_DIR)
+	cp $(ZIG_TARGET_DIR)/x86_64-unknown-linux-gnu/release/rico dist/rico
+	$(VENV)/bin/maturin sdist --out dist
+	ls -l dist
+
+test-dist: dist build
+	$(PY) -m pytest -q tests/test_dist.py
 
 # Fuzzing (not part of `make test`): cargo-fuzz on stable Rust via RUSTC_BOOTSTRAP, each target
 # for FUZZ_SECONDS. See rust/fuzz/README.md.

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real samples beside the project, the binary, LMDB helpers."""
+"""Shared fixtures: the real samples in tests/data, the binary, LMDB helpers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import lmdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+SAMPLES = ROOT / "tests" / "data" / "samples"
 RICO_BIN = ROOT / "target" / "release" / "rico"
 
 sys.path.insert(0, str(ROOT / "benches"))
@@ -18,9 +18,7 @@ sys.path.insert(0, str(ROOT / "benches"))
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not SAMPLES.is_dir():
-        pytest.fail(
-            f"the real samples are missing: expected {SAMPLES} (shared/ beside the project)"
-        )
+        pytest.fail(f"the real samples are missing: expected {SAMPLES} (part of the repository)")
     return SAMPLES
 
 

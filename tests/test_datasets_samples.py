@@ -133,7 +133,7 @@ def test_hydro_layout(samples, tmp_path):
     got = read_lmdb(tmp_path / "db")
     assert sorted(got) == [b"patch_0", b"patch_1", b"patch_10", b"patch_100"]
     for value in got.values():
-        assert layout(value) == {b: ("uint16", (256, 256)) for b in S2_BANDS}
+        assert layout(value) == {b: ("uint16", (64, 64)) for b in S2_BANDS}  # cropped samples
 
 
 def test_uc_merced_layout(samples, tmp_path):
@@ -180,7 +180,7 @@ def test_hyspecnet_layout_skips_quality_layers_and_thumbnail(samples, tmp_path):
     summary = rico.convert("hyspecnet-11k", tmp_path / "db", dataset_dir=samples / "HySpecNet-11k")
     got = read_lmdb(tmp_path / "db")
     assert list(got) == [HSN.encode()]
-    assert layout(got[HSN.encode()]) == {f"B{i}": ("int16", (128, 128)) for i in range(1, 225)}
+    assert layout(got[HSN.encode()]) == {f"B{i}": ("int16", (32, 32)) for i in range(1, 225)}
     assert summary.files == 1  # the QL_*.TIF files and the thumbnail are not read
 
 
@@ -214,9 +214,9 @@ def test_major_tom_layout_and_key(samples, tmp_path):
     )
     got = read_lmdb(tmp_path / "db")
     assert list(got) == [f"0U_199R_{MT_PRODUCT}".encode()]
-    side = {"B01": 178, "B09": 178, "B02": 1068, "B03": 1068, "B04": 1068, "B08": 1068}
+    side = {"B01": 44, "B09": 44, "B02": 264, "B03": 264, "B04": 264, "B08": 264}  # cropped
     assert layout(got[f"0U_199R_{MT_PRODUCT}".encode()]) == {
-        b: ("uint16", (side.get(b, 534),) * 2) for b in S2_BANDS
+        b: ("uint16", (side.get(b, 132),) * 2) for b in S2_BANDS
     }
     assert summary.files == 12  # cloud_mask.tif and thumbnail.png are not converted
 

@@ -52,7 +52,7 @@ lint: build
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
-	$(PY) -m mypy.stubtest rico._rico --allowlist python/stubtest-allowlist.txt
+	$(PY) -m mypy.stubtest rico._rico
 
 # Distribution. zig (from the ziglang wheel) links against glibc 2.17's symbols, so the wheel
 # and the binary start on CentOS 7 / RHEL 8 / Ubuntu 20.04 and newer. The zig builds have their

@@ -1,10 +1,30 @@
 """Typed stubs of rico's native module (``rico._rico``)."""
 
 from os import PathLike
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "__version__",
+    "RicoError",
+    "DataError",
+    "UsageError",
+    "OutputError",
+    "Database",
+    "Prefetcher",
+    "SnapshotOwner",
+    "read_raster",
+    "convert",
+    "count_patches",
+    "write_manifest",
+    "verify",
+    "parse_convert",
+    "datasets",
+    "main",
+    "bench",
+]
 
 __version__: str
 
@@ -88,17 +108,19 @@ def bench(
 ) -> dict[str, Any]:
     """Records/s and MB/s of sequential and random record reads and of batches; see :func:`rico.bench`."""
 
+@final
 class SnapshotOwner:
     """Keeps a database snapshot alive while views point into it (the base of every view)."""
 
+@final
 class Database:
     """A database opened read-only; the Python face is :class:`rico.Dataset`."""
 
-    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]]) -> Database: ...
     @property
     def path(self) -> str: ...
     def __len__(self) -> int: ...
-    def __contains__(self, key: Union[str, bytes]) -> bool: ...
+    def __contains__(self, key: Union[str, bytes], /) -> bool: ...
     def keys(self) -> list[Union[str, bytes]]:
         """Every key, sorted; str where the key is UTF-8."""
     def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
@@ -120,11 +142,12 @@ class Database:
     ) -> npt.NDArray[np.floating[Any]]:
         """An ``(N, C, H, W)`` batch assembled in Rust."""
 
+@final
 class Prefetcher:
     """Batches assembled ahead by a Rust thread; iterate to receive them in order."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         database: Database,
         batches: list[list[Union[str, bytes]]],
         bands: list[str],
@@ -135,6 +158,6 @@ class Prefetcher:
         std: Optional[list[float]] = None,
         threads: Optional[int] = None,
         prefetch: int = 2,
-    ) -> None: ...
+    ) -> Prefetcher: ...
     def __iter__(self) -> Prefetcher: ...
     def __next__(self) -> npt.NDArray[np.floating[Any]]: ...

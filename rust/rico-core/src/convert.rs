@@ -154,7 +154,7 @@ pub fn plan_dataset(
     name: &str,
     sources: &[(String, PathBuf)],
     options: &ConvertOptions,
-) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+) -> Result<spec::Plan> {
     let specs = resolve_specs(name, sources, options)?;
     let resolved: Vec<Source<'_>> = specs
         .iter()

@@ -243,15 +243,15 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
     Ok(plan_with(sources, false)?.0)
 }
 
+/// The planned patches, and the ones left out by `skip_invalid` as (key, reason).
+pub type Plan = (Vec<Patch>, Vec<(String, String)>);
+
 /// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
 /// reason (key, reason) instead of stopping the run.
 ///
 /// Memory: files are matched as the walk finds them (no list of every path in the tree), and
 /// a patch under construction holds only its files, labels and source index.
-pub fn plan_with(
-    sources: &[Source<'_>],
-    skip_invalid: bool,
-) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<Plan> {
     let mut skipped = Vec::new();
     struct Pending {
         files: Vec<PatchFile>,

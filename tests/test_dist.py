@@ -25,6 +25,16 @@ from test_bigearthnet import expected_records
 
 DIST = ROOT / "dist"
 GLIBC_FLOOR = (2, 17)
+# What every glibc system has: glibc's own libraries, and the GCC runtime for unwinding.
+BASE_LIBRARIES = {
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "ld-linux-x86-64.so.2",
+    "libgcc_s.so.1",
+}
 
 
 def one(pattern: str) -> Path:
@@ -99,6 +109,9 @@ def test_binary_needs_glibc_2_17_or_older_and_is_stripped(portable_bin):
     assert max(versions) <= GLIBC_FLOOR, sorted(versions)
     with portable_bin.open("rb") as f:
         elf = ELFFile(f)
+        dynamic = elf.get_section_by_name(".dynamic")
+        needed = {t.needed for t in dynamic.iter_tags() if t.entry.d_tag == "DT_NEEDED"}
+        assert "libc.so.6" in needed and needed <= BASE_LIBRARIES, sorted(needed)
         assert elf.get_section_by_name(".symtab") is None, "the binary is not stripped"
         assert elf.get_section_by_name(".debug_line") is None, "the binary carries debug info"
     res = subprocess.run([str(portable_bin), "--version"], capture_output=True, text=True)

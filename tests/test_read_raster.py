@@ -385,14 +385,14 @@ def test_half_float_sparse_blocks_read_as_float32_nodata(tmp_path):
     "dtype,bands,options",
     [
         ("uint16", 1, dict(compress="lzw", tiled=True, blockxsize=256, blockysize=256)),
-        ("int16", 40, dict(compress="deflate", interleave="band", blockysize=7)),
+        ("int16", 20, dict(compress="deflate", interleave="band", blockysize=7)),
         ("uint16", 12, dict(compress="lzw", predictor=2, tiled=True, blockxsize=64, blockysize=64)),
         ("float32", 2, dict(compress="zstd", predictor=3, ENDIANNESS="BIG", blockysize=16)),
         ("uint8", 3, dict(compress="deflate", predictor=2, ENDIANNESS="BIG", interleave="band")),
     ],
 )
 def test_large_images_decoded_in_parallel(tmp_path, dtype, bands, options):
-    data = sample_data(dtype, bands, 611, 700, seed=29)
+    data = sample_data(dtype, bands, 900, 700, seed=29)
     assert data.nbytes >= 1 << 20
     assert_same(write(tmp_path / "big.tif", data, **options))
 

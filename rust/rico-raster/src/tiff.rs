@@ -728,7 +728,7 @@ impl<'a> TiffImage<'a> {
         let mut first = 0;
         while first < count {
             let end = (first + batch).min(count);
-            let decoded: Vec<Result<Option<(Vec<u8>, bool)>>> = (first..end)
+            let decoded: Vec<Result<Option<DecodedBlock>>> = (first..end)
                 .into_par_iter()
                 .map_init(
                     || (Decoders::default(), Vec::new()),
@@ -764,6 +764,10 @@ impl<'a> TiffImage<'a> {
         Ok(())
     }
 }
+
+/// A block decoded into its own buffer (with slack past its rows), and whether its samples are
+/// still big-endian; `None` in its place is a sparse block.
+type DecodedBlock = (Vec<u8>, bool);
 
 /// Where a decoded block lands in the band-sequential output.
 struct Placement {

@@ -390,6 +390,7 @@ impl CodeReader for LsbReader<'_> {
 /// decoding a code is a copy from earlier output: no per-byte chain walking.
 ///
 /// `early_change` is 1 for TIFF 6.0 LZW (the code width grows one code early) and 0 for old-style.
+#[inline(never)] // kept apart from the other codecs: fewer registers spilled in its loop
 fn lzw_decode(
     mut reader: impl CodeReader,
     table: &mut LzwTable,

@@ -136,8 +136,9 @@ def safetensors_buffers(out: Path) -> None:
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "corpus"
     tiffs(out / "tiff_decode")
+    tiffs(out / "tiff_decode_limits")  # the same files; that target decodes every size
     safetensors_buffers(out / "safetensors_header")
-    for target in ("tiff_decode", "safetensors_header"):
+    for target in ("tiff_decode", "tiff_decode_limits", "safetensors_header"):
         files = sorted((out / target).iterdir())
         print(f"{target}: {len(files)} files, {sum(f.stat().st_size for f in files)} bytes")
 

@@ -40,6 +40,8 @@ pub fn to_safetensors_dtype(dtype: DType) -> Dtype {
         DType::I16 => Dtype::I16,
         DType::U32 => Dtype::U32,
         DType::I32 => Dtype::I32,
+        DType::U64 => Dtype::U64,
+        DType::I64 => Dtype::I64,
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,
     }
@@ -54,6 +56,8 @@ pub fn from_safetensors_dtype(dtype: Dtype) -> Option<DType> {
         Dtype::I16 => DType::I16,
         Dtype::U32 => DType::U32,
         Dtype::I32 => DType::I32,
+        Dtype::U64 => DType::U64,
+        Dtype::I64 => DType::I64,
         Dtype::F32 => DType::F32,
         Dtype::F64 => DType::F64,
         _ => return None,

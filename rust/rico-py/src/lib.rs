@@ -77,6 +77,8 @@ fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
         DType::I16 => array_from_bytes::<i16>(py, shape, data),
         DType::U32 => array_from_bytes::<u32>(py, shape, data),
         DType::I32 => array_from_bytes::<i32>(py, shape, data),
+        DType::U64 => array_from_bytes::<u64>(py, shape, data),
+        DType::I64 => array_from_bytes::<i64>(py, shape, data),
         DType::F32 => array_from_bytes::<f32>(py, shape, data),
         DType::F64 => array_from_bytes::<f64>(py, shape, data),
     })

@@ -20,6 +20,8 @@ pub enum DType {
     I16,
     U32,
     I32,
+    U64,
+    I64,
     F32,
     F64,
 }
@@ -31,7 +33,7 @@ impl DType {
             DType::U8 | DType::I8 => 1,
             DType::U16 | DType::I16 => 2,
             DType::U32 | DType::I32 | DType::F32 => 4,
-            DType::F64 => 8,
+            DType::U64 | DType::I64 | DType::F64 => 8,
         }
     }
 
@@ -44,6 +46,8 @@ impl DType {
             DType::I16 => "int16",
             DType::U32 => "uint32",
             DType::I32 => "int32",
+            DType::U64 => "uint64",
+            DType::I64 => "int64",
             DType::F32 => "float32",
             DType::F64 => "float64",
         }
@@ -58,6 +62,8 @@ impl DType {
             "int16" => DType::I16,
             "uint32" => DType::U32,
             "int32" => DType::I32,
+            "uint64" => DType::U64,
+            "int64" => DType::I64,
             "float32" => DType::F32,
             "float64" => DType::F64,
             _ => return None,
@@ -162,10 +168,51 @@ impl std::error::Error for RasterError {}
 
 pub type Result<T> = std::result::Result<T, RasterError>;
 
-/// Decodes an in-memory raster file (format sniffed from its first bytes).
+/// Bounds on what one file may make rico allocate, so that a tiny file cannot claim gigabytes.
+///
+/// The rule: a TIFF may decode to at most `max(64 MiB, 4096 x its size in bytes)` (4096 is the
+/// most an LZW code can expand, and more than deflate's 1032), whatever its header claims; and
+/// never more than [`tiff::MAX_DECODED_BYTES`]. Only images of mostly sparse (never written)
+/// blocks, or zstd data compressed beyond 4096:1, reach the rule; raise it with
+/// [`Limits::max_decoded_bytes`] for such real rasters. JPEG and PNG data cannot expand that
+/// far, so their own size checks apply.
+///
+/// ```
+/// let limits = rico_raster::Limits { max_decoded_bytes: Some(2 << 30) };
+/// assert_eq!(limits.decoded_bytes_allowed(100), 2 << 30);
+/// assert_eq!(rico_raster::Limits::default().decoded_bytes_allowed(100), 64 << 20);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes one image may decode to; `None` for the default rule above.
+    pub max_decoded_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// The default rule's floor: any file may decode to this much.
+    pub const FLOOR_BYTES: u64 = 64 << 20;
+    /// The default rule's ratio of decoded bytes to file bytes.
+    pub const RATIO: u64 = 4096;
+
+    /// Bytes a file of `file_len` bytes may decode to under these limits.
+    pub fn decoded_bytes_allowed(&self, file_len: usize) -> u64 {
+        let allowed = self.max_decoded_bytes.unwrap_or_else(|| {
+            Self::FLOOR_BYTES.max((file_len as u64).saturating_mul(Self::RATIO))
+        });
+        allowed.min(tiff::MAX_DECODED_BYTES)
+    }
+}
+
+/// Decodes an in-memory raster file (format sniffed from its first bytes), under the default
+/// [`Limits`].
 pub fn decode(bytes: &[u8]) -> Result<Raster> {
+    decode_with(bytes, &Limits::default())
+}
+
+/// Decodes an in-memory raster file under the given [`Limits`].
+pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Raster> {
     if tiff::is_tiff(bytes) {
-        return tiff::decode(bytes);
+        return tiff::decode_with(bytes, limits);
     }
     if jpeg::is_jpeg(bytes) {
         return jpeg::decode(bytes);
@@ -179,10 +226,15 @@ pub fn decode(bytes: &[u8]) -> Result<Raster> {
     ))
 }
 
-/// Reads and decodes a raster file; errors name the file.
+/// Reads and decodes a raster file under the default [`Limits`]; errors name the file.
 pub fn decode_file(path: &Path) -> Result<Raster> {
+    decode_file_with(path, &Limits::default())
+}
+
+/// Reads and decodes a raster file under the given [`Limits`]; errors name the file.
+pub fn decode_file_with(path: &Path, limits: &Limits) -> Result<Raster> {
     let bytes = std::fs::read(path).map_err(|e| {
         RasterError::new(ErrorKind::Io, format!("cannot read file: {e}")).with_path(path)
     })?;
-    decode(&bytes).map_err(|e| e.with_path(path))
+    decode_with(&bytes, limits).map_err(|e| e.with_path(path))
 }

@@ -5,13 +5,15 @@
 //! tiles, tiles larger than the image, partial last strips, sparse blocks); PlanarConfiguration 1
 //! (pixel-interleaved) and 2 (band-separate); compression none, LZW, deflate (8 and 32946), zstd
 //! and PackBits; predictor 1, 2 (horizontal) and 3 (floating point); 8/16/32/64-bit samples as
-//! uint8, int8, uint16, int16, uint32, int32, float32, float64; any number of samples per pixel.
-//! Sparse blocks (byte count 0) read as the GDAL_NODATA value, else 0, as in GDAL.
+//! uint8, int8, uint16, int16, uint32, int32, uint64, int64, float32, float64; 16-bit floats
+//! widened exactly to float32, the dtype GDAL (before 3.11) and so rasterio report for them; any
+//! number of samples per pixel. Sparse blocks (byte count 0) read as the GDAL_NODATA value, else
+//! 0, as in GDAL.
 //! Only the first IFD (the full-resolution image) is decoded; overviews and masks are ignored,
 //! so no IFD chain is followed.
 //!
-//! Everything else (JPEG, LERC, WebP, ... compression; 1/4/12-bit, 16-bit float, 64-bit integer
-//! or complex samples; YCbCr, CMYK and CIELab images, which GDAL converts to RGB) is reported as
+//! Everything else (JPEG, LERC, WebP, ... compression; 1/4/12-bit, 24-bit float or complex
+//! samples; YCbCr, CMYK and CIELab images, which GDAL converts to RGB) is reported as
 //! [`ErrorKind::Unsupported`], never decoded wrongly.
 //!
 //! The decoder is written for hostile input: every offset is bounds-checked, all size arithmetic
@@ -19,20 +21,26 @@
 //! decompression stops at the expected size. `parse` also checks every strip/tile against the
 //! file: one past the end, or too small to expand to its decoded size even at its codec's maximum
 //! ratio, is `Corrupt` before any buffer is sized for it. zstd frames needing a window over 128 MiB
-//! are refused, as libzstd (and so GDAL) refuses them.
+//! are refused, as libzstd (and so GDAL) refuses them. What a small file may decode to at all,
+//! sparse blocks included, is bounded by [`Limits`] (`max(64 MiB, 4096 x file size)` unless
+//! raised).
 //!
 //! Per strip/tile only the rows inside the image are decoded (tiles larger than the image stop
 //! early), into one reused scratch buffer; uncompressed little-endian data is copied straight
-//! from the file.
+//! from the file. Compressed images of at least [`PARALLEL_MIN_BYTES`] with several blocks are
+//! decoded across rayon's global pool, block by block; smaller ones stay on the calling thread
+//! (a dataset conversion already decodes many files in parallel).
 
 mod codec;
+mod half;
 mod ifd;
 mod predictor;
 
-use codec::{Compression, Decoders};
+use codec::{Compression, Decoders, INFLATE_SLACK};
 use ifd::{Bytes, Entry, UintArray};
+use rayon::prelude::*;
 
-use crate::{DType, ErrorKind, Raster, RasterError, RasterInfo, Result};
+use crate::{DType, ErrorKind, Limits, Raster, RasterError, RasterInfo, Result};
 
 /// Largest accepted image width, height, tile width or tile height (pixels).
 pub const MAX_DIMENSION: u64 = 1 << 20;
@@ -42,6 +50,12 @@ pub const MAX_BANDS: u64 = 65535;
 pub const MAX_DECODED_BYTES: u64 = 4 << 30;
 /// Most entries accepted in an IFD (as libtiff's directory sanity check).
 pub const MAX_IFD_ENTRIES: u64 = 4096;
+/// Compressed images decoding to at least this many bytes, in more than one block, are decoded
+/// in parallel: below it, a thread hand-off costs more than it saves.
+pub const PARALLEL_MIN_BYTES: usize = 1 << 20;
+/// Most decoded block bytes held at once by a parallel decode (blocks are decoded into their
+/// own buffers, then placed).
+const PARALLEL_BATCH_BYTES: usize = 64 << 20;
 
 /// True when `bytes` starts with a classic TIFF or BigTIFF signature.
 pub fn is_tiff(bytes: &[u8]) -> bool {
@@ -52,13 +66,20 @@ pub fn is_tiff(bytes: &[u8]) -> bool {
             || bytes[..4] == *b"MM\0+")
 }
 
-/// Decodes the first image of a TIFF file into a band-sequential little-endian [`Raster`].
+/// Decodes the first image of a TIFF file into a band-sequential little-endian [`Raster`],
+/// under the default [`Limits`].
 pub fn decode(bytes: &[u8]) -> Result<Raster> {
-    let image = TiffImage::parse(bytes)?;
+    decode_with(bytes, &Limits::default())
+}
+
+/// Decodes the first image of a TIFF file under the given [`Limits`].
+pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Raster> {
+    let image = TiffImage::parse_with(bytes, limits)?;
     let info = image.info();
-    // Validated against MAX_DECODED_BYTES by `parse`; zeroed allocation is lazy on most systems.
+    // Validated against the limits by `parse`; zeroed allocation is lazy on most systems, and
+    // sparse blocks of zeros are then left untouched.
     let mut data = vec![0u8; image.decoded_len];
-    image.decode_into(&mut data)?;
+    image.decode_checked(&mut data, true)?;
     Ok(Raster { info, data })
 }
 
@@ -73,7 +94,12 @@ pub struct TiffImage<'a> {
     width: usize,
     height: usize,
     bands: usize,
+    /// The decoded dtype (float32 for 16-bit floats).
     dtype: DType,
+    /// Bytes per sample as stored in the file (2 for 16-bit floats).
+    sample_size: usize,
+    /// 16-bit float samples, widened to float32 after decoding.
+    half: bool,
     compression: Compression,
     predictor: Predictor,
     /// PlanarConfiguration 2 with more than one band: blocks hold one band each.
@@ -144,16 +170,14 @@ fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
         (2, 16) => DType::I16,
         (1 | 4, 32) => DType::U32,
         (2, 32) => DType::I32,
-        (3, 32) => DType::F32,
+        (1 | 4, 64) => DType::U64,
+        (2, 64) => DType::I64,
+        // Half floats are widened to float32 (exactly), as GDAL before 3.11 reads them.
+        (3, 16 | 32) => DType::F32,
         (3, 64) => DType::F64,
-        (1 | 2 | 4, 64) => {
-            return Err(RasterError::unsupported(
-                "unsupported TIFF sample type: 64-bit integers",
-            ))
-        }
         (3, b) => {
             return Err(RasterError::unsupported(format!(
-                "unsupported TIFF sample type: {b}-bit floats"
+                "unsupported TIFF sample type: {b}-bit floats; rico decodes 16, 32 and 64"
             )))
         }
         (5 | 6, _) => {
@@ -176,18 +200,35 @@ fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
 
 /// Parses GDAL_NODATA and converts it to a sample the way GDAL fills sparse blocks
 /// (GDALCopyWords from double: round to nearest, clamp to the type's range, NaN -> 0).
+///
+/// 64-bit integer nodata is parsed as an integer first (GDAL keeps it exact). 16-bit float
+/// images are float32 to GDAL, and their sparse blocks hold the float32 nodata value.
 fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] {
     let mut out = [0u8; 8];
-    let Some(raw) = entry.and_then(|e| e.raw(bytes).ok()) else {
+    let Some(text) = entry
+        .and_then(|e| e.raw(bytes).ok())
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
+    else {
         return out;
     };
-    let Some(value) = std::str::from_utf8(raw).ok().and_then(|s| {
-        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-            .parse::<f64>()
-            .ok()
-    }) else {
+    match dtype {
+        DType::I64 => {
+            if let Ok(v) = text.parse::<i64>() {
+                return v.to_le_bytes();
+            }
+        }
+        DType::U64 => {
+            if let Ok(v) = text.parse::<u64>() {
+                return v.to_le_bytes();
+            }
+        }
+        _ => {}
+    }
+    let Ok(value) = text.parse::<f64>() else {
         return out;
     };
+
     let int = |min: f64, max: f64| {
         if value.is_nan() {
             0.0
@@ -204,6 +245,9 @@ fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] 
         DType::I32 => {
             out[..4].copy_from_slice(&(int(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes())
         }
+        // `as` saturates, and 2^63 and 2^64 are exact doubles: the types' clamps.
+        DType::U64 => out = (int(0.0, u64::MAX as f64) as u64).to_le_bytes(),
+        DType::I64 => out = (int(i64::MIN as f64, i64::MAX as f64) as i64).to_le_bytes(),
         DType::F32 => out[..4].copy_from_slice(&(value as f32).to_le_bytes()),
         DType::F64 => out = value.to_le_bytes(),
     }
@@ -212,8 +256,13 @@ fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] 
 
 impl<'a> TiffImage<'a> {
     /// Parses the header and first IFD and validates every size and strip/tile location, so
-    /// that decoding can only fail on bad compressed data.
+    /// that decoding can only fail on bad compressed data; under the default [`Limits`].
     pub fn parse(data: &'a [u8]) -> Result<TiffImage<'a>> {
+        Self::parse_with(data, &Limits::default())
+    }
+
+    /// [`TiffImage::parse`] under the given [`Limits`].
+    pub fn parse_with(data: &'a [u8], limits: &Limits) -> Result<TiffImage<'a>> {
         let header = ifd::parse_header(data)?;
         let bytes = Bytes {
             data,
@@ -262,7 +311,8 @@ impl<'a> TiffImage<'a> {
         let bits = per_sample(&bytes, tags.bits_per_sample, 1, "BitsPerSample")?;
         let sample_format = per_sample(&bytes, tags.sample_format, 1, "SampleFormat")?;
         let dtype = dtype_for(sample_format, bits)?;
-        let size = dtype.size();
+        let half = sample_format == 3 && bits == 16;
+        let size = if half { 2 } else { dtype.size() };
 
         let separate = match scalar(&bytes, tags.planar_configuration, 1)? {
             1 => false,
@@ -329,10 +379,17 @@ impl<'a> TiffImage<'a> {
         };
 
         // Size checks, all in u64 so nothing can overflow (every factor is <= 2^20 or <= 2^16).
-        let decoded = (width as u64) * (height as u64) * (bands as u64) * (size as u64);
+        let decoded = (width as u64) * (height as u64) * (bands as u64) * (dtype.size() as u64);
         if decoded > MAX_DECODED_BYTES {
             return Err(too_large(format!(
                 "TIFF image {width}x{height}x{bands} {dtype} decodes to {decoded} bytes, over rico's limit of {MAX_DECODED_BYTES}"
+            )));
+        }
+        let allowed = limits.decoded_bytes_allowed(data.len());
+        if decoded > allowed {
+            return Err(too_large(format!(
+                "TIFF image {width}x{height}x{bands} {dtype} decodes to {decoded} bytes from a {}-byte file, over rico's limit of {allowed} bytes (max(64 MiB, 4096 x file size)); if it is a real sparse raster, raise the limit with rico_raster::Limits::max_decoded_bytes",
+                data.len()
             )));
         }
         let samples_per_block = if separate { 1 } else { bands };
@@ -380,6 +437,8 @@ impl<'a> TiffImage<'a> {
             height,
             bands,
             dtype,
+            sample_size: size,
+            half,
             compression,
             predictor,
             separate,
@@ -444,7 +503,7 @@ impl<'a> TiffImage<'a> {
     /// Bytes of one decoded row of a block (a full block row, including any padding columns).
     fn block_row_bytes(&self) -> usize {
         let samples = if self.separate { 1 } else { self.bands };
-        self.block_width * samples * self.dtype.size()
+        self.block_width * samples * self.sample_size
     }
 
     /// Location of block `index` in the file, `None` for a sparse block (byte count 0), as well
@@ -482,6 +541,12 @@ impl<'a> TiffImage<'a> {
     /// Decodes all bands into `out` (band-sequential, little-endian), which must be exactly
     /// [`TiffImage::decoded_len`] bytes long.
     pub fn decode_into(&self, out: &mut [u8]) -> Result<()> {
+        self.decode_checked(out, false)
+    }
+
+    /// [`TiffImage::decode_into`]; `zeroed` says `out` holds only zeros, so that sparse blocks
+    /// filled with zeros need not be written (nor their pages touched).
+    fn decode_checked(&self, out: &mut [u8], zeroed: bool) -> Result<()> {
         if out.len() != self.decoded_len {
             return Err(RasterError::new(
                 ErrorKind::Io,
@@ -492,29 +557,121 @@ impl<'a> TiffImage<'a> {
                 ),
             ));
         }
-        let size = self.dtype.size();
+        if self.half {
+            // Decode the 16-bit samples (sparse blocks left as zeros), widen them, then fill
+            // the sparse blocks with the float32 nodata value, as GDAL does.
+            let mut raw = vec![0u8; self.decoded_len / 2];
+            self.decode_samples(&mut raw, true)?;
+            half::widen_into(&raw, out);
+            for index in 0..self.block_count() {
+                if self.block_source(index)?.0.is_none() {
+                    let mut dst = self.placement(index);
+                    dst.band_bytes = self.width * self.height * 4;
+                    self.fill_sparse(out, &dst, false, 4);
+                }
+            }
+            return Ok(());
+        }
+        self.decode_samples(out, zeroed)
+    }
+
+    /// Where block `index` lands in the output.
+    fn placement(&self, index: usize) -> Placement {
+        let (plane, x0, y0, valid_width, rows) = self.block_geometry(index);
+        Placement {
+            band_bytes: self.width * self.height * self.sample_size,
+            width: self.width,
+            first_band: plane,
+            x0,
+            y0,
+            valid_width,
+            rows,
+        }
+    }
+
+    /// Fills the region of a sparse block with the nodata value (`size` bytes a sample).
+    fn fill_sparse(&self, out: &mut [u8], dst: &Placement, zeroed: bool, size: usize) {
+        let value = &self.fill[..size];
+        if zeroed && value.iter().all(|&b| b == 0) {
+            return;
+        }
+        let samples = if self.separate { 1 } else { self.bands };
+        dst.fill(out, samples, value);
+    }
+
+    /// Decompresses block `index` from `src` into the first `need` bytes of `room` and undoes
+    /// the predictor; deflate may write a little past `need` when `room` allows (see
+    /// `Decoders::decompress_with_room`). Returns whether the samples are still in the file's
+    /// big-endian order, and whether bytes past `need` were written.
+    fn decode_block(
+        &self,
+        index: usize,
+        src: &[u8],
+        room: &mut [u8],
+        need: usize,
+        decoders: &mut Decoders,
+        row_tmp: &mut Vec<u8>,
+    ) -> Result<(bool, bool)> {
+        let size = self.sample_size;
+        let samples_per_block = if self.separate { 1 } else { self.bands };
+        let row_bytes = self.block_row_bytes();
+        let written = decoders
+            .decompress_with_room(self.compression, src, room, need)
+            .map_err(|reason| {
+                RasterError::corrupt(format!(
+                    "truncated or corrupt compressed data in {} {index}: {reason}",
+                    self.block_name()
+                ))
+            })?;
+        let overran = written > need;
+        let block = &mut room[..need];
+        let swap = self.bytes.big_endian && size > 1;
+        let swapped = match self.predictor {
+            Predictor::None => swap,
+            Predictor::Horizontal => {
+                // libtiff swaps to native order first, then sums.
+                if swap {
+                    predictor::swap_in_place(block, size);
+                }
+                predictor::undo_horizontal(block, row_bytes, size, samples_per_block);
+                false
+            }
+            Predictor::Float => {
+                predictor::undo_float(block, row_bytes, size, samples_per_block, row_tmp);
+                false // byte planes are MSB-first in either byte order
+            }
+        };
+        Ok((swapped, overran))
+    }
+
+    /// Decodes the stored samples (2 bytes each for half floats) into `out`.
+    fn decode_samples(&self, out: &mut [u8], zeroed: bool) -> Result<()> {
+        if self.compression != Compression::None
+            && out.len() >= PARALLEL_MIN_BYTES
+            && self.block_count() > 1
+            && rayon::current_num_threads() > 1
+        {
+            return self.decode_parallel(out, zeroed);
+        }
+        let size = self.sample_size;
         let row_bytes = self.block_row_bytes();
         let samples_per_block = if self.separate { 1 } else { self.bands };
-        let band_bytes = self.width * self.height * size;
         let swap = self.bytes.big_endian && size > 1;
         let mut decoders = Decoders::default();
         let mut scratch: Vec<u8> = Vec::new();
         let mut row_tmp: Vec<u8> = Vec::new();
+        // Blocks land in increasing output order, so bytes a block writes past its end (see
+        // `decode_block`) belong to blocks decoded later: those must then be written even when
+        // they are sparse zeros.
+        let mut zeroed = zeroed;
 
         for index in 0..self.block_count() {
-            let (plane, x0, y0, valid_width, rows) = self.block_geometry(index);
-            let dst = Placement {
-                band_bytes,
-                width: self.width,
-                first_band: plane,
-                x0,
-                y0,
-                valid_width,
-                rows,
-            };
+            let dst = self.placement(index);
             let (src, need) = self.block_source(index)?;
             let Some(src) = src else {
-                dst.fill(out, samples_per_block, &self.fill[..size]);
+                if !self.half {
+                    self.fill_sparse(out, &dst, zeroed, size);
+                }
                 continue;
             };
             if self.compression == Compression::None {
@@ -531,58 +688,86 @@ impl<'a> TiffImage<'a> {
             }
             // A single-band block spanning the image width (a strip, or a full-width tile) is a
             // contiguous run of the output: decode straight into it, no scratch and no copy.
-            let direct = samples_per_block == 1 && self.block_width == self.width;
-            let block = if direct {
-                let start = dst.offset(plane, 0, size);
-                &mut out[start..start + need]
-            } else {
-                if scratch.len() < need {
-                    scratch.resize(need, 0);
-                }
-                &mut scratch[..need]
-            };
-            decoders
-                .decompress(self.compression, src, block)
-                .map_err(|reason| {
-                    RasterError::corrupt(format!(
-                        "truncated or corrupt compressed data in {} {index}: {reason}",
-                        self.block_name()
-                    ))
-                })?;
-            let mut still_swapped = swap;
-            match self.predictor {
-                Predictor::None => {}
-                Predictor::Horizontal => {
-                    // libtiff swaps to native order first, then sums.
-                    if swap {
-                        predictor::swap_in_place(block, size);
-                        still_swapped = false;
-                    }
-                    predictor::undo_horizontal(block, row_bytes, size, samples_per_block);
-                }
-                Predictor::Float => {
-                    predictor::undo_float(block, row_bytes, size, samples_per_block, &mut row_tmp);
-                    still_swapped = false; // byte planes are MSB-first in either byte order
-                }
-            }
-            if direct {
-                if still_swapped {
-                    predictor::swap_in_place(block, size);
+            if samples_per_block == 1 && self.block_width == self.width {
+                let start = dst.offset(dst.first_band, 0, size);
+                let room = &mut out[start..];
+                let (swapped, overran) =
+                    self.decode_block(index, src, room, need, &mut decoders, &mut row_tmp)?;
+                zeroed &= !overran;
+                if swapped {
+                    predictor::swap_in_place(&mut room[..need], size);
                 }
             } else {
+                if scratch.len() < need + INFLATE_SLACK {
+                    scratch.resize(need + INFLATE_SLACK, 0);
+                }
+                let (swapped, _) =
+                    self.decode_block(index, src, &mut scratch, need, &mut decoders, &mut row_tmp)?;
                 dst.copy(
                     out,
                     &scratch[..need],
                     row_bytes,
                     samples_per_block,
                     size,
-                    still_swapped,
+                    swapped,
                 );
             }
         }
         Ok(())
     }
+
+    /// Decodes blocks on rayon's global pool, each into its own buffer, in batches of at most
+    /// [`PARALLEL_BATCH_BYTES`]; the calling thread places each batch in order.
+    fn decode_parallel(&self, out: &mut [u8], zeroed: bool) -> Result<()> {
+        let size = self.sample_size;
+        let row_bytes = self.block_row_bytes();
+        let samples_per_block = if self.separate { 1 } else { self.bands };
+        let largest_block = row_bytes * self.block_height.min(self.height);
+        let batch = (PARALLEL_BATCH_BYTES / largest_block.max(1)).max(1);
+        let count = self.block_count();
+        let mut first = 0;
+        while first < count {
+            let end = (first + batch).min(count);
+            let decoded: Vec<Result<Option<DecodedBlock>>> = (first..end)
+                .into_par_iter()
+                .map_init(
+                    || (Decoders::default(), Vec::new()),
+                    |(decoders, row_tmp), index| {
+                        let (src, need) = self.block_source(index)?;
+                        let Some(src) = src else {
+                            return Ok(None);
+                        };
+                        let mut block = vec![0u8; need + INFLATE_SLACK];
+                        let (swapped, _) =
+                            self.decode_block(index, src, &mut block, need, decoders, row_tmp)?;
+                        Ok(Some((block, swapped)))
+                    },
+                )
+                .collect();
+            for (index, result) in (first..end).zip(decoded) {
+                let dst = self.placement(index);
+                match result? {
+                    None if self.half => {}
+                    None => self.fill_sparse(out, &dst, zeroed, size),
+                    Some((block, swapped)) => dst.copy(
+                        out,
+                        &block, // its first `rows` rows; the slack past them is ignored
+                        row_bytes,
+                        samples_per_block,
+                        size,
+                        swapped,
+                    ),
+                }
+            }
+            first = end;
+        }
+        Ok(())
+    }
 }
+
+/// A block decoded into its own buffer (with slack past its rows), and whether its samples are
+/// still big-endian; `None` in its place is a sparse block.
+type DecodedBlock = (Vec<u8>, bool);
 
 /// Where a decoded block lands in the band-sequential output.
 struct Placement {

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use rico_raster::{decode, ErrorKind};
+use rico_raster::{decode, decode_with, ErrorKind, Limits};
 
 /// The system allocator, recording the largest single allocation made by the current thread
 /// (tests run on parallel threads, so the record is per thread).
@@ -77,5 +77,38 @@ fn png_too_small_for_its_header_is_corrupt() {
     assert_eq!(
         kind(include_bytes!("fuzz/png_truncated_huge.png")),
         ErrorKind::Corrupt
+    );
+}
+
+/// 148 bytes claiming a 32768 x 32768 uint8 image in one never-written (sparse) tile. Sparse
+/// blocks need no data, so no codec ratio bounds them: rico allocated and filled 1 GiB (2 GB
+/// peak RSS). The size rule (`Limits`: max(64 MiB, 4096 x file size)) refuses it up front.
+#[test]
+fn tiny_sparse_file_claiming_a_gigabyte_is_too_large() {
+    let bytes = include_bytes!("fuzz/sparse_claim_32768.tif");
+    assert_eq!(bytes.len(), 148);
+    assert_eq!(kind(bytes), ErrorKind::TooLarge);
+    let e = decode(bytes).unwrap_err();
+    assert!(
+        e.message.contains("Limits::max_decoded_bytes") && e.message.contains("148-byte"),
+        "{}",
+        e.message
+    );
+    // Raised for a real sparse raster, it reads as zeros: the zeroed buffer is not written, so
+    // its pages are never touched.
+    let limits = Limits {
+        max_decoded_bytes: Some(1 << 30),
+    };
+    let raster = decode_with(bytes, &limits).unwrap();
+    assert_eq!((raster.info.width, raster.info.height), (32768, 32768));
+    assert_eq!(raster.data.len(), 1 << 30);
+    assert!(raster.data.iter().step_by(1 << 20).all(|&b| b == 0));
+    // Raised, but not enough.
+    let limits = Limits {
+        max_decoded_bytes: Some((1 << 30) - 1),
+    };
+    assert_eq!(
+        decode_with(bytes, &limits).unwrap_err().kind,
+        ErrorKind::TooLarge
     );
 }

@@ -213,7 +213,7 @@ def test_cli_converts_and_prints_a_summary(rico_bin, samples, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("\n") == 1  # no progress bar when piped, one summary line
-    assert "wrote 2 records from 14 files" in res.stderr and "patches/s" in res.stderr
+    assert "wrote 2 records from 14 files" in res.stderr and "records/s" in res.stderr
     assert len(read_lmdb(tmp_path / "db")) == 2
     quiet = run(
         rico_bin,

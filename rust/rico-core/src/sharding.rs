@@ -187,8 +187,9 @@ pub fn plan_shards(
         BufWriter::new(fs::File::create(&spool_path).map_err(|e| out_err(e, &spool_path))?);
     let mut patches = 0u64;
     let mut skipped: Vec<(String, String)> = Vec::new();
-    let flags: Vec<&str> = sources.iter().map(|(f, _)| f.as_str()).collect();
+    let mut flags: Vec<String> = Vec::new();
     convert::with_sources(name, sources, options, |resolved| {
+        flags = resolved.iter().map(|s| s.option.clone()).collect();
         planning::stream(
             resolved,
             options.skip_invalid,

@@ -221,10 +221,16 @@ pub fn convert_dataset(
                 write_patches(&plan, target, options, &bar)
             });
             bar.finish();
-            if summary.is_err() && new_target {
-                // Planning streams, so a bad source (a duplicate key, a missing band) can stop
-                // the run after the target was made: leave no empty database behind.
-                remove_if_empty(target);
+            if let (Err(e), true) = (&summary, new_target) {
+                // Planning streams, so a bad source can stop the run after the target was made.
+                // A duplicate key is fixed by other keys (e.g. --key-parents): the records this
+                // run wrote would not fit the next run, so the new target goes. Otherwise it
+                // stays for --resume, unless it is empty.
+                if planning::is_duplicate_key(e) {
+                    remove_target(target);
+                } else {
+                    remove_if_empty(target);
+                }
             }
             summary?
         }
@@ -251,11 +257,16 @@ fn remove_if_empty(target: &Path) {
         })
         .unwrap_or(false);
     if empty {
-        for name in ["data.mdb", "lock.mdb", SKIPPED_REPORT] {
-            let _ = fs::remove_file(target.join(name));
-        }
-        let _ = fs::remove_dir(target);
+        remove_target(target);
     }
+}
+
+/// Removes a target this run created: its database files, then the directory if empty.
+fn remove_target(target: &Path) {
+    for name in ["data.mdb", "lock.mdb", SKIPPED_REPORT, labels::LABELS_TABLE] {
+        let _ = fs::remove_file(target.join(name));
+    }
+    let _ = fs::remove_dir(target);
 }
 
 /// Hands out the patches of a conversion, in order, to `emit`.

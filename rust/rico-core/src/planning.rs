@@ -447,7 +447,35 @@ impl<'s> Grouper<'s> {
         } else {
             None
         };
-        'patches: for (key, pending) in ready {
+        // Bands are checked for every ready patch before any is handed out: a source handed out
+        // at its end (see `local`) then fails before any of its records is written.
+        let mut missing: Vec<Option<Error>> = Vec::with_capacity(ready.len());
+        for (key, pending) in &ready {
+            let mut err = None;
+            if let Some(required) = required {
+                if let Some(band) = required.iter().find(|band| {
+                    !pending
+                        .files
+                        .iter()
+                        .any(|f| matches!(&f.bands, FileBands::One(b) if **b == ***band))
+                }) {
+                    let why = if listed {
+                        ""
+                    } else {
+                        " (other patches of this source have one)"
+                    };
+                    let e = Error::data(format!("patch {key} has no file for band {band}{why}"))
+                        .at(&pending.files[0].dir)
+                        .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
+                    if !self.skip_invalid {
+                        return Err(e);
+                    }
+                    err = Some(e);
+                }
+            }
+            missing.push(err);
+        }
+        for ((key, pending), missing) in ready.into_iter().zip(missing) {
             if !emitted.insert(key_hash(&key)) {
                 let this = pending.files[0].path();
                 if let Some(first) = first_file_with_key(sources, &key, &this)? {
@@ -455,29 +483,9 @@ impl<'s> Grouper<'s> {
                 }
                 // Two keys with one hash (about one chance in 10^19): not a duplicate.
             }
-            if let Some(required) = required {
-                for band in required {
-                    let present = pending
-                        .files
-                        .iter()
-                        .any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band));
-                    if !present {
-                        let why = if listed {
-                            ""
-                        } else {
-                            " (other patches of this source have one)"
-                        };
-                        let err =
-                            Error::data(format!("patch {key} has no file for band {band}{why}"))
-                                .at(&pending.files[0].dir)
-                                .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
-                        if self.skip_invalid {
-                            emit(Planned::Skipped(key, err.to_string()))?;
-                            continue 'patches;
-                        }
-                        return Err(err);
-                    }
-                }
+            if let Some(err) = missing {
+                emit(Planned::Skipped(key, err.to_string()))?;
+                continue;
             }
             let mut files = pending.files;
             files.shrink_to_fit();
@@ -492,9 +500,16 @@ impl<'s> Grouper<'s> {
     }
 }
 
+/// Whether `e` is planning's duplicate-key error.
+pub fn is_duplicate_key(e: &Error) -> bool {
+    e.kind == crate::error::ErrorKind::Data && e.message.starts_with(DUPLICATE)
+}
+
+const DUPLICATE: &str = "duplicate key ";
+
 fn duplicate(spec: &Spec, key: &str, first: &Path, second: &Path) -> Error {
     Error::data(format!(
-        "duplicate key {key:?}: both {} and {} would be stored under it",
+        "{DUPLICATE}{key:?}: both {} and {} would be stored under it",
         first.display(),
         second.display()
     ))

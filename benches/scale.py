@@ -2,8 +2,9 @@
 """Converting BigEarthNet at full scale: memory, time to the first record, throughput, cold disks.
 
 Builds hard-linked BigEarthNet-shaped trees (same bytes, other names: no data is copied) of
-N patches from a small generated tree (``make_dataset.py``), converts each with the rico binary
-and reports, per size:
+N patches from a small generated tree of 100 patches (BigEarthNet's names, layout, bands and
+dtypes, at 12x12 pixels so that the databases of 549,488 patches fit on a small disk),
+converts each with the rico binary and reports, per size:
 
 - peak RSS of the conversion (``wait4``'s ``ru_maxrss``);
 - time to the first committed record (the database is polled while the run goes);
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_dataset import S1_TILE, S2_TILE, make_dataset  # noqa: E402
+from make_dataset import S1_TILE, S2_TILE, _write, make_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PATCHES = 100  # the generated tree every hard-linked one is made of
@@ -66,6 +67,46 @@ def link_tree(base: Path, out: Path, patches: int) -> None:
             for f in os.listdir(src_dir):
                 os.link(src_dir / f, dst_dir / f.replace(old, new))
     (out / ".complete").touch()
+
+
+def make_small_base(out: Path, patches: int = BASE_PATCHES) -> None:
+    """A BigEarthNet-shaped tree (names, layout, bands, dtypes) of 12x12 rasters: the records of
+    a 549,488-patch tree then fit on a small disk (~1.5 KB a record), while planning and the
+    pipeline do per patch what they do for the real one."""
+    import numpy as np
+
+    for i in range(patches):
+        rng = np.random.default_rng(i)
+        s2, s1 = patch_names(i)
+        x, y = i % 100, i // 100
+        dirs = {
+            "s2": out / "BigEarthNet-S2" / S2_TILE / s2,
+            "s1": out / "BigEarthNet-S1" / S1_TILE / s1,
+            "map": out / "Reference_Maps" / S2_TILE / s2,
+        }
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        for band in (
+            "B01",
+            "B02",
+            "B03",
+            "B04",
+            "B05",
+            "B06",
+            "B07",
+            "B08",
+            "B8A",
+            "B09",
+            "B11",
+            "B12",
+        ):
+            values = rng.integers(0, 12000, size=(12, 12), dtype=np.uint16)
+            _write(dirs["s2"] / f"{s2}_{band}.tif", values, 100.0, x, y, 12, nodata=0)
+        for band in ("VH", "VV"):
+            values = rng.normal(-15.0, 5.0, size=(12, 12)).astype(np.float32)
+            _write(dirs["s1"] / f"{s1}_{band}.tif", values, 100.0, x, y, 12)
+        labels = rng.integers(100, 500, size=(12, 12), dtype=np.uint16)
+        _write(dirs["map"] / f"{s2}_reference_map.tif", labels, 100.0, x, y, 12, nodata=0)
 
 
 def source_args(tree: Path) -> list[str]:
@@ -253,6 +294,7 @@ def main() -> None:
         "--cold", type=int, default=0, help="patches of the cold-cache tree (0: no)"
     )
     parser.add_argument("--dask", type=int, default=0, help="patches of the Dask tree (0: no)")
+    parser.add_argument("--keep-trees", action="store_true", help="keep the hard-linked trees")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--chart", type=Path, default=None)
     args = parser.parse_args()
@@ -264,15 +306,20 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
         make_dataset(base, BASE_PATCHES)
         (base / ".complete").touch()
+    small = work / "small-base"
+    if not (small / ".complete").exists():
+        shutil.rmtree(small, ignore_errors=True)
+        make_small_base(small)
+        (small / ".complete").touch()
     binaries = {"rico": args.binary}
     if args.baseline_bin:
         binaries["baseline"] = args.baseline_bin
     extra = ["--quiet"] + (["--threads", args.threads] if args.threads else [])
     report: dict = {"sizes": [], "machine_cores": os.cpu_count()}
     for n in args.sizes:
-        tree = work / f"tree-{n}"
+        tree = work / f"small-tree-{n}"
         start = time.perf_counter()
-        link_tree(base, tree, n)
+        link_tree(small, tree, n)
         print(f"{n} patches: tree ready in {time.perf_counter() - start:.0f} s", flush=True)
         for name, binary in binaries.items():
             r = convert(binary, tree, work / "db", *extra)
@@ -285,6 +332,8 @@ def main() -> None:
                 flush=True,
             )
         shutil.rmtree(work / "db", ignore_errors=True)
+        if not args.keep_trees:
+            shutil.rmtree(tree)
     if args.cold:
         tree = work / f"tree-{args.cold}"
         link_tree(base, tree, args.cold)

@@ -589,6 +589,7 @@ mod tests {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn collect(sources: &[Source<'_>], skip: bool) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
         let (mut patches, mut skipped) = (Vec::new(), Vec::new());
         stream(sources, skip, &|_| {}, &mut |item| {

@@ -149,7 +149,9 @@ def test_missing_band_file_names_patch_and_band_and_writes_nothing_of_it(tmp_pat
         rico.convert(
             "bigearthnet", tmp_path / "db", bigearthnet_s2_dir=tmp_path / "src" / "BigEarthNet-S2"
         )
-    assert not (tmp_path / "db" / "data.mdb").exists()  # checked before anything is written
+    # Planning streams: the patch before it is committed (and kept for --resume), never the
+    # incomplete patch.
+    assert set(read_lmdb(tmp_path / "db")) == {victim.name.replace("_1_0", "_0_0").encode()}
 
 
 def test_duplicate_key_names_both_files(tmp_path):
@@ -213,7 +215,7 @@ def test_cli_converts_and_prints_a_summary(rico_bin, samples, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("\n") == 1  # no progress bar when piped, one summary line
-    assert "wrote 2 records from 14 files" in res.stderr and "patches/s" in res.stderr
+    assert "wrote 2 records from 14 files" in res.stderr and "records/s" in res.stderr
     assert len(read_lmdb(tmp_path / "db")) == 2
     quiet = run(
         rico_bin,

@@ -95,6 +95,7 @@ def convert(
     skip_invalid: bool = False,
     shards: Optional[int] = None,
     client: Optional[object] = None,
+    io_depth: Optional[int] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
@@ -106,6 +107,8 @@ def convert(
         dataset: a name from :func:`datasets`, e.g. ``"bigearthnet"``.
         target_dir: a new or empty directory (or, with ``resume``, an existing database).
         threads: decoder threads; ``None`` = one per core.
+        io_depth: source files read at once, apart from the decoders; ``None`` = 32 (serves
+            cold local disks and NFS; raise it for high-latency filesystems such as Lustre).
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
@@ -167,6 +170,7 @@ def convert(
         skip_invalid=skip_invalid,
         params=params,
         shards=shards,
+        io_depth=io_depth,
     )
     return ConvertSummary(**summary)
 

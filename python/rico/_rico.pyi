@@ -61,11 +61,13 @@ def convert(
     params: Optional[dict[str, str]] = None,
     shards: Optional[int] = None,
     shard_index: Optional[int] = None,
+    io_depth: Optional[int] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
-    that shard (one task of a cluster run, resumable, no manifest)."""
+    that shard (one task of a cluster run, resumable, no manifest), converted from the plan
+    that :func:`plan_shards` wrote: the task does not walk the sources."""
 
-def count_patches(
+def plan_shards(
     dataset: str,
     target_dir: str,
     sources: dict[str, str],
@@ -74,7 +76,16 @@ def count_patches(
     shards: int = 1,
     skip_invalid: bool = False,
 ) -> int:
-    """Check a sharded target and plan the sources; the number of patches."""
+    """Plan a sharded conversion once and write each shard's part of the plan into its
+    directory (a resume reuses the plan, and refuses another ``shards``); the number of
+    patches.
+
+    >>> import rico._rico as native, tempfile
+    >>> native.plan_shards("bigearthnet", tempfile.mkdtemp(), {}, shards=4)
+    Traceback (most recent call last):
+    ...
+    rico._rico.UsageError: no source directory given; give at least one of --bigearthnet-s1-dir, --bigearthnet-s2-dir or --bigearthnet-reference-maps-dir
+    """
 
 def write_manifest(target_dir: str, dataset: str, shards: int) -> dict[str, Any]:
     """Write ``rico-manifest.json`` once every shard is finished; returns it."""

@@ -1,9 +1,11 @@
 """Sharded conversion on a Dask cluster.
 
-Each shard is one Dask task that runs the Rust engine on a worker and writes an ordinary
-LMDB directory ``shard-NNNNN/`` under the target; the client draws one progress bar over all
-shards and writes ``rico-manifest.json`` when every shard is complete. Paths must be visible
-to every worker and to the client (a shared filesystem).
+The client walks the sources once and writes each shard's part of the plan into its directory
+(``shard-NNNNN/rico-plan.jsonl``). Each shard is then one Dask task that runs the Rust engine
+on a worker from its plan alone (no task walks the tree again) and writes an ordinary LMDB
+directory ``shard-NNNNN/``; the client draws one progress bar (tqdm) over all shards and writes
+``rico-manifest.json`` when every shard is complete. Paths must be visible to every worker and
+to the client (a shared filesystem).
 
     from dask.distributed import Client
     import rico
@@ -42,8 +44,9 @@ def _convert_shard(
     threads: Optional[int],
     skip_invalid: bool,
 ) -> dict:
-    """One Dask task: shard ``index`` of ``shards``, resumable (a rerun after a lost worker
-    finishes what the first attempt committed)."""
+    """One Dask task: shard ``index`` of ``shards``, from the plan the client wrote into the
+    shard's directory; resumable (a rerun after a lost worker finishes what the first attempt
+    committed)."""
     from rico import _rico as native
 
     return dict(
@@ -74,12 +77,17 @@ def _records_written(target: Path, shards: int) -> int:
     return total
 
 
-def _draw(done: int, total: int, start: float) -> None:
-    frac = done / total if total else 1.0
-    rate = done / max(time.time() - start, 1e-9)
-    bar = "#" * int(30 * frac)
-    sys.stderr.write(f"\r[{bar:<30}] {done}/{total} patches  {rate:.0f}/s  ")
-    sys.stderr.flush()
+def _follow(futures: list, target: Path, shards: int, total: int) -> None:
+    """Draws the records written so far, over all shards, until every task is done."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="patch", file=sys.stderr, dynamic_ncols=True) as bar:
+        while True:
+            finished = all(f.done() for f in futures)
+            bar.update(_records_written(target, shards) - bar.n)
+            if finished:
+                break
+            time.sleep(0.5)
 
 
 def convert_on_cluster(
@@ -97,8 +105,9 @@ def convert_on_cluster(
     """Runs one Dask task per shard and writes the manifest; returns the summary as a dict."""
     target = Path(target_dir)
     start = time.time()
-    # Checks the target and the sources on the client, before any task is sent.
-    total = _rico.count_patches(
+    # Checks the target and the sources on the client, walks them once and writes each shard's
+    # part of the plan (a resume reuses the plan, and refuses another number of shards).
+    total = _rico.plan_shards(
         dataset,
         target_dir,
         sources,
@@ -124,13 +133,9 @@ def convert_on_cluster(
         pure=False,
     )
     show = sys.stderr.isatty() if progress is None else progress
-    while show and not all(f.done() for f in futures):
-        _draw(_records_written(target, shards), total, start)
-        time.sleep(0.5)
-    results = client.gather(futures)
     if show:
-        _draw(_records_written(target, shards), total, start)
-        sys.stderr.write("\n")
+        _follow(futures, target, shards, total)
+    results = client.gather(futures)
     manifest = _rico.write_manifest(os.fspath(target), dataset, shards)
     summary = {
         k: 0

@@ -34,6 +34,13 @@ fn common_args(cmd: Command) -> Command {
             .value_parser(value_parser!(usize))
             .help("Decoder threads (default: one per core); --num-workers is accepted as in rico-hdl"),
     )
+    .arg(
+        Arg::new("io-depth")
+            .long("io-depth")
+            .value_name("N")
+            .value_parser(value_parser!(usize))
+            .help("Source files read at once, apart from the decoder threads (default: 32, which keeps a cold local disk or an NFS mount busy). Raise it (64-256) on network or parallel filesystems with high latency (NFS over WAN, Lustre, GPFS, object-store mounts); lower it to be gentle on a shared spinning disk"),
+    )
     .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("Print nothing but errors"))
     .arg(
         Arg::new("resume")
@@ -67,7 +74,14 @@ fn common_args(cmd: Command) -> Command {
 /// options that only writing has.
 fn verify_command(preset: &Preset) -> Command {
     let mut cmd = dataset_command(preset);
-    for name in ["quiet", "resume", "skip-invalid", "shards", "scheduler"] {
+    for name in [
+        "quiet",
+        "resume",
+        "skip-invalid",
+        "shards",
+        "scheduler",
+        "io-depth",
+    ] {
         cmd = cmd.mut_arg(name, |a| a.hide(true));
     }
     cmd.mut_arg("target-dir", |a| {
@@ -179,6 +193,7 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
     let options = ConvertOptions {
         params,
         threads: matches.get_one::<usize>("threads").copied(),
+        io_depth: matches.get_one::<usize>("io-depth").copied(),
         resume: matches.get_flag("resume"),
         skip_invalid: matches.get_flag("skip-invalid"),
         progress: if quiet { Some(false) } else { None },

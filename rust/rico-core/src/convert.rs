@@ -1,13 +1,16 @@
-//! The conversion pipeline: plan patches, decode them in parallel, write records in sorted
-//! order through one LMDB writer. A bounded channel between decoders and writer keeps memory
-//! flat whatever the size of the dataset.
+//! The conversion pipeline: patches stream in from the planner (or a shard's plan), their
+//! files are read with many reads in flight (`io_depth`), decoded on `threads` threads, and
+//! written in plan order through one LMDB writer. Bounded channels between the stages keep
+//! memory flat whatever the size of the dataset.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -16,9 +19,16 @@ use crate::datasets;
 use crate::error::{Error, ErrorKind, Result};
 use crate::labels;
 use crate::lmdb::{Env, LmdbError, PutMode};
-use crate::progress::ProgressBar;
+use crate::planning::{self, Planned};
+use crate::progress::Progress;
 use crate::record::{self, Band};
+use crate::sharding;
 use crate::spec::{self, FileBands, Patch, Source};
+
+pub use crate::sharding::{
+    check_sharded_target, shard_dir, shard_range, write_manifest, MANIFEST, SHARD_MARKER,
+};
+pub use crate::verify::{verify_dataset, VerifyReport};
 
 /// Map size of a new database; it doubles (up to +64 GiB a step) whenever a transaction needs more.
 pub const INITIAL_MAP_SIZE: u64 = 64 << 20;
@@ -28,6 +38,10 @@ pub const TXN_MAX_RECORDS: usize = 512;
 pub const TXN_MAX_BYTES: usize = 64 << 20;
 /// Bytes of records a decoding chunk aims at.
 const CHUNK_BYTES: usize = 16 << 20;
+/// Source files read at once by default: enough to keep a cold disk's queue or a network
+/// filesystem's round trips full (32 parallel readers is where a cold local SSD and NFS stop
+/// gaining), while the decoders take `threads` cores.
+pub const DEFAULT_IO_DEPTH: usize = 32;
 /// Name of the report of skipped patches written with `skip_invalid`.
 pub const SKIPPED_REPORT: &str = "rico-skipped.tsv";
 
@@ -36,6 +50,9 @@ pub const SKIPPED_REPORT: &str = "rico-skipped.tsv";
 pub struct ConvertOptions {
     /// Decoder threads; `None` = one per core.
     pub threads: Option<usize>,
+    /// Source files read at once (I/O threads, apart from the decoders); `None` =
+    /// [`DEFAULT_IO_DEPTH`].
+    pub io_depth: Option<usize>,
     /// Finish an interrupted run: keep the records present, add the missing ones.
     pub resume: bool,
     /// Leave out patches whose files are bad, list them in `rico-skipped.tsv`, go on.
@@ -85,21 +102,22 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Patches per second.
-    pub fn patches_per_second(&self) -> f64 {
+    /// Records written per second (a record is one patch of one source: a BigEarthNet place
+    /// with S1, S2 and a reference map is three records).
+    pub fn records_per_second(&self) -> f64 {
         self.records as f64 / self.seconds.max(1e-9)
     }
 
     /// The one-line summary printed at the end of a run.
     pub fn line(&self) -> String {
         let mut s = format!(
-            "rico: wrote {} records from {} files ({:.1} MB read, {:.1} MB written) in {:.2} s: {:.0} patches/s with {} threads",
+            "rico: wrote {} records from {} files ({:.1} MB read, {:.1} MB written) in {:.2} s: {:.0} records/s with {} threads",
             self.records,
             self.files,
             self.source_bytes as f64 / 1e6,
             self.record_bytes as f64 / 1e6,
             self.seconds,
-            self.patches_per_second(),
+            self.records_per_second(),
             self.threads
         );
         if self.already_present > 0 {
@@ -148,13 +166,13 @@ fn resolve_specs(
     Ok(specs)
 }
 
-/// Resolves the sources and params of dataset `name` and plans its patches (sorted by source
-/// path); with `skip_invalid`, patches missing a band come back as (key, reason).
-pub fn plan_dataset(
+/// Resolves the sources of dataset `name` and calls `f` with them.
+pub(crate) fn with_sources<T>(
     name: &str,
     sources: &[(String, PathBuf)],
     options: &ConvertOptions,
-) -> Result<spec::Plan> {
+    f: impl FnOnce(&[Source<'_>]) -> Result<T>,
+) -> Result<T> {
     let specs = resolve_specs(name, sources, options)?;
     let resolved: Vec<Source<'_>> = specs
         .iter()
@@ -164,7 +182,21 @@ pub fn plan_dataset(
             spec,
         })
         .collect();
-    spec::plan_with(&resolved, options.skip_invalid)
+    f(&resolved)
+}
+
+/// Resolves the sources and params of dataset `name` and plans all its patches (in plan
+/// order); with `skip_invalid`, patches missing a band come back as (key, reason). Holds the
+/// whole plan: conversions stream it instead.
+#[allow(clippy::type_complexity)]
+pub fn plan_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    options: &ConvertOptions,
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+    with_sources(name, sources, options, |resolved| {
+        spec::plan_with(resolved, options.skip_invalid)
+    })
 }
 
 /// Converts the dataset `name` from `sources` (option name, directory) into `target`.
@@ -180,37 +212,76 @@ pub fn convert_dataset(
     let mut summary = match (options.shards, options.shard_index) {
         (None, None) => {
             check_target(target, options.resume)?;
-            let (patches, skipped) = plan_dataset(name, sources, options)?;
-            write_patches(patches, skipped, target, options)?
+            let new_target = !target.exists();
+            let bar = Progress::new(options.progress);
+            let summary = with_sources(name, sources, options, |resolved| {
+                let plan = |emit: &mut dyn FnMut(Planned) -> Result<()>| {
+                    planning::stream(resolved, options.skip_invalid, &|n| bar.scanned(n), emit)
+                };
+                write_patches(&plan, target, options, &bar)
+            });
+            bar.finish();
+            if let (Err(e), true) = (&summary, new_target) {
+                // Planning streams, so a bad source can stop the run after the target was made.
+                // A duplicate key is fixed by other keys (e.g. --key-parents): the records this
+                // run wrote would not fit the next run, so the new target goes. Otherwise it
+                // stays for --resume, unless it is empty.
+                if planning::is_duplicate_key(e) {
+                    remove_target(target);
+                } else {
+                    remove_if_empty(target);
+                }
+            }
+            summary?
         }
         (None, Some(_)) => return Err(Error::usage("shard_index needs shards")),
-        (Some(n), index) => {
-            let n = check_shards(n, index)?;
-            if index.is_none() {
-                check_sharded_target(target, options.resume)?;
-            }
-            let (patches, skipped) = plan_dataset(name, sources, options)?;
-            convert_shards(name, patches, skipped, target, n, index, options)?
-        }
+        (Some(n), index) => sharding::convert_sharded(name, sources, target, n, index, options)?,
     };
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// Writes planned patches into one LMDB directory, with the labels table beside it.
-fn write_patches(
-    patches: Vec<Patch>,
-    skipped: Vec<(String, String)>,
+/// Removes a target this run created if no record was committed into it.
+fn remove_if_empty(target: &Path) {
+    let empty = Env::open_read_only(target)
+        .ok()
+        .and_then(|env| {
+            let txn = env.begin_read().ok()?;
+            let mut any = false;
+            txn.for_each(|_, _| {
+                any = true;
+                false
+            })
+            .ok()?;
+            Some(!any)
+        })
+        .unwrap_or(false);
+    if empty {
+        remove_target(target);
+    }
+}
+
+/// Removes a target this run created: its database files, then the directory if empty.
+fn remove_target(target: &Path) {
+    for name in ["data.mdb", "lock.mdb", SKIPPED_REPORT, labels::LABELS_TABLE] {
+        let _ = fs::remove_file(target.join(name));
+    }
+    let _ = fs::remove_dir(target);
+}
+
+/// Hands out the patches of a conversion, in order, to `emit`.
+pub(crate) type Plan<'a> = dyn Fn(&mut dyn FnMut(Planned) -> Result<()>) -> Result<()> + Sync + 'a;
+
+/// Writes the patches `plan` hands out into one LMDB directory, with the labels table and the
+/// report of skipped patches beside it.
+pub(crate) fn write_patches(
+    plan: &Plan<'_>,
     target: &Path,
     options: &ConvertOptions,
+    bar: &Progress,
 ) -> Result<Summary> {
-    // Labels were all found while planning (a missing row stops the run before any write);
-    // the table goes beside the database once its records are in.
-    let patch_labels: Vec<(String, labels::Labels)> = patches
-        .iter()
-        .filter_map(|p| Some((p.key.clone(), p.labels.clone()?)))
-        .collect();
-    let (mut summary, skipped) = write(patches, skipped, target, options)?;
+    let (mut summary, skipped, patch_labels) = write(plan, target, options, bar)?;
+    // The table goes beside the database once its records are in.
     if !patch_labels.is_empty() {
         let rows = patch_labels
             .iter()
@@ -221,321 +292,8 @@ fn write_patches(
     Ok(summary)
 }
 
-// ---- shards ------------------------------------------------------------------------------------
-
-/// Name of the file a finished shard holds: its record count and key range.
-pub const SHARD_MARKER: &str = "rico-shard.json";
-pub use crate::reader::MANIFEST;
-
-/// The directory of shard `index` under `target`.
-pub fn shard_dir(target: &Path, index: usize) -> PathBuf {
-    target.join(format!("shard-{index:05}"))
-}
-
-/// The patches of shard `index` of `shards`: contiguous, deterministic, sizes differing by at most one.
-pub fn shard_range(patches: usize, shards: usize, index: usize) -> std::ops::Range<usize> {
-    patches * index / shards..patches * (index + 1) / shards
-}
-
-fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
-    if n == 0 || n > 99_999 {
-        return Err(Error::usage(format!(
-            "--shards must be between 1 and 99999, not {n}"
-        )));
-    }
-    if let Some(i) = index {
-        if i >= n {
-            return Err(Error::usage(format!(
-                "shard index {i} is not below the number of shards {n}"
-            )));
-        }
-    }
-    Ok(n)
-}
-
-/// The root of a sharded dataset is new or empty, or (with `resume`) one rico wrote.
-pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
-    let Some(entries) = target_entries(target)? else {
-        return Ok(());
-    };
-    if entries.is_empty() {
-        return Ok(());
-    }
-    // A run killed while writing the manifest may leave its temporary file.
-    let ours = entries
-        .iter()
-        .all(|n| n.starts_with(MANIFEST) || n.starts_with("shard-"));
-    if !ours {
-        return Err(Error::usage(
-            "the target directory is not empty and holds no sharded rico dataset",
-        )
-        .at(target)
-        .hint("give a new or empty directory for --target-dir"));
-    }
-    if !resume {
-        return Err(Error::usage("the target already holds a sharded dataset")
-            .at(target)
-            .hint("pass --resume to finish the shards of an interrupted conversion, or give a new directory"));
-    }
-    Ok(())
-}
-
-fn shard_marker(dir: &Path) -> Option<serde_json::Value> {
-    let text = fs::read_to_string(dir.join(SHARD_MARKER)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::output(e.to_string()))?;
-    fs::write(&tmp, text + "\n")
-        .and_then(|_| fs::rename(&tmp, path))
-        .map_err(|e| Error::output(format!("cannot write {}: {e}", path.display())).at(path))
-}
-
-/// Marks a finished shard with its record count, first and last keys, and its place in the
-/// sharding (so that a resume with another `--shards` is refused, not mixed).
-fn mark_shard(dir: &Path, index: usize, shards: usize) -> Result<serde_json::Value> {
-    let db = crate::reader::Database::open(dir)?;
-    let shard = &db.shards().0[0];
-    let marker = serde_json::json!({
-        "index": index,
-        "shards": shards,
-        "records": db.len()?,
-        "first_key": String::from_utf8_lossy(&shard.first),
-        "last_key": String::from_utf8_lossy(&shard.last),
-    });
-    write_json(&dir.join(SHARD_MARKER), &marker)?;
-    Ok(marker)
-}
-
-fn convert_shards(
-    name: &str,
-    patches: Vec<Patch>,
-    skipped: Vec<(String, String)>,
-    target: &Path,
-    n: usize,
-    only: Option<usize>,
-    options: &ConvertOptions,
-) -> Result<Summary> {
-    fs::create_dir_all(target).map_err(|e| {
-        Error::output(format!("cannot create the target directory: {e}")).at(target)
-    })?;
-    let mut total = Summary::default();
-    // Patches dropped while planning (a band missing) have no place in the shard ranges; they
-    // are reported once, in the skipped list of shard 0 (every cluster task plans them all).
-    let mut skipped = Some(skipped);
-    let count = patches.len();
-    let mut patches = patches.into_iter();
-    let mut taken = 0;
-    for index in 0..n {
-        let range = shard_range(count, n, index);
-        let shard: Vec<Patch> = patches.by_ref().take(range.end - taken).collect();
-        taken = range.end;
-        if only.is_some_and(|i| i != index) {
-            continue;
-        }
-        let dir = shard_dir(target, index);
-        if let Some(marker) = shard_marker(&dir) {
-            if marker["shards"].as_u64() != Some(n as u64) {
-                return Err(Error::usage(format!(
-                    "this shard was written by a conversion into {} shards, not {n}",
-                    marker["shards"]
-                ))
-                .at(&dir)
-                .hint("resume with the --shards of the interrupted run, or convert into a new directory"));
-            }
-            // Finished by an earlier run (or attempt): leave it as it is.
-            total.already_present += marker["records"].as_u64().unwrap_or(0);
-            continue;
-        }
-        // Every shard resumes: a rerun of a task after a lost worker finishes what it began.
-        let shard_options = ConvertOptions {
-            resume: true,
-            ..options.clone()
-        };
-        let shard_skipped = if index == 0 {
-            skipped.take().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let summary = write_patches(shard, shard_skipped, &dir, &shard_options)?;
-        mark_shard(&dir, index, n)?;
-        total.records += summary.records;
-        total.already_present += summary.already_present;
-        total.skipped += summary.skipped;
-        total.files += summary.files;
-        total.source_bytes += summary.source_bytes;
-        total.record_bytes += summary.record_bytes;
-        total.threads = summary.threads;
-    }
-    if only.is_none() {
-        write_manifest(target, name, n)?;
-    }
-    Ok(total)
-}
-
-/// Writes `rico-manifest.json` for the `n` shards under `target`; every shard must be finished.
-pub fn write_manifest(target: &Path, dataset: &str, n: usize) -> Result<serde_json::Value> {
-    let mut shards = Vec::with_capacity(n);
-    let mut records = 0u64;
-    for index in 0..n {
-        let dir = shard_dir(target, index);
-        let marker = shard_marker(&dir).ok_or_else(|| {
-            Error::usage(format!("shard {index} is not finished (no {SHARD_MARKER})"))
-                .at(&dir)
-                .hint("run the same conversion again with --resume to finish it")
-        })?;
-        records += marker["records"].as_u64().unwrap_or(0);
-        shards.push(serde_json::json!({
-            "path": format!("shard-{index:05}"),
-            "records": marker["records"],
-            "first_key": marker["first_key"],
-            "last_key": marker["last_key"],
-        }));
-    }
-    let manifest = serde_json::json!({
-        "format": "rico-sharded-1",
-        "rico_version": env!("CARGO_PKG_VERSION"),
-        "dataset": dataset,
-        "records": records,
-        "shards": shards,
-    });
-    write_json(&target.join(MANIFEST), &manifest)?;
-    Ok(manifest)
-}
-
-// ---- verify ------------------------------------------------------------------------------------
-
-/// What `rico verify` found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct VerifyReport {
-    /// Records compared (patches of the sources).
-    pub checked: u64,
-    pub matching: u64,
-    /// Keys of the sources with no record in the database.
-    pub missing: Vec<String>,
-    /// Keys in the database that no source gives.
-    pub extra: Vec<String>,
-    /// Keys whose record differs from a fresh decode of the sources.
-    pub differing: Vec<String>,
-    /// Patches whose sources cannot be decoded (or miss a band), with the reason: a database
-    /// written with `--skip-invalid` leaves them out.
-    pub unreadable: Vec<(String, String)>,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.missing.is_empty()
-            && self.extra.is_empty()
-            && self.differing.is_empty()
-            && self.unreadable.is_empty()
-    }
-
-    /// One line per problem, then a summary line.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        for (what, keys) in [
-            ("missing", &self.missing),
-            ("extra", &self.extra),
-            ("differing", &self.differing),
-        ] {
-            for key in keys {
-                s.push_str(&format!("{what}: {key}\n"));
-            }
-        }
-        for (key, reason) in &self.unreadable {
-            s.push_str(&format!(
-                "unreadable: {key}: {}\n",
-                reason.replace('\n', " ")
-            ));
-        }
-        s.push_str(&format!(
-            "{} of {} records match; {} missing, {} extra, {} differing, {} unreadable in the sources\n",
-            self.matching,
-            self.checked,
-            self.missing.len(),
-            self.extra.len(),
-            self.differing.len(),
-            self.unreadable.len()
-        ));
-        if self.ok() {
-            return format!(
-                "{} records match: the database holds exactly the sources' values\n",
-                self.matching
-            );
-        }
-        s
-    }
-}
-
-/// Re-decodes the sources of a conversion and compares them with the database at `target`
-/// (a plain or sharded one), record by record.
-pub fn verify_dataset(
-    name: &str,
-    sources: &[(String, PathBuf)],
-    target: &Path,
-    options: &ConvertOptions,
-) -> Result<VerifyReport> {
-    let db = crate::reader::Database::open(target)?;
-    let (patches, planning_skipped) = plan_dataset(
-        name,
-        sources,
-        &ConvertOptions {
-            skip_invalid: true,
-            ..options.clone()
-        },
-    )?;
-    let threads = crate::thread_count(options.threads);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
-    let mut report = VerifyReport::default();
-    let bar = ProgressBar::new(patches.len() as u64, options.progress);
-    let mut done = 0u64;
-    for chunk in patches.chunks(64) {
-        let results: Vec<Result<Record>> =
-            pool.install(|| chunk.par_iter().map(build_record).collect());
-        for (patch, result) in chunk.iter().zip(results) {
-            report.checked += 1;
-            let record = match result {
-                Ok(record) => record,
-                Err(e) if e.kind == ErrorKind::Data => {
-                    report.unreadable.push((patch.key.clone(), e.to_string()));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            match db.get(patch.key.as_bytes())? {
-                None => report.missing.push(patch.key.clone()),
-                Some(v) if v == record.value.as_slice() => report.matching += 1,
-                Some(_) => report.differing.push(patch.key.clone()),
-            }
-        }
-        done += chunk.len() as u64;
-        bar.set(done);
-    }
-    bar.finish();
-    report.checked += planning_skipped.len() as u64;
-    report.unreadable.extend(planning_skipped);
-    let expected: HashSet<&[u8]> = patches
-        .iter()
-        .map(|p| p.key.as_bytes())
-        .chain(report.unreadable.iter().map(|(k, _)| k.as_bytes()))
-        .collect();
-    db.for_each(|k, _| {
-        if !expected.contains(k) {
-            report.extra.push(String::from_utf8_lossy(k).into_owned());
-        }
-        true
-    })?;
-    report.extra.sort();
-    Ok(report)
-}
-
 /// The names in an existing target directory; `None` if it does not exist yet.
-fn target_entries(target: &Path) -> Result<Option<Vec<String>>> {
+pub(crate) fn target_entries(target: &Path) -> Result<Option<Vec<String>>> {
     match fs::metadata(target) {
         Err(_) => return Ok(None),
         Ok(m) if !m.is_dir() => {
@@ -559,6 +317,20 @@ fn check_target(target: &Path, resume: bool) -> Result<()> {
         return Ok(());
     };
     let is_lmdb = entries.iter().any(|n| n == "data.mdb");
+    if !is_lmdb && sharding::is_sharded(&entries) {
+        let n = sharding::planned_shards(target);
+        let how = match n {
+            Some(n) => format!("--shards {n} --resume"),
+            None => "--shards N --resume, with the N of the run that began it".to_string(),
+        };
+        return Err(Error::usage(
+            "the target is a sharded dataset (shard-NNNNN/ directories), not one LMDB database",
+        )
+        .at(target)
+        .hint(format!(
+            "to finish it, run the same command with {how}; or give a new directory"
+        )));
+    }
     if !is_lmdb && !entries.is_empty() {
         return Err(Error::usage("the target directory is not empty and holds no LMDB database (no data.mdb)")
             .at(target)
@@ -577,34 +349,115 @@ fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
         Error::output(format!("{what}: {e}: the disk is full (or a quota or file-size limit was reached)"))
             .at(target)
             .hint("free space (or move --target-dir), then run the same command again with --resume; the records committed so far are kept and valid")
+    } else if e.is_map_resized() {
+        another_writer(target)
     } else {
         Error::output(format!("{what}: {e}")).at(target)
     }
 }
 
+fn another_writer(target: &Path) -> Error {
+    Error::output(format!(
+        "another process is writing into {}",
+        target.display()
+    ))
+    .at(target)
+    .hint("run one conversion into a target at a time: wait for the other one (or stop it), then finish with --resume")
+}
+
+/// Takes the target's writer lock (an exclusive `flock` on `data.mdb`, which LMDB itself does
+/// not lock), so that a second conversion into the same target stops with a clear message.
+fn lock_target(target: &Path) -> Result<fs::File> {
+    let path = target.join("data.mdb");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .open(&path)
+        .map_err(|e| Error::output(format!("cannot open the database: {e}")).at(&path))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(another_writer(target));
+        }
+        // A filesystem without locks: go on without one.
+    }
+    Ok(file)
+}
+
 /// One decoded patch, ready for the writer.
-struct Record {
-    key: String,
-    value: Vec<u8>,
+pub(crate) struct Record {
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
     files: u64,
     source_bytes: u64,
 }
 
-/// Decodes the files of `patch` and serialises its record.
-fn build_record(patch: &Patch) -> Result<Record> {
+/// Reads a source file. Opens without blocking (a FIFO named like a band file must not hang
+/// the run) and refuses anything that is not a regular file; asks the kernel to read the whole
+/// file ahead (cold disks and network filesystems then fetch it in one go).
+fn read_source_file(path: &Path) -> Result<Vec<u8>> {
+    let cannot = |e: std::io::Error| {
+        Error::data(format!("cannot read file: {e}"))
+            .at(path)
+            .hint("check that the file exists and is readable by this user")
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        let t = meta.file_type();
+        let what = if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::data(format!(
+            "this is {what}, not a regular file; rico reads band data only from regular files"
+        ))
+        .at(path)
+        .hint("remove or replace it, or pass --skip-invalid to leave its patch out (listed in rico-skipped.tsv)"));
+    }
+    // SAFETY: a hint on a descriptor this function owns; failure is harmless.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// Reads the files of `patch`, in order.
+fn read_patch(patch: &Patch) -> Result<Vec<Vec<u8>>> {
+    patch
+        .files
+        .iter()
+        .map(|f| read_source_file(&f.path()))
+        .collect()
+}
+
+/// Reads and decodes the files of `patch` and serialises its record.
+pub(crate) fn build_record(patch: &Patch) -> Result<Record> {
+    decode_patch(patch, read_patch(patch)?)
+}
+
+/// Decodes the files of `patch` (read into `files`) and serialises its record.
+fn decode_patch(patch: &Patch, files: Vec<Vec<u8>>) -> Result<Record> {
     let mut rasters = Vec::with_capacity(patch.files.len());
     let mut source_bytes = 0u64;
-    for file in &patch.files {
-        let path = file.path();
-        let bytes = fs::read(&path).map_err(|e| {
-            Error::data(format!("cannot read file: {e}"))
-                .at(&path)
-                .hint("check that the file exists and is readable by this user")
-        })?;
+    for (file, bytes) in patch.files.iter().zip(&files) {
         source_bytes += bytes.len() as u64;
-        let raster = rico_raster::decode(&bytes).map_err(|e| Error::from(e.with_path(&path)))?;
+        let raster =
+            rico_raster::decode(bytes).map_err(|e| Error::from(e.with_path(&file.path())))?;
         rasters.push(raster);
     }
+    drop(files);
     let mut bands = Vec::new();
     for (file, raster) in patch.files.iter().zip(&rasters) {
         let info = raster.info;
@@ -652,37 +505,169 @@ fn build_record(patch: &Patch) -> Result<Record> {
     })
 }
 
-/// Writes the records of `patches` into `target` in order; returns the summary and the keys
-/// of the patches skipped (with `skip_invalid`).
+/// A chunk of patches with their files read (or the error of reading them).
+type Fetched = Vec<(Patch, Result<Vec<Vec<u8>>>)>;
+
+/// What the reading stage hands back when the run is over.
+#[derive(Default)]
+struct Fetching {
+    already_present: u64,
+    skipped: Vec<(String, String)>,
+    labels: Vec<(String, labels::Labels)>,
+}
+
+/// The keys in the database, as 128-bit hashes (16 bytes a record): what a resume leaves out.
+fn present_keys(env: &Env, target: &Path) -> Result<HashSet<u128>> {
+    let txn = env
+        .begin_read()
+        .map_err(|e| lmdb_error(target, "cannot read the database", e))?;
+    let mut keys = HashSet::new();
+    txn.for_each(|k, _| {
+        keys.insert(key_hash128(k));
+        true
+    })
+    .map_err(|e| lmdb_error(target, "cannot read the database", e))?;
+    Ok(keys)
+}
+
+fn key_hash128(key: &[u8]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (0xA5u8, key).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Runs the planner, sending what it hands out (or its error) down `sender`.
+fn run_planner(plan: &Plan<'_>, sender: SyncSender<Result<Planned>>, bar: &Progress) {
+    let mut emit = |item: Planned| -> Result<()> {
+        if matches!(item, Planned::Patch(_)) {
+            bar.planned(1);
+        }
+        sender
+            .send(Ok(item))
+            .map_err(|_| Error::output("the conversion stopped"))
+    };
+    if let Err(e) = plan(&mut emit) {
+        // Fails only when the stages below stopped on their own error, which they report.
+        let _ = sender.send(Err(e));
+    }
+}
+
+/// The reading stage: gathers planned patches into chunks, leaves out those already present,
+/// and reads their files on the I/O threads (`io_depth` reads in flight).
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    planned: Receiver<Result<Planned>>,
+    sender: SyncSender<Result<Fetched>>,
+    present: &HashSet<u128>,
+    io_pool: &rayon::ThreadPool,
+    threads: usize,
+    options: &ConvertOptions,
+    target: &Path,
+    bar: &Progress,
+) -> Fetching {
+    let mut out = Fetching::default();
+    // Chunks small enough to keep memory flat, large enough to keep every reader and decoder
+    // busy. Chunk length adapts to the bytes read per patch so that the chunks in flight stay
+    // within a few times CHUNK_BYTES, whether a record is 100 KB (BigEarthNet) or 13 MB
+    // (Major-TOM). Output does not depend on it.
+    let max_chunk = (threads * 8)
+        .max(io_pool.current_num_threads())
+        .clamp(8, 256);
+    let mut chunk_len = threads
+        .max(io_pool.current_num_threads())
+        .clamp(1, max_chunk);
+    let mut planned = planned.into_iter();
+    let mut done = false;
+    while !done {
+        let mut chunk: Vec<Patch> = Vec::with_capacity(chunk_len);
+        let mut failed = None;
+        while chunk.len() < chunk_len {
+            match planned.next() {
+                None => {
+                    done = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                Some(Ok(Planned::Skipped(key, reason))) => {
+                    out.skipped.push((key, reason));
+                    bar.done(1);
+                }
+                Some(Ok(Planned::Patch(patch))) => {
+                    if let Some(l) = &patch.labels {
+                        out.labels.push((patch.key.clone(), l.clone()));
+                    }
+                    if present.contains(&key_hash128(patch.key.as_bytes())) {
+                        out.already_present += 1;
+                        bar.done(1);
+                    } else {
+                        chunk.push(patch);
+                    }
+                }
+            }
+        }
+        if options.cancelled() {
+            failed = Some(
+                Error::output("interrupted")
+                    .at(target)
+                    .hint("run the same command again with --resume (resume=True) to finish it"),
+            );
+        }
+        if !chunk.is_empty() {
+            let fetched: Fetched = io_pool.install(|| {
+                chunk
+                    .into_par_iter()
+                    .map(|patch| {
+                        let files = read_patch(&patch);
+                        (patch, files)
+                    })
+                    .collect()
+            });
+            let bytes: usize = fetched
+                .iter()
+                .map(|(_, r)| r.as_ref().map_or(0, |f| f.iter().map(Vec::len).sum()))
+                .sum();
+            let per_patch = (bytes / fetched.len()).max(1);
+            chunk_len = (CHUNK_BYTES / per_patch).clamp(threads.min(max_chunk), max_chunk);
+            if sender.send(Ok(fetched)).is_err() {
+                return out;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = sender.send(Err(e));
+            return out;
+        }
+    }
+    out
+}
+
+/// Writes the records of the patches `plan` hands out into `target`, in plan order; returns the
+/// summary, the keys of the patches skipped (with `skip_invalid`) and the labels of the patches.
+#[allow(clippy::type_complexity)]
 fn write(
-    patches: Vec<Patch>,
-    planning_skipped: Vec<(String, String)>,
+    plan: &Plan<'_>,
     target: &Path,
     options: &ConvertOptions,
-) -> Result<(Summary, HashSet<String>)> {
+    bar: &Progress,
+) -> Result<(Summary, HashSet<String>, Vec<(String, labels::Labels)>)> {
     fs::create_dir_all(target).map_err(|e| {
         Error::output(format!("cannot create the target directory: {e}")).at(target)
     })?;
     let env = Env::open_writable(target, INITIAL_MAP_SIZE)
         .map_err(|e| lmdb_error(target, "cannot open the database", e))?;
+    let _lock = lock_target(target)?;
     let mut summary = Summary::default();
 
     // With resume, leave out what is already there (committed transactions are whole).
-    let patches = if options.resume {
-        let txn = env
-            .begin_read()
-            .map_err(|e| lmdb_error(target, "cannot read the database", e))?;
-        let mut todo = Vec::with_capacity(patches.len());
-        for patch in patches {
-            match txn.get(patch.key.as_bytes()) {
-                Ok(Some(_)) => summary.already_present += 1,
-                Ok(None) => todo.push(patch),
-                Err(e) => return Err(lmdb_error(target, "cannot read the database", e)),
-            }
-        }
-        todo
+    let present = if options.resume {
+        present_keys(&env, target)?
     } else {
-        patches
+        HashSet::new()
     };
 
     let threads = crate::thread_count(options.threads);
@@ -692,44 +677,49 @@ fn write(
         .thread_name(|i| format!("rico-decode-{i}"))
         .build()
         .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
-    let bar = ProgressBar::new(patches.len() as u64, options.progress);
-    let mut skipped: Vec<(String, String)> = planning_skipped;
+    let io_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.io_depth.unwrap_or(DEFAULT_IO_DEPTH).max(1))
+        .thread_name(|i| format!("rico-read-{i}"))
+        .build()
+        .map_err(|e| Error::output(format!("cannot start reader threads: {e}")))?;
+    let mut skipped: Vec<(String, String)> = Vec::new();
 
-    // Chunks small enough to keep memory flat, large enough to keep every decoder busy.
-    // Chunk length adapts to record size so that the records in flight (a chunk being decoded,
-    // two queued, the writer's transaction) stay within a few times CHUNK_BYTES, whether a
-    // record is 100 KB (BigEarthNet) or 13 MB (Major-TOM). Output does not depend on it.
-    let max_chunk = (threads * 8).clamp(8, 256);
-    let mut chunk_len = threads.clamp(1, max_chunk);
+    let (plan_tx, plan_rx) = sync_channel::<Result<Planned>>(1024);
+    let (fetch_tx, fetch_rx) = sync_channel::<Result<Fetched>>(2);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
-    let write_result = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_records(&env, target, receiver, &bar));
-        let mut rest = &patches[..];
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(chunk_len.min(rest.len()));
-            rest = tail;
-            if options.cancelled() {
-                let interrupted = Error::output("interrupted")
-                    .at(target)
-                    .hint("run the same command again with --resume (resume=True) to finish it");
-                let _ = sender.send(vec![Err(interrupted)]);
-                break;
-            }
-            let results: Vec<Result<Record>> =
-                pool.install(|| chunk.par_iter().map(build_record).collect());
-            let bytes: usize = results
-                .iter()
-                .map(|r| r.as_ref().map_or(0, |r| r.value.len()))
-                .sum();
-            let per_record = (bytes / results.len().max(1)).max(1);
-            chunk_len = (CHUNK_BYTES / per_record).clamp(threads.min(max_chunk), max_chunk);
+    let (write_result, fetching) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_records(&env, target, receiver, bar));
+        scope.spawn(|| run_planner(plan, plan_tx, bar));
+        let fetcher = scope.spawn(|| {
+            fetch(
+                plan_rx, fetch_tx, &present, &io_pool, threads, options, target, bar,
+            )
+        });
+        for fetched in fetch_rx {
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = sender.send(vec![Err(e)]);
+                    break;
+                }
+            };
+            let results: Vec<(Patch, Result<Record>)> = pool.install(|| {
+                fetched
+                    .into_par_iter()
+                    .map(|(patch, files)| {
+                        let record = files.and_then(|files| decode_patch(&patch, files));
+                        (patch, record)
+                    })
+                    .collect()
+            });
             let mut batch = Vec::with_capacity(results.len());
             let mut failed = None;
-            for (patch, result) in chunk.iter().zip(results) {
+            for (patch, result) in results {
                 match result {
                     Ok(r) => batch.push(Ok(r)),
                     Err(e) if options.skip_invalid && e.kind == ErrorKind::Data => {
-                        skipped.push((patch.key.clone(), e.to_string().replace(['\n', '\t'], " ")));
+                        skipped.push((patch.key, e.to_string().replace(['\n', '\t'], " ")));
+                        bar.done(1);
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -747,26 +737,50 @@ fn write(
             }
         }
         drop(sender);
-        writer
+        let fetching = fetcher.join().unwrap_or_default();
+        let written = writer
             .join()
-            .unwrap_or_else(|_| Err(Error::output("the writer thread panicked")))
+            .unwrap_or_else(|_| Err(Error::output("the writer thread panicked")));
+        (written, fetching)
     });
-    bar.finish();
     let written = write_result?;
     summary.records = written.records;
+    summary.already_present = fetching.already_present;
     summary.files = written.files;
     summary.source_bytes = written.source_bytes;
     summary.record_bytes = written.record_bytes;
-    summary.skipped = skipped.len() as u64;
+    let mut all_skipped = fetching.skipped;
+    all_skipped.extend(skipped);
+    summary.skipped = all_skipped.len() as u64;
     if options.skip_invalid {
-        write_skipped_report(target, &skipped)?;
+        write_skipped_report(target, &all_skipped)?;
     }
     if let Some(e) = written.error {
         return Err(e);
     }
+    if !options.skip_invalid {
+        // A run without --skip-invalid that finished wrote every patch: an old report of
+        // skipped patches (from an earlier --skip-invalid run) would no longer be true.
+        remove_skipped_report(target)?;
+    }
     env.sync()
         .map_err(|e| lmdb_error(target, "cannot flush the database to disk", e))?;
-    Ok((summary, skipped.into_iter().map(|(key, _)| key).collect()))
+    Ok((
+        summary,
+        all_skipped.into_iter().map(|(key, _)| key).collect(),
+        fetching.labels,
+    ))
+}
+
+fn remove_skipped_report(target: &Path) -> Result<()> {
+    let path = target.join(SKIPPED_REPORT);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::output(format!(
+            "cannot remove the outdated report of skipped patches: {e}"
+        ))
+        .at(&path)),
+        _ => Ok(()),
+    }
 }
 
 fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<()> {
@@ -799,7 +813,7 @@ fn write_records(
     env: &Env,
     target: &Path,
     receiver: std::sync::mpsc::Receiver<Vec<Result<Record>>>,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> Result<Written> {
     let mut written = Written::default();
     let mut pending: Vec<Record> = Vec::new();
@@ -811,7 +825,6 @@ fn write_records(
         txn.last_key()
             .map_err(|e| lmdb_error(target, "cannot read the database", e))?
     };
-    let mut done = 0u64;
     for batch in receiver {
         for result in batch {
             match result {
@@ -822,8 +835,7 @@ fn write_records(
                         commit(env, target, &mut pending, &mut last_key, &mut written)?;
                         pending_bytes = 0;
                     }
-                    done += 1;
-                    bar.set(done);
+                    bar.done(1);
                 }
                 Err(e) => {
                     commit(env, target, &mut pending, &mut last_key, &mut written)?;
@@ -864,6 +876,7 @@ fn commit(
                 unsafe { env.set_map_size(info.map_size + step) }
                     .map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
             }
+            Err(TxnError::Lmdb(e)) if e.is_map_resized() => return Err(another_writer(target)),
             Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
             Err(TxnError::Duplicate(key)) => {
                 // Planning refuses duplicate sources and --resume skips committed keys, so this
@@ -926,4 +939,37 @@ fn try_commit(
         }
     }
     txn.commit().map_err(TxnError::Lmdb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_by_name_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("rico-fifo-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("p_B01.tif");
+        let _ = fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // Nobody writes into the FIFO: an ordinary open would wait forever.
+        let err = read_source_file(&fifo).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Data);
+        assert!(err.message.contains("FIFO"), "{}", err.message);
+        assert_eq!(err.path.as_deref(), Some(fifo.as_path()));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn summary_counts_records_per_second() {
+        let s = Summary {
+            records: 30,
+            seconds: 2.0,
+            ..Summary::default()
+        };
+        assert_eq!(s.records_per_second(), 15.0);
+        assert!(s.line().contains("15 records/s"), "{}", s.line());
+    }
 }

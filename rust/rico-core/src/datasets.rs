@@ -169,7 +169,7 @@ fn bigearthnet() -> Preset {
                         BandRule::FromPath,
                         "patch directories named S1[AB]_IW_GRDH_..._<x>_<y> holding <patch>_VH.tif and <patch>_VV.tif",
                     )?
-                    .require_bands(&["VH", "VV"]))
+                    .require_bands(&["VH", "VV"]).patch_per_directory())
                 },
             },
             SourceOption {
@@ -182,7 +182,7 @@ fn bigearthnet() -> Preset {
                         BandRule::FromPath,
                         "patch directories named S2[AB]_MSIL2A_..._<x>_<y> holding <patch>_B01.tif ... <patch>_B12.tif",
                     )?
-                    .require_bands(&S2_BANDS))
+                    .require_bands(&S2_BANDS).patch_per_directory())
                 },
             },
             SourceOption {
@@ -279,7 +279,8 @@ fn ssl4eo_s12() -> Preset {
             BandRule::FromPath,
             &format!("patch directories <location>/<acquisition>/ holding {what}"),
         )?
-        .require_bands(required))
+        .require_bands(required)
+        .patch_per_directory())
     }
     Preset {
         name: "ssl4eo-s12",
@@ -323,7 +324,7 @@ fn major_tom_core() -> Preset {
                         BandRule::FromPath,
                         "product directories named S1[AB]_IW_GRDH_..._rtc inside a grid-cell directory, holding vh.tif and vv.tif",
                     )?
-                    .require_bands(&["vh", "vv"]))
+                    .require_bands(&["vh", "vv"]).patch_per_directory())
                 },
             },
             SourceOption {
@@ -336,7 +337,7 @@ fn major_tom_core() -> Preset {
                         BandRule::FromPath,
                         "product directories named S2[AB]_MSIL2A_... inside a grid-cell directory, holding B01.tif ... B12.tif",
                     )?
-                    .require_bands(&S2_BANDS))
+                    .require_bands(&S2_BANDS).patch_per_directory())
                 },
             },
         ],

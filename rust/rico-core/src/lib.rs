@@ -8,10 +8,13 @@ pub mod datasets;
 pub mod error;
 pub mod labels;
 pub mod lmdb;
+pub mod planning;
 pub mod progress;
 pub mod reader;
 pub mod record;
+pub mod sharding;
 pub mod spec;
+pub mod verify;
 
 pub use convert::{convert_dataset, ConvertOptions, Summary};
 pub use error::{Error, ErrorKind, Result};

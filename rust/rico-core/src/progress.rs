@@ -1,77 +1,60 @@
-//! A progress bar on stderr, drawn only when a person watches (stderr is a terminal).
+//! The progress bar on stderr (indicatif), drawn only when a person watches (stderr is a
+//! terminal). Its total grows as planning hands out patches, so the bar moves from the first
+//! record on; while the walk runs ahead it says how many files it has scanned.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
 
-/// Counts finished patches and redraws at most ten times a second.
-pub struct ProgressBar {
-    total: u64,
-    start: Instant,
-    state: Mutex<(u64, Instant)>,
-    enabled: bool,
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Counts planned and finished patches.
+pub struct Progress {
+    bar: ProgressBar,
 }
 
-impl ProgressBar {
+impl Progress {
     /// `enabled = None` draws only when stderr is a terminal.
-    pub fn new(total: u64, enabled: Option<bool>) -> ProgressBar {
+    pub fn new(enabled: Option<bool>) -> Progress {
         let enabled = enabled.unwrap_or_else(|| std::io::stderr().is_terminal());
-        let now = Instant::now();
-        ProgressBar {
-            total,
-            start: now,
-            state: Mutex::new((0, now - Duration::from_secs(1))),
-            enabled,
-        }
-    }
-
-    /// Sets the number of finished patches.
-    pub fn set(&self, done: u64) {
-        if !self.enabled {
-            return;
-        }
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        state.0 = done;
-        if state.1.elapsed() >= Duration::from_millis(100) || done == self.total {
-            state.1 = Instant::now();
-            self.draw(done);
-        }
-    }
-
-    fn draw(&self, done: u64) {
-        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-        let rate = done as f64 / secs;
-        let frac = if self.total == 0 {
-            1.0
+        let target = if enabled {
+            ProgressDrawTarget::stderr_with_hz(10)
         } else {
-            done as f64 / self.total as f64
+            ProgressDrawTarget::hidden()
         };
-        let width = 30;
-        let filled = ((frac * width as f64) as usize).min(width);
-        let eta = if rate > 0.0 {
-            (self.total.saturating_sub(done)) as f64 / rate
-        } else {
-            0.0
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{} patches  {rate:.0}/s  ETA {eta:.0}s  ",
-            "#".repeat(filled),
-            " ".repeat(width - filled),
-            self.total
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} patches  {per_sec}  ETA {eta}  {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("#> "),
         );
-        let _ = err.flush();
+        Progress { bar }
     }
 
-    /// Clears the line so the summary prints cleanly.
+    /// A bar of `total` patches known in advance (verify).
+    pub fn with_total(total: u64, enabled: Option<bool>) -> Progress {
+        let p = Progress::new(enabled);
+        p.bar.set_length(total);
+        p
+    }
+
+    /// The walk has seen `files` files so far.
+    pub fn scanned(&self, files: u64) {
+        self.bar.set_message(format!("scanning: {files} files"));
+    }
+
+    /// Planning handed out `n` more patches: the total grows.
+    pub fn planned(&self, n: u64) {
+        self.bar.inc_length(n);
+    }
+
+    /// `n` more patches are done (written, already present or skipped).
+    pub fn done(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    /// Clears the bar so the summary prints cleanly.
     pub fn finish(&self) {
-        if self.enabled {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{}\r", " ".repeat(80));
-            let _ = err.flush();
-        }
+        self.bar.finish_and_clear();
     }
 }

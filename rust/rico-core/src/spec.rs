@@ -2,7 +2,6 @@
 //! how a patch's key is made and what each band is called. Every dataset rico knows is a
 //! [`Spec`] (see `datasets`); planning a conversion is walking the tree and applying it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::labels::{LabelRule, Labels, TableRows};
+use crate::labels::{LabelRule, Labels};
 
 /// How the bands of a matched file are named.
 #[derive(Clone, Debug)]
@@ -103,6 +102,9 @@ pub struct Spec {
     pub uniform_bands: bool,
     /// A hint for the duplicate-key error, when this source can do better than the generic one.
     pub duplicate_hint: Option<String>,
+    /// With [`BandRule::FromPath`]: the files of a patch lie in one directory, so that a patch
+    /// is complete once its directory is listed (planning then holds one directory at a time).
+    pub patch_per_directory: bool,
 }
 
 impl Spec {
@@ -128,6 +130,7 @@ impl Spec {
             labels: LabelRule::None,
             uniform_bands: false,
             duplicate_hint: None,
+            patch_per_directory: false,
         })
     }
 
@@ -153,6 +156,12 @@ impl Spec {
     /// Requires every patch to have the bands that any other patch of the source has.
     pub fn uniform_bands(mut self) -> Spec {
         self.uniform_bands = true;
+        self
+    }
+
+    /// Declares that the files of a patch lie in one directory (see `patch_per_directory`).
+    pub fn patch_per_directory(mut self) -> Spec {
+        self.patch_per_directory = true;
         self
     }
 
@@ -224,6 +233,8 @@ pub struct Patch {
     pub files: Vec<PatchFile>,
     /// The patch's labels, when its spec has a [`LabelRule`].
     pub labels: Option<Labels>,
+    /// The index of the source that gave it, in the order the sources were given.
+    pub source: usize,
 }
 
 /// One source directory and the spec that reads it.
@@ -243,278 +254,24 @@ pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
     Ok(plan_with(sources, false)?.0)
 }
 
-/// The planned patches, and the ones left out by `skip_invalid` as (key, reason).
-pub type Plan = (Vec<Patch>, Vec<(String, String)>);
-
 /// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
-/// reason (key, reason) instead of stopping the run.
-///
-/// Memory: files are matched as the walk finds them (no list of every path in the tree), and
-/// a patch under construction holds only its files, labels and source index.
-pub fn plan_with(sources: &[Source<'_>], skip_invalid: bool) -> Result<Plan> {
+/// reason (key, reason) instead of stopping the run. Collects the whole plan: conversions use
+/// [`crate::planning::stream`], which hands out each patch as soon as it is complete.
+#[allow(clippy::type_complexity)]
+pub fn plan_with(
+    sources: &[Source<'_>],
+    skip_invalid: bool,
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+    let mut patches = Vec::new();
     let mut skipped = Vec::new();
-    struct Pending {
-        files: Vec<PatchFile>,
-        /// The source that made the patch (its spec says which bands are required).
-        source: usize,
-        whole_file: bool,
-        labels: Option<Labels>,
-    }
-    let mut patches: BTreeMap<String, Pending> = BTreeMap::new();
-    // Per source with `uniform_bands`: every band seen, in order of first appearance.
-    let mut seen_bands: Vec<Vec<String>> = vec![Vec::new(); sources.len()];
-
-    // Check every source before walking any: a typo in the third option should not cost a long walk.
-    for source in sources {
-        check_source_dir(source)?;
-    }
-    for (index, source) in sources.iter().enumerate() {
-        let root_name = source
-            .root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let spec = source.spec;
-        let mut found = 0usize;
-        // The key of the patch begun last: its file list is trimmed to size once the walk has
-        // moved on (a patch's files are usually found one after another).
-        let mut last_key: Option<String> = None;
-        // Shared by every file of the source: one allocation, not one per file.
-        let names: Option<Arc<[String]>> = match &spec.bands {
-            BandRule::Names(names) => Some(names.clone().into()),
-            _ => None,
-        };
-        let prefix: Option<Arc<str>> = match &spec.bands {
-            BandRule::Numbered(prefix) => Some(prefix.as_str().into()),
-            _ => None,
-        };
-        // Group labels by name, each list of names shared by the patches that have it.
-        // The directory of the file found last, shared with the next ones found in it.
-        let mut current_dir: Option<(String, Arc<Path>)> = None;
-        // Band names, each shared by the files that have it.
-        let mut band_names: HashSet<Arc<str>> = HashSet::new();
-        let mut group_labels: HashMap<String, Arc<[String]>> = HashMap::new();
-        let mut add = |rel: &str, tables: Option<&TableRows>| -> Result<()> {
-            let Some(caps) = spec.pattern.captures(rel) else {
-                return Ok(());
-            };
-            let key = spec.key.render(&root_name, &caps);
-            if key.is_empty() || key.len() > MAX_KEY_BYTES {
-                return Err(Error::data(format!(
-                    "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",
-                    key.len()
-                ))
-                .at(source.root.join(rel)));
-            }
-            let (rel_dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-            let dir = match &current_dir {
-                Some((d, arc)) if d == rel_dir => arc.clone(),
-                _ => {
-                    let arc: Arc<Path> = source.root.join(rel_dir).into();
-                    current_dir = Some((rel_dir.to_string(), arc.clone()));
-                    arc
-                }
-            };
-            let bands = match &spec.bands {
-                BandRule::FromPath => {
-                    let band = caps.name("band").map_or("", |m| m.as_str());
-                    FileBands::One(match band_names.get(band) {
-                        Some(band) => band.clone(),
-                        None => {
-                            let arc: Arc<str> = band.into();
-                            band_names.insert(arc.clone());
-                            arc
-                        }
-                    })
-                }
-                BandRule::Names(_) => {
-                    FileBands::Names(names.clone().expect("set for BandRule::Names"))
-                }
-                BandRule::Numbered(_) => {
-                    FileBands::Numbered(prefix.clone().expect("set for BandRule::Numbered"))
-                }
-            };
-            let whole_file = !matches!(bands, FileBands::One(_));
-            let file = PatchFile {
-                dir,
-                name: name.into(),
-                bands,
-            };
-            if let (true, FileBands::One(band)) = (spec.uniform_bands, &file.bands) {
-                if !seen_bands[index].iter().any(|b| b.as_str() == &**band) {
-                    seen_bands[index].push(band.to_string());
-                }
-            }
-            found += 1;
-            if !patches.contains_key(&key) {
-                if let Some(prev) = last_key.take() {
-                    if let Some(prev) = patches.get_mut(&prev) {
-                        prev.files.shrink_to_fit();
-                    }
-                }
-                last_key = Some(key.clone());
-                patches.insert(
-                    key.clone(),
-                    Pending {
-                        files: Vec::new(),
-                        source: index,
-                        whole_file,
-                        labels: None,
-                    },
-                );
-            }
-            let entry = patches.get_mut(&key).expect("inserted above");
-            // Two whole-file patches, or the same band twice, under one key: refuse, naming both.
-            let clash = entry.files.iter().find(|f| {
-                whole_file
-                    || entry.whole_file
-                    || matches!((&f.bands, &file.bands), (FileBands::One(a), FileBands::One(b)) if a == b)
-            });
-            if let Some(other) = clash {
-                return Err(Error::data(format!(
-                    "duplicate key {key:?}: both {} and {} would be stored under it",
-                    other.path().display(),
-                    file.path().display()
-                ))
-                .hint(spec.duplicate_hint.clone().unwrap_or_else(|| {
-                    "keys must be unique within one database; convert these sources into separate databases, or rename one of them".to_string()
-                })));
-            }
-            if entry.labels.is_none() {
-                entry.labels = match (&spec.labels, tables) {
-                    (LabelRule::Group(g), _) => {
-                        let name = caps.name(g).map_or("", |m| m.as_str());
-                        let names = match group_labels.get(name) {
-                            Some(names) => names.clone(),
-                            None => {
-                                let names = Labels::one(name).names;
-                                group_labels.insert(name.to_string(), names.clone());
-                                names
-                            }
-                        };
-                        Some(Labels {
-                            names,
-                            values: vec![true],
-                        })
-                    }
-                    (LabelRule::Tables { row, .. }, Some(tables)) => {
-                        Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &file.path())?)
-                    }
-                    _ => None,
-                };
-            }
-            entry.files.push(file);
-            Ok(())
-        };
-        match &spec.labels {
-            LabelRule::Tables { tables, .. } => {
-                // The tables are read before any image is looked up in them: keep the label
-                // tables and the matching images (only those) while walking.
-                let mut table_paths: Vec<PathBuf> = Vec::new();
-                let mut images: Vec<String> = Vec::new();
-                walk_each(&source.root, &mut |rel| {
-                    if tables.is_match(rel) {
-                        table_paths.push(source.root.join(rel));
-                    }
-                    if spec.pattern.is_match(rel) {
-                        images.push(rel.to_string());
-                    }
-                    Ok(())
-                })?;
-                if table_paths.is_empty() {
-                    return Err(Error::usage(format!(
-                        "no label table found in the directory given with --{} (files whose path matches {:?})",
-                        source.option,
-                        tables.as_str()
-                    ))
-                    .at(&source.root)
-                    .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
-                }
-                let rows = TableRows::read(&table_paths)?;
-                for rel in images {
-                    add(&rel, Some(&rows))?;
-                }
-            }
-            _ => walk_each(&source.root, &mut |rel| add(rel, None))?,
+    crate::planning::stream(sources, skip_invalid, &|_| {}, &mut |item| {
+        match item {
+            crate::planning::Planned::Patch(p) => patches.push(p),
+            crate::planning::Planned::Skipped(k, r) => skipped.push((k, r)),
         }
-        if let Some(prev) = last_key.take() {
-            if let Some(prev) = patches.get_mut(&prev) {
-                prev.files.shrink_to_fit();
-            }
-        }
-        if found == 0 {
-            return Err(Error::usage(format!(
-                "no patch found in this {} directory (given with --{}); expected {}",
-                source.option.trim_end_matches("-dir"),
-                source.option,
-                spec.describe
-            ))
-            .at(&source.root)
-            .hint("check that the option points at the dataset's root directory"));
-        }
-    }
-
-    let mut out = Vec::with_capacity(patches.len());
-    'patches: for (key, mut pending) in patches {
-        let spec = sources[pending.source].spec;
-        let listed = !spec.required_bands.is_empty();
-        let required = if listed {
-            Some(&spec.required_bands)
-        } else if spec.uniform_bands {
-            Some(&seen_bands[pending.source])
-        } else {
-            None
-        };
-        if let Some(required) = required {
-            for band in required {
-                let present = pending
-                    .files
-                    .iter()
-                    .any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band));
-                if !present {
-                    let dir = pending.files[0].dir.to_path_buf();
-                    let why = if listed {
-                        ""
-                    } else {
-                        " (other patches of this source have one)"
-                    };
-                    let err = Error::data(format!("patch {key} has no file for band {band}{why}"))
-                        .at(dir)
-                        .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
-                    if skip_invalid {
-                        skipped.push((key.clone(), err.to_string()));
-                        continue 'patches;
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        pending.files.sort_by(PatchFile::cmp_path);
-        out.push(Patch {
-            key,
-            files: pending.files,
-            labels: pending.labels,
-        });
-    }
-    out.sort_by(|a, b| a.files[0].cmp_path(&b.files[0]));
-    Ok((out, skipped))
-}
-
-fn check_source_dir(source: &Source<'_>) -> Result<()> {
-    match fs::metadata(&source.root) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::usage(format!(
-            "--{} must be a directory, this is a file",
-            source.option
-        ))
-        .at(&source.root)),
-        Err(e) => Err(Error::usage(format!(
-            "cannot open the directory given with --{}: {e}",
-            source.option
-        ))
-        .at(&source.root)
-        .hint("check the path; it must exist and be readable")),
-    }
+        Ok(())
+    })?;
+    Ok((patches, skipped))
 }
 
 /// Every file below `root`, as `/`-separated paths relative to it, in sorted order.

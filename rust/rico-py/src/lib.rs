@@ -86,6 +86,7 @@ fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
 
 fn options(
     threads: Option<usize>,
+    io_depth: Option<usize>,
     progress: Option<bool>,
     resume: bool,
     skip_invalid: bool,
@@ -96,6 +97,7 @@ fn options(
     let params = params.unwrap_or_default().into_iter().collect();
     rico_core::ConvertOptions {
         threads,
+        io_depth,
         resume,
         skip_invalid,
         progress,
@@ -135,7 +137,7 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -149,10 +151,12 @@ fn convert<'py>(
     params: Option<BTreeMap<String, String>>,
     shards: Option<usize>,
     shard_index: Option<usize>,
+    io_depth: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
     let mut options = options(
         threads,
+        io_depth,
         progress,
         resume,
         skip_invalid,
@@ -186,12 +190,13 @@ fn convert<'py>(
     Ok(out)
 }
 
-/// Checks a sharded target and plans the sources; returns the number of patches (a cluster
-/// client's progress total).
+/// Plans a sharded conversion once (walks the sources, or reuses the plan of an interrupted
+/// run) and writes each shard's part of the plan into its directory; returns the number of
+/// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
 #[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false))]
 #[allow(clippy::too_many_arguments)]
-fn count_patches(
+fn plan_shards(
     py: Python<'_>,
     dataset: String,
     target_dir: PathBuf,
@@ -200,17 +205,20 @@ fn count_patches(
     resume: bool,
     shards: usize,
     skip_invalid: bool,
-) -> PyResult<usize> {
+) -> PyResult<u64> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let options = options(None, None, resume, skip_invalid, params, Some(shards), None);
+    let options = options(
+        None,
+        None,
+        Some(false),
+        resume,
+        skip_invalid,
+        params,
+        Some(shards),
+        None,
+    );
     py.allow_threads(|| {
-        rico_core::datasets::preset(&dataset)?.params_from(&options.params)?;
-        rico_core::convert::check_sharded_target(&target_dir, resume)?;
-        Ok(
-            rico_core::convert::plan_dataset(&dataset, &sources, &options)?
-                .0
-                .len(),
-        )
+        rico_core::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
     })
     .map_err(to_py_err)
 }
@@ -243,7 +251,7 @@ fn verify<'py>(
     params: Option<BTreeMap<String, String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let options = options(threads, progress, false, false, params, None, None);
+    let options = options(threads, None, progress, false, false, params, None, None);
     let report = py
         .allow_threads(|| {
             rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options)
@@ -289,6 +297,7 @@ fn parse_convert<'py>(py: Python<'py>, argv: Vec<String>) -> PyResult<Option<Bou
             .collect::<BTreeMap<_, _>>(),
     )?;
     out.set_item("threads", call.options.threads)?;
+    out.set_item("io_depth", call.options.io_depth)?;
     out.set_item("resume", call.options.resume)?;
     out.set_item("skip_invalid", call.options.skip_invalid)?;
     out.set_item("shards", call.options.shards)?;
@@ -331,7 +340,7 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::SnapshotOwner>()?;
     m.add_function(wrap_pyfunction!(read_raster, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
-    m.add_function(wrap_pyfunction!(count_patches, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_shards, m)?)?;
     m.add_function(wrap_pyfunction!(write_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(parse_convert, m)?)?;

@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Converting BigEarthNet at full scale: memory, time to the first record, throughput, cold disks.
+
+Builds hard-linked BigEarthNet-shaped trees (same bytes, other names: no data is copied) of
+N patches from a small generated tree of 100 patches (BigEarthNet's names, layout, bands and
+dtypes, at 12x12 pixels so that the databases of 549,488 patches fit on a small disk),
+converts each with the rico binary and reports, per size:
+
+- peak RSS of the conversion (``wait4``'s ``ru_maxrss``);
+- time to the first committed record (the database is polled while the run goes);
+- records/s over the whole run;
+- optionally (``--cold``) the cold-cache ratio: a default conversion of the tree over a
+  32-reader parallel read of the same files, each after dropping the page cache (as root; the
+  script says so where it cannot), best of three each.
+
+``--dask`` adds a Dask run (2 workers, real LocalCluster on loopback): 64 shards against 4.
+``--baseline-bin`` measures another rico binary (e.g. the previous release) in the same run.
+
+    python benches/scale.py --sizes 5000 50000 --json benches/results/scale.json
+    python benches/scale.py --sizes 2000 --cold --dask --no-rss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_dataset import S1_TILE, S2_TILE, _write, make_dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_PATCHES = 100  # the generated tree every hard-linked one is made of
+SOURCES = ("BigEarthNet-S1", "BigEarthNet-S2", "Reference_Maps")
+
+
+def patch_names(i: int) -> tuple[str, str]:
+    """(S2 name, S1 name) of patch ``i``; ``make_dataset`` names patch i by (i % 100, i // 100)."""
+    x, y = i % 100, i // 100
+    return f"{S2_TILE}_{x}_{y}", f"{S1_TILE}_33UUP_{x}_{y}"
+
+
+def link_tree(base: Path, out: Path, patches: int) -> None:
+    """Hard-links patch ``i % BASE_PATCHES`` of ``base`` as patch ``i`` of ``out``."""
+    if (out / ".complete").exists():
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for i in range(patches):
+        s2, s1 = patch_names(i)
+        b2, b1 = patch_names(i % BASE_PATCHES)
+        for src_root, tile, new, old in (
+            ("BigEarthNet-S2", S2_TILE, s2, b2),
+            ("BigEarthNet-S1", S1_TILE, s1, b1),
+            ("Reference_Maps", S2_TILE, s2, b2),
+        ):
+            src_dir = base / src_root / tile / old
+            dst_dir = out / src_root / tile / new
+            dst_dir.mkdir(parents=True)
+            for f in os.listdir(src_dir):
+                os.link(src_dir / f, dst_dir / f.replace(old, new))
+    (out / ".complete").touch()
+
+
+def make_small_base(out: Path, patches: int = BASE_PATCHES) -> None:
+    """A BigEarthNet-shaped tree (names, layout, bands, dtypes) of 12x12 rasters: the records of
+    a 549,488-patch tree then fit on a small disk (~1.5 KB a record), while planning and the
+    pipeline do per patch what they do for the real one."""
+    import numpy as np
+
+    for i in range(patches):
+        rng = np.random.default_rng(i)
+        s2, s1 = patch_names(i)
+        x, y = i % 100, i // 100
+        dirs = {
+            "s2": out / "BigEarthNet-S2" / S2_TILE / s2,
+            "s1": out / "BigEarthNet-S1" / S1_TILE / s1,
+            "map": out / "Reference_Maps" / S2_TILE / s2,
+        }
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        for band in (
+            "B01",
+            "B02",
+            "B03",
+            "B04",
+            "B05",
+            "B06",
+            "B07",
+            "B08",
+            "B8A",
+            "B09",
+            "B11",
+            "B12",
+        ):
+            values = rng.integers(0, 12000, size=(12, 12), dtype=np.uint16)
+            _write(dirs["s2"] / f"{s2}_{band}.tif", values, 100.0, x, y, 12, nodata=0)
+        for band in ("VH", "VV"):
+            values = rng.normal(-15.0, 5.0, size=(12, 12)).astype(np.float32)
+            _write(dirs["s1"] / f"{s1}_{band}.tif", values, 100.0, x, y, 12)
+        labels = rng.integers(100, 500, size=(12, 12), dtype=np.uint16)
+        _write(dirs["map"] / f"{s2}_reference_map.tif", labels, 100.0, x, y, 12, nodata=0)
+
+
+def source_args(tree: Path) -> list[str]:
+    return [
+        "--bigearthnet-s1-dir",
+        str(tree / "BigEarthNet-S1"),
+        "--bigearthnet-s2-dir",
+        str(tree / "BigEarthNet-S2"),
+        "--bigearthnet-reference-maps-dir",
+        str(tree / "Reference_Maps"),
+    ]
+
+
+def records_in(target: Path) -> int:
+    import lmdb
+
+    if not (target / "data.mdb").exists():
+        return 0
+    try:
+        env = lmdb.open(str(target), readonly=True, lock=False, subdir=True)
+    except lmdb.Error:
+        return 0
+    try:
+        return env.stat()["entries"]
+    finally:
+        env.close()
+
+
+def convert(binary: Path, tree: Path, target: Path, *extra: str) -> dict:
+    """Runs one conversion; its seconds, peak RSS (MB), time to the first record, records."""
+    shutil.rmtree(target, ignore_errors=True)
+    cmd = [str(binary), "bigearthnet", *source_args(tree), "--target-dir", str(target), *extra]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first: list[float] = []
+
+    def watch() -> None:
+        while proc.poll() is None and not first:
+            if records_in(target) > 0:
+                first.append(time.perf_counter() - start)
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    watcher.join()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"conversion failed ({proc.returncode}): {err}")
+    records = records_in(target)
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "first_record_s": first[0] if first else seconds,
+        "records": records,
+        "records_per_s": records / seconds,
+    }
+
+
+def drop_caches() -> bool:
+    """Drops the page cache (needs root); False where it cannot."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def all_files(tree: Path) -> list[str]:
+    out = []
+    for src in SOURCES:
+        for dirpath, _, files in os.walk(tree / src):
+            out.extend(os.path.join(dirpath, f) for f in files)
+    return out
+
+
+def parallel_read(files: list[str], readers: int = 32) -> float:
+    def read(path: str) -> int:
+        with open(path, "rb") as f:
+            return len(f.read())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(readers) as pool:
+        total = sum(pool.map(read, files, chunksize=64))
+    assert total > 0
+    return time.perf_counter() - start
+
+
+def cold(binary: Path, tree: Path, work: Path, runs: int = 3) -> dict:
+    """Best of ``runs`` cold conversions (default settings) and cold 32-reader reads."""
+    files = all_files(tree)
+    reads, converts = [], []
+    dropped = True
+    for _ in range(runs):
+        dropped &= drop_caches()
+        reads.append(parallel_read(files))
+        dropped &= drop_caches()
+        converts.append(convert(binary, tree, work / "cold-db", "--quiet")["seconds"])
+    return {
+        "page_cache_dropped": dropped,
+        "parallel_read_32_s": min(reads),
+        "convert_default_s": min(converts),
+        "ratio": min(converts) / min(reads),
+        "all_reads_s": reads,
+        "all_converts_s": converts,
+    }
+
+
+def dask_shards(tree: Path, work: Path, shard_counts=(4, 64), runs: int = 2) -> dict:
+    """A real 2-worker LocalCluster on loopback: seconds for each number of shards (best of runs)."""
+    import rico
+    from distributed import Client, LocalCluster
+
+    sources = {
+        "bigearthnet_s1_dir": tree / "BigEarthNet-S1",
+        "bigearthnet_s2_dir": tree / "BigEarthNet-S2",
+        "bigearthnet_reference_maps_dir": tree / "Reference_Maps",
+    }
+    out = {}
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for n in shard_counts:
+            times = []
+            for _ in range(runs):
+                target = work / f"dask-{n}"
+                shutil.rmtree(target, ignore_errors=True)
+                start = time.perf_counter()
+                rico.convert(
+                    "bigearthnet", target, shards=n, client=client, progress=False, **sources
+                )
+                times.append(time.perf_counter() - start)
+            out[str(n)] = min(times)
+    out["ratio_64_vs_4"] = out[str(shard_counts[-1])] / out[str(shard_counts[0])]
+    return out
+
+
+def chart(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in sorted({r["binary"] for r in results}):
+        rows = sorted((r for r in results if r["binary"] == name), key=lambda r: r["patches"])
+        ax.plot(
+            [r["patches"] for r in rows],
+            [r["peak_rss_mb"] for r in rows],
+            marker="o",
+            label=name,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("patches (x3 records: S1, S2, reference map)")
+    ax.set_ylabel("peak RSS, MB")
+    ax.set_title("rico convert: peak memory against dataset size")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 549_488])
+    parser.add_argument("--work", type=Path, default=None, help="scratch directory (kept)")
+    parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "rico")
+    parser.add_argument("--baseline-bin", type=Path, default=None, help="another rico to compare")
+    parser.add_argument("--threads", default=None, help="--threads for the RSS runs")
+    parser.add_argument(
+        "--cold", type=int, default=0, help="patches of the cold-cache tree (0: no)"
+    )
+    parser.add_argument("--dask", type=int, default=0, help="patches of the Dask tree (0: no)")
+    parser.add_argument("--keep-trees", action="store_true", help="keep the hard-linked trees")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--chart", type=Path, default=None)
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="rico-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = work / "base"
+    if not (base / ".complete").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        make_dataset(base, BASE_PATCHES)
+        (base / ".complete").touch()
+    small = work / "small-base"
+    if not (small / ".complete").exists():
+        shutil.rmtree(small, ignore_errors=True)
+        make_small_base(small)
+        (small / ".complete").touch()
+    binaries = {"rico": args.binary}
+    if args.baseline_bin:
+        binaries["baseline"] = args.baseline_bin
+    extra = ["--quiet"] + (["--threads", args.threads] if args.threads else [])
+    report: dict = {"sizes": [], "machine_cores": os.cpu_count()}
+    for n in args.sizes:
+        tree = work / f"small-tree-{n}"
+        start = time.perf_counter()
+        link_tree(small, tree, n)
+        print(f"{n} patches: tree ready in {time.perf_counter() - start:.0f} s", flush=True)
+        for name, binary in binaries.items():
+            r = convert(binary, tree, work / "db", *extra)
+            r.update(binary=name, patches=n)
+            report["sizes"].append(r)
+            print(
+                f"  {name:9s} peak RSS {r['peak_rss_mb']:7.1f} MB  first record after "
+                f"{r['first_record_s']:6.2f} s  {r['records']:,} records in {r['seconds']:7.1f} s "
+                f"({r['records_per_s']:,.0f} records/s)",
+                flush=True,
+            )
+        shutil.rmtree(work / "db", ignore_errors=True)
+        if not args.keep_trees:
+            shutil.rmtree(tree)
+    if args.cold:
+        tree = work / f"tree-{args.cold}"
+        link_tree(base, tree, args.cold)
+        for name, binary in binaries.items():
+            c = cold(binary, tree, work)
+            report[f"cold_{name}"] = c
+            note = "" if c["page_cache_dropped"] else "  (page cache NOT dropped: not root)"
+            print(
+                f"cold {args.cold} patches, {name}: default conversion {c['convert_default_s']:.2f} s, "
+                f"32-reader read {c['parallel_read_32_s']:.2f} s: ratio {c['ratio']:.2f}{note}",
+                flush=True,
+            )
+    if args.dask:
+        tree = work / f"tree-{args.dask}"
+        link_tree(base, tree, args.dask)
+        d = dask_shards(tree, work)
+        report["dask"] = d
+        print(
+            f"dask 2 workers, {args.dask} patches: 4 shards {d['4']:.2f} s, 64 shards "
+            f"{d['64']:.2f} s: ratio {d['ratio_64_vs_4']:.2f}",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.chart and report["sizes"]:
+        chart(report["sizes"], args.chart)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+//! `rico verify`: re-decodes the sources of a conversion and compares them with the database,
+//! record by record; in a sharded database also checks that every record lies in its shard.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::convert::{build_record, plan_dataset, ConvertOptions, Record};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lmdb::Env;
+use crate::progress::Progress;
+use crate::sharding::{self, MANIFEST};
+
+/// What `rico verify` found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerifyReport {
+    /// Records compared (patches of the sources).
+    pub checked: u64,
+    pub matching: u64,
+    /// Keys of the sources with no record in the database.
+    pub missing: Vec<String>,
+    /// Keys in the database that no source gives.
+    pub extra: Vec<String>,
+    /// Keys whose record differs from a fresh decode of the sources.
+    pub differing: Vec<String>,
+    /// Patches whose sources cannot be decoded (or miss a band), with the reason: a database
+    /// written with `--skip-invalid` leaves them out.
+    pub unreadable: Vec<(String, String)>,
+    /// In a sharded database: records stored in a shard whose part of the plan does not hold
+    /// them ("key (shard N)").
+    pub misplaced: Vec<String>,
+    /// In a sharded database: keys stored in more than one shard ("key (shards N, M)").
+    pub duplicated: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.differing.is_empty()
+            && self.unreadable.is_empty()
+            && self.misplaced.is_empty()
+            && self.duplicated.is_empty()
+    }
+
+    /// One line per problem, then a summary line.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (what, keys) in [
+            ("missing", &self.missing),
+            ("extra", &self.extra),
+            ("differing", &self.differing),
+            ("outside its shard", &self.misplaced),
+            ("in more than one shard", &self.duplicated),
+        ] {
+            for key in keys {
+                s.push_str(&format!("{what}: {key}\n"));
+            }
+        }
+        for (key, reason) in &self.unreadable {
+            s.push_str(&format!(
+                "unreadable: {key}: {}\n",
+                reason.replace('\n', " ")
+            ));
+        }
+        s.push_str(&format!(
+            "{} of {} records match; {} missing, {} extra, {} differing, {} unreadable in the sources",
+            self.matching,
+            self.checked,
+            self.missing.len(),
+            self.extra.len(),
+            self.differing.len(),
+            self.unreadable.len()
+        ));
+        if !self.misplaced.is_empty() || !self.duplicated.is_empty() {
+            s.push_str(&format!(
+                "; {} outside their shard, {} in more than one shard",
+                self.misplaced.len(),
+                self.duplicated.len()
+            ));
+        }
+        s.push('\n');
+        if self.ok() {
+            return format!(
+                "{} records match: the database holds exactly the sources' values\n",
+                self.matching
+            );
+        }
+        s
+    }
+}
+
+/// Re-decodes the sources of a conversion and compares them with the database at `target`
+/// (a plain or sharded one), record by record.
+pub fn verify_dataset(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    target: &Path,
+    options: &ConvertOptions,
+) -> Result<VerifyReport> {
+    let db = crate::reader::Database::open(target)?;
+    let (patches, planning_skipped) = plan_dataset(
+        name,
+        sources,
+        &ConvertOptions {
+            skip_invalid: true,
+            ..options.clone()
+        },
+    )?;
+    let threads = crate::thread_count(options.threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
+    let mut report = VerifyReport::default();
+    let bar = Progress::with_total(patches.len() as u64, options.progress);
+    for chunk in patches.chunks(64) {
+        let results: Vec<Result<Record>> =
+            pool.install(|| chunk.par_iter().map(build_record).collect());
+        for (patch, result) in chunk.iter().zip(results) {
+            report.checked += 1;
+            let record = match result {
+                Ok(record) => record,
+                Err(e) if e.kind == ErrorKind::Data => {
+                    report.unreadable.push((patch.key.clone(), e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match db.get(patch.key.as_bytes())? {
+                None => report.missing.push(patch.key.clone()),
+                Some(v) if v == record.value.as_slice() => report.matching += 1,
+                Some(_) => report.differing.push(patch.key.clone()),
+            }
+        }
+        bar.done(chunk.len() as u64);
+    }
+    bar.finish();
+    report.checked += planning_skipped.len() as u64;
+    report.unreadable.extend(planning_skipped);
+    let expected: HashSet<&[u8]> = patches
+        .iter()
+        .map(|p| p.key.as_bytes())
+        .chain(report.unreadable.iter().map(|(k, _)| k.as_bytes()))
+        .collect();
+    db.for_each(|k, _| {
+        if !expected.contains(k) {
+            report.extra.push(String::from_utf8_lossy(k).into_owned());
+        }
+        true
+    })?;
+    report.extra.sort();
+    check_shards(target, &mut report)?;
+    Ok(report)
+}
+
+/// In a sharded database: every record lies in the shard whose part of the plan holds it, and
+/// no key is in two shards.
+fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
+    let Ok(text) = fs::read_to_string(target.join(MANIFEST)) else {
+        return Ok(());
+    };
+    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::data(format!("the manifest is not valid JSON: {e}")).at(target.join(MANIFEST))
+    })?;
+    let Some(shards) = manifest["shards"].as_array() else {
+        return Ok(());
+    };
+    // Key -> the first shard that holds it.
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for (index, shard) in shards.iter().enumerate() {
+        let dir = target.join(shard["path"].as_str().unwrap_or_default());
+        let planned: Option<HashSet<String>> =
+            sharding::planned_keys(&dir).map(|keys| keys.into_iter().collect());
+        let env = Env::open_read_only(&dir)
+            .map_err(|e| Error::data(format!("cannot open shard {index}: {e}")).at(&dir))?;
+        let txn = env
+            .begin_read()
+            .map_err(|e| Error::data(format!("cannot read shard {index}: {e}")).at(&dir))?;
+        txn.for_each(|key, _| {
+            let shown = String::from_utf8_lossy(key);
+            if let Some(planned) = &planned {
+                if !planned.contains(shown.as_ref()) {
+                    report.misplaced.push(format!("{shown} (shard {index})"));
+                }
+            }
+            if let Some(first) = seen.get(key) {
+                report
+                    .duplicated
+                    .push(format!("{shown} (shards {first}, {index})"));
+            } else {
+                seen.insert(key.to_vec(), index);
+            }
+            true
+        })
+        .map_err(|e| Error::data(format!("cannot read shard {index}: {e}")).at(&dir))?;
+    }
+    Ok(())
+}

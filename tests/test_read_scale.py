@@ -409,3 +409,18 @@ def test_overwritten_page_headers(db, tmp_path, seed):
     if "lmdb.Error" in reference.stdout or reference.returncode != 0:
         assert "DataError" in ours.stdout, (seed, page, reference.stdout, ours.stdout)
         assert "damaged" in ours.stdout or "not a valid safetensors" in ours.stdout
+
+
+def test_dataset_pickles_as_its_path(db):
+    import pickle
+
+    path, records = db
+    ds = rico.open(path)
+    ds.keys()
+    again = pickle.loads(pickle.dumps(ds))
+    assert again.path == ds.path and again.keys() == ds.keys()
+    assert np.array_equal(again[KEYS[1]]["B09"], records[KEYS[1]]["B09"])
+    ds.close()
+    closed = pickle.loads(pickle.dumps(ds))
+    with pytest.raises(ValueError, match="closed"):
+        len(closed)

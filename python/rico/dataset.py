@@ -34,6 +34,15 @@ class Dataset:
         self._keys: Optional[list[Key]] = None
 
     # -- lifecycle --------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # Pickled as its path (spawned DataLoader workers, multiprocessing): each process
+        # opens its own environment, as LMDB requires.
+        return {"path": self._path, "closed": self._db is None}
+
+    def __setstate__(self, state: dict) -> None:
+        self._path, self._keys, self._pid = state["path"], None, os.getpid()
+        self._db = None if state["closed"] else _rico.Database(self._path)
+
     def close(self) -> None:
         """Release the database. Views already handed out stay valid."""
         self._db = None

@@ -125,7 +125,10 @@ impl Env {
         // touched), so that a writer in another process growing the map does not force this
         // process to remap, which it cannot do while views point into the map.
         let len = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len());
-        let map_size = len.saturating_mul(2).max(READ_MAP_SIZE).next_multiple_of(1 << 20);
+        let map_size = len
+            .saturating_mul(2)
+            .max(READ_MAP_SIZE)
+            .next_multiple_of(1 << 20);
         Self::open(path, true, map_size)
     }
 
@@ -223,7 +226,9 @@ impl Env {
         unsafe {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::fstat(fd, &mut st) != 0 {
-                return Err(LmdbError(std::io::Error::last_os_error().raw_os_error().unwrap_or(5)));
+                return Err(LmdbError(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(5),
+                ));
             }
             Ok(st.st_size as u64)
         }

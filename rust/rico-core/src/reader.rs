@@ -254,9 +254,7 @@ fn open_shard(path: &Path) -> Result<Shard> {
         })
         .map_err(|e| lmdb_read_err(path, e))?;
     if first.is_some() {
-        last = snapshot
-            .last_key()
-            .map_err(|e| lmdb_read_err(path, e))?;
+        last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
     }
     let env = snapshot.env();
     let page_size = env.info().map_err(|e| lmdb_read_err(path, e))?.page_size as usize;

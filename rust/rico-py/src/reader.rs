@@ -1,7 +1,7 @@
 //! Python face of the reader: zero-copy record views and batches.
 
-use std::os::raw::{c_int, c_void};
 use std::collections::VecDeque;
+use std::os::raw::{c_int, c_void};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -548,7 +548,12 @@ impl Prefetcher {
             Some(r) => r,
             None => Py::new(py, BatchRing::new(keep + 1 + prefetch.max(1))?)?,
         };
-        let slots = ring.get().slots.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let slots = ring
+            .get()
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
         if slots < keep + 2 {
             return Err(to_py_err(rico_core::Error::usage(format!(
                 "a ring of {slots} slots cannot keep {keep} batches valid and fill another; give it at least {} slots",
@@ -724,6 +729,10 @@ pub fn bench<'py>(
     out.set_item("sequential", measurement(py, &report.sequential)?)?;
     out.set_item("random", measurement(py, &report.random)?)?;
     out.set_item("batches", measurement(py, &report.batches)?)?;
+    match &report.device {
+        Some(m) => out.set_item("device", measurement(py, m)?)?,
+        None => out.set_item("device", py.None())?,
+    }
     out.set_item("text", report.text(&path))?;
     Ok(out)
 }

@@ -85,9 +85,8 @@ impl PrivateRecord {
     }
 
     fn copy(value: &[u8]) -> PrivateRecord {
-        let buffer = AlignedBuffer::new(value.len()).unwrap_or_else(|_| {
-            std::alloc::handle_alloc_error(std::alloc::Layout::new::<u8>())
-        });
+        let buffer = AlignedBuffer::new(value.len())
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<u8>()));
         // SAFETY: the buffer is new and at least value.len() bytes long.
         unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buffer.as_ptr(), value.len()) };
         PrivateRecord {

@@ -163,7 +163,9 @@ pub fn check_overflow(map: usize, psize: usize, value: &[u8]) -> Result<(), Stri
         || u16_at(header, 10) & P_KINDS != P_OVERFLOW
         || u32_at(header, 12) < count
     {
-        return Err(format!("the overflow page {pgno} of a value has a damaged header"));
+        return Err(format!(
+            "the overflow page {pgno} of a value has a damaged header"
+        ));
     }
     Ok(())
 }

@@ -71,24 +71,27 @@ def timed_epochs(run_epoch, min_seconds: float) -> float:
     return samples / (time.perf_counter() - start)
 
 
-def loader_epoch(ds, keys, batch: int, threads, epoch=[0]) -> int:  # noqa: B006 - a counter
+def make_loader(ds, keys, batch: int, threads):
+    """One Loader for every epoch, as a training script keeps it (its buffer ring is reused)."""
     import rico
 
-    loader = rico.Loader(
+    return rico.Loader(
         ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=batch, threads=threads,
         drop_last=True,
-    )
-    epoch[0] += 1
-    loader.set_epoch(epoch[0])
+    )  # fmt: skip
+
+
+def loader_epoch(loader) -> int:
+    loader.set_epoch(loader.epoch + 1)
     n = 0
     for x in loader:
         n += len(x)
     return n
 
 
-def batch_calls(ds, keys, batch: int, out: bool) -> int:
+def batch_calls(ds, keys, batch: int, buf) -> int:
+    """One epoch of ``ds.batch`` calls: new arrays (``buf`` None) or into ``buf``."""
     order = random.sample(keys, len(keys))
-    buf = np.empty((batch, 12, SIZE, SIZE), np.float32) if out else None
     n = 0
     for i in range(0, len(order) - batch + 1, batch):
         x = ds.batch(order[i : i + batch], baselines.S2_BANDS, size=SIZE, threads=2, out=buf)
@@ -248,11 +251,13 @@ def main() -> None:
 
     warm(db)
     for b in BATCH_SIZES:
+        loader = make_loader(ds, keys, b, 2)
+        buf = np.empty((b, 12, SIZE, SIZE), np.float32)
         row = {
             "batch": b,
-            "loader": timed_epochs(lambda: loader_epoch(ds, keys, b, 2), args.seconds),
-            "batch_new": timed_epochs(lambda: batch_calls(ds, keys, b, False), args.seconds),
-            "batch_out": timed_epochs(lambda: batch_calls(ds, keys, b, True), args.seconds),
+            "loader": timed_epochs(lambda: loader_epoch(loader), args.seconds),
+            "batch_new": timed_epochs(lambda: batch_calls(ds, keys, b, None), args.seconds),
+            "batch_out": timed_epochs(lambda: batch_calls(ds, keys, b, buf), args.seconds),
             "baseline": baseline_batches(db, keys, b, args.seconds),
         }
         results["warm"].append(row)
@@ -267,7 +272,7 @@ def main() -> None:
         cold["pread_qd32"] = pread_reference(db, record_bytes)
         drop_caches()
         start = time.perf_counter()
-        n = loader_epoch(ds, keys, 64, None)
+        n = loader_epoch(make_loader(ds, keys, 64, None))
         cold["loader"] = n / (time.perf_counter() - start)
         drop_caches()
         cold["getitem"] = cold_getitem(ds, keys)

@@ -123,20 +123,21 @@ def test_loader_ring_keeps_the_promised_batches(db, keep):
     path, records = db
     ds = rico.open(path)
     loader = rico.Loader(ds, bands=list(BANDS), size=120, batch_size=3, seed=5, keep=keep)
+    seen, groups = [], []
     for epoch in range(3):  # the ring is reused across epochs
         loader.set_epoch(epoch)
         order = [KEYS[i] for i in loader.indices()]
-        groups = [order[i : i + 3] for i in range(0, len(order), 3)]
-        seen = []
-        for i, x in enumerate(loader):
+        groups += [order[i : i + 3] for i in range(0, len(order), 3)]
+        for x in loader:
             assert x.ctypes.data % 64 == 0
             seen.append(x)
-            # This batch and the `keep` before it are intact.
+            # This batch and the `keep` before it are intact, across epochs too.
+            i = len(seen) - 1
             for j in range(max(0, i - keep), i + 1):
                 assert np.array_equal(seen[j], expected(records, groups[j])), (epoch, i, j)
-        assert len(seen) == len(groups) == 14
-        # The ring has keep + 1 + prefetch buffers, reused: not one per batch.
-        assert len({s.ctypes.data for s in seen}) <= keep + 1 + loader.prefetch
+        assert len(seen) == len(groups) == 14 * (epoch + 1)
+    # The ring has keep + 1 + prefetch buffers, reused: not one per batch.
+    assert len({s.ctypes.data for s in seen}) <= keep + 1 + loader.prefetch
 
 
 def test_loader_left_unfinished_then_started_again(db):

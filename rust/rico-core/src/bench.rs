@@ -233,6 +233,10 @@ fn read_for(
             .map(|i| order[(position + i) % order.len()])
             .collect();
         position = (position + chunk) % order.len();
+        // As the loader does: the chunk's records are asked from storage at once, so that a
+        // cold read keeps many in flight instead of faulting 4 KiB pages one by one.
+        let wanted: Vec<Vec<u8>> = take.iter().map(|&i| keys[i].clone()).collect();
+        db.will_need(&wanted);
         let (b, c) = match pool {
             None => take.iter().try_fold((0u64, 0u64), |(b, c), &i| {
                 read_record(db, &keys[i]).map(|(nb, nc)| (b + nb, c.wrapping_add(nc)))

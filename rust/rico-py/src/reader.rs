@@ -446,6 +446,9 @@ fn fill<T: batch::Sample>(
 #[pyclass(frozen, module = "rico._rico")]
 pub struct BatchRing {
     slots: Mutex<Vec<Option<Arc<AlignedBuffer>>>>,
+    /// Slots of the batches yielded and still valid, oldest first. Kept here, not in an
+    /// iteration, so that the last batches of an epoch stay valid into the next one.
+    held: Mutex<VecDeque<usize>>,
     /// Held by the one thread filling slots: a new epoch's thread waits for the last one.
     producer: Arc<Mutex<()>>,
 }
@@ -461,6 +464,7 @@ impl BatchRing {
         }
         Ok(BatchRing {
             slots: Mutex::new(vec![None; slots]),
+            held: Mutex::new(VecDeque::new()),
             producer: Arc::new(Mutex::new(())),
         })
     }
@@ -500,8 +504,6 @@ struct Consumer {
     /// `None` once closed.
     receiver: Option<Receiver<Produced>>,
     free: Option<SyncSender<usize>>,
-    /// Slots of the batches yielded and still valid, oldest first.
-    held: VecDeque<usize>,
     /// Batches not yet delivered: the channel closing before this reaches 0 is a failure.
     remaining: usize,
 }
@@ -512,6 +514,7 @@ struct Consumer {
 #[pyclass(module = "rico._rico")]
 pub struct Prefetcher {
     consumer: Mutex<Consumer>,
+    ring: Py<BatchRing>,
     keep: usize,
     wide: bool,
     pid: u32,
@@ -562,9 +565,18 @@ impl Prefetcher {
         }
         let (sender, receiver) = sync_channel::<Produced>(slots);
         let (free, free_slots) = sync_channel::<usize>(slots);
-        for i in 0..slots {
-            free.send(i).expect("the channel holds every slot");
+        {
+            // The previous iteration's last batches are still promised: their slots stay out
+            // until this iteration has yielded enough batches.
+            let mut held = ring.get().held.lock().unwrap_or_else(|p| p.into_inner());
+            while held.len() > keep + 1 {
+                held.pop_front();
+            }
+            for i in (0..slots).filter(|i| !held.contains(i)) {
+                free.send(i).expect("the channel holds every slot");
+            }
         }
+        let ring_for_consumer = ring.clone_ref(py);
         let total = batches.len();
         std::thread::Builder::new()
             .name("rico-loader".into())
@@ -616,9 +628,9 @@ impl Prefetcher {
             consumer: Mutex::new(Consumer {
                 receiver: Some(receiver),
                 free: Some(free),
-                held: VecDeque::new(),
                 remaining: total,
             }),
+            ring: ring_for_consumer,
             keep,
             wide,
             pid: std::process::id(),
@@ -657,15 +669,17 @@ impl Prefetcher {
         };
         consumer.remaining = consumer.remaining.saturating_sub(1);
         let filled = produced.map_err(to_py_err)?;
-        consumer.held.push_back(filled.slot);
+        let mut held = self.ring.get().held.lock().unwrap_or_else(|p| p.into_inner());
+        held.push_back(filled.slot);
         // The batch yielded `keep + 1` batches ago is no longer promised: its slot is refilled.
-        while consumer.held.len() > self.keep + 1 {
-            let slot = consumer.held.pop_front().expect("held is not empty");
+        while held.len() > self.keep + 1 {
+            let slot = held.pop_front().expect("held is not empty");
             if let Some(free) = &consumer.free {
                 // The producer may have finished (last batches): nothing to refill then.
                 let _ = free.try_send(slot);
             }
         }
+        drop(held);
         drop(consumer);
         batch_array(py, filled.buffer, filled.dims, self.wide).map(Some)
     }

@@ -20,7 +20,11 @@ import rico
 from safetensors.numpy import load, save
 
 BANDS = {"B02": 120, "B03": 120, "B05": 60, "B09": 20}
-KEYS = [f"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_{i:02d}_{j:02d}" for i in range(8) for j in range(5)]
+KEYS = [
+    f"S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_{i:02d}_{j:02d}"
+    for i in range(8)
+    for j in range(5)
+]
 
 
 @pytest.fixture(scope="module")

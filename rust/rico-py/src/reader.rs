@@ -669,7 +669,12 @@ impl Prefetcher {
         };
         consumer.remaining = consumer.remaining.saturating_sub(1);
         let filled = produced.map_err(to_py_err)?;
-        let mut held = self.ring.get().held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self
+            .ring
+            .get()
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         held.push_back(filled.slot);
         // The batch yielded `keep + 1` batches ago is no longer promised: its slot is refilled.
         while held.len() > self.keep + 1 {

@@ -13,8 +13,8 @@ Warm (the database read once beforehand), 12 S2 bands at 120x120 float32:
 Cold (page cache dropped before each figure; needs root, else skipped):
 - ``device``: random reads of one record's size at queue depth 32 on the same data.mdb: fio
   (``fio --name=ref --filename=DB/data.mdb --readonly --rw=randread --bs=REC --iodepth=32
-  --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and a pread
-  reference with 32 threads (no fio needed);
+  --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and
+  ``rico bench``'s own O_DIRECT reference (no fio needed);
 - ``loader``: one shuffled Loader epoch, batch 64, default threads;
 - ``getitem``: single ``ds[key]`` on random keys, every byte read, 1 thread, against py-lmdb +
   ``safetensors.numpy.load`` on other random keys.
@@ -29,7 +29,6 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -121,32 +120,6 @@ def fio_reference(db: Path, record_bytes: int) -> float | None:
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(json.loads(out)["jobs"][0]["read"]["iops"])
-
-
-def pread_reference(db: Path, record_bytes: int, seconds: float = 5.0) -> float:
-    """Random preads of one record's size from 32 threads (queue depth 32) on a cold cache."""
-    path = db / "data.mdb"
-    size = path.stat().st_size
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-    count = [0] * 32
-    stop = time.perf_counter() + seconds
-
-    def work(i: int) -> None:
-        rng = random.Random(i)
-        while time.perf_counter() < stop:
-            off = rng.randrange(0, size - record_bytes) // 4096 * 4096
-            os.pread(fd, record_bytes, off)
-            count[i] += 1
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(32)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    os.close(fd)
-    return sum(count) / (time.perf_counter() - start)
 
 
 def cold_getitem(ds, keys, n: int = 300) -> float:
@@ -277,8 +250,9 @@ def main() -> None:
     if not args.no_cold and drop_caches():
         cold = {}
         cold["fio"] = fio_reference(db, record_bytes)
-        drop_caches()
-        cold["pread_qd32"] = pread_reference(db, record_bytes)
+        # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
+        device = rico.bench(db, bands=baselines.S2_BANDS, size=SIZE, seconds=2.0)["device"]
+        cold["rico_bench_device"] = device and device["records_per_second"]
         drop_caches()
         start = time.perf_counter()
         n = loader_epoch(make_loader(ds, keys, 64, None))
@@ -287,7 +261,7 @@ def main() -> None:
         cold["getitem"] = cold_getitem(ds, keys)
         drop_caches()
         cold["getitem_baseline"] = cold_baseline_getitem(db, keys)
-        reference = cold["fio"] or cold["pread_qd32"]
+        reference = cold["fio"] or cold["rico_bench_device"]
         cold["loader_vs_device"] = cold["loader"] / reference
         results["cold"] = cold
         print("cold", json.dumps(cold), flush=True)

@@ -402,9 +402,17 @@ def test_overwritten_page_headers(db, tmp_path, seed):
     copy = damaged_copy(path, tmp_path, f"pages{seed}")
     data = copy / "data.mdb"
     raw = bytearray(data.read_bytes())
-    pages = len(raw) // 4096
+    # Pages that start with a header (a header names its own page number): branch, leaf and
+    # the first page of each record's overflow run; not the meta pages 0 and 1.
+    headed = [
+        p
+        for p in range(2, len(raw) // 4096)
+        if int.from_bytes(raw[p * 4096 : p * 4096 + 8], "little") == p
+    ]
     rng = np.random.default_rng(seed)
-    page = int(rng.integers(2, pages))  # not the meta pages
+    # Even seeds: the tree's own pages (branch and leaf: flag 0x01/0x02), odd: any header.
+    tree = [p for p in headed if raw[p * 4096 + 10] & 0x03]
+    page = int(rng.choice(tree if seed % 4 == 0 and tree else headed))
     at = page * 4096 + (8 if seed % 2 else 0)  # the page number, or flags and bounds
     raw[at : at + 8] = rng.integers(0, 256, 8, dtype=np.uint8).tobytes()
     data.write_bytes(bytes(raw))

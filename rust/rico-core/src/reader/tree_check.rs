@@ -14,7 +14,6 @@ const PAGE_HEADER: usize = 16;
 const P_BRANCH: u16 = 0x01;
 const P_LEAF: u16 = 0x02;
 const P_OVERFLOW: u16 = 0x04;
-const P_KINDS: u16 = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40;
 const F_BIGDATA: u16 = 0x01;
 const F_SUBDATA: u16 = 0x02;
 const F_DUPDATA: u16 = 0x04;
@@ -93,7 +92,8 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
         if u64_at(page, 0) != pgno {
             return bad("its header names another page");
         }
-        let kind = u16_at(page, 10) & P_KINDS;
+        // On disk a page carries exactly its kind (the in-memory flags are cleared on write).
+        let kind = u16_at(page, 10);
         let want = if level < depth { P_BRANCH } else { P_LEAF };
         if kind != want {
             return bad(&format!("page kind {kind:#x}, expected {want:#x}"));
@@ -160,7 +160,7 @@ pub fn check_overflow(map: usize, psize: usize, value: &[u8]) -> Result<(), Stri
     let header = unsafe { std::slice::from_raw_parts((start - PAGE_HEADER) as *const u8, 16) };
     let count = (PAGE_HEADER + value.len()).div_ceil(psize) as u32;
     if u64_at(header, 0) != pgno
-        || u16_at(header, 10) & P_KINDS != P_OVERFLOW
+        || u16_at(header, 10) != P_OVERFLOW
         || u32_at(header, 12) < count
     {
         return Err(format!(

@@ -159,10 +159,7 @@ pub fn check_overflow(map: usize, psize: usize, value: &[u8]) -> Result<(), Stri
     // SAFETY: the page header precedes the value inside LMDB's map (the offset is within it).
     let header = unsafe { std::slice::from_raw_parts((start - PAGE_HEADER) as *const u8, 16) };
     let count = (PAGE_HEADER + value.len()).div_ceil(psize) as u32;
-    if u64_at(header, 0) != pgno
-        || u16_at(header, 10) != P_OVERFLOW
-        || u32_at(header, 12) < count
-    {
+    if u64_at(header, 0) != pgno || u16_at(header, 10) != P_OVERFLOW || u32_at(header, 12) < count {
         return Err(format!(
             "the overflow page {pgno} of a value has a damaged header"
         ));

@@ -140,7 +140,8 @@ pub struct Database {
 fn open_snapshot(path: &Path) -> Result<Snapshot> {
     // Keyed by process too: an environment must not be used across fork() (a DataLoader worker
     // forked while its parent holds the database opens its own).
-    static OPEN: OnceLock<Mutex<HashMap<(u32, PathBuf), Weak<Env>>>> = OnceLock::new();
+    type Open = HashMap<(u32, PathBuf), Weak<Env>>;
+    static OPEN: OnceLock<Mutex<Open>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::usage(format!("cannot open the database: {e}"))
             .at(path)
@@ -569,7 +570,7 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     let mut index = 0usize;
     let mut failure = None;
     db.for_each(|k, v| {
-        if index % step == 0 && (sampled as usize) < sample.max(1) {
+        if index.is_multiple_of(step) && (sampled as usize) < sample.max(1) {
             match parse_record(k, v) {
                 Ok(tensors) => {
                     sampled += 1;

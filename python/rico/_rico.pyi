@@ -120,8 +120,34 @@ def bench(
     """Records/s and MB/s of sequential and random record reads and of batches; see :func:`rico.bench`."""
 
 @final
-class SnapshotOwner:
-    """Keeps a database snapshot alive while views point into it (the base of every view)."""
+class RecordMemory:
+    """One record's private copy-on-write memory: the base of that record's views.
+
+    Writes that go around numpy's read-only flag (``torch.from_numpy``, DLPack) land in
+    pages private to this record, never in the database.
+    """
+
+    @property
+    def mapped(self) -> bool:
+        """True when the record is a private mapping of the file (False: a private copy)."""
+
+@final
+class BatchMemory:
+    """The 64-byte aligned memory of a batch: the base of the batch's array."""
+
+    def __len__(self) -> int: ...
+
+@final
+class BatchRing:
+    """Reusable batch memory of a loader: ``slots`` buffers handed out in turn.
+
+    >>> ring = BatchRing(4)  # doctest: +SKIP
+    >>> len(ring)  # doctest: +SKIP
+    4
+    """
+
+    def __new__(cls, slots: int) -> BatchRing: ...
+    def __len__(self) -> int: ...
 
 @final
 class Database:
@@ -150,8 +176,9 @@ class Database:
         mean: Optional[list[float]] = None,
         std: Optional[list[float]] = None,
         threads: Optional[int] = None,
+        out: Optional[npt.NDArray[np.floating[Any]]] = None,
     ) -> npt.NDArray[np.floating[Any]]:
-        """An ``(N, C, H, W)`` batch assembled in Rust."""
+        """An ``(N, C, H, W)`` batch assembled in Rust (into ``out`` when given)."""
 
 @final
 class Prefetcher:
@@ -169,6 +196,10 @@ class Prefetcher:
         std: Optional[list[float]] = None,
         threads: Optional[int] = None,
         prefetch: int = 2,
+        ring: Optional[BatchRing] = None,
+        keep: int = 1,
     ) -> Prefetcher: ...
     def __iter__(self) -> Prefetcher: ...
     def __next__(self) -> npt.NDArray[np.floating[Any]]: ...
+    def close(self) -> None:
+        """Stop the background thread and end the iteration."""

@@ -64,6 +64,13 @@ class Loader:
 
     With ``labels`` it yields ``(images, multi_hot)``; ``loader.classes`` gives the column order.
 
+    Batches are written into a ring of ``keep + 1 + prefetch`` reused, 64-byte aligned buffers
+    (no fresh memory per batch, so large batches are as fast per sample as small ones; and
+    ``torch.from_dlpack`` / ``jax.numpy.from_dlpack`` share them without a copy). A yielded
+    batch stays valid while ``keep`` further batches are yielded (default 1: the previous
+    batch is intact while you work on the current one); after that its buffer is filled
+    again. Copy a batch (``x.copy()``) to keep it longer, as with FFCV.
+
     >>> loader = rico.Loader(ds, bands=["B04", "B03", "B02"], size=120, batch_size=32)  # doctest: +SKIP
     >>> for epoch in range(2):  # doctest: +SKIP
     ...     loader.set_epoch(epoch)
@@ -83,6 +90,7 @@ class Loader:
         drop_last: bool = False,
         threads: Optional[int] = None,
         prefetch: int = 2,
+        keep: int = 1,
         rank: int = 0,
         world_size: int = 1,
         labels: Optional[Labels] = None,
@@ -93,6 +101,8 @@ class Loader:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if keep < 0 or prefetch < 1:
+            raise ValueError("keep must be at least 0 and prefetch at least 1")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.ds = ds
@@ -100,6 +110,11 @@ class Loader:
         self.bands = list(bands) if bands is not None else ds.bands()
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.drop_last, self.threads, self.prefetch = drop_last, threads, prefetch
+        self.keep = keep
+        # The buffer ring outlives epochs; a forked child makes its own (see _ring_for).
+        self._ring: Optional[_rico.BatchRing] = None
+        self._ring_pid: Optional[int] = None
+        self._running: Optional[_rico.Prefetcher] = None
         self.rank, self.world_size = rank, world_size
         self.resample, self.dtype = resample, dtype
         self.mean = None if mean is None else [float(m) for m in mean]
@@ -134,7 +149,13 @@ class Loader:
         cut = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
         groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
         batches = [[self.keys[i] for i in g] for g in groups]
-        prefetcher = _rico.Prefetcher(
+        if self._ring is None or self._ring_pid != os.getpid():
+            self._ring = _rico.BatchRing(self.keep + 1 + self.prefetch)
+            self._ring_pid, self._running = os.getpid(), None
+        if self._running is not None:
+            # An earlier iteration left unfinished: its thread must stop writing into the ring.
+            self._running.close()
+        self._running = prefetcher = _rico.Prefetcher(
             self.ds.db,
             batches,
             self.bands,
@@ -145,6 +166,8 @@ class Loader:
             self.std,
             self.threads,
             self.prefetch,
+            self._ring,
+            self.keep,
         )
         for group, images in zip(groups, prefetcher):
             if self._labels is None:

@@ -359,14 +359,29 @@ fn fill_record<T: Sample>(
     Ok(())
 }
 
-/// A pool of `threads` threads, shared by every batch asking for that many.
+/// A pool of `threads` threads, shared by every batch of this process asking for that many.
+///
+/// Pools belong to the process that made them: a child forked by a `DataLoader` inherits the
+/// parent's pool objects but none of their threads, and work sent there would wait forever.
+/// The child gets its own pools; the parent's copies are left alone (dropping one would wake
+/// threads that do not exist in the child).
 pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    type Pools = HashMap<usize, Arc<rayon::ThreadPool>>;
+    static POOLS: OnceLock<Mutex<(u32, Pools)>> = OnceLock::new();
     let n = crate::thread_count(threads);
-    let mut pools = POOLS
-        .get_or_init(Default::default)
+    // The pid is compared on every call: cheaper than a pthread_atfork hook, and it also
+    // covers a fork made by any library.
+    let mut guard = POOLS
+        .get_or_init(|| Mutex::new((std::process::id(), HashMap::new())))
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if guard.0 != pid {
+        let inherited = std::mem::take(&mut guard.1);
+        std::mem::forget(inherited);
+        guard.0 = pid;
+    }
+    let pools = &mut guard.1;
     if let Some(p) = pools.get(&n) {
         return Ok(p.clone());
     }
@@ -411,6 +426,8 @@ pub fn assemble_uninit<T: Sample>(
     if per_record == 0 {
         return Ok(());
     }
+    // Cold records: one read each, all started at once, instead of a fault per 4 KiB page.
+    db.will_need(keys);
     let work = || {
         out.par_chunks_mut(per_record)
             .zip(keys.par_iter())

@@ -79,6 +79,10 @@ pub struct Report {
     pub random: Measurement,
     /// `batch` records at a time, keys in the random order, records lacking a band skipped.
     pub batches: Measurement,
+    /// The storage's own figure: random reads of one record's size straight from `data.mdb`
+    /// (O_DIRECT, bypassing the page cache) at queue depth 32; `None` where the filesystem has
+    /// no O_DIRECT. Random record reads on a cold cache should come near it.
+    pub device: Option<Measurement>,
     /// The batch bands, in channel order.
     pub bands: Vec<String>,
     /// The `(H, W)` of the batches.
@@ -128,6 +132,12 @@ impl Report {
             ),
             &self.batches,
         ));
+        if let Some(device) = &self.device {
+            s.push_str(&line(
+                "device: random reads of a record's size, QD32".into(),
+                device,
+            ));
+        }
         s.push_str(
             "  reads: get + header check + a byte of every 4 KiB page; MB/s of record bytes (batches: of the bands read).\n  \
              passes > 1: the rest came from the page cache. For cold-storage figures use a database larger than\n  \
@@ -161,6 +171,7 @@ impl Report {
             "sequential": m(&self.sequential),
             "random": m(&self.random),
             "batches": m(&self.batches),
+            "device": self.device.as_ref().map(m),
             "checksum": self.checksum,
         })
         .to_string()
@@ -222,6 +233,10 @@ fn read_for(
             .map(|i| order[(position + i) % order.len()])
             .collect();
         position = (position + chunk) % order.len();
+        // As the loader does: the chunk's records are asked from storage at once, so that a
+        // cold read keeps many in flight instead of faulting 4 KiB pages one by one.
+        let wanted: Vec<Vec<u8>> = take.iter().map(|&i| keys[i].clone()).collect();
+        db.will_need(&wanted);
         let (b, c) = match pool {
             None => take.iter().try_fold((0u64, 0u64), |(b, c), &i| {
                 read_record(db, &keys[i]).map(|(nb, nc)| (b + nb, c.wrapping_add(nc)))
@@ -450,6 +465,12 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
         .iter()
         .map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len()))
         .sum();
+    let record_bytes = random.bytes / random.records.max(1);
+    let device = device_reads(
+        &db.shards().0[0].path.join("data.mdb"),
+        record_bytes as usize,
+        options.seconds,
+    );
     Ok(Report {
         records: keys.len() as u64,
         bytes,
@@ -463,6 +484,81 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
         batch: options.batch,
         batch_count,
         checksum: c1.wrapping_add(c2).wrapping_add(c3),
+        device,
+    })
+}
+
+/// Queue depth of the device reference: what a loader keeping many records in flight sees.
+const QUEUE_DEPTH: usize = 32;
+
+/// The device reference: `QUEUE_DEPTH` threads each reading `record_bytes` (rounded up to
+/// 4 KiB) at random 4 KiB-aligned offsets of `file` with O_DIRECT, for `seconds` (what
+/// `fio --rw=randread --direct=1 --iodepth=32 --bs=RECORD` measures). `None` where O_DIRECT
+/// is refused (tmpfs, some network filesystems) or the file is smaller than one read.
+fn device_reads(file: &std::path::Path, record_bytes: usize, seconds: f64) -> Option<Measurement> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let len = record_bytes.max(1).next_multiple_of(PAGE);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(file)
+        .ok()?;
+    let size = f.metadata().ok()?.len() as usize;
+    if size < 2 * len {
+        return None;
+    }
+    let slots = (size - len) / PAGE;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    let start = std::time::Instant::now();
+    let reads: Vec<Option<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..QUEUE_DEPTH)
+            .map(|t| {
+                let f = &f;
+                scope.spawn(move || {
+                    let layout = std::alloc::Layout::from_size_align(len, PAGE).ok()?;
+                    // SAFETY: a non-zero layout; freed below.
+                    let ptr = unsafe { std::alloc::alloc(layout) };
+                    if ptr.is_null() {
+                        return None;
+                    }
+                    // SAFETY: `len` bytes just allocated, written by pread before being read.
+                    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+                    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64) << 17;
+                    let mut n = 0u64;
+                    let mut ok = true;
+                    while std::time::Instant::now() < deadline {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let offset = ((state >> 16) as usize % slots) * PAGE;
+                        if f.read_exact_at(buf, offset as u64).is_err() {
+                            ok = false;
+                            break;
+                        }
+                        n += 1;
+                    }
+                    // SAFETY: allocated above with this layout.
+                    unsafe { std::alloc::dealloc(ptr, layout) };
+                    ok.then_some(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let records: u64 = reads
+        .into_iter()
+        .collect::<Option<Vec<u64>>>()?
+        .iter()
+        .sum();
+    Some(Measurement {
+        records,
+        bytes: records * len as u64,
+        seconds,
+        passes: 0.0,
     })
 }
 

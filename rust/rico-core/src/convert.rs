@@ -345,7 +345,9 @@ fn check_target(target: &Path, resume: bool) -> Result<()> {
 }
 
 fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
-    if e.is_disk_full() {
+    if e.is_damaged() {
+        crate::reader::damaged(target, e)
+    } else if e.is_disk_full() {
         Error::output(format!("{what}: {e}: the disk is full (or a quota or file-size limit was reached)"))
             .at(target)
             .hint("free space (or move --target-dir), then run the same command again with --resume; the records committed so far are kept and valid")

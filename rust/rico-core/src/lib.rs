@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod buffer;
 pub mod convert;
 pub mod datasets;
 pub mod error;

@@ -23,6 +23,14 @@ impl LmdbError {
     pub fn is_map_resized(self) -> bool {
         self.0 == ffi::MDB_MAP_RESIZED
     }
+    /// True when the database is damaged: LMDB found a page of the wrong kind, or `data.mdb`
+    /// is shorter than the pages its meta page names.
+    pub fn is_damaged(self) -> bool {
+        matches!(
+            self.0,
+            ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND | ffi::MDB_INVALID | TRUNCATED
+        )
+    }
     /// True when a write failed for lack of space: the disk or a quota is full, a file-size
     /// limit is reached (LMDB reports a short write as EIO).
     pub fn is_disk_full(self) -> bool {
@@ -33,8 +41,17 @@ impl LmdbError {
     }
 }
 
+/// rico's own code: `data.mdb` is shorter than the last page its meta page names.
+pub const TRUNCATED: i32 = -30_000;
+
 impl std::fmt::Display for LmdbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == TRUNCATED {
+            return write!(
+                f,
+                "data.mdb is shorter than the last page its meta page names: the file is truncated"
+            );
+        }
         // SAFETY: mdb_strerror returns a pointer to a static or thread-local C string.
         let msg = unsafe { CStr::from_ptr(ffi::mdb_strerror(self.0)) };
         write!(f, "{} (LMDB code {})", msg.to_string_lossy(), self.0)
@@ -70,8 +87,13 @@ unsafe fn slice<'a>(v: &ffi::MDB_val) -> &'a [u8] {
     }
 }
 
+/// Smallest memory map of a read-only environment (address space, not memory).
+const READ_MAP_SIZE: u64 = 64 << 30;
+
 /// An open LMDB environment (one directory with `data.mdb` and `lock.mdb`).
 pub struct Env {
+    /// Set once the reader has checked this environment's B-tree pages.
+    pub tree_checked: std::sync::atomic::AtomicBool,
     raw: *mut ffi::MDB_env,
     dbi: ffi::MDB_dbi,
     path: PathBuf,
@@ -99,7 +121,15 @@ impl Env {
 
     /// Opens an existing environment read-only. Readers hold no lock against the writer.
     pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
-        Self::open(path, true, 0)
+        // Map far more than the file holds (address space only: nothing past the end is
+        // touched), so that a writer in another process growing the map does not force this
+        // process to remap, which it cannot do while views point into the map.
+        let len = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len());
+        let map_size = len
+            .saturating_mul(2)
+            .max(READ_MAP_SIZE)
+            .next_multiple_of(1 << 20);
+        Self::open(path, true, map_size)
     }
 
     fn open(path: &Path, read_only: bool, map_size: u64) -> LmdbResult<Env> {
@@ -109,6 +139,7 @@ impl Env {
         unsafe {
             check(ffi::mdb_env_create(&mut raw))?;
             let mut env = Env {
+                tree_checked: Default::default(),
                 raw,
                 dbi: 0,
                 path: path.to_path_buf(),
@@ -143,6 +174,9 @@ impl Env {
             if rc != 0 {
                 return Err(LmdbError(rc));
             }
+            // A truncated data.mdb maps fine, then kills the process with SIGBUS on the first
+            // page past its end: refuse it before any page is read.
+            env.check_file_size()?;
             // Open the unnamed database once, in a short transaction.
             let mut txn = ptr::null_mut();
             let txn_flags = if read_only { ffi::MDB_RDONLY } else { 0 };
@@ -164,6 +198,69 @@ impl Env {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Fails with [`TRUNCATED`] when `data.mdb` holds fewer bytes than the pages the current
+    /// meta page names (the meta pages themselves are read by `mdb_env_open`, from the start).
+    fn check_file_size(&self) -> LmdbResult<()> {
+        // SAFETY: out-parameters are plain structs; the env is open.
+        let (last_pgno, page_size) = unsafe {
+            let mut info: ffi::MDB_envinfo = std::mem::zeroed();
+            check(ffi::mdb_env_info(self.raw, &mut info))?;
+            let mut stat: ffi::MDB_stat = std::mem::zeroed();
+            check(ffi::mdb_env_stat(self.raw, &mut stat))?;
+            (info.me_last_pgno as u64, stat.ms_psize as u64)
+        };
+        let needed = (last_pgno + 1).saturating_mul(page_size);
+        let len = self.file_len()?;
+        if len < needed {
+            return Err(LmdbError(TRUNCATED));
+        }
+        Ok(())
+    }
+
+    /// Size of `data.mdb` in bytes, through LMDB's own descriptor.
+    fn file_len(&self) -> LmdbResult<u64> {
+        let fd = self.data_fd()?;
+        // SAFETY: fstat on an open descriptor into a zeroed struct.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return Err(LmdbError(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(5),
+                ));
+            }
+            Ok(st.st_size as u64)
+        }
+    }
+
+    /// LMDB's descriptor of `data.mdb` (valid while the environment is open).
+    pub fn data_fd(&self) -> LmdbResult<i32> {
+        let mut fd: ffi::mdb_filehandle_t = -1;
+        // SAFETY: valid env handle, plain out-parameter.
+        check(unsafe { ffi::mdb_env_get_fd(self.raw, &mut fd) })?;
+        Ok(fd)
+    }
+
+    /// Start address of LMDB's memory map of `data.mdb`, found from `probe`, any address inside
+    /// the map (a key or value LMDB returned): a value at address `p` lies at file offset
+    /// `p - map_addr`. LMDB does not expose its map's address (`me_mapaddr` is the fixed-map
+    /// hint, usually null); the kernel's list of this process's mappings has it.
+    pub fn map_addr(&self, probe: *const u8) -> Option<usize> {
+        let probe = probe as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let (start, end) = (
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            );
+            let offset = usize::from_str_radix(fields.nth(1)?, 16).ok()?;
+            (start <= probe && probe < end && line.ends_with("data.mdb"))
+                .then(|| start.checked_sub(offset))
+                .flatten()
+        })
     }
 
     pub fn is_read_only(&self) -> bool {

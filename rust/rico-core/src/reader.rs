@@ -22,6 +22,9 @@ pub struct TensorRef {
 }
 
 mod fast_header;
+mod private_view;
+mod tree_check;
+pub use private_view::PrivateRecord;
 
 /// Parses and validates the safetensors header of `value` (key for messages): offsets inside
 /// the value, contiguous and non-overlapping, sizes equal to dtype x shape, known dtypes.
@@ -85,6 +88,31 @@ pub struct Shard {
     pub snapshot: Snapshot,
     pub first: Vec<u8>,
     pub last: Vec<u8>,
+    /// Start of LMDB's map and its page size: where overflow page headers are checked.
+    map: usize,
+    page_size: usize,
+}
+
+impl Shard {
+    /// The value of `key`, its overflow page header checked (a damaged one is an error, not
+    /// a read past the file).
+    fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
+        let value = self
+            .snapshot
+            .get(key)
+            .map_err(|e| lmdb_read_err(&self.path, e))?;
+        if let Some(v) = value {
+            tree_check::check_overflow(self.map, self.page_size, v).map_err(|what| {
+                Error::data(format!(
+                    "the database is damaged: record {:?}: {what}",
+                    String::from_utf8_lossy(key)
+                ))
+                .at(&self.path)
+                .hint("restore data.mdb from a copy, or convert the dataset again")
+            })?;
+        }
+        Ok(value)
+    }
 }
 
 /// The shards of an open database. Everything that points into a shard's memory map holds an
@@ -103,15 +131,17 @@ pub struct Database {
 /// path (LMDB forbids opening an environment twice in one process: its file locks would be
 /// released by the first close).
 ///
-/// When a writer in another process grew the map past this process's mapping, the mapping
-/// must change. It is remapped in place only when nothing else of this process uses the
-/// environment; otherwise views and snapshots still point into the old mapping, so the new
-/// snapshot gets a fresh environment and the old one lives on until its last user drops it.
+/// Read-only environments map far more than the file holds, so a writer in another process
+/// rarely grows the map past this process's mapping. When it does, the mapping is remapped
+/// in place only when nothing else of this process uses the environment; otherwise this is
+/// an error that says to close the other handles (a second environment is never opened).
+///
+/// A newly opened environment has its B-tree pages checked (see `tree_check`).
 fn open_snapshot(path: &Path) -> Result<Snapshot> {
     // Keyed by process too: an environment must not be used across fork() (a DataLoader worker
     // forked while its parent holds the database opens its own).
-    type OpenEnvs = HashMap<(u32, PathBuf), Weak<Env>>;
-    static OPEN: OnceLock<Mutex<OpenEnvs>> = OnceLock::new();
+    type Open = HashMap<(u32, PathBuf), Weak<Env>>;
+    static OPEN: OnceLock<Mutex<Open>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::usage(format!("cannot open the database: {e}"))
             .at(path)
@@ -135,7 +165,9 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
     }
     let open_err = |e: crate::lmdb::LmdbError| {
         let err = Error::usage(format!("cannot open the database: {e}")).at(path);
-        if e.0 == -30794 {
+        if e.is_damaged() {
+            damaged(path, e)
+        } else if e.0 == -30794 {
             // MDB_VERSION_MISMATCH: the lock file is held by another LMDB build.
             err.hint("another program has this database open with a different LMDB version (e.g. the Python lmdb package with locking on); close it, or open it there with lock=False")
         } else {
@@ -159,37 +191,91 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
                 unsafe { env.set_map_size(0) }.map_err(open_err)?;
                 Snapshot::new(env.clone())
             } else {
-                let fresh = Arc::new(Env::open_read_only(&canonical).map_err(open_err)?);
-                Snapshot::new(fresh)
+                // A second environment on the same file would break LMDB's locking (closing
+                // either releases the process's locks, and a writer may then reuse pages
+                // this process still reads): refuse instead.
+                return Err(Error::usage(
+                    "a writer grew the database past this process's memory map while other handles or views of it are open",
+                )
+                .at(path)
+                .hint("close the other handles of this database and drop their arrays, then open it again"));
             }
         }
         other => other,
     }
-    .map_err(|e| Error::usage(format!("cannot read the database: {e}")).at(path))?;
+    .map_err(|e| lmdb_read_err(path, e))?;
     open.retain(|_, w| w.strong_count() > 0);
     open.insert(cache_key, Arc::downgrade(snapshot.env()));
     Ok(snapshot)
 }
 
+/// Checks the B-tree pages of an environment (once per environment; see `tree_check`), its
+/// map starting at `map`.
+fn check_tree(env: &Env, map: usize, path: &Path) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    if env.tree_checked.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let info = env.info().map_err(|e| lmdb_read_err(path, e))?;
+    // SAFETY: the environment maps at least used_bytes (its last page's end), and opening it
+    // checked that data.mdb holds all of them.
+    let pages = unsafe { std::slice::from_raw_parts(map as *const u8, info.used_bytes as usize) };
+    tree_check::check(pages, info.page_size as usize).map_err(|what| {
+        Error::data(format!("the database is damaged: {what}"))
+            .at(path)
+            .hint("restore data.mdb from a copy, or convert the dataset again")
+    })?;
+    env.tree_checked.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// The error of a damaged database: it names the database and says what to do.
+pub fn damaged(path: &Path, e: crate::lmdb::LmdbError) -> Error {
+    Error::data(format!("the database is damaged: {e}"))
+        .at(path)
+        .hint("restore data.mdb from a copy, or convert the dataset again")
+}
+
+fn lmdb_read_err(path: &Path, e: crate::lmdb::LmdbError) -> Error {
+    if e.is_damaged() {
+        damaged(path, e)
+    } else {
+        Error::data(format!("cannot read the database: {e}")).at(path)
+    }
+}
+
 fn open_shard(path: &Path) -> Result<Shard> {
     let snapshot = open_snapshot(path)?;
-    let (mut first, mut last) = (None, None);
+    let (mut first, mut last, mut probe) = (None, None, std::ptr::null());
     snapshot
         .for_each(|k, _| {
             first = Some(k.to_vec());
+            probe = k.as_ptr();
             false
         })
-        .map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
+        .map_err(|e| lmdb_read_err(path, e))?;
     if first.is_some() {
-        last = snapshot
-            .last_key()
-            .map_err(|e| Error::data(format!("cannot read the database: {e}")).at(path))?;
+        last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
     }
+    let env = snapshot.env();
+    let page_size = env.info().map_err(|e| lmdb_read_err(path, e))?.page_size as usize;
+    // An empty database has no page to probe, and no tree to check or value to view.
+    let map = if probe.is_null() {
+        0
+    } else {
+        let map = env.map_addr(probe).ok_or_else(|| {
+            Error::data("cannot find the database's memory map in /proc/self/maps").at(path)
+        })?;
+        check_tree(env, map, path)?;
+        map
+    };
     Ok(Shard {
         path: path.to_path_buf(),
         snapshot,
         first: first.unwrap_or_default(),
         last: last.unwrap_or_default(),
+        map,
+        page_size,
     })
 }
 
@@ -256,7 +342,7 @@ impl Database {
     }
 
     fn lmdb_err(&self, e: crate::lmdb::LmdbError) -> Error {
-        Error::data(format!("cannot read the database: {e}")).at(&self.path)
+        lmdb_read_err(&self.path, e)
     }
 
     /// Number of records.
@@ -279,11 +365,31 @@ impl Database {
             if self.sharded && (key < shard.first.as_slice() || key > shard.last.as_slice()) {
                 continue;
             }
-            if let Some(v) = shard.snapshot.get(key).map_err(|e| self.lmdb_err(e))? {
+            if let Some(v) = shard.get(key)? {
                 return Ok(Some(v));
             }
         }
         Ok(None)
+    }
+
+    /// Asks the kernel to start reading the whole values of `keys` now, in the background
+    /// (`MADV_WILLNEED` over each value's pages). The environment is opened without LMDB's
+    /// readahead, so that a random record does not drag its neighbours in, but then a cold
+    /// record faults in one 4 KiB page at a time; a hint per record turns that into one read of
+    /// the whole record, and hints for records still to come keep many reads in flight.
+    /// Unknown keys are skipped (the read itself reports them).
+    pub fn will_need(&self, keys: &[Vec<u8>]) {
+        let page = 4096;
+        for key in keys {
+            let Ok(Some(value)) = self.get(key) else {
+                continue;
+            };
+            let start = value.as_ptr() as usize / page * page;
+            let end = value.as_ptr() as usize + value.len();
+            // SAFETY: the range lies in LMDB's map of data.mdb (rounded down to a page start
+            // within it); WILLNEED only starts reads, it changes no memory.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_WILLNEED) };
+        }
     }
 
     /// Every key, sorted (LMDB's byte order).
@@ -315,6 +421,22 @@ impl Database {
             }
         }
         Ok(())
+    }
+
+    /// `key`'s record as a private copy-on-write mapping (writes stay in it), with its
+    /// validated tensors, or `None` if there is no such key.
+    pub fn private_record(&self, key: &[u8]) -> Result<Option<(PrivateRecord, Vec<TensorRef>)>> {
+        for shard in &self.shards.0 {
+            if self.sharded && (key < shard.first.as_slice() || key > shard.last.as_slice()) {
+                continue;
+            }
+            if let Some(v) = shard.get(key)? {
+                let tensors = parse_record(key, v)?;
+                let env = shard.snapshot.env();
+                return Ok(Some((PrivateRecord::new(env, shard.map, v), tensors)));
+            }
+        }
+        Ok(None)
     }
 
     /// The validated tensors of `key`'s record with its value, or `None` if there is no such key.

@@ -337,7 +337,9 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OutputError", py.get_type::<OutputError>())?;
     m.add_class::<reader::Database>()?;
     m.add_class::<reader::Prefetcher>()?;
-    m.add_class::<reader::SnapshotOwner>()?;
+    m.add_class::<reader::RecordMemory>()?;
+    m.add_class::<reader::BatchMemory>()?;
+    m.add_class::<reader::BatchRing>()?;
     m.add_function(wrap_pyfunction!(read_raster, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(plan_shards, m)?)?;

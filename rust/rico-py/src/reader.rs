@@ -1,32 +1,59 @@
 //! Python face of the reader: zero-copy record views and batches.
 
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::collections::VecDeque;
 use std::os::raw::{c_int, c_void};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use numpy::npyffi::{npy_intp, NpyTypes, NPY_ARRAY_C_CONTIGUOUS, NPY_TYPES, PY_ARRAY_API};
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use numpy::npyffi::{
+    npy_intp, NpyTypes, NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_WRITEABLE, NPY_TYPES, PY_ARRAY_API,
+};
+use numpy::{PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use rico_core::batch::{self, BatchSpec, Resample};
+use rico_core::buffer::AlignedBuffer;
 use rico_core::reader;
 use safetensors::tensor::Dtype;
 
 use crate::to_py_err;
 
-/// Keeps a snapshot (and so the memory map) alive while numpy views point into it.
+/// Owns one record's private copy-on-write memory (the base of that record's views); the
+/// snapshot is kept too, so that a writer never reuses the record's pages while it lives.
 #[pyclass(frozen, module = "rico._rico")]
-pub struct SnapshotOwner {
+pub struct RecordMemory {
+    record: reader::PrivateRecord,
     _shards: Arc<reader::Shards>,
+}
+
+#[pymethods]
+impl RecordMemory {
+    /// True when the record is a private mapping of the file (False: a private copy).
+    #[getter]
+    fn mapped(&self) -> bool {
+        self.record.is_mapped()
+    }
+}
+
+/// Owns the memory of a batch (the base of the batch's array): 64-byte aligned.
+#[pyclass(frozen, module = "rico._rico")]
+pub struct BatchMemory {
+    buffer: Arc<AlignedBuffer>,
+}
+
+#[pymethods]
+impl BatchMemory {
+    /// Size of the memory block in bytes.
+    fn __len__(&self) -> usize {
+        self.buffer.len()
+    }
 }
 
 /// A read-only database; see `rico.open`.
 #[pyclass(frozen, module = "rico._rico")]
 pub struct Database {
     inner: Arc<reader::Database>,
-    owner: Py<SnapshotOwner>,
 }
 
 /// A key given as str or bytes.
@@ -66,17 +93,18 @@ compile_error!(
     "rico's zero-copy views assume a little-endian machine (safetensors is little-endian)"
 );
 
-/// A read-only numpy array over `bytes` whose base object is `owner`.
+/// A numpy array over `bytes` whose base object is `owner` (read-only unless `writeable`).
 ///
 /// # Safety
-/// `bytes` must stay valid and unchanged while `owner` lives, and hold exactly
-/// product(shape) x itemsize bytes of `dtype`.
-unsafe fn view<'py>(
+/// `bytes` must stay valid while `owner` lives, and hold exactly product(shape) x itemsize
+/// bytes of `dtype` (and be writable memory if `writeable`).
+unsafe fn view<'py, O>(
     py: Python<'py>,
-    owner: &Py<SnapshotOwner>,
+    owner: &Py<O>,
     dtype: NPY_TYPES,
     shape: &[usize],
-    bytes: &[u8],
+    bytes: *const u8,
+    writeable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
     let subtype = PY_ARRAY_API.get_type_object(py, NpyTypes::PyArray_Type);
@@ -88,9 +116,13 @@ unsafe fn view<'py>(
         dims.as_mut_ptr(),
         dtype as c_int,
         std::ptr::null_mut(),
-        bytes.as_ptr() as *mut c_void,
+        bytes as *mut c_void,
         0,
-        NPY_ARRAY_C_CONTIGUOUS,
+        if writeable {
+            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE
+        } else {
+            NPY_ARRAY_C_CONTIGUOUS
+        },
         std::ptr::null_mut(),
     );
     let array = Bound::from_owned_ptr_or_err(py, raw)?;
@@ -136,15 +168,8 @@ impl Database {
         let inner = py
             .allow_threads(|| reader::Database::open(&path))
             .map_err(to_py_err)?;
-        let owner = Py::new(
-            py,
-            SnapshotOwner {
-                _shards: inner.shards().clone(),
-            },
-        )?;
         Ok(Database {
             inner: Arc::new(inner),
-            owner,
         })
     }
 
@@ -182,10 +207,18 @@ impl Database {
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let k = key_bytes(key)?;
-        let (value, tensors) = match self.inner.record(&k).map_err(to_py_err)? {
+        let (record, tensors) = match self.inner.private_record(&k).map_err(to_py_err)? {
             Some(r) => r,
             None => return Err(PyKeyError::new_err(key.clone().unbind())),
         };
+        let value = record.as_ptr();
+        let owner = Py::new(
+            py,
+            RecordMemory {
+                record,
+                _shards: self.inner.shards().clone(),
+            },
+        )?;
         let out = PyDict::new(py);
         for t in tensors {
             let dtype = typenum(t.dtype).ok_or_else(|| {
@@ -197,8 +230,10 @@ impl Database {
                 )))
             })?;
             // SAFETY: parse_record proved start..end lies in the value and matches dtype x shape;
-            // the value lives in the snapshot's map, kept alive by `owner` for the view's life.
-            let array = unsafe { view(py, &self.owner, dtype, &t.shape, &value[t.start..t.end])? };
+            // the value is the record's private mapping, kept alive by `owner` for the view's
+            // life. The view is read-only as numpy sees it (numpy refuses writes); a writer
+            // that goes around that (torch.from_numpy, DLPack) writes into private pages.
+            let array = unsafe { view(py, &owner, dtype, &t.shape, value.add(t.start), false)? };
             out.set_item(t.name, array)?;
         }
         Ok(out)
@@ -250,7 +285,7 @@ impl Database {
     }
 
     /// Stacks bands of `keys` into an (N, C, H, W) array; see `rico.Dataset.batch`.
-    #[pyo3(signature = (keys, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None))]
+    #[pyo3(signature = (keys, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, out=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch<'py>(
         &self,
@@ -263,6 +298,7 @@ impl Database {
         mean: Option<Vec<f64>>,
         std: Option<Vec<f64>>,
         threads: Option<usize>,
+        out: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let keys: Vec<Vec<u8>> = keys.iter().map(key_bytes).collect::<PyResult<_>>()?;
         let spec = batch_spec(bands, size, resample, mean, std)?;
@@ -272,20 +308,86 @@ impl Database {
             .allow_threads(|| batch::batch_shape(db, &keys, &spec))
             .map_err(to_py_err)?;
         let dims = [keys.len(), spec.bands.len(), h, w];
-        // The batch is assembled with the GIL released into a Vec, which then becomes the
+        if let Some(out) = out {
+            if wide {
+                fill_out::<f64>(py, db, &keys, &spec, dims, threads, &out)?;
+            } else {
+                fill_out::<f32>(py, db, &keys, &spec, dims, threads, &out)?;
+            }
+            return Ok(out);
+        }
+        // Assembled with the GIL released into a new aligned block, which then becomes the
         // array's memory without a copy.
-        Ok(if wide {
-            let out = py
-                .allow_threads(|| assembled::<f64>(db, &keys, &spec, dims, threads))
-                .map_err(to_py_err)?;
-            out.into_pyarray(py).reshape(dims)?.into_any()
+        let buffer = if wide {
+            py.allow_threads(|| assembled::<f64>(db, &keys, &spec, dims, threads))
         } else {
-            let out = py
-                .allow_threads(|| assembled::<f32>(db, &keys, &spec, dims, threads))
-                .map_err(to_py_err)?;
-            PyArray1::from_vec(py, out).reshape(dims)?.into_any()
-        })
+            py.allow_threads(|| assembled::<f32>(db, &keys, &spec, dims, threads))
+        }
+        .map_err(to_py_err)?;
+        batch_array(py, buffer, dims, wide)
     }
+}
+
+/// Fills the caller's array `out`, which must be a writeable C-contiguous array of `T` and
+/// shape `dims`: the batch reuses its memory (no allocation, no page faults).
+#[allow(clippy::too_many_arguments)]
+fn fill_out<'py, T: batch::Sample + numpy::Element>(
+    py: Python<'py>,
+    db: &reader::Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    dims: [usize; 4],
+    threads: Option<usize>,
+    out: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let usage = |msg: String| {
+        to_py_err(rico_core::Error::usage(msg).hint(
+            "allocate it as numpy.empty((N, C, H, W), dtype) with the batch's shape and dtype",
+        ))
+    };
+    let array = out.downcast::<numpy::PyArrayDyn<T>>().map_err(|_| {
+        usage(format!(
+            "out= must be a numpy array of {}",
+            std::any::type_name::<T>()
+        ))
+    })?;
+    if array.shape() != dims {
+        return Err(usage(format!(
+            "out= has shape {:?} but the batch is {dims:?}",
+            array.shape()
+        )));
+    }
+    if !array.is_c_contiguous() {
+        return Err(usage("out= must be C-contiguous".into()));
+    }
+    // Borrowing for writing checks that the array is writeable and not borrowed elsewhere.
+    let mut rw = array
+        .try_readwrite()
+        .map_err(|e| usage(format!("out= cannot be written: {e}")))?;
+    let slots = rw
+        .as_slice_mut()
+        .map_err(|e| usage(format!("out= cannot be written: {e}")))?;
+    py.allow_threads(|| batch::assemble(db, keys, spec, (dims[2], dims[3]), slots, threads))
+        .map_err(to_py_err)
+}
+
+/// The numpy array of a batch of `dims` assembled into `buffer` (f64 if `wide`, else f32).
+fn batch_array(
+    py: Python<'_>,
+    buffer: Arc<AlignedBuffer>,
+    dims: [usize; 4],
+    wide: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    let ptr = buffer.as_ptr();
+    let owner = Py::new(py, BatchMemory { buffer })?;
+    let dtype = if wide {
+        NPY_TYPES::NPY_DOUBLE
+    } else {
+        NPY_TYPES::NPY_FLOAT
+    };
+    // SAFETY: the buffer holds a batch of `dims` written in full (assembled returned Ok, or the
+    // ring slot was filled for these dims), and lives as long as `owner`.
+    unsafe { view(py, &owner, dtype, &dims, ptr, true) }
 }
 
 /// Elements of a batch of `dims`, refusing sizes no machine can hold (instead of a panic or an
@@ -302,55 +404,126 @@ fn batch_len(dims: [usize; 4], item: usize) -> rico_core::Result<usize> {
         })
 }
 
-/// A batch assembled into a new Vec, allocated uninitialised (as `MaybeUninit<T>`: zeroing it
-/// would cost a large share of the assembly) and only seen as `T` once every element is written.
+/// A batch assembled into a new aligned buffer, left uninitialised until written (zeroing it
+/// would cost a large share of the assembly).
 fn assembled<T: batch::Sample>(
     db: &reader::Database,
     keys: &[Vec<u8>],
     spec: &BatchSpec,
     dims: [usize; 4],
     threads: Option<usize>,
-) -> rico_core::Result<Vec<T>> {
+) -> rico_core::Result<Arc<AlignedBuffer>> {
     let n = batch_len(dims, std::mem::size_of::<T>())?;
-    if n == 0 {
-        return Ok(Vec::new());
+    let buffer = AlignedBuffer::new(n * std::mem::size_of::<T>())?;
+    fill::<T>(db, keys, spec, dims, threads, &buffer)?;
+    Ok(buffer)
+}
+
+/// Assembles a batch of `dims` into the start of `buffer`.
+fn fill<T: batch::Sample>(
+    db: &reader::Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    dims: [usize; 4],
+    threads: Option<usize>,
+    buffer: &AlignedBuffer,
+) -> rico_core::Result<()> {
+    let n = batch_len(dims, std::mem::size_of::<T>())?;
+    if n * std::mem::size_of::<T>() > buffer.len() {
+        return Err(rico_core::Error::usage("batch buffer too small"));
     }
-    std::alloc::Layout::array::<T>(n)
-        .map_err(|_| rico_core::Error::usage(format!("a batch of shape {dims:?} is too large")))?;
-    let mut out: Vec<MaybeUninit<T>> = Vec::new();
-    out.try_reserve_exact(n).map_err(|_| {
-        rico_core::Error::output(format!("cannot allocate a batch of shape {dims:?}"))
-    })?;
-    // SAFETY: the capacity is at least n, and MaybeUninit needs no initialisation.
-    unsafe { out.set_len(n) };
-    // On error `out` is dropped as Vec<MaybeUninit<T>>: no element is read.
-    batch::assemble_uninit(db, keys, spec, (dims[2], dims[3]), &mut out, threads)?;
-    let mut out = ManuallyDrop::new(out);
-    // SAFETY: assemble_uninit returned Ok, so all n elements are initialised; MaybeUninit<T> has
-    // T's size and alignment, so the allocation, length and capacity carry over unchanged, and
-    // ManuallyDrop keeps the old Vec from freeing it.
-    Ok(unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity()) })
+    // SAFETY: n elements of T fit (checked above), f32/f64 alignment divides the buffer's,
+    // and the buffer is written by this call alone (the loader hands a slot to one producer).
+    let slots = unsafe { buffer.slots::<T>(n) };
+    batch::assemble_uninit(db, keys, spec, (dims[2], dims[3]), slots, threads)
 }
 
-enum Buffer {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+/// The reusable memory of a loader's batches: `slots` buffers handed out in turn.
+///
+/// A new multi-megabyte block per batch is what made large batches slow (fresh pages, each
+/// faulted in); a ring is allocated once and reused across epochs, so that the steady state
+/// touches only pages already mapped.
+#[pyclass(frozen, module = "rico._rico")]
+pub struct BatchRing {
+    slots: Mutex<Vec<Option<Arc<AlignedBuffer>>>>,
+    /// Slots of the batches yielded and still valid, oldest first. Kept here, not in an
+    /// iteration, so that the last batches of an epoch stay valid into the next one.
+    held: Mutex<VecDeque<usize>>,
+    /// Held by the one thread filling slots: a new epoch's thread waits for the last one.
+    producer: Arc<Mutex<()>>,
 }
 
-type Produced = rico_core::Result<(Buffer, [usize; 4])>;
+#[pymethods]
+impl BatchRing {
+    #[new]
+    fn new(slots: usize) -> PyResult<Self> {
+        if slots < 2 {
+            return Err(to_py_err(rico_core::Error::usage(
+                "a batch ring needs at least 2 slots",
+            )));
+        }
+        Ok(BatchRing {
+            slots: Mutex::new(vec![None; slots]),
+            held: Mutex::new(VecDeque::new()),
+            producer: Arc::new(Mutex::new(())),
+        })
+    }
 
-/// Assembles batches in a background thread, `prefetch` ahead of the consumer.
+    fn __len__(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl BatchRing {
+    /// Slot `i`'s buffer, (re)allocated if smaller than `bytes`.
+    fn slot(&self, i: usize, bytes: usize) -> rico_core::Result<Arc<AlignedBuffer>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match &slots[i] {
+            Some(b) if b.len() >= bytes => Ok(b.clone()),
+            _ => {
+                // Arrays still viewing the old block keep it alive; the ring takes a new one.
+                let b = AlignedBuffer::new(bytes)?;
+                slots[i] = Some(b.clone());
+                Ok(b)
+            }
+        }
+    }
+}
+
+/// A batch filled into a ring slot.
+struct Filled {
+    slot: usize,
+    buffer: Arc<AlignedBuffer>,
+    dims: [usize; 4],
+}
+
+type Produced = rico_core::Result<Filled>;
+
+/// The consumer's side of a prefetcher.
+struct Consumer {
+    /// `None` once closed.
+    receiver: Option<Receiver<Produced>>,
+    free: Option<SyncSender<usize>>,
+    /// Batches not yet delivered: the channel closing before this reaches 0 is a failure.
+    remaining: usize,
+}
+
+/// Assembles batches in a background thread into the slots of a [`BatchRing`], `prefetch`
+/// ahead of the consumer. A yielded batch stays valid while `keep` more are yielded; its slot
+/// is then filled again.
 #[pyclass(module = "rico._rico")]
 pub struct Prefetcher {
-    receiver: Mutex<Receiver<Produced>>,
-    /// Batches not yet delivered: the channel closing before this reaches 0 is a failure.
-    remaining: Mutex<usize>,
+    consumer: Mutex<Consumer>,
+    ring: Py<BatchRing>,
+    keep: usize,
+    wide: bool,
+    pid: u32,
 }
 
 #[pymethods]
 impl Prefetcher {
     #[new]
-    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2))]
+    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2, ring=None, keep=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         database: &Database,
@@ -363,6 +536,9 @@ impl Prefetcher {
         std: Option<Vec<f64>>,
         threads: Option<usize>,
         prefetch: usize,
+        ring: Option<Py<BatchRing>>,
+        keep: usize,
+        py: Python<'_>,
     ) -> PyResult<Self> {
         let batches: Vec<Vec<Vec<u8>>> = batches
             .iter()
@@ -371,22 +547,66 @@ impl Prefetcher {
         let spec = batch_spec(bands, size, resample, mean, std)?;
         let wide = parse_dtype(dtype)?;
         let db = database.inner.clone();
-        let (sender, receiver) = sync_channel::<Produced>(prefetch.max(1));
+        let ring = match ring {
+            Some(r) => r,
+            None => Py::new(py, BatchRing::new(keep + 1 + prefetch.max(1))?)?,
+        };
+        let slots = ring
+            .get()
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        if slots < keep + 2 {
+            return Err(to_py_err(rico_core::Error::usage(format!(
+                "a ring of {slots} slots cannot keep {keep} batches valid and fill another; give it at least {} slots",
+                keep + 2
+            ))));
+        }
+        let (sender, receiver) = sync_channel::<Produced>(slots);
+        let (free, free_slots) = sync_channel::<usize>(slots);
+        {
+            // The previous iteration's last batches are still promised: their slots stay out
+            // until this iteration has yielded enough batches.
+            let mut held = ring.get().held.lock().unwrap_or_else(|p| p.into_inner());
+            while held.len() > keep + 1 {
+                held.pop_front();
+            }
+            for i in (0..slots).filter(|i| !held.contains(i)) {
+                free.send(i).expect("the channel holds every slot");
+            }
+        }
+        let ring_for_consumer = ring.clone_ref(py);
         let total = batches.len();
         std::thread::Builder::new()
             .name("rico-loader".into())
             .spawn(move || {
-                for keys in batches {
+                let ring = ring.get();
+                let _producing = ring.producer.lock().unwrap_or_else(|p| p.into_inner());
+                // The whole epoch's keys are known: the records of the next batch are read
+                // from storage while this one is assembled (many reads in flight on cold
+                // storage; nothing to do on a warm page cache).
+                if let Some(first) = batches.first() {
+                    db.will_need(first);
+                }
+                for (i, keys) in batches.iter().enumerate() {
+                    if let Some(next) = batches.get(i + 1) {
+                        db.will_need(next);
+                    }
+                    // The consumer went away (loop broken, loader closed or dropped): stop.
+                    let Ok(slot) = free_slots.recv() else { break };
                     // A panic becomes an error for the consumer instead of a silently short epoch.
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let (h, w) = batch::batch_shape(&db, &keys, &spec)?;
+                        let (h, w) = batch::batch_shape(&db, keys, &spec)?;
                         let dims = [keys.len(), spec.bands.len(), h, w];
-                        let buffer = if wide {
-                            Buffer::F64(assembled(&db, &keys, &spec, dims, threads)?)
+                        let item = if wide { 8 } else { 4 };
+                        let buffer = ring.slot(slot, batch_len(dims, item)? * item)?;
+                        if wide {
+                            fill::<f64>(&db, keys, &spec, dims, threads, &buffer)?;
                         } else {
-                            Buffer::F32(assembled(&db, &keys, &spec, dims, threads)?)
-                        };
-                        Ok((buffer, dims))
+                            fill::<f32>(&db, keys, &spec, dims, threads, &buffer)?;
+                        }
+                        Ok(Filled { slot, buffer, dims })
                     }))
                     .unwrap_or_else(|_| {
                         Err(rico_core::Error::output(
@@ -394,7 +614,6 @@ impl Prefetcher {
                         ))
                     });
                     let failed = produced.is_err();
-                    // The consumer went away (loop broken, loader dropped): stop working.
                     if sender.send(produced).is_err() || failed {
                         break;
                     }
@@ -406,8 +625,15 @@ impl Prefetcher {
                 ))
             })?;
         Ok(Prefetcher {
-            receiver: Mutex::new(receiver),
-            remaining: Mutex::new(total),
+            consumer: Mutex::new(Consumer {
+                receiver: Some(receiver),
+                free: Some(free),
+                remaining: total,
+            }),
+            ring: ring_for_consumer,
+            keep,
+            wide,
+            pid: std::process::id(),
         })
     }
 
@@ -416,28 +642,58 @@ impl Prefetcher {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if std::process::id() != self.pid {
+            // The producing thread stayed in the parent: waiting here would never end.
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this loader iteration was started before a fork; start a new one in this process (iterate the Loader again)",
+            ));
+        }
         let received = py.allow_threads(|| {
-            let receiver = self.receiver.lock().unwrap_or_else(|p| p.into_inner());
-            receiver.recv()
+            let consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner());
+            consumer.receiver.as_ref().map(|r| r.recv())
         });
-        let mut remaining = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(received) = received else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this loader iteration was closed",
+            ));
+        };
         let Ok(produced) = received else {
-            if *remaining > 0 {
+            if consumer.remaining > 0 {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "the loader thread stopped with {} batches still to deliver",
-                    *remaining
+                    consumer.remaining
                 )));
             }
             return Ok(None); // all batches delivered
         };
-        *remaining = remaining.saturating_sub(1);
-        let (buffer, dims) = produced.map_err(to_py_err)?;
-        // The Vec moves into numpy without a copy.
-        let array = match buffer {
-            Buffer::F32(v) => PyArray1::from_vec(py, v).reshape(dims)?.into_any(),
-            Buffer::F64(v) => v.into_pyarray(py).reshape(dims)?.into_any(),
-        };
-        Ok(Some(array))
+        consumer.remaining = consumer.remaining.saturating_sub(1);
+        let filled = produced.map_err(to_py_err)?;
+        let mut held = self
+            .ring
+            .get()
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        held.push_back(filled.slot);
+        // The batch yielded `keep + 1` batches ago is no longer promised: its slot is refilled.
+        while held.len() > self.keep + 1 {
+            let slot = held.pop_front().expect("held is not empty");
+            if let Some(free) = &consumer.free {
+                // The producer may have finished (last batches): nothing to refill then.
+                let _ = free.try_send(slot);
+            }
+        }
+        drop(held);
+        drop(consumer);
+        batch_array(py, filled.buffer, filled.dims, self.wide).map(Some)
+    }
+
+    /// Stops the background thread (after the batch it is assembling) and ends the iteration.
+    fn close(&self) {
+        let mut consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner());
+        consumer.free = None;
+        consumer.receiver = None;
     }
 }
 
@@ -492,6 +748,10 @@ pub fn bench<'py>(
     out.set_item("sequential", measurement(py, &report.sequential)?)?;
     out.set_item("random", measurement(py, &report.random)?)?;
     out.set_item("batches", measurement(py, &report.batches)?)?;
+    match &report.device {
+        Some(m) => out.set_item("device", measurement(py, m)?)?,
+        None => out.set_item("device", py.None())?,
+    }
     out.set_item("text", report.text(&path))?;
     Ok(out)
 }

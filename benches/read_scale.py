@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Reading at the users' scale: batch sizes 16..1024 warm, and a cold page cache, ours and the
+py-lmdb + safetensors baseline in the same run.
+
+    python benches/read_scale.py --patches 3000 --work /tmp/read-scale   # writes benches/results/
+
+Warm (the database read once beforehand), 12 S2 bands at 120x120 float32:
+- ``loader``: ``rico.Loader`` (2 threads, shuffled), samples/s over whole epochs;
+- ``batch``: ``ds.batch`` returning a new array per call; ``batch_out``: into one reused array;
+- ``baseline``: ConfigILM-style batches (py-lmdb get, ``safetensors.numpy.load``, numpy
+  nearest upsampling, ``np.stack``), one process.
+
+Cold (page cache dropped before each figure; needs root, else skipped):
+- ``device``: random reads of one record's size at queue depth 32 on the same data.mdb: fio
+  (``fio --name=ref --filename=DB/data.mdb --readonly --rw=randread --bs=REC --iodepth=32
+  --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and
+  ``rico bench``'s own O_DIRECT reference (no fio needed);
+- ``loader``: one shuffled Loader epoch, batch 64, default threads;
+- ``getitem``: single ``ds[key]`` on random keys, every byte read, 1 thread, against py-lmdb +
+  ``safetensors.numpy.load`` on other random keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import baselines  # noqa: E402
+import make_dataset  # noqa: E402
+
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
+SIZE = 120
+
+
+def drop_caches() -> bool:
+    """Drops the page cache; False where this process may not (not root, read-only /proc)."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def warm(path: Path) -> None:
+    with open(path / "data.mdb", "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+
+def timed_epochs(run_epoch, min_seconds: float) -> float:
+    """Samples/s of whole epochs, repeated until ``min_seconds`` have passed (one warm-up)."""
+    run_epoch()
+    samples, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds:
+        samples += run_epoch()
+    return samples / (time.perf_counter() - start)
+
+
+def make_loader(ds, keys, batch: int, threads):
+    """One Loader for every epoch, as a training script keeps it (its buffer ring is reused)."""
+    import rico
+
+    return rico.Loader(
+        ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=batch, threads=threads,
+        drop_last=True,
+    )  # fmt: skip
+
+
+def loader_epoch(loader) -> int:
+    loader.set_epoch(loader.epoch + 1)
+    n = 0
+    for x in loader:
+        n += len(x)
+    return n
+
+
+def batch_calls(ds, keys, batch: int, buf) -> int:
+    """One epoch of ``ds.batch`` calls: new arrays (``buf`` None) or into ``buf``."""
+    order = random.sample(keys, len(keys))
+    n = 0
+    for i in range(0, len(order) - batch + 1, batch):
+        x = ds.batch(order[i : i + batch], baselines.S2_BANDS, size=SIZE, threads=2, out=buf)
+        n += len(x)
+    return n
+
+
+def baseline_batches(db: Path, keys, batch: int, seconds: float) -> float:
+    order = random.sample(keys, len(keys))
+    groups = [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    n, start = 0, time.perf_counter()
+    for x in baselines.configilm_batches(db, groups, baselines.S2_BANDS, SIZE):
+        n += len(x)
+        if time.perf_counter() - start > seconds:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def fio_reference(db: Path, record_bytes: int) -> float | None:
+    if shutil.which("fio") is None:
+        return None
+    bs = max(4096, record_bytes // 4096 * 4096)
+    cmd = [
+        "fio", "--name=ref", f"--filename={db / 'data.mdb'}", "--readonly", "--rw=randread",
+        f"--bs={bs}", "--iodepth=32", "--ioengine=libaio", "--direct=1", "--runtime=10",
+        "--time_based", "--output-format=json",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out)["jobs"][0]["read"]["iops"])
+
+
+def cold_getitem(ds, keys, n: int = 300) -> float:
+    chosen = random.sample(keys, n)
+    start = time.perf_counter()
+    for k in chosen:
+        for a in ds[k].values():
+            a.sum()  # every byte read
+    return n / (time.perf_counter() - start)
+
+
+def cold_baseline_getitem(db: Path, keys, n: int = 300) -> float:
+    from safetensors.numpy import load
+
+    chosen = random.sample(keys, n)
+    env = baselines.open_reference_env(db)
+    start = time.perf_counter()
+    with env.begin(buffers=False) as txn:
+        for k in chosen:
+            for a in load(txn.get(k)).values():
+                a.sum()
+    rate = n / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def warm_getitem(ds, db: Path, keys) -> dict:
+    from safetensors.numpy import load
+
+    key = keys[len(keys) // 2]
+    reps = 20000
+    start = time.perf_counter()
+    for _ in range(reps):
+        ds[key]
+    ours = reps / (time.perf_counter() - start)
+    env = baselines.open_reference_env(db)
+    with env.begin(buffers=False) as txn:
+        start = time.perf_counter()
+        for _ in range(reps // 10):
+            load(txn.get(key))
+        theirs = reps // 10 / (time.perf_counter() - start)
+    env.close()
+    return {"rico": ours, "lmdb_safetensors": theirs, "ratio": ours / theirs}
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    warm_rows = results["warm"]
+    xs = [r["batch"] for r in warm_rows]
+    for name, label in [
+        ("loader", "rico.Loader (ring)"),
+        ("batch_out", "ds.batch(out=)"),
+        ("batch_new", "ds.batch (new array)"),
+        ("baseline", "py-lmdb + safetensors (ConfigILM-style)"),
+    ]:
+        ax.plot(xs, [r[name] for r in warm_rows], marker="o", label=label)
+    cold = results.get("cold")
+    if cold:
+        ax.axhline(cold["loader"], color="k", ls="--", label="rico.Loader, cold (batch 64)")
+        if cold.get("fio"):
+            ax.axhline(cold["fio"], color="r", ls=":", label="device: fio random reads, QD32")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples/s (12 S2 bands, 120x120 float32)")
+    ax.set_title("Reading at scale (2 threads, warm unless noted)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    import rico
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--patches", type=int, default=3000)
+    p.add_argument("--work", type=Path, required=True, help="scratch directory (tree, databases)")
+    p.add_argument("--seconds", type=float, default=1.0, help="per warm figure and round")
+    p.add_argument("--rounds", type=int, default=3, help="warm rounds (best kept)")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--no-cold", action="store_true")
+    args = p.parse_args()
+
+    tree, db = args.work / "tree", args.work / "ben.lmdb"
+    if not (tree / "BigEarthNet-S2").is_dir():
+        make_dataset.make_dataset(tree, args.patches, workers=os.cpu_count() or 1)
+    if not (db / "data.mdb").is_file():
+        dirs = baselines.source_dirs(tree)
+        rico.convert(
+            "bigearthnet", db, progress=False, bigearthnet_s1_dir=str(dirs["s1"]),
+            bigearthnet_s2_dir=str(dirs["s2"]), bigearthnet_reference_maps_dir=str(dirs["maps"]),
+        )  # fmt: skip
+    keys = baselines.s2_keys(db)
+    ds = rico.open(db)
+    record_bytes = len(ds.raw(keys[0]))
+    results: dict = {"records": len(keys), "record_bytes": record_bytes, "warm": []}
+    print(f"{len(keys)} S2 records of {record_bytes} bytes", flush=True)
+
+    warm(db)
+    # Rounds interleave the batch sizes and each figure is the best round, so that load from
+    # other processes on a shared machine hits every batch size alike.
+    loaders = {b: make_loader(ds, keys, b, 2) for b in BATCH_SIZES}
+    buffers = {b: np.empty((b, 12, SIZE, SIZE), np.float32) for b in BATCH_SIZES}
+    best: dict = {b: {"batch": b} for b in BATCH_SIZES}
+    for _ in range(args.rounds):
+        for b in BATCH_SIZES:
+            row = {
+                "loader": timed_epochs(lambda lo=loaders[b]: loader_epoch(lo), args.seconds),
+                "batch_new": timed_epochs(lambda b=b: batch_calls(ds, keys, b, None), args.seconds),
+                "batch_out": timed_epochs(
+                    lambda b=b: batch_calls(ds, keys, b, buffers[b]), args.seconds
+                ),
+                "baseline": baseline_batches(db, keys, b, args.seconds),
+            }
+            for name, value in row.items():
+                best[b][name] = max(best[b].get(name, 0.0), value)
+            print(json.dumps({"batch": b, **row}), flush=True)
+    results["warm"] = [best[b] for b in BATCH_SIZES]
+    rounds = [warm_getitem(ds, db, keys) for _ in range(args.rounds)]
+    results["getitem_warm"] = max(rounds, key=lambda r: r["ratio"])
+    print("warm ds[key]", json.dumps(results["getitem_warm"]), flush=True)
+
+    if not args.no_cold and drop_caches():
+        cold = {}
+        cold["fio"] = fio_reference(db, record_bytes)
+        # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
+        device = rico.bench(db, bands=baselines.S2_BANDS, size=SIZE, seconds=2.0)["device"]
+        cold["rico_bench_device"] = device and device["records_per_second"]
+        drop_caches()
+        start = time.perf_counter()
+        n = loader_epoch(make_loader(ds, keys, 64, None))
+        cold["loader"] = n / (time.perf_counter() - start)
+        drop_caches()
+        cold["getitem"] = cold_getitem(ds, keys)
+        drop_caches()
+        cold["getitem_baseline"] = cold_baseline_getitem(db, keys)
+        reference = cold["fio"] or cold["rico_bench_device"]
+        cold["loader_vs_device"] = cold["loader"] / reference
+        results["cold"] = cold
+        print("cold", json.dumps(cold), flush=True)
+        warm(db)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "read_scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, args.out / "read_scale.png")
+    rows = {r["batch"]: r for r in results["warm"]}
+    print(f"Loader batch 512 / batch 32: {rows[512]['loader'] / rows[32]['loader']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -101,6 +101,11 @@ class Database:
     def __contains__(self, key: Union[str, bytes]) -> bool: ...
     def keys(self) -> list[Union[str, bytes]]:
         """Every key, sorted; str where the key is UTF-8."""
+    def select_keys(
+        self, prefix: Optional[Union[str, bytes]] = None, bands: Optional[list[str]] = None
+    ) -> list[Union[str, bytes]]:
+        """Keys, sorted, of the records that start with ``prefix`` and hold every band of
+        ``bands`` (headers only); see :meth:`rico.Dataset.keys`."""
     def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
         """``{band: read-only view}``; ``KeyError`` if absent, ``DataError`` if corrupt."""
     def raw(self, key: Union[str, bytes]) -> Optional[bytes]:

@@ -310,9 +310,11 @@ fn batch_layout(db: &Database, keys: &[Vec<u8>], options: &BenchOptions) -> Resu
             .ok_or_else(|| Error::usage(format!("no band {band}")))?;
         match t.shape.as_slice() {
             [h, w] => shapes.push((*h, *w)),
-            other => return Err(Error::usage(format!(
+            other => {
+                return Err(Error::usage(format!(
                 "band {band} has shape {other:?}; batches need 2-D bands; pick others with --bands"
-            ))),
+            )))
+            }
         }
     }
     if shapes.iter().all(|s| *s == shapes[0]) {
@@ -416,7 +418,7 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
     let spec = BatchSpec {
         bands: bands.clone(),
         size,
-        resample: Resample::Nearest,
+        resample: Resample::NearestAny,
         mean: None,
         std: None,
     };

@@ -11,6 +11,7 @@ pub mod lmdb;
 pub mod progress;
 pub mod reader;
 pub mod record;
+pub mod select;
 pub mod spec;
 
 pub use convert::{convert_dataset, ConvertOptions, Summary};

@@ -353,13 +353,14 @@ fn fill_record<T: Sample>(
                 scratch.narrow.resize(h * w, T::default());
                 convert_into(t.dtype, bytes, 0.0, 1.0, as_uninit_mut(&mut scratch.narrow))?;
                 scratch.bilinear.plan((h, w), (oh, ow), align_corners);
-                scratch.bilinear.resample(&scratch.narrow, plane, |v| {
-                    if mean.to_bits() == 0 && inv_std == 1.0 {
-                        v
-                    } else {
+                // Two instantiations, so that the identity's loop has no normalisation in it.
+                if mean.to_bits() == 0 && inv_std == 1.0 {
+                    scratch.bilinear.resample(&scratch.narrow, plane, |v| v);
+                } else {
+                    scratch.bilinear.resample(&scratch.narrow, plane, |v: T| {
                         T::from_f64((v.to_f64() - mean) * inv_std)
-                    }
-                });
+                    });
+                }
             }
         }
     }

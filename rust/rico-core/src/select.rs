@@ -54,3 +54,18 @@ pub fn select_keys(db: &Database, selection: &Selection) -> Result<Vec<Vec<u8>>>
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Selection;
+
+    #[test]
+    fn prefix_matches_the_start_of_keys() {
+        let s = Selection {
+            prefix: Some(b"S2".to_vec()),
+            bands: vec![],
+        };
+        assert!(s.wants(b"S2A_1") && !s.wants(b"S1A_1") && !s.wants(b"S"));
+        assert!(Selection::default().wants(b"anything"));
+    }
+}

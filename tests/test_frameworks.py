@@ -347,3 +347,28 @@ def test_as_tensor_gives_computable_private_tensors(ben_db):
     assert f.dtype == torch.float32 and f.numpy().tobytes() == view.astype(np.float32).tobytes()
     s1 = ds[ds.keys(bands=["VV"])[0]]["VV"]
     assert rico.torch.as_tensor(s1).dtype == torch.float32
+
+
+def test_dataloader_batches_come_from_one_rust_batch(ben_db):
+    from rico.torch import RicoDataset
+    from torch.utils.data import DataLoader
+
+    keys = rico.open(ben_db).keys(bands=["B02"])
+    labels = {k: ["Forest"] if i % 3 else ["Urban"] for i, k in enumerate(keys)}
+    tds = RicoDataset(ben_db, bands=["B02", "B01"], size=120, labels=labels)
+    whole = rico.open(ben_db).batch(tds.keys, ["B02", "B01"], size=120)
+    got = list(DataLoader(tds, batch_size=10, num_workers=0))
+    assert [len(x) for x, _ in got] == [10, 10, 5]
+    assert torch.cat([x for x, _ in got]).numpy().tobytes() == whole.tobytes()
+    assert torch.cat([y for _, y in got]).numpy().tobytes() == tds.labels.tobytes()
+
+
+def test_docstring_examples_of_the_torch_surface():
+    import doctest
+
+    import rico.loader
+    import rico.torch
+
+    for module in (rico.torch, rico.loader):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

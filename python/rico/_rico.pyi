@@ -105,7 +105,11 @@ class Database:
         self, prefix: Optional[Union[str, bytes]] = None, bands: Optional[list[str]] = None
     ) -> list[Union[str, bytes]]:
         """Keys, sorted, of the records that start with ``prefix`` and hold every band of
-        ``bands`` (headers only); see :meth:`rico.Dataset.keys`."""
+        ``bands`` (headers only); see :meth:`rico.Dataset.keys`.
+
+        >>> db.select_keys(prefix="S2", bands=["B04"])[:1]  # doctest: +SKIP
+        ['S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_0_0']
+        """
     def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
         """``{band: read-only view}``; ``KeyError`` if absent, ``DataError`` if corrupt."""
     def raw(self, key: Union[str, bytes]) -> Optional[bytes]:
@@ -123,7 +127,9 @@ class Database:
         std: Optional[list[float]] = None,
         threads: Optional[int] = None,
     ) -> npt.NDArray[np.floating[Any]]:
-        """An ``(N, C, H, W)`` batch assembled in Rust."""
+        """An ``(N, C, H, W)`` batch assembled in Rust; ``resample`` is ``"nearest"`` (whole
+        factors), ``"nearest-any"``, ``"bilinear"`` (torch's ``align_corners=True``) or
+        ``"bilinear-half-pixel"`` (``align_corners=False``); see :meth:`rico.Dataset.batch`."""
 
 class Prefetcher:
     """Batches assembled ahead by a Rust thread; iterate to receive them in order."""

@@ -298,7 +298,7 @@ class RicoDataset(torch.utils.data.Dataset):
         if isinstance(index, slice):
             return True, list(range(n)[index])
         if isinstance(index, torch.Tensor):
-            index = index.numpy() if index.ndim else index.item()
+            index = index.cpu().numpy() if index.ndim else index.item()
         if isinstance(index, np.ndarray) and index.ndim == 0:
             index = index.item()
         if isinstance(index, (bool, np.bool_)):
@@ -323,6 +323,14 @@ class RicoDataset(torch.utils.data.Dataset):
         if not -n <= i < n:
             raise IndexError(f"index {i} is out of range for {n} records")
         return i + n if i < 0 else i
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        """The samples of ``indices`` as a list, all assembled in one Rust batch: what
+        ``DataLoader``'s automatic batching asks for (it then collates them)."""
+        item = self[list(indices)]
+        if isinstance(item, tuple):
+            return list(zip(item[0], item[1]))
+        return list(item)
 
     def __getitem__(self, index: Any) -> Any:
         many, positions = self._positions(index)

@@ -17,6 +17,10 @@
 //! The fused multiply-adds are those torch's x86-64 build (compiled with FMA contraction) runs;
 //! here they are `mul_add`, compiled to the FMA instruction where the CPU has it (checked at run
 //! time) and exact in software elsewhere.
+//!
+//! torch itself sends a 3-channel tensor under `torch.set_num_threads(1)` to the four-weight
+//! kernel at any size (up to 3 ulp from its own result for the same bands with 4 channels);
+//! this module follows the choice torch makes for a band on its own, as ConfigILM calls it.
 
 use std::mem::MaybeUninit;
 use std::ops::{Add, Div, Mul, Sub};

@@ -251,33 +251,21 @@ def test_torch_loader_ranks_and_labels(ben_db):
     assert len(seen) == len(set(seen)) == len(keys) // 3 * 3
 
 
-def _rank_worker(rank: int, world: int, init: str, db: str, out: str) -> None:
-    import json
-
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        loader = rico.torch.Loader(db, bands=["B02"], batch_size=4, seed=9)
-        seen = [int(i) for i in loader.loader.indices()]
-        batches = sum(1 for _ in loader)
-        Path(out, f"{rank}.json").write_text(
-            json.dumps([loader.loader.rank, loader.loader.world_size, seen, batches])
-        )
-    finally:
-        dist.destroy_process_group()
-
-
 def test_torch_loader_takes_rank_from_torch_distributed(ben_db, tmp_path):
     import json
-
-    import torch.multiprocessing as mp
+    import subprocess
+    import sys
 
     world = 2
     init = f"file://{tmp_path / 'pg'}"
-    # fork: the children need not import this module (and torch) again.
-    args = (world, init, str(ben_db), str(tmp_path))
-    mp.start_processes(_rank_worker, args=args, nprocs=world, start_method="fork")
+    worker = Path(__file__).with_name("rank_worker.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(r), str(world), init, str(ben_db), str(tmp_path)]
+        )
+        for r in range(world)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * world
     results = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(world)]
     n = len(rico.open(ben_db).keys(bands=["B02"]))
     assert [r[:2] for r in results] == [[0, 2], [1, 2]]

@@ -310,11 +310,9 @@ fn batch_layout(db: &Database, keys: &[Vec<u8>], options: &BenchOptions) -> Resu
             .ok_or_else(|| Error::usage(format!("no band {band}")))?;
         match t.shape.as_slice() {
             [h, w] => shapes.push((*h, *w)),
-            other => {
-                return Err(Error::usage(format!(
+            other => return Err(Error::usage(format!(
                 "band {band} has shape {other:?}; batches need 2-D bands; pick others with --bands"
-            )))
-            }
+            ))),
         }
     }
     if shapes.iter().all(|s| *s == shapes[0]) {

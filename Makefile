@@ -41,6 +41,7 @@ test: build test-rust test-python
 bench: build
 	$(PY) -m pytest -q benches --benchmark-enable --benchmark-only
 	$(PY) benches/compare.py
+	$(PY) benches/bench_bilinear.py
 
 clean:
 	rm -rf $(VENV) target demo-out dist

@@ -219,3 +219,18 @@ from .dataset import Dataset, bench, info, open  # noqa: E402
 from .loader import Loader, load_labels  # noqa: E402
 
 __all__ += ["Dataset", "Loader", "bench", "info", "load_labels", "open"]
+
+
+def __getattr__(name: str) -> object:
+    # `rico.torch` without an explicit import, when torch is installed (imported on first use:
+    # `import rico` stays light).
+    if name == "torch":
+        import importlib
+
+        try:
+            return importlib.import_module(".torch", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            raise AttributeError("rico.torch needs PyTorch: pip install torch") from e
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -160,6 +160,15 @@ class Database:
     def __contains__(self, key: Union[str, bytes], /) -> bool: ...
     def keys(self) -> list[Union[str, bytes]]:
         """Every key, sorted; str where the key is UTF-8."""
+    def select_keys(
+        self, prefix: Optional[Union[str, bytes]] = None, bands: Optional[list[str]] = None
+    ) -> list[Union[str, bytes]]:
+        """Keys, sorted, of the records that start with ``prefix`` and hold every band of
+        ``bands`` (headers only); see :meth:`rico.Dataset.keys`.
+
+        >>> db.select_keys(prefix="S2", bands=["B04"])[:1]  # doctest: +SKIP
+        ['S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_0_0']
+        """
     def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
         """``{band: read-only view}``; ``KeyError`` if absent, ``DataError`` if corrupt."""
     def raw(self, key: Union[str, bytes]) -> Optional[bytes]:
@@ -178,7 +187,9 @@ class Database:
         threads: Optional[int] = None,
         out: Optional[npt.NDArray[np.floating[Any]]] = None,
     ) -> npt.NDArray[np.floating[Any]]:
-        """An ``(N, C, H, W)`` batch assembled in Rust (into ``out`` when given)."""
+        """An ``(N, C, H, W)`` batch assembled in Rust (into ``out`` when given); ``resample`` is ``"nearest"`` (whole
+        factors), ``"nearest-any"``, ``"bilinear"`` (torch's ``align_corners=True``) or
+        ``"bilinear-half-pixel"`` (``align_corners=False``); see :meth:`rico.Dataset.batch`."""
 
 @final
 class Prefetcher:

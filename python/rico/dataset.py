@@ -24,7 +24,8 @@ class Dataset:
     >>> with rico.open("BigEarthNet.lmdb") as ds:  # doctest: +SKIP
     ...     print(len(ds), ds.keys()[0])
     ...     bands = ds[ds.keys()[0]]
-    ...     x = ds.batch(ds.keys()[:32], ["B04", "B03", "B02"], size=120)
+    ...     s2 = ds.keys(bands=["B04", "B03", "B02"])  # the records that hold these bands
+    ...     x = ds.batch(s2[:32], ["B04", "B03", "B02"], size=120)
     """
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
@@ -77,11 +78,25 @@ class Dataset:
             return False
         return key in self.db
 
-    def keys(self) -> list[Key]:
-        """Every key, sorted (as LMDB orders them: by UTF-8 bytes)."""
-        if self._keys is None:
-            self._keys = self.db.keys()
-        return list(self._keys)
+    def keys(
+        self, bands: Optional[Sequence[str]] = None, prefix: Optional[Key] = None
+    ) -> list[Key]:
+        """Keys, sorted (as LMDB orders them: by UTF-8 bytes): every key, or only those of the
+        records that hold all of ``bands`` and start with ``prefix``.
+
+        The selection reads only the records' headers, in Rust (a BigEarthNet database mixes
+        Sentinel-1 records, Sentinel-2 records and reference maps).
+
+        >>> s2 = ds.keys(bands=["B04", "B03", "B02"])  # doctest: +SKIP
+        >>> s1 = ds.keys(prefix="S1")  # doctest: +SKIP
+        """
+        if bands is None and prefix is None:
+            if self._keys is None:
+                self._keys = self.db.keys()
+            return list(self._keys)
+        if isinstance(bands, str):
+            bands = [bands]
+        return self.db.select_keys(prefix, None if bands is None else [str(b) for b in bands])
 
     def __iter__(self) -> Iterator[Key]:
         return iter(self.keys())
@@ -124,8 +139,13 @@ class Dataset:
             keys: record keys.
             bands: band names, in channel order.
             size: resample every band to ``size x size``; without it all bands must share a shape.
-            resample: ``"nearest"`` (for integer factors f: ``a.repeat(f, 0).repeat(f, 1)``) or
-                ``"bilinear"`` (``torch.nn.functional.interpolate(mode="bilinear", align_corners=True)``).
+            resample: ``"nearest"`` (whole factors only; upsampling by f is
+                ``a.repeat(f, 0).repeat(f, 1)``), ``"nearest-any"`` (any ratio:
+                ``out[y] = in[floor(y * h / H)]``), ``"bilinear"`` (equal to
+                ``torch.nn.functional.interpolate(mode="bilinear", align_corners=True)`` on
+                float32, ConfigILM's BigEarthNet upsampling) or ``"bilinear-half-pixel"``
+                (the same with ``align_corners=False``). Bilinear resamples in the batch's
+                dtype, then normalises.
             dtype: ``"float32"`` or ``"float64"``.
             mean, std: per band; the batch holds ``(value - mean) / std``.
             threads: threads to use (default: one per core).

@@ -15,25 +15,40 @@ from .dataset import Dataset, Key
 Labels = Union[Mapping[str, Sequence[str]], str, "os.PathLike[str]"]
 
 
-def load_labels(labels: Labels, keys: Sequence[Key]) -> tuple[list[str], np.ndarray]:
+def load_labels(
+    labels: Labels, keys: Sequence[Key], classes: Optional[Sequence[str]] = None
+) -> tuple[list[str], np.ndarray]:
     """Multi-hot labels of ``keys`` and the class order.
 
     ``labels`` is a mapping ``key -> [label, ...]`` (classes: the sorted union of the names) or
     the path of a table (CSV, or Parquet with pandas): first column the key, then one 0/1
     column per class (classes: the column order), as rico writes beside a database.
+    ``classes`` fixes the columns and their order instead (e.g. BigEarthNet's 19 classes even
+    when a subset holds only 18 of them); a label outside it raises ``ValueError``.
     A key without labels raises ``KeyError`` naming it: labels are never guessed.
+
+    >>> names, y = load_labels({"a": ["Forest"], "b": []}, ["a", "b"], classes=["Urban", "Forest"])
+    >>> names, y.tolist()
+    (['Urban', 'Forest'], [[0.0, 1.0], [0.0, 0.0]])
     """
     str_keys = [k.decode() if isinstance(k, bytes) else k for k in keys]
+    fixed = None if classes is None else [str(c) for c in classes]
+    if fixed is not None and len(set(fixed)) != len(fixed):
+        raise ValueError(f"classes has duplicates: {fixed}")
     if isinstance(labels, Mapping):
-        classes = sorted({name for names in labels.values() for name in names})
-        index = {c: i for i, c in enumerate(classes)}
-        out = np.zeros((len(str_keys), len(classes)), dtype=np.float32)
+        names = fixed or sorted({name for names in labels.values() for name in names})
+        index = {c: i for i, c in enumerate(names)}
+        out = np.zeros((len(str_keys), len(names)), dtype=np.float32)
         for row, key in enumerate(str_keys):
             if key not in labels:
                 raise KeyError(f"no labels for key {key!r} in the labels mapping")
             for name in labels[key]:
+                if name not in index:
+                    raise ValueError(
+                        f"key {key!r} has label {name!r}, which is not in classes; add it there"
+                    )
                 out[row, index[name]] = 1.0
-        return classes, out
+        return names, out
     path = os.fspath(labels)
     if path.endswith(".parquet"):
         import pandas as pd  # optional: only for Parquet tables
@@ -52,17 +67,28 @@ def load_labels(labels: Labels, keys: Sequence[Key]) -> tuple[list[str], np.ndar
         if key not in rows:
             raise KeyError(f"no labels for key {key!r} in {path}")
         out[row] = rows[key]
+    if fixed is not None:
+        missing = [c for c in fixed if c not in classes]
+        if missing:
+            raise ValueError(f"classes {missing} are not columns of {path}; its columns: {classes}")
+        out = out[:, [classes.index(c) for c in fixed]]
+        classes = fixed
     return classes, out
 
 
 class Loader:
     """Iterate over batches of a :class:`Dataset`, assembled and prefetched by Rust threads.
 
-    Each epoch's order depends only on ``seed`` and the epoch (:meth:`set_epoch`); with
+    ``bands`` default to the first record's, ``keys`` to the records that hold all ``bands``
+    (a BigEarthNet database mixes Sentinel-1, Sentinel-2 and reference-map records).
+
+    Each epoch's order depends only on ``seed`` and the epoch. Each iteration advances the
+    epoch by one on its own; :meth:`set_epoch` sets the next iteration's epoch instead. With
     ``world_size`` ranks each rank gets a disjoint part of equal size (the shuffled key list
     is cut to a multiple of ``world_size``, then rank r takes every world_size-th key from r).
 
-    With ``labels`` it yields ``(images, multi_hot)``; ``loader.classes`` gives the column order.
+    With ``labels`` it yields ``(images, multi_hot)``; ``loader.classes`` gives the column order
+    (``classes=`` fixes it). For torch tensors, see :class:`rico.torch.Loader`.
 
     Batches are written into a ring of ``keep + 1 + prefetch`` reused, 64-byte aligned buffers
     (no fresh memory per batch, so large batches are as fast per sample as small ones; and
@@ -98,6 +124,7 @@ class Loader:
         dtype: str = "float32",
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
+        classes: Optional[Sequence[str]] = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -106,8 +133,8 @@ class Loader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.ds = ds
-        self.keys = list(keys) if keys is not None else ds.keys()
         self.bands = list(bands) if bands is not None else ds.bands()
+        self.keys = list(keys) if keys is not None else ds.keys(bands=self.bands)
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.drop_last, self.threads, self.prefetch = drop_last, threads, prefetch
         self.keep = keep
@@ -120,14 +147,17 @@ class Loader:
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
         self.epoch = 0
+        self._epoch_set, self._iterated = False, False
         self.classes: Optional[list[str]] = None
         self._labels: Optional[np.ndarray] = None
         if labels is not None:
-            self.classes, self._labels = load_labels(labels, self.keys)
+            self.classes, self._labels = load_labels(labels, self.keys, classes=classes)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that seeds the next iteration's shuffle."""
+        """Set the epoch that seeds the next iteration's shuffle (without it, each iteration
+        takes the epoch after the last one)."""
         self.epoch = epoch
+        self._epoch_set = True
 
     def indices(self) -> np.ndarray:
         """Positions in ``keys`` this rank visits this epoch, in order."""
@@ -145,7 +175,15 @@ class Loader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-        idx = self.indices()
+        # The epoch is chosen when iteration starts: the one set, else the one after the last.
+        if self._iterated and not self._epoch_set:
+            self.epoch += 1
+        self._iterated, self._epoch_set = True, False
+        return self._batches(self.indices())
+
+    def _batches(
+        self, idx: np.ndarray
+    ) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
         cut = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
         groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
         batches = [[self.keys[i] for i in g] for g in groups]

@@ -11,23 +11,38 @@ use safetensors::tensor::Dtype;
 use crate::error::{Error, Result};
 use crate::reader::{parse_record, Database, TensorRef};
 
+mod bilinear;
+
 /// How bands are brought to the batch's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resample {
-    /// `out[y][x] = in[floor(y * h / H)][floor(x * w / W)]`: for integer factors f this is
-    /// numpy's `a.repeat(f, 0).repeat(f, 1)`.
+    /// `out[y][x] = in[y * h / H][x * w / W]` for whole factors (each side a multiple or a
+    /// divisor of the other): for an upsampling factor f this is numpy's
+    /// `a.repeat(f, 0).repeat(f, 1)`. Any other ratio is refused (it would pick source pixels
+    /// unevenly); [`Resample::NearestAny`] accepts it.
     Nearest,
-    /// Bilinear with `align_corners=True`, as `torch.nn.functional.interpolate` computes it.
-    Bilinear,
+    /// The same formula, `floor(y * h / H)`, for any ratio (`"nearest-any"`).
+    NearestAny,
+    /// Bilinear as `torch.nn.functional.interpolate(mode="bilinear")` computes it on CPU, to
+    /// within 1 ulp (in practice bit for bit), with `align_corners` as given: `true` is
+    /// `"bilinear"` (ConfigILM's BigEarthNet convention), `false` is `"bilinear-half-pixel"`.
+    Bilinear { align_corners: bool },
 }
 
 impl Resample {
     pub fn parse(name: &str) -> Result<Resample> {
         match name {
             "nearest" => Ok(Resample::Nearest),
-            "bilinear" => Ok(Resample::Bilinear),
+            "nearest-any" => Ok(Resample::NearestAny),
+            "bilinear" => Ok(Resample::Bilinear {
+                align_corners: true,
+            }),
+            "bilinear-half-pixel" => Ok(Resample::Bilinear {
+                align_corners: false,
+            }),
             other => Err(Error::usage(format!(
-                "unknown resample {other:?}; use \"nearest\" or \"bilinear\""
+                "unknown resample {other:?}; use \"nearest\", \"nearest-any\", \"bilinear\" \
+                 (torch's align_corners=True) or \"bilinear-half-pixel\" (align_corners=False)"
             ))),
         }
     }
@@ -82,19 +97,28 @@ impl BatchSpec {
 }
 
 /// A float type a batch is assembled into.
-pub trait Sample: Copy + Send + Sync + Default + 'static {
+pub trait Sample: bilinear::Float + Default {
     fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
 }
 impl Sample for f32 {
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
 }
 impl Sample for f64 {
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
     }
 }
 
@@ -143,14 +167,6 @@ fn shape2(t: &TensorRef, key: &[u8]) -> Result<(usize, usize)> {
             key_str(key)
         ))),
     }
-}
-
-/// Converts a band's little-endian bytes to f64 values.
-fn to_f64(dtype: Dtype, bytes: &[u8], out: &mut Vec<f64>) -> Result<()> {
-    let n = bytes.len() * 8 / dtype.bitsize().max(8);
-    out.clear();
-    out.resize(n, 0.0);
-    convert_into(dtype, bytes, 0.0, 1.0, as_uninit_mut(out))
 }
 
 /// Views initialised values as possibly uninitialised slots, to be written over.
@@ -234,11 +250,11 @@ fn repeat_each<T: Copy, const F: usize>(row: &mut [MaybeUninit<T>], src: &[T]) {
 
 /// Per-thread buffers of batch assembly, reused from record to record.
 #[derive(Default)]
-struct Scratch<T> {
-    /// A band as f64 (bilinear resampling).
-    wide: Vec<f64>,
-    /// A band normalised, at its own size (nearest resampling).
+struct Scratch<T: Sample> {
+    /// A band at its own size: normalised (nearest) or as is (bilinear).
     narrow: Vec<T>,
+    /// Bilinear: the plan of the last shapes resampled, and its intermediate rows.
+    bilinear: bilinear::Scratch<T>,
 }
 
 /// Fills `out` (one record: C x H x W) from the record `key`. On success every slot of `out` has
@@ -279,7 +295,16 @@ fn fill_record<T: Sample>(
             continue;
         }
         match spec.resample {
-            Resample::Nearest => {
+            Resample::Nearest | Resample::NearestAny => {
+                if spec.resample == Resample::Nearest && !(whole(h, oh) && whole(w, ow)) {
+                    return Err(Error::usage(format!(
+                        "band {band} of record {:?} is {h}x{w}: nearest resampling to {oh}x{ow} \
+                         is not a whole factor and would pick source pixels unevenly; pass a size \
+                         that is a multiple or divisor of {h}x{w}, resample=\"bilinear\", or \
+                         resample=\"nearest-any\" to accept uneven nearest resampling",
+                        key_str(key)
+                    )));
+                }
                 // Normalise each source pixel once, then gather: output rows that come from the
                 // same source row (all but one in f for an integer factor f) are plain copies.
                 // convert_into overwrites every element: no need to clear.
@@ -322,41 +347,30 @@ fn fill_record<T: Sample>(
                     previous = sy;
                 }
             }
-            Resample::Bilinear => {
-                let scratch = &mut scratch.wide;
-                to_f64(t.dtype, bytes, scratch)?;
-                let norm = |v: f64| T::from_f64((v - mean) * inv_std);
-                let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f64)> {
-                    let scale = if n_out > 1 {
-                        (n_in as f64 - 1.0) / (n_out as f64 - 1.0)
-                    } else {
-                        0.0
-                    };
-                    (0..n_out)
-                        .map(|i| {
-                            let src = scale * i as f64;
-                            let i0 = (src.floor() as usize).min(n_in - 1);
-                            let i1 = (i0 + 1).min(n_in - 1);
-                            (i0, i1, src - i0 as f64)
-                        })
-                        .collect()
-                };
-                let xs = axis(w, ow);
-                let ys = axis(h, oh);
-                // oh rows of ow slots, ys has oh entries and xs ow: every slot is written.
-                for (row, &(y0, y1, wy)) in plane.chunks_exact_mut(ow).zip(&ys) {
-                    let r0 = &scratch[y0 * w..][..w];
-                    let r1 = &scratch[y1 * w..][..w];
-                    for (o, &(x0, x1, wx)) in row.iter_mut().zip(&xs) {
-                        let top = (1.0 - wx) * r0[x0] + wx * r0[x1];
-                        let bottom = (1.0 - wx) * r1[x0] + wx * r1[x1];
-                        o.write(norm((1.0 - wy) * top + wy * bottom));
-                    }
+            Resample::Bilinear { align_corners } => {
+                // Resampled in T's own precision (float32 as torch computes float32), then
+                // normalised: the order ConfigILM applies (interpolate, then normalise).
+                scratch.narrow.resize(h * w, T::default());
+                convert_into(t.dtype, bytes, 0.0, 1.0, as_uninit_mut(&mut scratch.narrow))?;
+                scratch.bilinear.plan((h, w), (oh, ow), align_corners);
+                // Two instantiations, so that the identity's loop has no normalisation in it.
+                if mean.to_bits() == 0 && inv_std == 1.0 {
+                    scratch.bilinear.resample(&scratch.narrow, plane, |v| v);
+                } else {
+                    scratch.bilinear.resample(&scratch.narrow, plane, |v: T| {
+                        T::from_f64((v.to_f64() - mean) * inv_std)
+                    });
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Whether nearest resampling from `n_in` to `n_out` takes every source pixel equally often.
+fn whole(n_in: usize, n_out: usize) -> bool {
+    // rem_euclid: `is_multiple_of` is newer than the crate's minimum Rust version.
+    n_out.rem_euclid(n_in) == 0 || n_in.rem_euclid(n_out) == 0
 }
 
 /// A pool of `threads` threads, shared by every batch of this process asking for that many.

@@ -433,7 +433,7 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
     let spec = BatchSpec {
         bands: bands.clone(),
         size,
-        resample: Resample::Nearest,
+        resample: Resample::NearestAny,
         mean: None,
         std: None,
     };

@@ -13,6 +13,7 @@ pub mod planning;
 pub mod progress;
 pub mod reader;
 pub mod record;
+pub mod select;
 pub mod sharding;
 pub mod spec;
 pub mod verify;

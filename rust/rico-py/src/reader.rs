@@ -200,6 +200,33 @@ impl Database {
         Ok(list)
     }
 
+    /// Keys (sorted) of the records that start with `prefix` and hold every band of `bands`;
+    /// see `rico.Dataset.keys`.
+    #[pyo3(signature = (prefix=None, bands=None))]
+    fn select_keys<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Option<Bound<'py, PyAny>>,
+        bands: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let selection = rico_core::select::Selection {
+            prefix: prefix.as_ref().map(key_bytes).transpose()?,
+            bands: bands.unwrap_or_default(),
+        };
+        let db = &*self.inner;
+        let keys = py
+            .allow_threads(|| rico_core::select::select_keys(db, &selection))
+            .map_err(to_py_err)?;
+        let list = PyList::empty(py);
+        for k in keys {
+            match String::from_utf8(k) {
+                Ok(s) => list.append(s)?,
+                Err(e) => list.append(PyBytes::new(py, e.as_bytes()))?,
+            }
+        }
+        Ok(list)
+    }
+
     /// `{band: read-only view}` of the record `key`; KeyError if there is none.
     fn record<'py>(
         &self,

@@ -215,3 +215,6 @@ from .dataset import Dataset, bench, info, open  # noqa: E402
 from .loader import Loader, load_labels  # noqa: E402
 
 __all__ += ["Dataset", "Loader", "bench", "info", "load_labels", "open"]
+from .bigearthnet import BigEarthNet, stats  # noqa: E402
+
+__all__ += ["BigEarthNet", "stats"]

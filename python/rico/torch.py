@@ -84,3 +84,6 @@ class RicoDataset(torch.utils.data.Dataset):
             return images
         y = torch.from_numpy(self.labels[positions] if many else self.labels[positions[0]])
         return images, y
+
+
+from ._torch_bigearthnet import BigEarthNet  # noqa: E402, F401

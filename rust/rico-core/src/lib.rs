@@ -12,6 +12,7 @@ pub mod progress;
 pub mod reader;
 pub mod record;
 pub mod spec;
+pub mod stats;
 
 pub use convert::{convert_dataset, ConvertOptions, Summary};
 pub use error::{Error, ErrorKind, Result};

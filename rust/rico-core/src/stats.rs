@@ -110,6 +110,11 @@ impl Acc {
         if n_b == 0 {
             return;
         }
+        if self.f_n == 0 {
+            // Taken as they are: the update below would round an exact integer mean.
+            (self.f_n, self.f_mean, self.f_m2) = (n_b, mean_b, m2_b);
+            return;
+        }
         let n = self.f_n + n_b;
         let (na, nb, nn) = (self.f_n as f64, n_b as f64, n as f64);
         let delta = mean_b - self.f_mean;

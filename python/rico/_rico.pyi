@@ -88,6 +88,23 @@ def bench(
 ) -> dict[str, Any]:
     """Records/s and MB/s of sequential and random record reads and of batches; see :func:`rico.bench`."""
 
+def stats(
+    path: Union[str, PathLike[str]],
+    bands: list[str],
+    keys: Optional[list[str]] = None,
+    size: Optional[int] = None,
+    resample: str = "nearest",
+    threads: Optional[int] = None,
+    out: Optional[Union[str, PathLike[str]]] = None,
+    split: Optional[str] = None,
+) -> dict[str, Any]:
+    """Exact per-band mean and std over ``keys`` (every record when None), as the JSON document
+    ``rico stats`` writes (to ``out`` when given); see :func:`rico.stats`.
+
+    >>> _rico.stats("ben.lmdb", ["B02"])["bands"]["B02"]["mean"]  # doctest: +SKIP
+    438.37...
+    """
+
 class SnapshotOwner:
     """Keeps a database snapshot alive while views point into it (the base of every view)."""
 

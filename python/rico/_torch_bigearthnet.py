@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 
 from .bigearthnet import BigEarthNet as _BigEarthNet
@@ -41,8 +42,8 @@ class BigEarthNet(torch.utils.data.Dataset):
         return len(self.ben)
 
     def __getitem__(self, index: Union[int, Sequence[int]]) -> dict[str, Any]:
-        if isinstance(index, int):
-            sample = self.ben[index]
+        if isinstance(index, (int, np.integer)):
+            sample = self.ben[int(index)]
         else:
             sample = self.ben.batch(list(index), threads=1)
         out: dict[str, Any] = {

@@ -550,7 +550,12 @@ class BigEarthNet:
             return parts[0][1]
         image = np.empty((n, len(self.bands), self.size, self.size), dtype=np.float32)
         for group, x in parts:
-            image[:, [c for c, _ in group]] = x
+            channels = [c for c, _ in group]
+            if channels == list(range(channels[0], channels[-1] + 1)):
+                image[:, channels[0] : channels[-1] + 1] = x  # one strided copy
+            else:
+                for j, c in enumerate(channels):
+                    image[:, c] = x[:, j]
         return image
 
     def _masks(self, rows: list[int], threads: Optional[int]) -> np.ndarray:

@@ -412,3 +412,38 @@ def test_missing_pyarrow_says_how_to_install(ben_data, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(ImportError, match=r"pip install 'rico-eo\[bigearthnet\]'"):
         rico.BigEarthNet(db, metadata=metadata, split="train", bands="S2")
+
+
+def test_stats_after_resampling_equal_the_batches_statistics(ben_data, tmp_path):
+    _, metadata, db = ben_data
+    bands = ["B01", "B05", "VH"]
+    ben = rico.BigEarthNet(db, metadata=metadata, split="test", bands=bands, resample="bilinear")
+    doc = rico.stats(
+        db, bands=bands, metadata=metadata, split="test", size=120, resample="bilinear",
+        out=tmp_path / "bilinear.json",
+    )  # fmt: skip
+    assert (doc["size"], doc["resample"]) == (120, "bilinear")
+    for band in bands:
+        keys = ben.s1_names if band == "VH" else ben.keys
+        values = ben.dataset.batch(
+            keys, [band], size=120, resample="bilinear", dtype="float64"
+        ).ravel()
+        got = doc["bands"][band]
+        assert got["count"] == values.size and got["records"] == len(ben)
+        m = math.fsum(values) / values.size
+        assert math.isclose(got["mean"], m, rel_tol=1e-12)
+        assert math.isclose(
+            got["std"], math.sqrt(math.fsum((values - m) ** 2) / values.size), rel_tol=1e-9
+        )
+    # Nearest upsampling by whole factors repeats every pixel equally: the stored values' figures.
+    nearest = rico.stats(
+        db, bands=["B01"], metadata=metadata, split="test", size=120, out=tmp_path / "n.json"
+    )
+    stored = rico.stats(db, bands=["B01"], metadata=metadata, split="test", out=tmp_path / "s.json")
+    assert nearest["bands"]["B01"]["count"] == 36 * stored["bands"]["B01"]["count"]
+    assert math.isclose(
+        nearest["bands"]["B01"]["mean"], stored["bands"]["B01"]["mean"], rel_tol=1e-14
+    )
+    assert math.isclose(
+        nearest["bands"]["B01"]["std"], stored["bands"]["B01"]["std"], rel_tol=1e-12
+    )

@@ -122,6 +122,23 @@ def bench(
 @final
 class RecordMemory:
     """One record's private copy-on-write memory: the base of that record's views.
+def stats(
+    path: Union[str, PathLike[str]],
+    bands: list[str],
+    keys: Optional[list[str]] = None,
+    size: Optional[int] = None,
+    resample: str = "nearest",
+    threads: Optional[int] = None,
+    out: Optional[Union[str, PathLike[str]]] = None,
+    split: Optional[str] = None,
+) -> dict[str, Any]:
+    """Exact per-band mean and std over ``keys`` (every record when None), as the JSON document
+    ``rico stats`` writes (to ``out`` when given); see :func:`rico.stats`.
+
+    >>> _rico.stats("ben.lmdb", ["B02"])["bands"]["B02"]["mean"]  # doctest: +SKIP
+    438.37...
+    """
+
 
     Writes that go around numpy's read-only flag (``torch.from_numpy``, DLPack) land in
     pages private to this record, never in the database.

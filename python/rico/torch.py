@@ -350,3 +350,6 @@ class RicoDataset(torch.utils.data.Dataset):
             return images
         y = self.labels[positions] if many else self.labels[positions[0]]
         return images, torch.from_numpy(y)
+
+
+from ._torch_bigearthnet import BigEarthNet  # noqa: E402, F401

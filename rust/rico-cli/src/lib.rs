@@ -149,6 +149,7 @@ pub fn command() -> Command {
             .after_help(EXIT_CODES),
     )
     .subcommand(bench_command())
+    .subcommand(stats_command())
     .subcommand({
         let mut verify = Command::new("verify")
             .about("Re-decode the sources and compare with a database record by record: missing, extra, differing")
@@ -229,7 +230,7 @@ where
         }
     })?;
     match matches.subcommand() {
-        Some((name, sub)) if !matches!(name, "info" | "bench" | "verify") => {
+        Some((name, sub)) if !matches!(name, "info" | "bench" | "verify" | "stats") => {
             convert_call(name, sub).map(Some).map_err(|e| {
                 eprintln!("error: {e}");
                 e.kind.exit_code()
@@ -322,6 +323,105 @@ fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
     Ok(())
 }
 
+/// `rico stats`: exact per-band mean and std over a set of records, written as JSON.
+fn stats_command() -> Command {
+    Command::new("stats")
+        .about("Exact per-band mean and standard deviation over a split (or every record), written as JSON beside the database for normalize=")
+        .long_about(
+            "Exact per-band mean and standard deviation (float64, population) over a set of records, \
+             written as JSON beside the database (<DB>.stats.json) for rico.BigEarthNet(normalize=...).\n\n\
+             With --metadata (BigEarthNet's metadata.parquet), the records are those of --split: \
+             S2 bands from patch_id, S1 bands (VV, VH) from s1_name; reading Parquet needs the Python \
+             package (`pip install rico-eo[bigearthnet]`, then the `rico` console script or `python -m rico`). \
+             Without it, --keys FILE (one key per line) or every record; each band is taken from the \
+             records that hold it.",
+        )
+        .arg(Arg::new("path").value_name("DB").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
+        .arg(
+            Arg::new("bands")
+                .long("bands")
+                .value_name("BAND")
+                .num_args(1..)
+                .value_delimiter(',')
+                .required(true)
+                .help("Bands, e.g. --bands B02 B03 B04 VV VH"),
+        )
+        .arg(Arg::new("metadata").long("metadata").value_name("PARQUET").value_parser(value_parser!(PathBuf)).help("BigEarthNet's metadata.parquet: take the records of --split (needs the Python package)"))
+        .arg(Arg::new("split").long("split").value_name("NAME").help("The split (train, validation or val, test); recorded in the JSON"))
+        .arg(Arg::new("include-snow-cloud").long("include-snow-cloud").action(ArgAction::SetTrue).help("With --metadata: keep patches marked as seasonal snow or cloud/shadow (left out by default, as recommended)"))
+        .arg(Arg::new("keys").long("keys").value_name("FILE").value_parser(value_parser!(PathBuf)).conflicts_with("metadata").help("Text file of record keys, one per line (default: every record)"))
+        .arg(Arg::new("size").long("size").value_name("S").value_parser(value_parser!(usize)).help("Resample every band to SxS first, as batches do (default: the stored values; nearest upsampling by whole factors gives the same figures)"))
+        .arg(Arg::new("resample").long("resample").value_name("MODE").default_value("nearest").help("nearest or bilinear (with --size)"))
+        .arg(Arg::new("out").long("out").short('o').value_name("FILE").value_parser(value_parser!(PathBuf)).help("Where to write the JSON (default: <DB>.stats.json beside the database)"))
+        .arg(
+            Arg::new("threads")
+                .long("threads")
+                .short('t')
+                .value_name("N")
+                .value_parser(value_parser!(usize))
+                .help("Reader threads (default: one per core)"),
+        )
+        .after_help(EXIT_CODES)
+}
+
+fn run_stats(matches: &ArgMatches) -> Result<(), Error> {
+    if matches.get_one::<PathBuf>("metadata").is_some() {
+        return Err(Error::usage("--metadata reads a Parquet table, which the binary cannot")
+            .hint("install the Python package (`pip install rico-eo[bigearthnet]`) and run `python -m rico stats ...` with the same options"));
+    }
+    let path = matches
+        .get_one::<PathBuf>("path")
+        .cloned()
+        .unwrap_or_default();
+    let keys = match matches.get_one::<PathBuf>("keys") {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::usage(format!("cannot read the key list: {e}")).at(file))?;
+            Some(
+                text.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.as_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let options = rico_core::stats::StatsOptions {
+        bands: matches
+            .get_many::<String>("bands")
+            .map(|b| b.cloned().collect())
+            .unwrap_or_default(),
+        size: matches.get_one::<usize>("size").copied(),
+        resample: rico_core::batch::Resample::parse(
+            matches
+                .get_one::<String>("resample")
+                .map_or("nearest", |s| s.as_str()),
+        )?,
+        threads: matches.get_one::<usize>("threads").copied(),
+    };
+    let db = rico_core::reader::Database::open(&path)?;
+    let stats = rico_core::stats::compute(&db, keys.as_deref(), &options)?;
+    let split = matches.get_one::<String>("split").map(|s| s.as_str());
+    let doc = rico_core::stats::to_json(&path, &stats, &options, split);
+    let out = matches
+        .get_one::<PathBuf>("out")
+        .cloned()
+        .unwrap_or_else(|| rico_core::stats::default_path(&path));
+    rico_core::stats::write_json(&out, &doc)?;
+    println!(
+        "{:<6} {:>14} {:>14} {:>14}",
+        "band", "mean", "std", "pixels"
+    );
+    for s in &stats {
+        println!(
+            "{:<6} {:>14.6} {:>14.6} {:>14}",
+            s.band, s.mean, s.std, s.count
+        );
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn run_info(matches: &ArgMatches) -> Result<(), Error> {
     let path = matches
         .get_one::<PathBuf>("path")
@@ -369,6 +469,7 @@ where
     let result = match name {
         "info" => run_info(sub),
         "bench" => run_bench(sub),
+        "stats" => run_stats(sub),
         "verify" => match run_verify(sub) {
             Ok(true) => Ok(()),
             Ok(false) => return 1,

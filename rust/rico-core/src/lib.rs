@@ -16,6 +16,7 @@ pub mod record;
 pub mod select;
 pub mod sharding;
 pub mod spec;
+pub mod stats;
 pub mod verify;
 
 pub use convert::{convert_dataset, ConvertOptions, Summary};

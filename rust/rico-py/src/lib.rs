@@ -321,6 +321,43 @@ fn datasets(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(out)
 }
 
+/// Exact per-band mean and std over `keys` (every record when None); writes the JSON document
+/// to `out` when given and returns it as a dict.
+#[pyfunction]
+#[pyo3(signature = (path, bands, keys=None, size=None, resample="nearest", threads=None, out=None, split=None))]
+#[allow(clippy::too_many_arguments)]
+fn stats<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    bands: Vec<String>,
+    keys: Option<Vec<String>>,
+    size: Option<usize>,
+    resample: &str,
+    threads: Option<usize>,
+    out: Option<PathBuf>,
+    split: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = rico_core::stats::StatsOptions {
+        bands,
+        size,
+        resample: rico_core::batch::Resample::parse(resample).map_err(to_py_err)?,
+        threads,
+    };
+    let keys: Option<Vec<Vec<u8>>> = keys.map(|k| k.into_iter().map(String::into_bytes).collect());
+    let doc = py
+        .allow_threads(|| {
+            let db = rico_core::reader::Database::open(&path)?;
+            let stats = rico_core::stats::compute(&db, keys.as_deref(), &options)?;
+            let doc = rico_core::stats::to_json(&path, &stats, &options, split.as_deref());
+            if let Some(out) = &out {
+                rico_core::stats::write_json(out, &doc)?;
+            }
+            Ok(doc)
+        })
+        .map_err(to_py_err)?;
+    py.import("json")?.call_method1("loads", (doc.to_string(),))
+}
+
 /// Runs the `rico` command line with `argv` (program name first); returns the exit code.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -349,5 +386,6 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(datasets, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(reader::bench, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
     Ok(())
 }

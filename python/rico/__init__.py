@@ -234,6 +234,8 @@ def __getattr__(name: str) -> object:
                 raise
             raise AttributeError("rico.torch needs PyTorch: pip install torch") from e
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 from .bigearthnet import BigEarthNet, stats  # noqa: E402
 
 __all__ += ["BigEarthNet", "stats"]

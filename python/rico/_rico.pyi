@@ -14,16 +14,19 @@ __all__ = [
     "OutputError",
     "Database",
     "Prefetcher",
-    "SnapshotOwner",
+    "RecordMemory",
+    "BatchMemory",
+    "BatchRing",
     "read_raster",
     "convert",
-    "count_patches",
+    "plan_shards",
     "write_manifest",
     "verify",
     "parse_convert",
     "datasets",
     "main",
     "bench",
+    "stats",
 ]
 
 __version__: str
@@ -119,9 +122,6 @@ def bench(
 ) -> dict[str, Any]:
     """Records/s and MB/s of sequential and random record reads and of batches; see :func:`rico.bench`."""
 
-@final
-class RecordMemory:
-    """One record's private copy-on-write memory: the base of that record's views.
 def stats(
     path: Union[str, PathLike[str]],
     bands: list[str],
@@ -139,6 +139,9 @@ def stats(
     438.37...
     """
 
+@final
+class RecordMemory:
+    """One record's private copy-on-write memory: the base of that record's views.
 
     Writes that go around numpy's read-only flag (``torch.from_numpy``, DLPack) land in
     pages private to this record, never in the database.

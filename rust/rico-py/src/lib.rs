@@ -84,6 +84,7 @@ fn read_raster<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one per conversion option, as the Python keywords
 fn options(
     threads: Option<usize>,
     io_depth: Option<usize>,

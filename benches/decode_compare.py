@@ -27,7 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DEFAULT_SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+# The trimmed samples the tests carry; pass --samples (or set RICO_SAMPLES) to a folder of the
+# full-size sample patches for the published figures (Major-TOM at 1068x1068, HySpecNet 128x128).
+DEFAULT_SAMPLES = Path(os.environ.get("RICO_SAMPLES", ROOT / "tests" / "data" / "samples"))
 
 #: (name, what it exercises, glob under the samples folder).
 CASES = [

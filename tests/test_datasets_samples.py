@@ -238,11 +238,15 @@ def test_a_missing_second_source_dir_writes_nothing(name, first, second, samples
         rico.convert(name, tmp_path / "db", **{first[0]: samples / first[1], second: missing})
     assert str(missing) in str(err.value)
     assert not (tmp_path / "db" / "data.mdb").exists()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(rico.UsageError, match="no patch found"):
-        rico.convert(name, tmp_path / "db", **{first[0]: samples / first[1], second: empty})
-    assert not (tmp_path / "db" / "data.mdb").exists()
+    # Sources are walked in the order of their paths: the empty one goes first, then last (after
+    # the other source's records were written).
+    given = tmp_path / "m-first"
+    given.symlink_to(samples / first[1], target_is_directory=True)
+    for empty in (tmp_path / "a-empty", tmp_path / "z-empty"):
+        empty.mkdir()
+        with pytest.raises(rico.UsageError, match="no patch found"):
+            rico.convert(name, tmp_path / "db", **{first[0]: given, second: empty})
+        assert not (tmp_path / "db").exists()
 
 
 def test_ssl4eo_sources_go_into_one_database_in_source_order(samples, tmp_path):

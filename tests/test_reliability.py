@@ -426,10 +426,21 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_path):
+@pytest.fixture(scope="module")
+def long_tree(big_tree, tmp_path_factory) -> Path:
+    """2,000 patches hard-linked from ``big_tree``: a run long enough (seconds, 6,000 records)
+    that Ctrl-C lands well before its end."""
+    from scale import link_tree
+
+    root = tmp_path_factory.mktemp("long")
+    link_tree(big_tree, root, 2000)
+    return root
+
+
+def test_ctrl_c_stops_rico_convert_and_resume_finishes(rico_bin, long_tree, tmp_path):
     target = tmp_path / "db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", INTERRUPTED, str(big_tree), str(target)],
+        [sys.executable, "-c", INTERRUPTED, str(long_tree), str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -441,15 +452,21 @@ def test_ctrl_c_stops_rico_convert_and_resume_finishes(big_tree, clean_run, tmp_
     out, err = proc.communicate(timeout=60)
     assert "interrupted" in out, (out, err)
     assert proc.returncode == 0, err
+    clean = tmp_path / "clean"
+    res = run(rico_bin, "bigearthnet", *all_sources(long_tree), "--target-dir", clean)
+    assert res.returncode == 0, res.stderr
+    clean_run = read_lmdb(clean)
+    assert len(clean_run) == 6000
     partial = read_lmdb(target)
-    assert len(partial) < len(clean_run) and all(clean_run[k] == v for k, v in partial.items())
+    assert 0 < len(partial) < len(clean_run)
+    assert all(clean_run[k] == v for k, v in partial.items())
     rico.convert(
         "bigearthnet",
         target,
         resume=True,
-        bigearthnet_s1_dir=big_tree / "BigEarthNet-S1",
-        bigearthnet_s2_dir=big_tree / "BigEarthNet-S2",
-        bigearthnet_reference_maps_dir=big_tree / "Reference_Maps",
+        bigearthnet_s1_dir=long_tree / "BigEarthNet-S1",
+        bigearthnet_s2_dir=long_tree / "BigEarthNet-S2",
+        bigearthnet_reference_maps_dir=long_tree / "Reference_Maps",
     )
     assert read_lmdb(target) == clean_run
 

@@ -223,10 +223,11 @@ pub fn convert_dataset(
             bar.finish();
             if let (Err(e), true) = (&summary, new_target) {
                 // Planning streams, so a bad source can stop the run after the target was made.
-                // A duplicate key is fixed by other keys (e.g. --key-parents): the records this
-                // run wrote would not fit the next run, so the new target goes. Otherwise it
-                // stays for --resume, unless it is empty.
-                if planning::is_duplicate_key(e) {
+                // A duplicate key is fixed by other keys (e.g. --key-parents) and a usage error
+                // (a source without patches) by other options: the records this run wrote
+                // would not fit the next run, so the new target goes. Otherwise (Ctrl-C, a
+                // full disk) it stays for --resume, unless it is empty.
+                if planning::is_duplicate_key(e) || e.kind == ErrorKind::Usage {
                     remove_target(target);
                 } else {
                     remove_if_empty(target);
@@ -561,7 +562,7 @@ fn run_planner(plan: &Plan<'_>, sender: SyncSender<Result<Planned>>, bar: &Progr
 /// and reads their files on the I/O threads (`io_depth` reads in flight).
 #[allow(clippy::too_many_arguments)]
 fn fetch(
-    planned: Receiver<Result<Planned>>,
+    planned: impl Iterator<Item = Result<Planned>>,
     sender: SyncSender<Result<Fetched>>,
     present: &HashSet<u128>,
     io_pool: &rayon::ThreadPool,
@@ -581,7 +582,7 @@ fn fetch(
     let mut chunk_len = threads
         .max(io_pool.current_num_threads())
         .clamp(1, max_chunk);
-    let mut planned = planned.into_iter();
+    let mut planned = planned;
     let mut done = false;
     while !done {
         let mut chunk: Vec<Patch> = Vec::with_capacity(chunk_len);
@@ -614,11 +615,7 @@ fn fetch(
             }
         }
         if options.cancelled() {
-            failed = Some(
-                Error::output("interrupted")
-                    .at(target)
-                    .hint("run the same command again with --resume (resume=True) to finish it"),
-            );
+            failed = Some(interrupted(target));
         }
         if !chunk.is_empty() {
             let fetched: Fetched = io_pool.install(|| {
@@ -657,6 +654,29 @@ fn write(
     options: &ConvertOptions,
     bar: &Progress,
 ) -> Result<(Summary, HashSet<String>, Vec<(String, labels::Labels)>)> {
+    let (plan_tx, plan_rx) = sync_channel::<Result<Planned>>(1024);
+    std::thread::scope(|scope| {
+        scope.spawn(|| run_planner(plan, plan_tx, bar));
+        // The target is made once the plan has a first patch: a source without patches (or
+        // one that fails before its first) leaves nothing behind.
+        let first = match plan_rx.recv() {
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(first)) => Some(Ok(first)),
+            Err(_) => None,
+        };
+        let planned = first.into_iter().chain(plan_rx);
+        write_planned(planned, target, options, bar)
+    })
+}
+
+/// `write`'s stages once the plan has started: reading, decoding and the single writer.
+#[allow(clippy::type_complexity)]
+fn write_planned(
+    planned: impl Iterator<Item = Result<Planned>> + Send,
+    target: &Path,
+    options: &ConvertOptions,
+    bar: &Progress,
+) -> Result<(Summary, HashSet<String>, Vec<(String, labels::Labels)>)> {
     fs::create_dir_all(target).map_err(|e| {
         Error::output(format!("cannot create the target directory: {e}")).at(target)
     })?;
@@ -686,18 +706,22 @@ fn write(
         .map_err(|e| Error::output(format!("cannot start reader threads: {e}")))?;
     let mut skipped: Vec<(String, String)> = Vec::new();
 
-    let (plan_tx, plan_rx) = sync_channel::<Result<Planned>>(1024);
     let (fetch_tx, fetch_rx) = sync_channel::<Result<Fetched>>(2);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
     let (write_result, fetching) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_records(&env, target, receiver, bar));
-        scope.spawn(|| run_planner(plan, plan_tx, bar));
         let fetcher = scope.spawn(|| {
             fetch(
-                plan_rx, fetch_tx, &present, &io_pool, threads, options, target, bar,
+                planned, fetch_tx, &present, &io_pool, threads, options, target, bar,
             )
         });
         for fetched in fetch_rx {
+            // Ctrl-C stops the run here too, so that what was read ahead is not decoded and
+            // written first: the writer commits what it has and stops.
+            let fetched = match fetched {
+                Ok(_) if options.cancelled() => Err(interrupted(target)),
+                other => other,
+            };
             let fetched = match fetched {
                 Ok(f) => f,
                 Err(e) => {
@@ -774,6 +798,13 @@ fn write(
     ))
 }
 
+/// The error of a run stopped by Ctrl-C (or `cancel`).
+fn interrupted(target: &Path) -> Error {
+    Error::output("interrupted")
+        .at(target)
+        .hint("run the same command again with --resume (resume=True) to finish it")
+}
+
 fn remove_skipped_report(target: &Path) -> Result<()> {
     let path = target.join(SKIPPED_REPORT);
     match fs::remove_file(&path) {
@@ -814,7 +845,7 @@ struct Written {
 fn write_records(
     env: &Env,
     target: &Path,
-    receiver: std::sync::mpsc::Receiver<Vec<Result<Record>>>,
+    receiver: Receiver<Vec<Result<Record>>>,
     bar: &Progress,
 ) -> Result<Written> {
     let mut written = Written::default();

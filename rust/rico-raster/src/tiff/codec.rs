@@ -387,7 +387,10 @@ impl CodeReader for LsbReader<'_> {
 ///
 /// Every LZW string is an earlier string plus one byte, and that byte always follows the earlier
 /// string in the output. So the table stores each code as a (start, length) range of `dst`, and
-/// decoding a code is a copy from earlier output: no per-byte chain walking.
+/// decoding a code is a copy from earlier output: no per-byte chain walking. A literal code's
+/// entry points at the byte's first occurrence in `dst` once it has one, so literals and
+/// strings take the same branch-free copy: on poorly compressible imagery (Major-TOM bands
+/// average under 2 bytes a code) the literal-or-string branch was the loop's main cost.
 ///
 /// `early_change` is 1 for TIFF 6.0 LZW (the code width grows one code early) and 0 for old-style.
 #[inline(never)] // kept apart from the other codecs: fewer registers spilled in its loop
@@ -400,6 +403,8 @@ fn lzw_decode(
     if u32::try_from(dst.len()).is_err() {
         return Err("LZW block over 4 GiB".into()); // table offsets are u32 (half the cache)
     }
+    // Length 0 marks an entry with no string in `dst`: a literal not seen yet, clear, end.
+    table[..LZW_FIRST].fill((0, 0));
     let mut width = 9;
     let mut next = LZW_FIRST;
     let mut grow_at = (1 << width) - early_change;
@@ -410,54 +415,53 @@ fn lzw_decode(
         let Some(code) = reader.read(width) else {
             break;
         }; // no end code: libtiff stops here too
-        let len;
-        if code < LZW_CLEAR {
+        let code = usize::from(code);
+        let (from, len) = if code < next {
+            let (start, length) = table[code % LZW_TABLE_SIZE];
+            (start as usize, length as usize)
+        } else {
+            (0, 0)
+        };
+        let room = dst.len() - out;
+        let len = if len != 0 && len <= 16 && room >= 16 {
+            // A string (or literal) already in the output; short ones dominate: copy a fixed 16
+            // bytes (those past the string are overwritten by the codes that follow).
+            let mut chunk = [0u8; 16];
+            chunk.copy_from_slice(&dst[from..from + 16]);
+            dst[out..out + 16].copy_from_slice(&chunk);
+            len
+        } else if len != 0 {
+            let n = len.min(room);
+            dst.copy_within(from..from + n, out);
+            len
+        } else if code < usize::from(LZW_CLEAR) {
+            // A literal's first occurrence: later ones copy from here.
             dst[out] = code as u8;
-            len = 1;
-        } else if code == LZW_CLEAR {
+            table[code] = (out as u32, 1);
+            1
+        } else if code == usize::from(LZW_CLEAR) {
             next = LZW_FIRST;
             width = 9;
             grow_at = (1 << width) - early_change;
             prev_len = 0;
             continue;
-        } else if code == LZW_END {
+        } else if code == usize::from(LZW_END) {
             break;
+        } else if code == next && prev_len != 0 {
+            // KwKwK: the previous string plus its own first byte. Copy all but the last byte
+            // (`prev_start + prev_len == out`), then that first byte.
+            let len = prev_len + 1;
+            let body = prev_len.min(room);
+            dst.copy_within(prev_start..prev_start + body, out);
+            if len <= room {
+                dst[out + prev_len] = dst[prev_start];
+            }
+            len
         } else {
-            let code = usize::from(code);
-            let from;
-            if code < next {
-                let (start, length) = table[code % LZW_TABLE_SIZE];
-                (from, len) = (start as usize, length as usize);
-            } else if code == next && prev_len != 0 {
-                // KwKwK: the previous string plus its own first byte.
-                (from, len) = (prev_start, prev_len + 1);
-            } else {
-                return Err(format!(
-                    "corrupt LZW code {code} (table has {next}) after {out} bytes"
-                ));
-            }
-            let room = dst.len() - out;
-            if from + len <= out {
-                if len <= 16 && room >= 16 {
-                    // Short strings dominate: copy a fixed 16 bytes (those past the string are
-                    // overwritten by the codes that follow).
-                    let mut chunk = [0u8; 16];
-                    chunk.copy_from_slice(&dst[from..from + 16]);
-                    dst[out..out + 16].copy_from_slice(&chunk);
-                } else {
-                    let n = len.min(room);
-                    dst.copy_within(from..from + n, out);
-                }
-            } else {
-                // KwKwK (`from + len == out + 1`): copy all but the last byte, which is the
-                // string's own first byte.
-                let body = (len - 1).min(room);
-                dst.copy_within(from..from + body, out);
-                if len <= room {
-                    dst[out + len - 1] = dst[from];
-                }
-            }
-        }
+            return Err(format!(
+                "corrupt LZW code {code} (table has {next}) after {out} bytes"
+            ));
+        };
         if prev_len != 0 && next < LZW_TABLE_SIZE {
             // New entry: the previous string plus the first byte of this one, which sits right
             // after it in `dst` (offsets fit in u32, checked above; lengths are <= 4097).

@@ -6,8 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -21,6 +20,7 @@ use crate::labels;
 use crate::lmdb::{Env, LmdbError, PutMode};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
+use crate::reading::{self, FileReaders};
 use crate::record::{self, Band};
 use crate::sharding;
 use crate::spec::{self, FileBands, Patch, Source};
@@ -395,59 +395,9 @@ pub(crate) struct Record {
     source_bytes: u64,
 }
 
-/// Reads a source file. Opens without blocking (a FIFO named like a band file must not hang
-/// the run) and refuses anything that is not a regular file; asks the kernel to read the whole
-/// file ahead (cold disks and network filesystems then fetch it in one go).
-fn read_source_file(path: &Path) -> Result<Vec<u8>> {
-    let cannot = |e: std::io::Error| {
-        Error::data(format!("cannot read file: {e}"))
-            .at(path)
-            .hint("check that the file exists and is readable by this user")
-    };
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    let meta = file.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        let t = meta.file_type();
-        let what = if t.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if t.is_socket() {
-            "a socket"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(Error::data(format!(
-            "this is {what}, not a regular file; rico reads band data only from regular files"
-        ))
-        .at(path)
-        .hint("remove or replace it, or pass --skip-invalid to leave its patch out (listed in rico-skipped.tsv)"));
-    }
-    // SAFETY: a hint on a descriptor this function owns; failure is harmless.
-    unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(cannot)?;
-    Ok(bytes)
-}
-
-/// Reads the files of `patch`, in order.
-fn read_patch(patch: &Patch) -> Result<Vec<Vec<u8>>> {
-    patch
-        .files
-        .iter()
-        .map(|f| read_source_file(&f.path()))
-        .collect()
-}
-
 /// Reads and decodes the files of `patch` and serialises its record.
 pub(crate) fn build_record(patch: &Patch) -> Result<Record> {
-    decode_patch(patch, read_patch(patch)?)
+    decode_patch(patch, reading::read_patch(patch)?)
 }
 
 /// Decodes the files of `patch` (read into `files`) and serialises its record.
@@ -509,7 +459,7 @@ fn decode_patch(patch: &Patch, files: Vec<Vec<u8>>) -> Result<Record> {
 }
 
 /// A chunk of patches with their files read (or the error of reading them).
-type Fetched = Vec<(Patch, Result<Vec<Vec<u8>>>)>;
+pub(crate) type Fetched = Vec<(Patch, Result<Vec<Vec<u8>>>)>;
 
 /// What the reading stage hands back when the run is over.
 #[derive(Default)]
@@ -565,7 +515,7 @@ fn fetch(
     planned: impl Iterator<Item = Result<Planned>>,
     sender: SyncSender<Result<Fetched>>,
     present: &HashSet<u128>,
-    io_pool: &rayon::ThreadPool,
+    readers: FileReaders,
     threads: usize,
     options: &ConvertOptions,
     target: &Path,
@@ -576,12 +526,8 @@ fn fetch(
     // busy. Chunk length adapts to the bytes read per patch so that the chunks in flight stay
     // within a few times CHUNK_BYTES, whether a record is 100 KB (BigEarthNet) or 13 MB
     // (Major-TOM). Output does not depend on it.
-    let max_chunk = (threads * 8)
-        .max(io_pool.current_num_threads())
-        .clamp(8, 256);
-    let mut chunk_len = threads
-        .max(io_pool.current_num_threads())
-        .clamp(1, max_chunk);
+    let max_chunk = (threads * 8).max(readers.count()).clamp(8, 256);
+    let mut chunk_len = threads.max(readers.count()).clamp(1, max_chunk);
     let mut planned = planned;
     let mut done = false;
     while !done {
@@ -618,15 +564,7 @@ fn fetch(
             failed = Some(interrupted(target));
         }
         if !chunk.is_empty() {
-            let fetched: Fetched = io_pool.install(|| {
-                chunk
-                    .into_par_iter()
-                    .map(|patch| {
-                        let files = read_patch(&patch);
-                        (patch, files)
-                    })
-                    .collect()
-            });
+            let fetched = readers.read_chunk(chunk);
             let bytes: usize = fetched
                 .iter()
                 .map(|(_, r)| r.as_ref().map_or(0, |f| f.iter().map(Vec::len).sum()))
@@ -699,20 +637,16 @@ fn write_planned(
         .thread_name(|i| format!("rico-decode-{i}"))
         .build()
         .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
-    let io_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.io_depth.unwrap_or(DEFAULT_IO_DEPTH).max(1))
-        .thread_name(|i| format!("rico-read-{i}"))
-        .build()
-        .map_err(|e| Error::output(format!("cannot start reader threads: {e}")))?;
     let mut skipped: Vec<(String, String)> = Vec::new();
 
     let (fetch_tx, fetch_rx) = sync_channel::<Result<Fetched>>(2);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
     let (write_result, fetching) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_records(&env, target, receiver, bar));
+        let readers = FileReaders::start(options.io_depth.unwrap_or(DEFAULT_IO_DEPTH));
         let fetcher = scope.spawn(|| {
             fetch(
-                planned, fetch_tx, &present, &io_pool, threads, options, target, bar,
+                planned, fetch_tx, &present, readers, threads, options, target, bar,
             )
         });
         for fetched in fetch_rx {
@@ -977,23 +911,6 @@ fn try_commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fifo_is_refused_by_name_without_blocking() {
-        let dir = std::env::temp_dir().join(format!("rico-fifo-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("p_B01.tif");
-        let _ = fs::remove_file(&fifo);
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        // Nobody writes into the FIFO: an ordinary open would wait forever.
-        let err = read_source_file(&fifo).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Data);
-        assert!(err.message.contains("FIFO"), "{}", err.message);
-        assert_eq!(err.path.as_deref(), Some(fifo.as_path()));
-        fs::remove_dir_all(dir).unwrap();
-    }
 
     #[test]
     fn summary_counts_records_per_second() {

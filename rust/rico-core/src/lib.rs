@@ -12,6 +12,7 @@ pub mod lmdb;
 pub mod planning;
 pub mod progress;
 pub mod reader;
+mod reading;
 pub mod record;
 pub mod select;
 pub mod sharding;

@@ -186,11 +186,19 @@ def main() -> None:
 
     timed("rico ben.batch of 32", n, batches)
 
-    def loader():
-        for _ in ben.loader(batch_size=32, shuffle=True, seed=0):
-            pass
+    def loader(dataset, batch_size):
+        # One loader per size, iterated for every timing: its buffer ring is made once.
+        it = dataset.loader(batch_size=batch_size, shuffle=True, seed=0)
 
-    timed("rico ben.loader, batch 32", n, loader)
+        def run():
+            for _ in it:
+                pass
+
+        return run
+
+    for size in (32, 256):
+        timed(f"rico ben.loader, batch {size}", n, loader(ben, size))
+        timed(f"rico ben.loader with masks, batch {size}", n, loader(ben_masks, size))
     tds = rico.torch.BigEarthNet(db, metadata=metadata, split=split, bands=BANDS, masks=False)
 
     def dataloader(workers: int):

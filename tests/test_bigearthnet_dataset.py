@@ -154,6 +154,30 @@ def test_batch_and_loader_equal_the_samples(ben_val):
     assert len(parts[0]) == len(parts[1]) == n // 2 and not set(parts[0]) & set(parts[1])
 
 
+def test_loader_reuses_a_ring_of_keep_plus_one_buffers(ben_val):
+    expected = ben_val.batch(range(len(ben_val)))
+    row = {key: i for i, key in enumerate(ben_val.keys)}
+    for keep in (1, 2):
+        loader = ben_val.loader(batch_size=8, shuffle=True, seed=5, keep=keep)
+        batches = []
+        for b in loader:
+            batches.append(b)
+            # The batch `keep` back is still intact after this one was written.
+            for old in batches[-1 - keep :]:
+                rows = [row[k] for k in old["key"]]
+                assert old["image"].tobytes() == expected["image"][rows].tobytes()
+                assert old["mask"].tobytes() == expected["mask"][rows].tobytes()
+        assert len(batches) >= keep + 2
+        # No fresh memory per batch: batch k + keep + 1 is written where batch k was.
+        for a, b in zip(batches, batches[keep + 1 :]):
+            assert np.shares_memory(a["image"], b["image"])
+            assert np.shares_memory(a["mask"], b["mask"])
+        for a, b in zip(batches, batches[1 : keep + 1]):
+            assert not np.shares_memory(a["image"], b["image"])
+    with pytest.raises(ValueError, match="keep"):
+        ben_val.loader(keep=-1)
+
+
 # -- options --------------------------------------------------------------------------------
 def test_val_alias_presets_lexicographic_labels_and_snow_cloud(ben_data, ben_val):
     root, metadata, db = ben_data

@@ -554,6 +554,36 @@ mod tests {
     }
 
     #[test]
+    fn lzw_never_panics_on_damaged_streams_and_agrees_with_weezl_on_valid_ones() {
+        // Valid streams of several kinds, then the same streams with bits flipped or cut:
+        // damaged ones may fail or decode to anything, but never panic or write past `dst`.
+        let mut state = 0x9E3779B97F4A7C15u64;
+        let mut next = || crate::tiff::tests::xorshift(&mut state);
+        let mut d = Decoders::default();
+        for round in 0..300 {
+            let len = (next() % 20_000) as usize + 1;
+            let alphabet = [2u64, 16, 256][round % 3];
+            let input: Vec<u8> = (0..len).map(|_| (next() % alphabet) as u8).collect();
+            let lzw = weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+                .encode(&input)
+                .unwrap();
+            let mut dst = vec![0u8; input.len()];
+            d.decompress(Compression::Lzw, &lzw, &mut dst).unwrap();
+            assert!(dst == input, "round {round}");
+            let mut damaged = lzw.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % damaged.len();
+                damaged[at] ^= 1 << (next() % 8);
+            }
+            damaged.truncate(damaged.len() - (next() as usize) % (damaged.len() / 2 + 1));
+            for size in [len, len / 2 + 1, len + 100] {
+                let mut out = vec![0u8; size];
+                let _ = d.decompress(Compression::Lzw, &damaged, &mut out);
+            }
+        }
+    }
+
+    #[test]
     fn deflate_and_lzw_round_trip_and_cap_output() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut d = Decoders::default();

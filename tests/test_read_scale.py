@@ -88,12 +88,34 @@ def test_batch_fills_a_callers_buffer(db):
     assert np.array_equal(wide, expected(records, keys).astype(np.float64))
 
 
+def test_batch_fills_a_channel_range_of_a_bigger_batch(db):
+    # Two band groups into one (N, 7, H, W) array: each group's channels are a range of it.
+    path, records = db
+    ds = rico.open(path)
+    keys = KEYS[:5]
+    big = np.full((5, 7, 120, 120), np.nan, np.float32)
+    first, second = list(BANDS)[:3], list(BANDS)
+    assert ds.batch(keys, first, size=120, out=big[:, 0:3]).base is big
+    ds.batch(keys, second, size=120, out=big[:, 3:7])
+    want = expected(records, keys)
+    assert big[:, 0:3].tobytes() == want[:, :3].tobytes()
+    assert big[:, 3:7].tobytes() == want.tobytes()
+    # One sample, and the last channels of a float64 batch.
+    one = np.full((1, 9, 120, 120), np.nan, np.float64)
+    ds.batch(keys[:1], second, size=120, dtype="float64", out=one[:, 5:9])
+    assert one[:, 5:9].tobytes() == want[:1].astype(np.float64).tobytes()
+    assert np.isnan(one[:, :5]).all()
+
+
 @pytest.mark.parametrize(
     "bad, words",
     [
         (np.empty((7, 4, 120, 120), np.float64), "numpy array of f32"),
         (np.empty((6, 4, 120, 120), np.float32), "shape"),
         (np.empty((7, 4, 120, 240), np.float32)[..., ::2], "C-contiguous"),
+        (np.empty((7, 120, 120, 4), np.float32).transpose(0, 3, 1, 2), "C-contiguous"),
+        (np.empty((7, 8, 120, 120), np.float32)[:, ::2], "C-contiguous"),
+        (np.empty((7, 4, 120, 120), np.float32)[::-1], "overlap"),
         ([0.0] * 10, "numpy array"),
     ],
 )

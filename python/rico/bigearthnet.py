@@ -546,10 +546,10 @@ class BigEarthNet:
         if self._s1:
             names = self.s1_names or []
             groups.append((self._s1, [names[i] for i in rows]))
-        if len(rows) == 1 and len(groups) > 1 and all(_is_range(g) for g, _ in groups):
-            # One sample: each sensor's channels are one contiguous run of the image, so Rust
-            # writes them in place (no per-sensor arrays, no interleaving copy: a third of ben[i]).
-            image = np.empty((1, len(self.bands), self.size, self.size), dtype=np.float32)
+        if len(groups) > 1 and all(_is_range(g) for g, _ in groups):
+            # Each sensor's channels are one run of the image: Rust writes them in place, as a
+            # channel range (no per-sensor arrays, no interleaving copy: a third of ben[i]).
+            image = np.empty((len(rows), len(self.bands), self.size, self.size), dtype=np.float32)
             for group, keys in groups:
                 first, last = group[0][0], group[-1][0]
                 ds.batch(

@@ -149,9 +149,11 @@ class Dataset:
             dtype: ``"float32"`` or ``"float64"``.
             mean, std: per band; the batch holds ``(value - mean) / std``.
             threads: threads to use (default: one per core).
-            out: a writeable C-contiguous array of the batch's shape and ``dtype`` to fill and
-                return: reusing one buffer saves allocating (and faulting in) a new one per call,
-                which dominates large batches.
+            out: a writeable array of the batch's shape and ``dtype`` to fill and return:
+                a C-contiguous one, or a channel range ``big[:, a:b]`` of one (so that bands
+                of several record kinds land in one array without a copy). Reusing one buffer
+                saves allocating (and faulting in) a new one per call, which dominates large
+                batches.
 
         >>> x = ds.batch(ds.keys()[:4], ["B02", "B03", "B04"], size=120)  # doctest: +SKIP
         >>> x.shape, x.dtype  # doctest: +SKIP
@@ -159,6 +161,8 @@ class Dataset:
         >>> buf = np.empty((4, 3, 120, 120), np.float32)  # doctest: +SKIP
         >>> ds.batch(ds.keys()[4:8], ["B02", "B03", "B04"], size=120, out=buf) is buf  # doctest: +SKIP
         True
+        >>> both = np.empty((4, 5, 120, 120), np.float32)  # doctest: +SKIP
+        >>> _ = ds.batch(s1_keys, ["VV", "VH"], size=120, out=both[:, 3:])  # doctest: +SKIP
         """
         return self.db.batch(
             list(keys),

@@ -440,22 +440,51 @@ pub fn assemble_uninit<T: Sample>(
     if per_record == 0 {
         return Ok(());
     }
+    assemble_samples(
+        db,
+        keys,
+        spec,
+        shape,
+        out.chunks_mut(per_record).collect(),
+        threads,
+    )
+}
+
+/// [`assemble_uninit`] into one slice per record, each of `bands x height x width` elements:
+/// the samples of a batch need not be adjacent, e.g. a channel range of a bigger batch, so
+/// that several sensors' bands land in one array without a copy.
+pub fn assemble_samples<T: Sample>(
+    db: &Database,
+    keys: &[Vec<u8>],
+    spec: &BatchSpec,
+    shape: (usize, usize),
+    mut samples: Vec<&mut [MaybeUninit<T>]>,
+    threads: Option<usize>,
+) -> Result<()> {
+    spec.validate()?;
+    let per_record = spec.bands.len() * shape.0 * shape.1;
+    if samples.len() != keys.len() || samples.iter().any(|s| s.len() != per_record) {
+        return Err(Error::usage("batch buffer has the wrong size"));
+    }
+    if per_record == 0 {
+        return Ok(());
+    }
     // Cold records: one read each, all started at once, instead of a fault per 4 KiB page.
     db.will_need(keys);
-    let work = || {
-        out.par_chunks_mut(per_record)
-            .zip(keys.par_iter())
-            .try_for_each_init(Scratch::default, |scratch, (chunk, key)| {
-                fill_record(db, key, spec, shape, chunk, scratch)
-            })
-    };
     if threads == Some(1) || keys.len() == 1 {
         let mut scratch = Scratch::default();
-        for (chunk, key) in out.chunks_mut(per_record).zip(keys) {
-            fill_record(db, key, spec, shape, chunk, &mut scratch)?;
+        for (sample, key) in samples.iter_mut().zip(keys) {
+            fill_record(db, key, spec, shape, sample, &mut scratch)?;
         }
         Ok(())
     } else {
-        pool(threads)?.install(work)
+        pool(threads)?.install(|| {
+            samples
+                .par_iter_mut()
+                .zip(keys.par_iter())
+                .try_for_each_init(Scratch::default, |scratch, (sample, key)| {
+                    fill_record(db, key, spec, shape, sample, scratch)
+                })
+        })
     }
 }

@@ -355,8 +355,9 @@ impl Database {
     }
 }
 
-/// Fills the caller's array `out`, which must be a writeable C-contiguous array of `T` and
-/// shape `dims`: the batch reuses its memory (no allocation, no page faults).
+/// Fills the caller's array `out`: a writeable array of `T` and shape `dims` whose samples are
+/// each C-contiguous (`out` itself, or a channel range `big[:, a:b]` of a bigger C-contiguous
+/// batch): the batch reuses its memory (no allocation, no page faults, no copy to interleave).
 #[allow(clippy::too_many_arguments)]
 fn fill_out<'py, T: batch::Sample + numpy::Element>(
     py: Python<'py>,
@@ -369,7 +370,8 @@ fn fill_out<'py, T: batch::Sample + numpy::Element>(
 ) -> PyResult<()> {
     let usage = |msg: String| {
         to_py_err(rico_core::Error::usage(msg).hint(
-            "allocate it as numpy.empty((N, C, H, W), dtype) with the batch's shape and dtype",
+            "allocate it as numpy.empty((N, C, H, W), dtype) with the batch's shape and dtype, \
+             or pass a channel range big[:, a:b] of such an array",
         ))
     };
     let array = out.downcast::<numpy::PyArrayDyn<T>>().map_err(|_| {
@@ -384,17 +386,49 @@ fn fill_out<'py, T: batch::Sample + numpy::Element>(
             array.shape()
         )));
     }
-    if !array.is_c_contiguous() {
-        return Err(usage("out= must be C-contiguous".into()));
+    // Element strides: each sample's C x H x W elements contiguous, samples apart by `step`.
+    let size = std::mem::size_of::<T>() as isize;
+    let strides: Vec<isize> = array.strides().iter().map(|s| s / size).collect();
+    let [n, c, h, w] = dims;
+    let per_sample = c * h * w;
+    let contiguous_within = (w < 2 || strides[3] == 1)
+        && (h < 2 || strides[2] == w as isize)
+        && (c < 2 || strides[1] == (h * w) as isize);
+    let step = if n < 2 {
+        per_sample as isize
+    } else {
+        strides[0]
+    };
+    if !contiguous_within
+        || step < per_sample as isize
+        || array.strides().iter().any(|s| s % size != 0)
+    {
+        return Err(usage(
+            "out= must be C-contiguous within each sample (e.g. a C-contiguous array, or \
+             big[:, a:b] of one), with samples that do not overlap"
+                .into(),
+        ));
     }
     // Borrowing for writing checks that the array is writeable and not borrowed elsewhere.
     let mut rw = array
         .try_readwrite()
         .map_err(|e| usage(format!("out= cannot be written: {e}")))?;
-    let slots = rw
-        .as_slice_mut()
-        .map_err(|e| usage(format!("out= cannot be written: {e}")))?;
-    py.allow_threads(|| batch::assemble(db, keys, spec, (dims[2], dims[3]), slots, threads))
+    let base = rw.as_array_mut().as_mut_ptr();
+    // SAFETY: `base` is the view's first element; sample i's elements are the `per_sample`
+    // contiguous elements at `base + i * step` (checked above: contiguous within a sample,
+    // `step >= per_sample`), all inside the view, which is borrowed for writing, so the slices
+    // are disjoint and nothing else in Rust touches them. MaybeUninit<T> has T's layout, and the
+    // slots are only written with initialised values.
+    let samples: Vec<&mut [std::mem::MaybeUninit<T>]> = (0..n)
+        .map(|i| unsafe {
+            std::slice::from_raw_parts_mut(
+                base.offset(i as isize * step)
+                    .cast::<std::mem::MaybeUninit<T>>(),
+                per_sample,
+            )
+        })
+        .collect();
+    py.allow_threads(|| batch::assemble_samples(db, keys, spec, (h, w), samples, threads))
         .map_err(to_py_err)
 }
 

@@ -666,6 +666,7 @@ class BigEarthNetLoader:
         # Reused output buffers (images, masks), made on first use; kept across epochs.
         self._ring: list[tuple[np.ndarray, np.ndarray]] = []
         self._turn = 0
+        self._subs: Optional[list[tuple[str, Any, Any]]] = None
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """The next (image, mask) buffers of the ring, each for a full batch."""
@@ -699,44 +700,47 @@ class BigEarthNetLoader:
         n = len(self.ben) // self.world_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _stream(self, keys: list[str], **args: Any) -> Iterator[np.ndarray]:
-        from .loader import Loader
+    def _streams(self) -> list[tuple[str, Any, Any]]:
+        """(name, channels, rico.Loader) of each record kind, made once: their buffer rings then
+        serve every epoch (a new Loader per epoch would allocate and fault in new rings)."""
+        if self._subs is None:
+            from .loader import Loader
 
-        loader = Loader(
-            self.ben.dataset, keys=keys, batch_size=self.batch_size, shuffle=False,
-            drop_last=self.drop_last, threads=self.threads, prefetch=self.prefetch,
-            keep=self.keep, **args,
-        )  # fmt: skip
-        return iter(loader)  # type: ignore[arg-type]
+            ben = self.ben
+
+            def loader(keys: list[str], **args: Any) -> Loader:
+                return Loader(
+                    ben.dataset, keys=keys, batch_size=self.batch_size, shuffle=False,
+                    drop_last=self.drop_last, threads=self.threads, prefetch=self.prefetch,
+                    keep=self.keep, **args,
+                )  # fmt: skip
+
+            subs: list[tuple[str, Any, Any]] = []
+            if ben._s2:
+                subs.append(("s2", ben._s2, loader(ben.keys, **ben._group_args(ben._s2))))
+            if ben._s1:
+                names = ben.s1_names or []
+                subs.append(("s1", ben._s1, loader(names, **ben._group_args(ben._s1))))
+            if ben.masks:
+                keys = [k + _MAP_SUFFIX for k in ben.keys]
+                subs.append(
+                    (
+                        "mask",
+                        None,
+                        loader(keys, bands=[_MAP_BAND], size=ben.size, resample="nearest"),
+                    )
+                )
+            self._subs = subs
+        return self._subs
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         ben = self.ben
         rows = self.indices()
         cut = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
         rows = rows[:cut]
-        streams: list[tuple[str, Any, Iterator[np.ndarray]]] = []
-        if ben._s2:
-            streams.append(
-                (
-                    "s2",
-                    ben._s2,
-                    self._stream([ben.keys[i] for i in rows], **ben._group_args(ben._s2)),
-                )
-            )
-        if ben._s1:
-            names = ben.s1_names or []
-            streams.append(
-                ("s1", ben._s1, self._stream([names[i] for i in rows], **ben._group_args(ben._s1)))
-            )
-        if ben.masks:
-            keys = [ben.keys[i] + _MAP_SUFFIX for i in rows]
-            streams.append(
-                (
-                    "mask",
-                    None,
-                    self._stream(keys, bands=[_MAP_BAND], size=ben.size, resample="nearest"),
-                )
-            )
+        # Every record kind's key list is in row order, so the same positions select the same
+        # rows of each.
+        streams = [(name, channels, sub._batches(rows)) for name, channels, sub in self._streams()]
         for start in range(0, len(rows), self.batch_size):
             group = rows[start : start + self.batch_size]
             got = [(name, channels, next(stream)) for name, channels, stream in streams]

@@ -170,6 +170,20 @@ def test_samples_and_batches_agree_in_any_channel_order(ben_data, bands):
         assert batch["image"][i].tobytes() == expected.tobytes()
 
 
+def test_loader_takes_the_next_epoch_unless_one_is_set(ben_val):
+    loader = ben_val.loader(batch_size=16, shuffle=True, seed=3)
+
+    def epoch() -> list[str]:
+        return [k for b in loader for k in b["key"]]
+
+    first, second = epoch(), epoch()
+    assert sorted(first) == sorted(second) == sorted(ben_val.keys)
+    assert first != second and loader.epoch == 1
+    loader.set_epoch(0)
+    assert epoch() == first
+    assert epoch() == second  # and on from there
+
+
 def test_loader_reuses_a_ring_of_keep_plus_one_buffers(ben_val):
     expected = ben_val.batch(range(len(ben_val)))
     row = {key: i for i, key in enumerate(ben_val.keys)}

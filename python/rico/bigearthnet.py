@@ -667,6 +667,7 @@ class BigEarthNetLoader:
         self._ring: list[tuple[np.ndarray, np.ndarray]] = []
         self._turn = 0
         self._subs: Optional[list[tuple[str, Any, Any]]] = None
+        self._iterated = self._epoch_set = False
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """The next (image, mask) buffers of the ring, each for a full batch."""
@@ -682,8 +683,10 @@ class BigEarthNetLoader:
         return buffers
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that seeds the next iteration's shuffle."""
+        """Set the epoch that seeds the next iteration's shuffle (otherwise each iteration
+        takes the epoch after the last, as :class:`rico.Loader` does)."""
         self.epoch = epoch
+        self._epoch_set = True
 
     def indices(self) -> np.ndarray:
         """Rows this rank visits this epoch, in order (:meth:`rico.Loader.indices`'s rule)."""
@@ -734,8 +737,14 @@ class BigEarthNetLoader:
         return self._subs
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        # The epoch is chosen when iteration starts: the one set, else the one after the last.
+        if self._iterated and not self._epoch_set:
+            self.epoch += 1
+        self._iterated, self._epoch_set = True, False
+        return self._batches(self.indices())
+
+    def _batches(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
         ben = self.ben
-        rows = self.indices()
         cut = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
         rows = rows[:cut]
         # Every record kind's key list is in row order, so the same positions select the same

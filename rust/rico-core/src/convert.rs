@@ -1,7 +1,8 @@
-//! The conversion pipeline: patches stream in from the planner (or a shard's plan), their
-//! files are read with many reads in flight (`io_depth`), decoded on `threads` threads, and
-//! written in plan order through one LMDB writer. Bounded channels between the stages keep
-//! memory flat whatever the size of the dataset.
+//! The conversion pipeline: patches stream in from the planner ([`crate::planning`], or a
+//! shard's plan, [`crate::sharding`]), their files are read with many reads in flight
+//! (`io_depth`, `reading`), decoded on `threads` threads here, and written in plan order
+//! through one LMDB writer (`writing`). Bounded channels between the stages keep memory flat
+//! whatever the size of the dataset; [`crate::verify`] checks a database against its sources.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -9,7 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -17,13 +18,14 @@ use rayon::prelude::*;
 use crate::datasets;
 use crate::error::{Error, ErrorKind, Result};
 use crate::labels;
-use crate::lmdb::{Env, LmdbError, PutMode};
+use crate::lmdb::{Env, LmdbError};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
 use crate::reading::{self, FileReaders};
 use crate::record::{self, Band};
 use crate::sharding;
 use crate::spec::{self, FileBands, Patch, Source};
+use crate::writing::write_records;
 
 pub use crate::sharding::{
     check_sharded_target, shard_dir, shard_range, write_manifest, MANIFEST, SHARD_MARKER,
@@ -345,7 +347,7 @@ fn check_target(target: &Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
-fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
+pub(crate) fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
     if e.is_damaged() {
         crate::reader::damaged(target, e)
     } else if e.is_disk_full() {
@@ -359,7 +361,7 @@ fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
     }
 }
 
-fn another_writer(target: &Path) -> Error {
+pub(crate) fn another_writer(target: &Path) -> Error {
     Error::output(format!(
         "another process is writing into {}",
         target.display()
@@ -391,8 +393,8 @@ fn lock_target(target: &Path) -> Result<fs::File> {
 pub(crate) struct Record {
     pub(crate) key: String,
     pub(crate) value: Vec<u8>,
-    files: u64,
-    source_bytes: u64,
+    pub(crate) files: u64,
+    pub(crate) source_bytes: u64,
 }
 
 /// Reads and decodes the files of `patch` and serialises its record.
@@ -762,150 +764,6 @@ fn write_skipped_report(target: &Path, skipped: &[(String, String)]) -> Result<(
         .map_err(|e| {
             Error::output(format!("cannot write the report of skipped patches: {e}")).at(&path)
         })
-}
-
-#[derive(Default)]
-struct Written {
-    records: u64,
-    files: u64,
-    source_bytes: u64,
-    record_bytes: u64,
-    /// A decoding error that stopped the run after the records before it were committed.
-    error: Option<Error>,
-}
-
-/// The single writer: puts records in arrival order (= sorted source order), commits in bounded
-/// transactions, grows the map when it fills.
-fn write_records(
-    env: &Env,
-    target: &Path,
-    receiver: Receiver<Vec<Result<Record>>>,
-    bar: &Progress,
-) -> Result<Written> {
-    let mut written = Written::default();
-    let mut pending: Vec<Record> = Vec::new();
-    let mut pending_bytes = 0usize;
-    let mut last_key = {
-        let txn = env
-            .begin_write()
-            .map_err(|e| lmdb_error(target, "cannot start a transaction", e))?;
-        txn.last_key()
-            .map_err(|e| lmdb_error(target, "cannot read the database", e))?
-    };
-    for batch in receiver {
-        for result in batch {
-            match result {
-                Ok(record) => {
-                    pending_bytes += record.value.len();
-                    pending.push(record);
-                    if pending.len() >= TXN_MAX_RECORDS || pending_bytes >= TXN_MAX_BYTES {
-                        commit(env, target, &mut pending, &mut last_key, &mut written)?;
-                        pending_bytes = 0;
-                    }
-                    bar.done(1);
-                }
-                Err(e) => {
-                    commit(env, target, &mut pending, &mut last_key, &mut written)?;
-                    written.error = Some(e);
-                    return Ok(written);
-                }
-            }
-        }
-    }
-    commit(env, target, &mut pending, &mut last_key, &mut written)?;
-    Ok(written)
-}
-
-/// Commits `pending` in one transaction, growing the map and retrying if it is full.
-fn commit(
-    env: &Env,
-    target: &Path,
-    pending: &mut Vec<Record>,
-    last_key: &mut Option<Vec<u8>>,
-    written: &mut Written,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    loop {
-        match try_commit(env, pending, last_key.as_deref()) {
-            Ok(()) => {
-                env.release_mapped_pages();
-                break;
-            }
-            Err(TxnError::Lmdb(e)) if e.is_map_full() => {
-                let info = env
-                    .info()
-                    .map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
-                let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
-                // SAFETY: the writer thread is the only user of this environment while it writes,
-                // and it holds no transaction here (the failed one was dropped).
-                unsafe { env.set_map_size(info.map_size + step) }
-                    .map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
-            }
-            Err(TxnError::Lmdb(e)) if e.is_map_resized() => return Err(another_writer(target)),
-            Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
-            Err(TxnError::Duplicate(key)) => {
-                // Planning refuses duplicate sources and --resume skips committed keys, so this
-                // means something else wrote into the database during the run.
-                return Err(Error::output(format!(
-                    "record {key:?} appeared in the database while this run was writing it"
-                ))
-                .at(target)
-                .hint("another conversion is writing into the same --target-dir; run one at a time, then finish with --resume"));
-            }
-        }
-    }
-    for record in pending.drain(..) {
-        written.records += 1;
-        written.files += record.files;
-        written.source_bytes += record.source_bytes;
-        written.record_bytes += record.value.len() as u64;
-        // The greatest key in the database, not the last one put: source order is not key order
-        // across sources (maps after S2 patches), and appending needs the true maximum.
-        if last_key
-            .as_deref()
-            .is_none_or(|l| record.key.as_bytes() > l)
-        {
-            *last_key = Some(record.key.into_bytes());
-        }
-    }
-    Ok(())
-}
-
-enum TxnError {
-    Lmdb(LmdbError),
-    Duplicate(String),
-}
-
-fn try_commit(
-    env: &Env,
-    pending: &[Record],
-    last_key: Option<&[u8]>,
-) -> std::result::Result<(), TxnError> {
-    let mut txn = env.begin_write().map_err(TxnError::Lmdb)?;
-    let mut last = last_key;
-    for record in pending {
-        let key = record.key.as_bytes();
-        // Appending is LMDB's fast bulk load; it needs keys in increasing order, which sorted
-        // source paths usually give. Otherwise an ordinary insert that refuses to overwrite.
-        let mode = if last.is_none_or(|l| key > l) {
-            PutMode::Append
-        } else {
-            PutMode::NoOverwrite
-        };
-        txn.put(key, &record.value, mode).map_err(|e| {
-            if e.is_key_exist() {
-                TxnError::Duplicate(record.key.clone())
-            } else {
-                TxnError::Lmdb(e)
-            }
-        })?;
-        if last.is_none_or(|l| key > l) {
-            last = Some(key);
-        }
-    }
-    txn.commit().map_err(TxnError::Lmdb)
 }
 
 #[cfg(test)]

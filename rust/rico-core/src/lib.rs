@@ -19,6 +19,7 @@ pub mod sharding;
 pub mod spec;
 pub mod stats;
 pub mod verify;
+mod writing;
 
 pub use convert::{convert_dataset, ConvertOptions, Summary};
 pub use error::{Error, ErrorKind, Result};

@@ -107,6 +107,31 @@ def test_batch_fills_a_channel_range_of_a_bigger_batch(db):
     assert np.isnan(one[:, :5]).all()
 
 
+def test_prefetcher_writes_extra_parts_after_the_first_in_one_batch(db):
+    path, records = db
+    ds = rico.open(path)
+    batches = [KEYS[0:3], KEYS[3:6], KEYS[6:7]]
+    names = list(BANDS)
+    got = list(
+        rico._rico.Prefetcher(
+            ds.db, batches, names[:1], size=120,
+            extra=[(batches, names[2:], [1.0, 2.0], [2.0, 4.0])],
+        )
+    )  # fmt: skip
+    assert [b.shape for b in got] == [(3, 3, 120, 120), (3, 3, 120, 120), (1, 3, 120, 120)]
+    for keys, b in zip(batches, got):
+        want = expected(records, keys)
+        assert b[:, :1].tobytes() == want[:, :1].tobytes()
+        normalised = (want[:, 2:] - np.array([1, 2], np.float32)[None, :, None, None]) * np.array(
+            [0.5, 0.25], np.float32
+        )[None, :, None, None]
+        assert b[:, 1:].tobytes() == normalised.tobytes()
+    with pytest.raises(rico.UsageError, match="same sizes"):
+        rico._rico.Prefetcher(
+            ds.db, batches, names[:1], size=120, extra=[(batches[:2], names[2:], None, None)]
+        )
+
+
 @pytest.mark.parametrize(
     "bad, words",
     [

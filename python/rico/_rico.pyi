@@ -213,7 +213,12 @@ class Database:
 
 @final
 class Prefetcher:
-    """Batches assembled ahead by a Rust thread; iterate to receive them in order."""
+    """Batches assembled ahead by a Rust thread; iterate to receive them in order.
+
+    ``extra`` adds channels from other records of the same samples, after ``bands``: each part
+    is ``(batches, bands, mean, std)`` with batches of the same sizes (e.g. a BigEarthNet
+    patch's S1 record beside its S2 record), written in place into the one batch.
+    """
 
     def __new__(
         cls,
@@ -229,6 +234,16 @@ class Prefetcher:
         prefetch: int = 2,
         ring: Optional[BatchRing] = None,
         keep: int = 1,
+        extra: Optional[
+            list[
+                tuple[
+                    list[list[Union[str, bytes]]],
+                    list[str],
+                    Optional[list[float]],
+                    Optional[list[float]],
+                ]
+            ]
+        ] = None,
     ) -> Prefetcher: ...
     def __iter__(self) -> Prefetcher: ...
     def __next__(self) -> npt.NDArray[np.floating[Any]]: ...

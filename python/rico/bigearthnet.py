@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from . import _rico
 from ._rico import UsageError
 from .dataset import Dataset
 
@@ -663,24 +664,24 @@ class BigEarthNetLoader:
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.threads, self.prefetch, self.epoch = threads, prefetch, 0
         self.keep = keep
-        # Reused output buffers (images, masks), made on first use; kept across epochs.
-        self._ring: list[tuple[np.ndarray, np.ndarray]] = []
-        self._turn = 0
-        self._subs: Optional[list[tuple[str, Any, Any]]] = None
+        # Reused output buffers by kind ("image", "mask"), made on first use; kept across epochs.
+        self._rings: dict[str, list[np.ndarray]] = {}
+        self._turns: dict[str, int] = {}
+        self._subs: dict[str, tuple[Any, Any]] = {}
+        # The joined-image prefetcher's batch ring (per process) and its running iteration.
+        self._image_ring: Any = None
+        self._image_ring_pid: Optional[int] = None
+        self._image_running: Any = None
         self._iterated = self._epoch_set = False
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """The next (image, mask) buffers of the ring, each for a full batch."""
-        ben = self.ben
-        if len(self._ring) < self.keep + 1:
-            image = np.empty(
-                (self.batch_size, len(ben.bands), ben.size, ben.size), dtype=np.float32
-            )
-            mask = np.empty((self.batch_size, ben.size, ben.size), dtype=_MASK_LUT.dtype)
-            self._ring.append((image, mask))
-        buffers = self._ring[self._turn % (self.keep + 1)]
-        self._turn += 1
-        return buffers
+    def _buffer(self, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """The next buffer of kind's ring of ``keep + 1``, each for a full batch."""
+        ring = self._rings.setdefault(kind, [])
+        if len(ring) < self.keep + 1:
+            ring.append(np.empty(shape, dtype=dtype))
+        turn = self._turns.get(kind, 0)
+        self._turns[kind] = turn + 1
+        return ring[turn % (self.keep + 1)]
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds the next iteration's shuffle (otherwise each iteration
@@ -703,38 +704,66 @@ class BigEarthNetLoader:
         n = len(self.ben) // self.world_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _streams(self) -> list[tuple[str, Any, Any]]:
-        """(name, channels, rico.Loader) of each record kind, made once: their buffer rings then
-        serve every epoch (a new Loader per epoch would allocate and fault in new rings)."""
-        if self._subs is None:
+    def _sub(self, name: str) -> tuple[Any, Any]:
+        """(channels, rico.Loader) of one record kind ("s2", "s1", "mask"), made once: its
+        buffer ring then serves every epoch (a new Loader per epoch would allocate and fault
+        in a new ring)."""
+        if name not in self._subs:
             from .loader import Loader
 
             ben = self.ben
-
-            def loader(keys: list[str], **args: Any) -> Loader:
-                return Loader(
+            if name == "mask":
+                channels, keys = None, [k + _MAP_SUFFIX for k in ben.keys]
+                args: dict[str, Any] = dict(bands=[_MAP_BAND], size=ben.size, resample="nearest")
+            else:
+                channels = ben._s2 if name == "s2" else ben._s1
+                keys = ben.keys if name == "s2" else (ben.s1_names or [])
+                args = ben._group_args(channels)
+            self._subs[name] = (
+                channels,
+                Loader(
                     ben.dataset, keys=keys, batch_size=self.batch_size, shuffle=False,
                     drop_last=self.drop_last, threads=self.threads, prefetch=self.prefetch,
                     keep=self.keep, **args,
-                )  # fmt: skip
+                ),
+            )  # fmt: skip
+        return self._subs[name]
 
-            subs: list[tuple[str, Any, Any]] = []
-            if ben._s2:
-                subs.append(("s2", ben._s2, loader(ben.keys, **ben._group_args(ben._s2))))
-            if ben._s1:
-                names = ben.s1_names or []
-                subs.append(("s1", ben._s1, loader(names, **ben._group_args(ben._s1))))
-            if ben.masks:
-                keys = [k + _MAP_SUFFIX for k in ben.keys]
-                subs.append(
-                    (
-                        "mask",
-                        None,
-                        loader(keys, bands=[_MAP_BAND], size=ben.size, resample="nearest"),
-                    )
-                )
-            self._subs = subs
-        return self._subs
+    def _joined_images(self, rows: np.ndarray) -> Optional[Iterator[np.ndarray]]:
+        """Batches of whole images from one prefetcher that writes each sensor's bands in place,
+        when each sensor's channels are one run of the image; None otherwise (then each sensor
+        has its loader and the batches are joined with one strided copy)."""
+        ben = self.ben
+        groups = []
+        if ben._s2:
+            groups.append((ben._s2, ben.keys))
+        if ben._s1:
+            groups.append((ben._s1, ben.s1_names or []))
+        if len(groups) < 2 or not all(_is_range(g) for g, _ in groups):
+            return None
+        groups.sort(key=lambda g: g[0][0][0])  # runs in channel order: they tile the image
+        if self._image_ring is None or self._image_ring_pid != os.getpid():
+            self._image_ring = _rico.BatchRing(self.keep + 1 + self.prefetch)
+            self._image_ring_pid, self._image_running = os.getpid(), None
+        if self._image_running is not None:
+            # An earlier iteration left unfinished: its thread must stop writing into the ring.
+            self._image_running.close()
+        parts = []
+        for group, keys in groups:
+            args = ben._group_args(group)
+            batches = [
+                [keys[i] for i in rows[s : s + self.batch_size]]
+                for s in range(0, len(rows), self.batch_size)
+            ]
+            mean = None if args["mean"] is None else [float(m) for m in args["mean"]]
+            std = None if args["std"] is None else [float(v) for v in args["std"]]
+            parts.append((batches, args["bands"], mean, std))
+        first, *extra = parts
+        self._image_running = _rico.Prefetcher(
+            ben.dataset.db, first[0], first[1], ben.size, ben.resample, "float32", first[2],
+            first[3], self.threads, self.prefetch, self._image_ring, self.keep, extra,
+        )  # fmt: skip
+        return iter(self._image_running)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # The epoch is chosen when iteration starts: the one set, else the one after the last.
@@ -747,20 +776,29 @@ class BigEarthNetLoader:
         ben = self.ben
         cut = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
         rows = rows[:cut]
+        joined = self._joined_images(rows)
+        names = (
+            [] if joined is not None else [n for n, g in (("s2", ben._s2), ("s1", ben._s1)) if g]
+        )
         # Every record kind's key list is in row order, so the same positions select the same
         # rows of each.
-        streams = [(name, channels, sub._batches(rows)) for name, channels, sub in self._streams()]
+        streams = [(n, *self._sub(n)) for n in names]
+        streams = [(n, channels, sub._batches(rows)) for n, channels, sub in streams]
+        masks = self._sub("mask")[1]._batches(rows) if ben.masks else None
+        full = (self.batch_size, len(ben.bands), ben.size, ben.size)
         for start in range(0, len(rows), self.batch_size):
             group = rows[start : start + self.batch_size]
-            got = [(name, channels, next(stream)) for name, channels, stream in streams]
-            image, mask = self._buffers()
-            images = [(c, x) for name, c, x in got if name != "mask"]
-            out: dict[str, Any] = {
-                "image": ben._join(images, len(group), out=image),
-                "label": ben.labels[group],
-            }
-            if ben.masks:
-                out["mask"] = ben._to_classes(got[-1][2], out=mask)
+            if joined is not None:
+                image = next(joined)
+            else:
+                parts = [(channels, next(stream)) for _, channels, stream in streams]
+                image = ben._join(parts, len(group), out=self._buffer("image", full, np.float32))
+            out: dict[str, Any] = {"image": image, "label": ben.labels[group]}
+            if masks is not None:
+                shape = (self.batch_size, ben.size, ben.size)
+                out["mask"] = ben._to_classes(
+                    next(masks), out=self._buffer("mask", shape, _MASK_LUT.dtype)
+                )
             out["key"] = [ben.keys[i] for i in group]
             yield out
 

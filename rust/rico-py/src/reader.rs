@@ -476,15 +476,14 @@ fn assembled<T: batch::Sample>(
 ) -> rico_core::Result<Arc<AlignedBuffer>> {
     let n = batch_len(dims, std::mem::size_of::<T>())?;
     let buffer = AlignedBuffer::new(n * std::mem::size_of::<T>())?;
-    fill::<T>(db, keys, spec, dims, threads, &buffer)?;
+    fill::<T>(db, &[(keys, spec)], dims, threads, &buffer)?;
     Ok(buffer)
 }
 
 /// Assembles a batch of `dims` into the start of `buffer`.
 fn fill<T: batch::Sample>(
     db: &reader::Database,
-    keys: &[Vec<u8>],
-    spec: &BatchSpec,
+    parts: &[(&[Vec<u8>], &BatchSpec)],
     dims: [usize; 4],
     threads: Option<usize>,
     buffer: &AlignedBuffer,
@@ -496,7 +495,29 @@ fn fill<T: batch::Sample>(
     // SAFETY: n elements of T fit (checked above), f32/f64 alignment divides the buffer's,
     // and the buffer is written by this call alone (the loader hands a slot to one producer).
     let slots = unsafe { buffer.slots::<T>(n) };
-    batch::assemble_uninit(db, keys, spec, (dims[2], dims[3]), slots, threads)
+    let [records, channels, h, w] = dims;
+    if let [(keys, spec)] = parts {
+        return batch::assemble_uninit(db, keys, spec, (h, w), slots, threads);
+    }
+    // Several parts (e.g. a patch's S2 and S1 records): each fills its run of every sample's
+    // channels, in order. Split each sample at the runs' ends: disjoint slices, one per part.
+    let plane = h * w;
+    if records * channels * plane == 0 {
+        return Ok(());
+    }
+    let mut per_part: Vec<Vec<&mut [std::mem::MaybeUninit<T>]>> =
+        parts.iter().map(|_| Vec::with_capacity(records)).collect();
+    for mut sample in slots.chunks_mut(channels * plane) {
+        for (p, (_, spec)) in parts.iter().enumerate() {
+            let (run, rest) = std::mem::take(&mut sample).split_at_mut(spec.bands.len() * plane);
+            per_part[p].push(run);
+            sample = rest;
+        }
+    }
+    for ((keys, spec), samples) in parts.iter().zip(per_part) {
+        batch::assemble_samples(db, keys, spec, (h, w), samples, threads)?;
+    }
+    Ok(())
 }
 
 /// The reusable memory of a loader's batches: `slots` buffers handed out in turn.
@@ -551,6 +572,14 @@ impl BatchRing {
     }
 }
 
+/// One more part of a prefetched batch: (batches of keys, bands, mean, std).
+type ExtraPart<'py> = (
+    Vec<Vec<Bound<'py, PyAny>>>,
+    Vec<String>,
+    Option<Vec<f64>>,
+    Option<Vec<f64>>,
+);
+
 /// A batch filled into a ring slot.
 struct Filled {
     slot: usize,
@@ -584,7 +613,7 @@ pub struct Prefetcher {
 #[pymethods]
 impl Prefetcher {
     #[new]
-    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2, ring=None, keep=1))]
+    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2, ring=None, keep=1, extra=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         database: &Database,
@@ -599,13 +628,34 @@ impl Prefetcher {
         prefetch: usize,
         ring: Option<Py<BatchRing>>,
         keep: usize,
+        extra: Option<Vec<ExtraPart<'_>>>,
         py: Python<'_>,
     ) -> PyResult<Self> {
-        let batches: Vec<Vec<Vec<u8>>> = batches
-            .iter()
-            .map(|b| b.iter().map(key_bytes).collect::<PyResult<_>>())
-            .collect::<PyResult<_>>()?;
+        let keys_of = |batches: Vec<Vec<Bound<'_, PyAny>>>| -> PyResult<Vec<Vec<Vec<u8>>>> {
+            batches
+                .iter()
+                .map(|b| b.iter().map(key_bytes).collect::<PyResult<_>>())
+                .collect()
+        };
+        let batches = keys_of(batches)?;
         let spec = batch_spec(bands, size, resample, mean, std)?;
+        // More channels from other records of the same samples (same batch sizes), after these.
+        let mut extra_parts: Vec<(Vec<Vec<Vec<u8>>>, BatchSpec)> = Vec::new();
+        for (part_batches, part_bands, part_mean, part_std) in extra.unwrap_or_default() {
+            let part_batches = keys_of(part_batches)?;
+            let same = part_batches.len() == batches.len()
+                && part_batches
+                    .iter()
+                    .zip(&batches)
+                    .all(|(a, b)| a.len() == b.len());
+            if !same {
+                return Err(to_py_err(rico_core::Error::usage(
+                    "extra= parts need batches of the same sizes as the first part's",
+                )));
+            }
+            let part_spec = batch_spec(part_bands, size, resample, part_mean, part_std)?;
+            extra_parts.push((part_batches, part_spec));
+        }
         let wide = parse_dtype(dtype)?;
         let db = database.inner.clone();
         let ring = match ring {
@@ -649,23 +699,39 @@ impl Prefetcher {
                 // storage; nothing to do on a warm page cache).
                 if let Some(first) = batches.first() {
                     db.will_need(first);
+                    for (part, _) in &extra_parts {
+                        db.will_need(&part[0]);
+                    }
                 }
                 for (i, keys) in batches.iter().enumerate() {
                     if let Some(next) = batches.get(i + 1) {
                         db.will_need(next);
+                        for (part, _) in &extra_parts {
+                            db.will_need(&part[i + 1]);
+                        }
                     }
                     // The consumer went away (loop broken, loader closed or dropped): stop.
                     let Ok(slot) = free_slots.recv() else { break };
                     // A panic becomes an error for the consumer instead of a silently short epoch.
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut parts: Vec<(&[Vec<u8>], &BatchSpec)> = vec![(keys, &spec)];
+                        parts.extend(extra_parts.iter().map(|(b, s)| (b[i].as_slice(), s)));
                         let (h, w) = batch::batch_shape(&db, keys, &spec)?;
-                        let dims = [keys.len(), spec.bands.len(), h, w];
+                        for (part_keys, part_spec) in &parts[1..] {
+                            if batch::batch_shape(&db, part_keys, part_spec)? != (h, w) {
+                                return Err(rico_core::Error::usage(
+                                    "the parts of a batch have bands of other sizes; give size=",
+                                ));
+                            }
+                        }
+                        let channels = parts.iter().map(|(_, s)| s.bands.len()).sum();
+                        let dims = [keys.len(), channels, h, w];
                         let item = if wide { 8 } else { 4 };
                         let buffer = ring.slot(slot, batch_len(dims, item)? * item)?;
                         if wide {
-                            fill::<f64>(&db, keys, &spec, dims, threads, &buffer)?;
+                            fill::<f64>(&db, &parts, dims, threads, &buffer)?;
                         } else {
-                            fill::<f32>(&db, keys, &spec, dims, threads, &buffer)?;
+                            fill::<f32>(&db, &parts, dims, threads, &buffer)?;
                         }
                         Ok(Filled { slot, buffer, dims })
                     }))

@@ -196,7 +196,7 @@ def main() -> None:
 
         return run
 
-    for size in (32, 256):
+    for size in (32, 256, 512):
         timed(f"rico ben.loader, batch {size}", n, loader(ben, size))
         timed(f"rico ben.loader with masks, batch {size}", n, loader(ben_masks, size))
     tds = rico.torch.BigEarthNet(db, metadata=metadata, split=split, bands=BANDS, masks=False)

@@ -126,6 +126,12 @@ def test_prefetcher_writes_extra_parts_after_the_first_in_one_batch(db):
             [0.5, 0.25], np.float32
         )[None, :, None, None]
         assert b[:, 1:].tobytes() == normalised.tobytes()
+    # Parts of other native sizes without size=: the error names both records and bands.
+    mixed = rico._rico.Prefetcher(ds.db, batches, ["B02"], extra=[(batches, ["B05"], None, None)])
+    with pytest.raises(
+        rico.UsageError, match=r"B02\) is 120x120 but record .* \(band B05\) is 60x60"
+    ):
+        next(iter(mixed))
     with pytest.raises(rico.UsageError, match="same sizes"):
         rico._rico.Prefetcher(
             ds.db, batches, names[:1], size=120, extra=[(batches[:2], names[2:], None, None)]

@@ -537,16 +537,21 @@ class BigEarthNet:
             std=None if self.std is None else [self.std[c] for c in channels],
         )
 
-    def _images(self, rows: list[int], threads: Optional[int]) -> np.ndarray:
-        """The one place a batch's images are read: one Rust batch per sensor (S2 bands from the
-        patch_ids, S1 bands from the s1_names), then one interleave into channel order."""
-        ds = self.dataset
+    def _sensors(self) -> list[tuple[list[tuple[int, str]], list[str]]]:
+        """(channels, keys of every row) of each sensor asked for: S2 bands from the patch_ids,
+        S1 bands from the s1_names."""
         groups = []
         if self._s2:
-            groups.append((self._s2, [self.keys[i] for i in rows]))
+            groups.append((self._s2, self.keys))
         if self._s1:
-            names = self.s1_names or []
-            groups.append((self._s1, [names[i] for i in rows]))
+            groups.append((self._s1, self.s1_names or []))
+        return groups
+
+    def _images(self, rows: list[int], threads: Optional[int]) -> np.ndarray:
+        """The one place a batch's images are read: one Rust batch per sensor, written in place
+        when each sensor's channels are one run of the image, else interleaved after."""
+        ds = self.dataset
+        groups = [(g, [keys[i] for i in rows]) for g, keys in self._sensors()]
         if len(groups) > 1 and all(_is_range(g) for g, _ in groups):
             # Each sensor's channels are one run of the image: Rust writes them in place, as a
             # channel range (no per-sensor arrays, no interleaving copy: a third of ben[i]).
@@ -570,13 +575,13 @@ class BigEarthNet:
         out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         """The sensors' batches interleaved into channel order, into ``out[:n]`` when given."""
-        if len(parts) == 1 and [c for c, _ in parts[0][0]] == list(range(len(self.bands))):
+        if len(parts) == 1 and len(parts[0][0]) == len(self.bands) and _is_range(parts[0][0]):
             return parts[0][1]
         shape = (n, len(self.bands), self.size, self.size)
         image = np.empty(shape, dtype=np.float32) if out is None else out[:n]
         for group, x in parts:
             channels = [c for c, _ in group]
-            if channels == list(range(channels[0], channels[-1] + 1)):
+            if _is_range(group):
                 image[:, channels[0] : channels[-1] + 1] = x  # one strided copy
             else:
                 for j, c in enumerate(channels):
@@ -734,11 +739,7 @@ class BigEarthNetLoader:
         when each sensor's channels are one run of the image; None otherwise (then each sensor
         has its loader and the batches are joined with one strided copy)."""
         ben = self.ben
-        groups = []
-        if ben._s2:
-            groups.append((ben._s2, ben.keys))
-        if ben._s1:
-            groups.append((ben._s1, ben.s1_names or []))
+        groups = ben._sensors()
         if len(groups) < 2 or not all(_is_range(g) for g, _ in groups):
             return None
         groups.sort(key=lambda g: g[0][0][0])  # runs in channel order: they tile the image

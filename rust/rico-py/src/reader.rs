@@ -718,10 +718,18 @@ impl Prefetcher {
                         parts.extend(extra_parts.iter().map(|(b, s)| (b[i].as_slice(), s)));
                         let (h, w) = batch::batch_shape(&db, keys, &spec)?;
                         for (part_keys, part_spec) in &parts[1..] {
-                            if batch::batch_shape(&db, part_keys, part_spec)? != (h, w) {
-                                return Err(rico_core::Error::usage(
-                                    "the parts of a batch have bands of other sizes; give size=",
-                                ));
+                            let shape = batch::batch_shape(&db, part_keys, part_spec)?;
+                            if shape != (h, w) {
+                                let first = |k: &[Vec<u8>]| {
+                                    k.first().map(|k| String::from_utf8_lossy(k).into_owned())
+                                };
+                                return Err(rico_core::Error::usage(format!(
+                                    "record {:?} (band {}) is {h}x{w} but record {:?} (band {}) is {}x{}: \
+                                     one batch needs one size",
+                                    first(keys), spec.bands[0], first(part_keys), part_spec.bands[0],
+                                    shape.0, shape.1
+                                ))
+                                .hint("pass size= to resample every band to one size"));
                             }
                         }
                         let channels = parts.iter().map(|(_, s)| s.bands.len()).sum();

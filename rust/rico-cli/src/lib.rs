@@ -41,6 +41,13 @@ fn common_args(cmd: Command) -> Command {
             .value_parser(value_parser!(usize))
             .help("Source files read at once, apart from the decoder threads (default: 32, which keeps a cold local disk or an NFS mount busy). Raise it (64-256) on network or parallel filesystems with high latency (NFS over WAN, Lustre, GPFS, object-store mounts); lower it to be gentle on a shared spinning disk"),
     )
+    .arg(
+        Arg::new("max-held-mb")
+            .long("max-held-mb")
+            .value_name("MB")
+            .value_parser(value_parser!(u64).range(1..))
+            .help("With archives and Parquet files: the most megabytes of incomplete patches held while a container is read, and the largest member read (default: 1024). Archives written in name order hold one patch at a time; raise it for an archive whose members come shuffled"),
+    )
     .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("Print nothing but errors"))
     .arg(
         Arg::new("resume")
@@ -101,9 +108,10 @@ fn dataset_command(preset: &Preset) -> Command {
         cmd = cmd.arg(
             Arg::new(source.flag)
                 .long(source.flag)
-                .value_name("DIR")
+                .value_name("PATH")
                 .value_parser(value_parser!(PathBuf))
-                .help(source.help),
+                .action(ArgAction::Append)
+                .help(format!("{} (or the archive or Parquet file it ships as; repeat the option, or give a quoted glob, for several parts)", source.help)),
         );
     }
     for param in &preset.params {
@@ -180,8 +188,12 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
     let preset = rico_core::datasets::preset(name)?;
     let mut sources = Vec::new();
     for source in &preset.sources {
-        if let Some(dir) = matches.get_one::<PathBuf>(source.flag) {
-            sources.push((source.flag.to_string(), dir.clone()));
+        for path in matches
+            .get_many::<PathBuf>(source.flag)
+            .into_iter()
+            .flatten()
+        {
+            sources.push((source.flag.to_string(), path.clone()));
         }
     }
     let mut params = Vec::new();
@@ -201,6 +213,7 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
         shards: matches.get_one::<usize>("shards").copied(),
         shard_index: None,
         cancel: None,
+        max_held_bytes: matches.get_one::<u64>("max-held-mb").map(|mb| mb << 20),
     };
     Ok(ConvertCall {
         dataset: name.to_string(),

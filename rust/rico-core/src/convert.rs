@@ -21,7 +21,7 @@ use crate::labels;
 use crate::lmdb::{Env, LmdbError};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
-use crate::reading::{self, FileReaders};
+use crate::reading::{self, Fetched, FileBytes, FileReaders};
 use crate::record::{self, Band};
 use crate::sharding;
 use crate::spec::{self, FileBands, Patch, Source};
@@ -70,6 +70,10 @@ pub struct ConvertOptions {
     pub shard_index: Option<usize>,
     /// Set from another thread to stop the run: committed records stay (finish with `resume`).
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// With archives and Parquet files: the most bytes of incomplete patches held while a
+    /// container is read (a patch's files far apart in it); `None` =
+    /// [`crate::spec::DEFAULT_MAX_HELD_BYTES`]. Also the largest member read.
+    pub max_held_bytes: Option<u64>,
 }
 
 impl ConvertOptions {
@@ -168,7 +172,9 @@ fn resolve_specs(
     Ok(specs)
 }
 
-/// Resolves the sources of dataset `name` and calls `f` with them.
+/// Resolves the sources of dataset `name` and calls `f` with them: each path is a directory,
+/// an archive or a Parquet file (by its ending), a glob of them (`parts/*.tar.gz`), or, for
+/// Major-TOM, a folder of Parquet files.
 pub(crate) fn with_sources<T>(
     name: &str,
     sources: &[(String, PathBuf)],
@@ -176,15 +182,32 @@ pub(crate) fn with_sources<T>(
     f: impl FnOnce(&[Source<'_>]) -> Result<T>,
 ) -> Result<T> {
     let specs = resolve_specs(name, sources, options)?;
-    let resolved: Vec<Source<'_>> = specs
-        .iter()
-        .map(|(flag, root, spec)| Source {
-            option: flag.to_string(),
-            root: root.clone(),
-            spec,
-        })
-        .collect();
+    let max_held_bytes = options
+        .max_held_bytes
+        .unwrap_or(spec::DEFAULT_MAX_HELD_BYTES);
+    let mut resolved: Vec<Source<'_>> = Vec::new();
+    for (flag, root, spec) in &specs {
+        for path in crate::sources::expand(flag, root, name)? {
+            resolved.push(Source {
+                option: flag.to_string(),
+                container: crate::sources::container(&path),
+                root: path,
+                spec,
+                max_held_bytes,
+            });
+        }
+    }
     f(&resolved)
+}
+
+/// How many planned patches may wait for the reading stage: a directory's are paths (many may
+/// wait); a container's carry their files' bytes (a few, so that memory stays flat).
+pub(crate) fn plan_depth(sources: &[Source<'_>]) -> usize {
+    if sources.iter().any(|s| s.container.is_some()) {
+        8
+    } else {
+        1024
+    }
 }
 
 /// Resolves the sources and params of dataset `name` and plans all its patches (in plan
@@ -220,7 +243,7 @@ pub fn convert_dataset(
                 let plan = |emit: &mut dyn FnMut(Planned) -> Result<()>| {
                     planning::stream(resolved, options.skip_invalid, &|n| bar.scanned(n), emit)
                 };
-                write_patches(&plan, target, options, &bar)
+                write_patches(&plan, plan_depth(resolved), target, options, &bar)
             });
             bar.finish();
             if let (Err(e), true) = (&summary, new_target) {
@@ -279,11 +302,12 @@ pub(crate) type Plan<'a> = dyn Fn(&mut dyn FnMut(Planned) -> Result<()>) -> Resu
 /// report of skipped patches beside it.
 pub(crate) fn write_patches(
     plan: &Plan<'_>,
+    depth: usize,
     target: &Path,
     options: &ConvertOptions,
     bar: &Progress,
 ) -> Result<Summary> {
-    let (mut summary, skipped, patch_labels) = write(plan, target, options, bar)?;
+    let (mut summary, skipped, patch_labels) = write(plan, depth, target, options, bar)?;
     // The table goes beside the database once its records are in.
     if !patch_labels.is_empty() {
         let rows = patch_labels
@@ -403,7 +427,7 @@ pub(crate) fn build_record(patch: &Patch) -> Result<Record> {
 }
 
 /// Decodes the files of `patch` (read into `files`) and serialises its record.
-fn decode_patch(patch: &Patch, files: Vec<Vec<u8>>) -> Result<Record> {
+fn decode_patch(patch: &Patch, files: Vec<FileBytes>) -> Result<Record> {
     let mut rasters = Vec::with_capacity(patch.files.len());
     let mut source_bytes = 0u64;
     for (file, bytes) in patch.files.iter().zip(&files) {
@@ -459,9 +483,6 @@ fn decode_patch(patch: &Patch, files: Vec<Vec<u8>>) -> Result<Record> {
         source_bytes,
     })
 }
-
-/// A chunk of patches with their files read (or the error of reading them).
-pub(crate) type Fetched = Vec<(Patch, Result<Vec<Vec<u8>>>)>;
 
 /// What the reading stage hands back when the run is over.
 #[derive(Default)]
@@ -569,7 +590,7 @@ fn fetch(
             let fetched = readers.read_chunk(chunk);
             let bytes: usize = fetched
                 .iter()
-                .map(|(_, r)| r.as_ref().map_or(0, |f| f.iter().map(Vec::len).sum()))
+                .map(|(_, r)| r.as_ref().map_or(0, |f| f.iter().map(|b| b.len()).sum()))
                 .sum();
             let per_patch = (bytes / fetched.len()).max(1);
             chunk_len = (CHUNK_BYTES / per_patch).clamp(threads.min(max_chunk), max_chunk);
@@ -590,11 +611,12 @@ fn fetch(
 #[allow(clippy::type_complexity)]
 fn write(
     plan: &Plan<'_>,
+    depth: usize,
     target: &Path,
     options: &ConvertOptions,
     bar: &Progress,
 ) -> Result<(Summary, HashSet<String>, Vec<(String, labels::Labels)>)> {
-    let (plan_tx, plan_rx) = sync_channel::<Result<Planned>>(1024);
+    let (plan_tx, plan_rx) = sync_channel::<Result<Planned>>(depth);
     std::thread::scope(|scope| {
         scope.spawn(|| run_planner(plan, plan_tx, bar));
         // The target is made once the plan has a first patch: a source without patches (or

@@ -16,6 +16,7 @@ mod reading;
 pub mod record;
 pub mod select;
 pub mod sharding;
+pub mod sources;
 pub mod spec;
 pub mod stats;
 pub mod verify;

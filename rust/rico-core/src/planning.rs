@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::labels::{LabelRule, Labels, TableRows};
 use crate::spec::{BandRule, FileBands, Patch, PatchFile, Source, Spec, MAX_KEY_BYTES};
 
@@ -31,6 +31,20 @@ pub enum Planned {
     Skipped(String, String),
 }
 
+/// How far planning has got, for the progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// Files walked so far (directories).
+    Files(u64),
+    /// Bytes of a container read so far, of its size (archives and Parquet files).
+    Bytes {
+        /// Bytes read.
+        read: u64,
+        /// The container's size.
+        total: u64,
+    },
+}
+
 /// The hash by which handed-out keys are remembered (SipHash with fixed keys: deterministic).
 pub fn key_hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
@@ -39,16 +53,21 @@ pub fn key_hash(key: &str) -> u64 {
 }
 
 /// Walks `sources` (in the order of their root paths) and calls `emit` with every patch as soon
-/// as it is complete; `scanned` is told the number of files walked so far, once per directory.
+/// as it is complete; `scanned` is told the number of files walked so far, once per directory
+/// (or the bytes of a container read so far).
+///
+/// A container (archive or Parquet file) is read once, front to back: a patch is handed out
+/// as soon as its last file has been read, with its files' bytes; a patch whose files are not
+/// complete when the container ends is handled as a directory's patch missing a band.
 pub fn stream(
     sources: &[Source<'_>],
     skip_invalid: bool,
-    scanned: &dyn Fn(u64),
+    scanned: &dyn Fn(Scanned),
     emit: &mut dyn FnMut(Planned) -> Result<()>,
 ) -> Result<()> {
     // Check every source before walking any: a typo in the third option should not cost a long walk.
     for source in sources {
-        check_source_dir(source)?;
+        check_source(source)?;
     }
     let mut order: Vec<usize> = (0..sources.len()).collect();
     order.sort_by(|a, b| sources[*a].root.cmp(&sources[*b].root));
@@ -56,6 +75,21 @@ pub fn stream(
     let mut files = 0u64;
     for index in order {
         let source = &sources[index];
+        if let Some(container) = source.container {
+            let found = stream_container(
+                sources,
+                index,
+                container,
+                skip_invalid,
+                &mut emitted,
+                scanned,
+                emit,
+            )?;
+            if found == 0 {
+                return Err(no_patch(source));
+            }
+            continue;
+        }
         let tables = read_tables(source)?;
         let mut group = Grouper::new(source, index, tables.as_ref(), skip_invalid);
         let local = group.local();
@@ -69,7 +103,7 @@ pub fn stream(
                     }
                 }
                 Event::DirDone => {
-                    scanned(files);
+                    scanned(Scanned::Files(files));
                     if local {
                         group.flush(sources, &mut emitted, emit)?;
                     }
@@ -82,17 +116,163 @@ pub fn stream(
         walk_dirs(&root, &mut String::new(), 0, skip_invalid, &mut step)?;
         group.flush(sources, &mut emitted, emit)?;
         if found == 0 {
-            return Err(Error::usage(format!(
-                "no patch found in this {} directory (given with --{}); expected {}",
-                source.option.trim_end_matches("-dir"),
-                source.option,
-                source.spec.describe
-            ))
-            .at(&source.root)
-            .hint("check that the option points at the dataset's root directory"));
+            return Err(no_patch(source));
         }
     }
     Ok(())
+}
+
+fn no_patch(source: &Source<'_>) -> Error {
+    Error::usage(format!(
+        "no patch found in this {} {} (given with --{}); expected {}",
+        source.option.trim_end_matches("-dir"),
+        source.what(),
+        source.option,
+        source.spec.describe
+    ))
+    .at(&source.root)
+    .hint(match source.container {
+        None => "check that the option points at the dataset's root directory",
+        Some(_) => "check that the option points at the dataset's own archive (or Parquet file) for this option",
+    })
+}
+
+/// Reads one container source front to back; returns the number of its files that are image
+/// data. Patches are handed out as they complete.
+fn stream_container(
+    sources: &[Source<'_>],
+    index: usize,
+    container: rico_source::Container,
+    skip_invalid: bool,
+    emitted: &mut HashSet<u64>,
+    scanned: &dyn Fn(Scanned),
+    emit: &mut dyn FnMut(Planned) -> Result<()>,
+) -> Result<usize> {
+    let source = &sources[index];
+    if matches!(source.spec.labels, LabelRule::Tables { .. }) {
+        return Err(Error::usage(format!(
+            "this dataset's labels come from tables beside its images; rico reads it from a directory, not from {}",
+            source.what()
+        ))
+        .at(&source.root)
+        .hint("unpack it and give the folder"));
+    }
+    let total = fs::metadata(&source.root).map_or(0, |m| m.len());
+    let mut visitor = ContainerVisitor {
+        sources,
+        source,
+        group: Grouper::new(source, index, None, skip_invalid),
+        emitted,
+        emit,
+        scanned,
+        total,
+        found: 0,
+        dir: None,
+    };
+    let limits = rico_source::Limits {
+        max_member_bytes: source.max_held_bytes,
+    };
+    rico_source::read_members(&source.root, container, &limits, &mut visitor)?;
+    let found = visitor.found;
+    visitor
+        .group
+        .flush(sources, visitor.emitted, visitor.emit)?;
+    Ok(found)
+}
+
+/// Groups a container's members into patches as they are read.
+struct ContainerVisitor<'v, 's> {
+    sources: &'v [Source<'s>],
+    source: &'v Source<'s>,
+    group: Grouper<'v>,
+    emitted: &'v mut HashSet<u64>,
+    emit: &'v mut dyn FnMut(Planned) -> Result<()>,
+    scanned: &'v dyn Fn(Scanned),
+    total: u64,
+    found: usize,
+    /// The last member's folder (as stored) and its `<container>!<folder>` path, shared by the
+    /// files of a patch.
+    dir: Option<(String, Arc<Path>)>,
+}
+
+impl rico_source::Visitor for ContainerVisitor<'_, '_> {
+    type Error = Error;
+
+    fn root(&mut self, name: &str) -> Result<()> {
+        self.group.root_name = name.to_string();
+        Ok(())
+    }
+
+    fn wants(&mut self, rel: &str) -> bool {
+        self.group.spec.pattern.is_match(rel)
+    }
+
+    fn member(&mut self, member: rico_source::Member<'_>) -> Result<()> {
+        let folder = member.name.rsplit_once('/').map_or("", |(d, _)| d);
+        let dir = match &self.dir {
+            Some((f, dir)) if f == folder => dir.clone(),
+            _ => {
+                let dir: Arc<Path> =
+                    PathBuf::from(rico_source::member_location(&self.source.root, folder)).into();
+                self.dir = Some((folder.to_string(), dir.clone()));
+                dir
+            }
+        };
+        let Some(key) = self
+            .group
+            .add_with(&dir, member.rel, Some(Arc::new(member.bytes)))?
+        else {
+            return Ok(());
+        };
+        self.found += 1;
+        if let Some(ready) = self.group.take_if_complete(&key) {
+            self.group
+                .hand_out(vec![(key, ready)], self.sources, self.emitted, self.emit)?;
+        }
+        if self.group.pending_bytes > self.source.max_held_bytes {
+            return Err(Error::data(format!(
+                "{} MB of incomplete patches are held, above the limit of {} MB: the files of a patch lie far apart in this {}",
+                self.group.pending_bytes >> 20,
+                self.source.max_held_bytes >> 20,
+                self.source.what()
+            ))
+            .at(&self.source.root)
+            .hint("raise the limit with --max-held-mb (max_held_mb= in Python), or repack the archive in name order (tar --sort=name)"));
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, read: u64) {
+        (self.scanned)(Scanned::Bytes {
+            read,
+            total: self.total,
+        });
+    }
+}
+
+impl From<rico_source::SourceError> for Error {
+    fn from(e: rico_source::SourceError) -> Error {
+        use rico_source::SourceErrorKind as K;
+        let message = match &e.member {
+            Some(m) => format!(
+                "{}: {}",
+                rico_source::member_location(&e.container, m),
+                e.message
+            ),
+            None => e.message.clone(),
+        };
+        let mut err = match e.kind {
+            K::Io => Error::usage(message),
+            K::Corrupt | K::Hostile | K::Limit | K::Layout => Error::new(ErrorKind::Data, message),
+        };
+        if e.member.is_none() {
+            err = err.at(&e.container);
+        }
+        match e.hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
 }
 
 /// Re-makes planned patches from their listed files, without walking: each item of `listed`
@@ -160,12 +340,25 @@ fn read_tables(source: &Source<'_>) -> Result<Option<TableRows>> {
     Ok(Some(TableRows::read(&paths)?))
 }
 
-fn check_source_dir(source: &Source<'_>) -> Result<()> {
+fn check_source(source: &Source<'_>) -> Result<()> {
+    if source.container.is_some() {
+        return match fs::File::open(&source.root) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::usage(format!(
+                "cannot open the {} given with --{}: {e}",
+                source.what(),
+                source.option
+            ))
+            .at(&source.root)
+            .hint("check the path; it must exist and be readable")),
+        };
+    }
     match fs::metadata(&source.root) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Error::usage(format!(
-            "--{} must be a directory, this is a file",
-            source.option
+            "--{} must be a directory, an archive ({}) or a Parquet file; this is another kind of file",
+            source.option,
+            rico_source::CONTAINER_ENDINGS
         ))
         .at(&source.root)),
         Err(e) => Err(Error::usage(format!(
@@ -293,6 +486,8 @@ struct Grouper<'s> {
     prefix: Option<Arc<str>>,
     band_names: HashSet<Arc<str>>,
     group_labels: HashMap<String, Arc<[String]>>,
+    /// Bytes of container members held in pending patches.
+    pending_bytes: u64,
 }
 
 impl<'s> Grouper<'s> {
@@ -326,6 +521,7 @@ impl<'s> Grouper<'s> {
             },
             band_names: HashSet::new(),
             group_labels: HashMap::new(),
+            pending_bytes: 0,
         }
     }
 
@@ -338,9 +534,20 @@ impl<'s> Grouper<'s> {
 
     /// Adds the file at `rel` (in `dir`); returns whether it is image data of this source.
     fn add(&mut self, dir: &Arc<Path>, rel: &str) -> Result<bool> {
+        Ok(self.add_with(dir, rel, None)?.is_some())
+    }
+
+    /// Adds the file at `rel` (in `dir`, with a container member's bytes in `data`); returns
+    /// the key of its patch when it is image data of this source.
+    fn add_with(
+        &mut self,
+        dir: &Arc<Path>,
+        rel: &str,
+        data: Option<Arc<Vec<u8>>>,
+    ) -> Result<Option<String>> {
         let spec = self.spec;
         let Some(caps) = spec.pattern.captures(rel) else {
-            return Ok(false);
+            return Ok(None);
         };
         let key = spec.key.render(&self.root_name, &caps);
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -371,10 +578,12 @@ impl<'s> Grouper<'s> {
             }
         };
         let whole_file = !matches!(bands, FileBands::One(_));
+        let held = data.as_ref().map_or(0, |d| d.len() as u64);
         let file = PatchFile {
             dir: dir.clone(),
             name: name.into(),
             bands,
+            data,
         };
         if let (true, FileBands::One(band)) = (spec.uniform_bands, &file.bands) {
             if !self.seen_bands.iter().any(|b| b.as_str() == &**band) {
@@ -419,7 +628,27 @@ impl<'s> Grouper<'s> {
             };
         }
         entry.files.push(file);
-        Ok(true)
+        self.pending_bytes += held;
+        Ok(Some(key))
+    }
+
+    /// Takes the pending patch `key` out when it is complete whatever comes next: a whole-file
+    /// patch, or one that has every band its spec lists.
+    fn take_if_complete(&mut self, key: &str) -> Option<Pending> {
+        let pending = self.pending.get(key)?;
+        let complete = pending.whole_file
+            || (!self.spec.required_bands.is_empty()
+                && self.spec.required_bands.iter().all(|band| {
+                    pending
+                        .files
+                        .iter()
+                        .any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band))
+                }));
+        if complete {
+            self.pending.remove(key)
+        } else {
+            None
+        }
     }
 
     /// Hands out every pending patch, in the order of their first files.
@@ -432,8 +661,26 @@ impl<'s> Grouper<'s> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut ready: Vec<(String, Pending)> =
-            std::mem::take(&mut self.pending).into_iter().collect();
+        let ready: Vec<(String, Pending)> = std::mem::take(&mut self.pending).into_iter().collect();
+        self.hand_out(ready, sources, emitted, emit)
+    }
+
+    /// Hands out `ready` patches (taken out of `pending`), in the order of their first files.
+    fn hand_out(
+        &mut self,
+        mut ready: Vec<(String, Pending)>,
+        sources: &[Source<'_>],
+        emitted: &mut HashSet<u64>,
+        emit: &mut dyn FnMut(Planned) -> Result<()>,
+    ) -> Result<()> {
+        for (_, pending) in &ready {
+            let held: u64 = pending
+                .files
+                .iter()
+                .map(|f| f.data.as_ref().map_or(0, |d| d.len() as u64))
+                .sum();
+            self.pending_bytes -= held;
+        }
         for (_, pending) in &mut ready {
             pending.files.sort_by(PatchFile::cmp_path);
         }
@@ -481,6 +728,10 @@ impl<'s> Grouper<'s> {
                 if let Some(first) = first_file_with_key(sources, &key, &this)? {
                     return Err(duplicate(spec, &key, &first, &this));
                 }
+                if sources.iter().any(|s| s.container.is_some()) {
+                    // Containers are read once: the earlier file is not looked for again.
+                    return Err(duplicate(spec, &key, Path::new("an earlier file"), &this));
+                }
                 // Two keys with one hash (about one chance in 10^19): not a duplicate.
             }
             if let Some(err) = missing {
@@ -521,7 +772,7 @@ fn duplicate(spec: &Spec, key: &str, first: &Path, second: &Path) -> Error {
 /// The first file (other than `not`) whose key is `key`: walks the sources again. Only for
 /// the error of a duplicate key, which stops the run.
 fn first_file_with_key(sources: &[Source<'_>], key: &str, not: &Path) -> Result<Option<PathBuf>> {
-    let mut order: Vec<&Source<'_>> = sources.iter().collect();
+    let mut order: Vec<&Source<'_>> = sources.iter().filter(|s| s.container.is_none()).collect();
     order.sort_by(|a, b| a.root.cmp(&b.root));
     for source in order {
         let root_name = source
@@ -582,11 +833,7 @@ mod tests {
     }
 
     fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {
-        Source {
-            option: "dataset-dir".into(),
-            root: root.to_path_buf(),
-            spec,
-        }
+        Source::directory("dataset-dir", root, spec)
     }
 
     #[allow(clippy::type_complexity)]
@@ -615,7 +862,11 @@ mod tests {
         stream(
             &[source(&root, &spec)],
             false,
-            &|n| scanned.set(n),
+            &|n| {
+                if let Scanned::Files(n) = n {
+                    scanned.set(n)
+                }
+            },
             &mut |item| {
                 if let Planned::Patch(p) = item {
                     assert_eq!(p.files.len(), 2);

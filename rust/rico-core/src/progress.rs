@@ -38,9 +38,19 @@ impl Progress {
         p
     }
 
-    /// The walk has seen `files` files so far.
-    pub fn scanned(&self, files: u64) {
-        self.bar.set_message(format!("scanning: {files} files"));
+    /// The walk has seen `files` files so far, or a container's bytes have been read so far.
+    pub fn scanned(&self, scanned: crate::planning::Scanned) {
+        match scanned {
+            crate::planning::Scanned::Files(files) => {
+                self.bar.set_message(format!("scanning: {files} files"))
+            }
+            crate::planning::Scanned::Bytes { read, total } => self.bar.set_message(format!(
+                "reading: {:.2} of {:.2} GB ({:.0}%)",
+                read as f64 / 1e9,
+                total as f64 / 1e9,
+                100.0 * read as f64 / total.max(1) as f64
+            )),
+        }
     }
 
     /// Planning handed out `n` more patches: the total grows.

@@ -5,13 +5,42 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::convert::Fetched;
 use crate::error::{Error, Result};
-use crate::spec::Patch;
+use crate::spec::{Patch, PatchFile};
+
+/// A source file's bytes: read from disk by this stage, or held since a container was read.
+pub(crate) enum FileBytes {
+    /// Read from a file on disk.
+    Read(Vec<u8>),
+    /// A container member's bytes, shared with its planned patch.
+    Held(std::sync::Arc<Vec<u8>>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(v) => v,
+            FileBytes::Held(v) => v,
+        }
+    }
+}
+
+/// A chunk of patches with their files read (or the error of reading them): what this stage
+/// produces for the decoders.
+pub(crate) type Fetched = Vec<(Patch, Result<Vec<FileBytes>>)>;
+
+/// The bytes of one planned file: its container member's, or the file's read from disk.
+fn file_bytes(file: &PatchFile) -> Result<FileBytes> {
+    match &file.data {
+        Some(data) => Ok(FileBytes::Held(data.clone())),
+        None => read_source_file(&file.path()).map(FileBytes::Read),
+    }
+}
 
 /// Reads a source file. Opens without blocking (a FIFO named like a band file must not hang
 /// the run) and refuses anything that is not a regular file; asks the kernel to read the whole
@@ -55,12 +84,8 @@ pub(crate) fn read_source_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads the files of `patch`, in order.
-pub(crate) fn read_patch(patch: &Patch) -> Result<Vec<Vec<u8>>> {
-    patch
-        .files
-        .iter()
-        .map(|f| read_source_file(&f.path()))
-        .collect()
+pub(crate) fn read_patch(patch: &Patch) -> Result<Vec<FileBytes>> {
+    patch.files.iter().map(file_bytes).collect()
 }
 
 /// The threads that read files (`--io-depth` of them), apart from the decode threads: reads
@@ -90,19 +115,17 @@ impl FileReaders {
     /// files would otherwise be read one after another, and the readers that finish first
     /// would wait for the others at the end of every chunk).
     pub fn read_chunk(&self, chunk: Vec<Patch>) -> Fetched {
-        let paths: Vec<PathBuf> = chunk
-            .iter()
-            .flat_map(|patch| patch.files.iter().map(|f| f.path()))
-            .collect();
-        let read: Vec<Result<Vec<u8>>> = match &self.pool {
-            Some(pool) => pool.install(|| {
-                paths
+        let files: Vec<&PatchFile> = chunk.iter().flat_map(|patch| &patch.files).collect();
+        let read: Vec<Result<FileBytes>> = match &self.pool {
+            // Held bytes need no reader thread.
+            Some(pool) if files.iter().any(|f| f.data.is_none()) => pool.install(|| {
+                files
                     .par_iter()
                     .with_max_len(2)
-                    .map(|path| read_source_file(path))
+                    .map(|file| file_bytes(file))
                     .collect()
             }),
-            None => paths.iter().map(|path| read_source_file(path)).collect(),
+            _ => files.iter().map(|file| file_bytes(file)).collect(),
         };
         let mut read = read.into_iter();
         chunk
@@ -111,8 +134,8 @@ impl FileReaders {
                 // The patch's files in order; its first error, as `read_patch` gives. (All of its
                 // results are taken before the first error is picked: collecting into a `Result`
                 // would stop there and leave the rest for the next patch.)
-                let mine: Vec<Result<Vec<u8>>> = read.by_ref().take(patch.files.len()).collect();
-                let files: Result<Vec<Vec<u8>>> = mine.into_iter().collect();
+                let mine: Vec<Result<FileBytes>> = read.by_ref().take(patch.files.len()).collect();
+                let files: Result<Vec<FileBytes>> = mine.into_iter().collect();
                 (patch, files)
             })
             .collect()
@@ -158,6 +181,7 @@ mod tests {
                     dir: dir.clone(),
                     name: (*n).into(),
                     bands: crate::spec::FileBands::One((*n).into()),
+                    data: None,
                 })
                 .collect(),
             labels: None,
@@ -176,11 +200,17 @@ mod tests {
             assert_eq!(keys, ["a", "b", "c"]);
             let err = fetched[0].1.as_ref().unwrap_err();
             assert_eq!(err.path.as_deref(), Some(dir.join("a2-missing").as_path()));
-            assert_eq!(
-                fetched[1].1.as_ref().unwrap(),
-                &[b"B1".to_vec(), b"B2".to_vec()]
-            );
-            assert_eq!(fetched[2].1.as_ref().unwrap(), &[b"C1".to_vec()]);
+            let bytes = |i: usize| -> Vec<Vec<u8>> {
+                fetched[i]
+                    .1
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.to_vec())
+                    .collect()
+            };
+            assert_eq!(bytes(1), [b"B1".to_vec(), b"B2".to_vec()]);
+            assert_eq!(bytes(2), [b"C1".to_vec()]);
         }
         fs::remove_dir_all(&*dir).unwrap();
     }

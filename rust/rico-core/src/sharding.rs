@@ -7,6 +7,7 @@
 //! complete. A shard (a local loop or one task of a cluster run) converts from its plan file
 //! alone: no task walks the tree again, and a resume keeps the cut it began with.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -397,23 +398,48 @@ pub(crate) fn convert_sharded(
             }
             let plan = |emit: &mut dyn FnMut(Planned) -> Result<()>| -> Result<()> {
                 let mut listed = Vec::new();
+                // Patches of containers: re-read from their container (keys by source).
+                let mut in_containers: HashMap<usize, HashSet<String>> = HashMap::new();
                 for line in read_shard_plan(&dir)? {
                     match line? {
                         PlanLine::Skipped(key, reason) => emit(Planned::Skipped(key, reason))?,
-                        PlanLine::Patch(source, _, rel_dir, names) => {
-                            listed.push(Ok((index_of(source)?, rel_dir, names)));
+                        PlanLine::Patch(source, key, rel_dir, names) => {
+                            let source = index_of(source)?;
+                            if resolved[source].container.is_some() {
+                                in_containers.entry(source).or_default().insert(key);
+                            } else {
+                                listed.push(Ok((source, rel_dir, names)));
+                            }
                         }
                     }
                     // A shard's plan is a slice of the dataset: held while it is converted.
                 }
-                planning::replan(resolved, &mut listed.into_iter(), emit)
+                planning::replan(resolved, &mut listed.into_iter(), emit)?;
+                // A container is read front to back (it has no index to seek by): each shard
+                // reads the containers its patches are in, and keeps its own patches.
+                for (source, keys) in in_containers {
+                    planning::stream(
+                        &resolved[source..=source],
+                        false,
+                        &|n| bar.scanned(n),
+                        &mut |item| match item {
+                            Planned::Patch(mut p) if keys.contains(&p.key) => {
+                                p.source = source;
+                                emit(Planned::Patch(p))
+                            }
+                            _ => Ok(()),
+                        },
+                    )?;
+                }
+                Ok(())
             };
             // Every shard resumes: a rerun of a task after a lost worker finishes what it began.
             let shard_options = ConvertOptions {
                 resume: true,
                 ..options.clone()
             };
-            let summary = convert::write_patches(&plan, &dir, &shard_options, &bar)?;
+            let depth = convert::plan_depth(resolved);
+            let summary = convert::write_patches(&plan, depth, &dir, &shard_options, &bar)?;
             mark_shard(&dir, index, n)?;
             total.records += summary.records;
             total.already_present += summary.already_present;

@@ -191,11 +191,19 @@ pub enum FileBands {
 
 /// One file of a patch: `dir/name`. The directory is shared by the files of a patch found in
 /// it, so that a planned file costs its name, not its whole path.
+///
+/// A member of an archive or Parquet file has its bytes in `data` (read in the one pass over
+/// the container) and a `dir` that names it for messages: `<container>!<member's folder>`.
 #[derive(Clone, Debug)]
 pub struct PatchFile {
+    /// The file's directory (for a container member: `<container>!<folder inside it>`).
     pub dir: Arc<Path>,
+    /// The file's name in its directory.
     pub name: Box<str>,
+    /// The bands it gives its patch.
     pub bands: FileBands,
+    /// A container member's bytes; `None` for a file on disk, read by the reading stage.
+    pub data: Option<Arc<Vec<u8>>>,
 }
 
 impl PatchFile {
@@ -237,13 +245,46 @@ pub struct Patch {
     pub source: usize,
 }
 
-/// One source directory and the spec that reads it.
+/// One source (a directory, or an archive or Parquet file that stands for one) and the spec
+/// that reads it.
 pub struct Source<'a> {
     /// The option that named it (`bigearthnet-s2-dir`), for messages.
     pub option: String,
+    /// The directory, or the container file.
     pub root: PathBuf,
+    /// The spec that reads it.
     pub spec: &'a Spec,
+    /// What `root` is when it is not a directory: an archive or a Parquet file, read in one pass.
+    pub container: Option<rico_source::Container>,
+    /// With a container: the most bytes of incomplete patches held while its members are read
+    /// (a patch's files far apart in the archive); past it the run stops and says so.
+    pub max_held_bytes: u64,
 }
+
+impl<'a> Source<'a> {
+    /// A source directory read by `spec`.
+    pub fn directory(option: &str, root: &Path, spec: &'a Spec) -> Source<'a> {
+        Source {
+            option: option.to_string(),
+            root: root.to_path_buf(),
+            spec,
+            container: None,
+            max_held_bytes: DEFAULT_MAX_HELD_BYTES,
+        }
+    }
+
+    /// What the source is, in words: "directory", "archive" or "Parquet file".
+    pub fn what(&self) -> &'static str {
+        match self.container {
+            None => "directory",
+            Some(rico_source::Container::Parquet) => "Parquet file",
+            Some(_) => "archive",
+        }
+    }
+}
+
+/// The default of [`Source::max_held_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_HELD_BYTES: u64 = 1 << 30;
 
 /// LMDB's limit on key length (bytes).
 pub const MAX_KEY_BYTES: usize = 511;
@@ -375,11 +416,7 @@ mod tests {
     }
 
     fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {
-        Source {
-            option: "dataset-dir".into(),
-            root: root.to_path_buf(),
-            spec,
-        }
+        Source::directory("dataset-dir", root, spec)
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::convert::{build_record, plan_dataset, ConvertOptions, Record};
+use crate::convert::{build_record, with_sources, ConvertOptions, Record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lmdb::Env;
+use crate::planning::{self, Planned};
 use crate::progress::Progress;
 use crate::sharding::{self, MANIFEST};
+use crate::spec::Patch;
 
 /// What `rico verify` found.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -101,22 +103,18 @@ pub fn verify_dataset(
     options: &ConvertOptions,
 ) -> Result<VerifyReport> {
     let db = crate::reader::Database::open(target)?;
-    let (patches, planning_skipped) = plan_dataset(
-        name,
-        sources,
-        &ConvertOptions {
-            skip_invalid: true,
-            ..options.clone()
-        },
-    )?;
     let threads = crate::thread_count(options.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| Error::output(format!("cannot start decoder threads: {e}")))?;
     let mut report = VerifyReport::default();
-    let bar = Progress::with_total(patches.len() as u64, options.progress);
-    for chunk in patches.chunks(64) {
+    let bar = Progress::new(options.progress);
+    // Patches are checked as planning hands them out, 64 at a time: a directory's plan is
+    // never held whole, and a container's members (which carry their bytes) are read once.
+    let mut expected: HashSet<Vec<u8>> = HashSet::new();
+    let mut chunk: Vec<Patch> = Vec::with_capacity(64);
+    let check = |chunk: &mut Vec<Patch>, report: &mut VerifyReport| -> Result<()> {
         let results: Vec<Result<Record>> =
             pool.install(|| chunk.par_iter().map(build_record).collect());
         for (patch, result) in chunk.iter().zip(results) {
@@ -136,15 +134,35 @@ pub fn verify_dataset(
             }
         }
         bar.done(chunk.len() as u64);
-    }
+        chunk.clear();
+        Ok(())
+    };
+    let options = ConvertOptions {
+        skip_invalid: true,
+        ..options.clone()
+    };
+    with_sources(name, sources, &options, |resolved| {
+        planning::stream(resolved, true, &|n| bar.scanned(n), &mut |item| {
+            match item {
+                Planned::Patch(patch) => {
+                    bar.planned(1);
+                    expected.insert(patch.key.as_bytes().to_vec());
+                    chunk.push(patch);
+                    if chunk.len() == 64 {
+                        check(&mut chunk, &mut report)?;
+                    }
+                }
+                Planned::Skipped(key, reason) => {
+                    report.checked += 1;
+                    expected.insert(key.as_bytes().to_vec());
+                    report.unreadable.push((key, reason));
+                }
+            }
+            Ok(())
+        })
+    })?;
+    check(&mut chunk, &mut report)?;
     bar.finish();
-    report.checked += planning_skipped.len() as u64;
-    report.unreadable.extend(planning_skipped);
-    let expected: HashSet<&[u8]> = patches
-        .iter()
-        .map(|p| p.key.as_bytes())
-        .chain(report.unreadable.iter().map(|(k, _)| k.as_bytes()))
-        .collect();
     db.for_each(|k, _| {
         if !expected.contains(k) {
             report.extra.push(String::from_utf8_lossy(k).into_owned());

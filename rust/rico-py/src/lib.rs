@@ -140,6 +140,7 @@ fn options(
     params: Option<BTreeMap<String, String>>,
     shards: Option<usize>,
     shard_index: Option<usize>,
+    max_held_mb: Option<u64>,
 ) -> rico_core::ConvertOptions {
     let params = params.unwrap_or_default().into_iter().collect();
     rico_core::ConvertOptions {
@@ -152,7 +153,27 @@ fn options(
         shards,
         shard_index,
         cancel: None,
+        max_held_bytes: max_held_mb.map(|mb| mb << 20),
     }
+}
+
+/// A source option's value: one path, or several (the parts of one source).
+#[derive(FromPyObject)]
+enum SourcePaths {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+/// The engine's (option, path) list of the sources dict, parts in the order given.
+fn source_list(sources: BTreeMap<String, SourcePaths>) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for (flag, paths) in sources {
+        match paths {
+            SourcePaths::One(p) => out.push((flag, p)),
+            SourcePaths::Many(ps) => out.extend(ps.into_iter().map(|p| (flag.clone(), p))),
+        }
+    }
+    out
 }
 
 /// Runs `work` (a long Rust job) on another thread with the GIL released, and watches for
@@ -184,13 +205,13 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
     dataset: String,
     target_dir: PathBuf,
-    sources: BTreeMap<String, PathBuf>,
+    sources: BTreeMap<String, SourcePaths>,
     threads: Option<usize>,
     progress: Option<bool>,
     resume: bool,
@@ -199,8 +220,9 @@ fn convert<'py>(
     shards: Option<usize>,
     shard_index: Option<usize>,
     io_depth: Option<usize>,
+    max_held_mb: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
+    let sources = source_list(sources);
     let mut options = options(
         threads,
         io_depth,
@@ -210,6 +232,7 @@ fn convert<'py>(
         params,
         shards,
         shard_index,
+        max_held_mb,
     );
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
@@ -241,19 +264,20 @@ fn convert<'py>(
 /// run) and writes each shard's part of the plan into its directory; returns the number of
 /// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false))]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None))]
 #[allow(clippy::too_many_arguments)]
 fn plan_shards(
     py: Python<'_>,
     dataset: String,
     target_dir: PathBuf,
-    sources: BTreeMap<String, PathBuf>,
+    sources: BTreeMap<String, SourcePaths>,
     params: Option<BTreeMap<String, String>>,
     resume: bool,
     shards: usize,
     skip_invalid: bool,
+    max_held_mb: Option<u64>,
 ) -> PyResult<u64> {
-    let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
+    let sources = source_list(sources);
     let options = options(
         None,
         None,
@@ -263,6 +287,7 @@ fn plan_shards(
         params,
         Some(shards),
         None,
+        max_held_mb,
     );
     py.allow_threads(|| {
         rico_core::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
@@ -287,18 +312,29 @@ fn write_manifest<'py>(
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None))]
 fn verify<'py>(
     py: Python<'py>,
     dataset: String,
     target_dir: PathBuf,
-    sources: BTreeMap<String, PathBuf>,
+    sources: BTreeMap<String, SourcePaths>,
     threads: Option<usize>,
     progress: Option<bool>,
     params: Option<BTreeMap<String, String>>,
+    max_held_mb: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
-    let options = options(threads, None, progress, false, false, params, None, None);
+    let sources = source_list(sources);
+    let options = options(
+        threads,
+        None,
+        progress,
+        false,
+        false,
+        params,
+        None,
+        None,
+        max_held_mb,
+    );
     let report = py
         .allow_threads(|| {
             rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options)

@@ -1,0 +1,194 @@
+//! Tar archives, plain or compressed, read front to back in one pass.
+
+use std::cell::Cell;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+use tar::EntryType;
+
+use crate::names::{normalize_member_name, RootFinder};
+use crate::{open, too_large, Compression, Limits, Member, SourceError, SourceErrorKind, Visitor};
+
+/// Counts the bytes read from the archive file (compressed bytes, for progress).
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads the archive file in large blocks: a cold disk or a network filesystem then streams.
+const READ_BUFFER: usize = 1 << 20;
+
+pub(crate) fn read<V: Visitor>(
+    path: &Path,
+    compression: Compression,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let file = open(path)?;
+    let count = Rc::new(Cell::new(0u64));
+    let counted = Counted {
+        inner: file,
+        count: count.clone(),
+    };
+    let buffered = BufReader::with_capacity(READ_BUFFER, counted);
+    let reader: Box<dyn Read> = match compression {
+        Compression::None => Box::new(buffered),
+        // Multi-member: pigz and concatenated parts write several gzip members.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| corrupt(path, None, &e))?,
+        ),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| corrupt(path, None, &e))?;
+    let mut root = RootFinder::new();
+    let mut last: Option<String> = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(path, last.as_deref(), &e))?;
+        let raw = entry.path_bytes();
+        let Ok(name) = std::str::from_utf8(&raw) else {
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            return Err(SourceError::new(
+                SourceErrorKind::Layout,
+                path,
+                "this member's name is not valid UTF-8; rico matches patterns and makes keys from UTF-8 names",
+            )
+            .member(&shown)
+            .into());
+        };
+        let name = name.to_string();
+        drop(raw);
+        let kind = entry.header().entry_type();
+        let regular = matches!(
+            kind,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        );
+        match kind {
+            _ if regular => {}
+            EntryType::Directory => {}
+            EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => continue,
+            other => return Err(not_regular(path, &name, other).into()),
+        }
+        let Some(normalized) = normalize_member_name(&name) else {
+            return Err(SourceError::new(
+                SourceErrorKind::Hostile,
+                path,
+                "this member's name is absolute or climbs out of the archive (..); an unpacked folder cannot hold it",
+            )
+            .member(&name)
+            .hint("the archive is not a dataset as published; download it again from the dataset's own record")
+            .into());
+        };
+        if let Some(root_name) = root.first(path, &normalized, !regular) {
+            visitor.root(&root_name)?;
+        }
+        last = Some(name.clone());
+        if !regular {
+            if normalized.is_empty() || root.top() == Some(normalized.as_str()) {
+                continue;
+            }
+            if root.relative(&normalized).is_none() {
+                return Err(outside_root(path, &root, &name).into());
+            }
+            continue;
+        }
+        let Some(rel) = root.relative(&normalized) else {
+            return Err(outside_root(path, &root, &name).into());
+        };
+        if !visitor.wants(rel) {
+            visitor.progress(count.get());
+            continue;
+        }
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| corrupt(path, Some(&name), &e))?;
+        if size > limits.max_member_bytes {
+            return Err(too_large(path, &name, size, limits).into());
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        (&mut entry)
+            .take(size)
+            .read_to_end(&mut bytes)
+            .map_err(|e| corrupt(path, Some(&name), &e))?;
+        if (bytes.len() as u64) < size {
+            return Err(corrupt(
+                path,
+                Some(&name),
+                &io::Error::new(io::ErrorKind::UnexpectedEof, "the member ends early"),
+            )
+            .into());
+        }
+        visitor.member(Member {
+            rel,
+            name: &name,
+            bytes,
+        })?;
+        visitor.progress(count.get());
+    }
+    if root.top().is_none() && last.is_none() {
+        // An empty archive: still a folder (with nothing in it).
+        if let Some(root_name) = root.first(path, "", false) {
+            visitor.root(&root_name)?;
+        }
+    }
+    visitor.progress(count.get());
+    Ok(())
+}
+
+fn corrupt(path: &Path, member: Option<&str>, e: &io::Error) -> SourceError {
+    let mut err = SourceError::new(
+        SourceErrorKind::Corrupt,
+        path,
+        format!("the archive is truncated or damaged: {e}"),
+    )
+    .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
+    if let Some(m) = member {
+        err = err.member(m);
+    }
+    err
+}
+
+fn not_regular(path: &Path, name: &str, kind: EntryType) -> SourceError {
+    let what = match kind {
+        EntryType::Symlink => "a symbolic link",
+        EntryType::Link => "a hard link",
+        EntryType::Char | EntryType::Block => "a device",
+        EntryType::Fifo => "a FIFO (named pipe)",
+        _ => "not a regular file",
+    };
+    SourceError::new(
+        SourceErrorKind::Hostile,
+        path,
+        format!("this member is {what}; rico reads only regular files and folders from archives"),
+    )
+    .member(name)
+    .hint("repack the archive with the files the link points to (tar --dereference), or unpack it and give the folder")
+}
+
+pub(crate) fn outside_root(path: &Path, root: &RootFinder, name: &str) -> SourceError {
+    let top = root.top().unwrap_or("");
+    SourceError::new(
+        SourceErrorKind::Layout,
+        path,
+        format!(
+            "this member lies outside {top}/, the top-level folder of the archive's first member; \
+             rico reads an archive with one top-level folder as that folder"
+        ),
+    )
+    .member(name)
+    .hint("repack it with one top-level folder (tar -C <parent> -cf <archive> <folder>) or from inside the folder (tar -C <folder> -cf <archive> .)")
+}

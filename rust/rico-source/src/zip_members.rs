@@ -1,0 +1,126 @@
+//! Zip archives: the central directory is read first (so the root folder is known exactly),
+//! then the members in the order they are stored.
+
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::names::{normalize_member_name, RootFinder};
+use crate::tar_members::outside_root;
+use crate::{file_len, open, too_large, Limits, Member, SourceError, SourceErrorKind, Visitor};
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+
+pub(crate) fn read<V: Visitor>(
+    path: &Path,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let file = open(path)?;
+    let total = file_len(&file);
+    let mut archive = zip::ZipArchive::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| corrupt(path, None, &e.to_string()))?;
+    // The names first: the root folder is the one top-level folder every member lies in.
+    let mut by_index = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| corrupt(path, None, &e.to_string()))?;
+        let name = entry.name().to_string();
+        let normalized = normalize_member_name(&name);
+        by_index.push((name, normalized, entry.is_dir()));
+    }
+    let top = RootFinder::common_top(
+        by_index
+            .iter()
+            .filter_map(|(_, n, d)| n.as_deref().map(|n| (n, *d))),
+    );
+    let root_name = top.clone().unwrap_or_else(|| crate::archive_stem(path));
+    let root = RootFinder::fixed(top);
+    visitor.root(&root_name)?;
+    let mut done_bytes = 0u64;
+    for (i, (name, normalized, is_dir)) in by_index.iter().enumerate() {
+        let Some(normalized) = normalized else {
+            return Err(SourceError::new(
+                SourceErrorKind::Hostile,
+                path,
+                "this member's name is absolute or climbs out of the archive (..); an unpacked folder cannot hold it",
+            )
+            .member(name)
+            .hint("the archive is not a dataset as published; download it again from the dataset's own record")
+            .into());
+        };
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| corrupt(path, Some(name), &e.to_string()))?;
+        done_bytes += entry.compressed_size();
+        if let Some(mode) = entry.unix_mode() {
+            let kind = mode & S_IFMT;
+            if kind != 0 && kind != S_IFREG && kind != S_IFDIR {
+                let what = if kind == S_IFLNK {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                };
+                return Err(SourceError::new(
+                    SourceErrorKind::Hostile,
+                    path,
+                    format!("this member is {what}; rico reads only regular files and folders from archives"),
+                )
+                .member(name)
+                .hint("repack the archive with the files the links point to, or unpack it and give the folder")
+                .into());
+            }
+        }
+        if *is_dir || entry.is_dir() {
+            continue;
+        }
+        let Some(rel) = root.relative(normalized) else {
+            return Err(outside_root(path, &root, name).into());
+        };
+        if !visitor.wants(rel) {
+            continue;
+        }
+        let size = entry.size();
+        if size > limits.max_member_bytes {
+            return Err(too_large(path, name, size, limits).into());
+        }
+        // At most the declared size plus one byte: a member that inflates past its declared
+        // size (a zip bomb's trick) is caught without holding more.
+        let mut bytes = Vec::with_capacity(size as usize);
+        (&mut entry)
+            .take(size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| corrupt(path, Some(name), &e.to_string()))?;
+        if bytes.len() as u64 != size {
+            return Err(corrupt(
+                path,
+                Some(name),
+                &format!(
+                    "the member holds {} bytes, not the {size} its header declares",
+                    bytes.len()
+                ),
+            )
+            .into());
+        }
+        visitor.member(Member { rel, name, bytes })?;
+        visitor.progress(done_bytes.min(total));
+    }
+    visitor.progress(total);
+    Ok(())
+}
+
+fn corrupt(path: &Path, member: Option<&str>, e: &str) -> SourceError {
+    let mut err = SourceError::new(
+        SourceErrorKind::Corrupt,
+        path,
+        format!("the archive is truncated or damaged: {e}"),
+    )
+    .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
+    if let Some(m) = member {
+        err = err.member(m);
+    }
+    err
+}

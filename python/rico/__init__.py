@@ -17,13 +17,13 @@ reference tool (rico-hdl) writes.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Optional, Union
-
 from . import _rico
 from ._rico import DataError, OutputError, RicoError, UsageError, read_raster
+from .bigearthnet import BigEarthNet, stats
+from .conversion import ConvertSummary, convert, datasets, verify
+from .conversion import PathLike as PathLike  # the type of path arguments
+from .dataset import Dataset, bench, info, open
+from .loader import Loader, load_labels
 
 __version__: str = _rico.__version__
 
@@ -37,188 +37,15 @@ __all__ = [
     "datasets",
     "read_raster",
     "verify",
+    "Dataset",
+    "Loader",
+    "bench",
+    "info",
+    "load_labels",
+    "open",
+    "BigEarthNet",
+    "stats",
 ]
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-@dataclass(frozen=True)
-class ConvertSummary:
-    """What a conversion did.
-
-    >>> s = ConvertSummary(records=2, already_present=0, skipped=0, files=3,
-    ...                    source_bytes=10, record_bytes=12, seconds=0.5, threads=2, line="")
-    >>> s.patches_per_second
-    4.0
-    """
-
-    records: int
-    already_present: int
-    skipped: int
-    files: int
-    source_bytes: int
-    record_bytes: int
-    seconds: float
-    threads: int
-    line: str
-    labels_table: Optional[str] = None
-    """Path of the labels table written beside the database (``labels.csv``), if any."""
-
-    @property
-    def patches_per_second(self) -> float:
-        """Records written per second of wall-clock time."""
-        return self.records / max(self.seconds, 1e-9)
-
-    def __str__(self) -> str:
-        return self.line
-
-
-def datasets() -> dict[str, list[str]]:
-    """The datasets :func:`convert` knows, with the options of each: source directories
-    (names ending in ``_dir``), then value options.
-
-    >>> "bigearthnet_s2_dir" in rico.datasets()["bigearthnet"]
-    True
-    >>> rico.datasets()["bands"]
-    ['dataset_dir', 'pattern']
-    """
-    return dict(_rico.datasets())
-
-
-def convert(
-    dataset: str,
-    target_dir: PathLike,
-    *,
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
-    resume: bool = False,
-    skip_invalid: bool = False,
-    shards: Optional[int] = None,
-    client: Optional[object] = None,
-    io_depth: Optional[int] = None,
-    **options: Union[PathLike, int, Sequence[str]],
-) -> ConvertSummary:
-    """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
-
-    The Rust engine runs with the GIL released: decoding in ``threads`` threads (default one
-    per core), one writer committing records in sorted source order.
-
-    Args:
-        dataset: a name from :func:`datasets`, e.g. ``"bigearthnet"``.
-        target_dir: a new or empty directory (or, with ``resume``, an existing database).
-        threads: decoder threads; ``None`` = one per core.
-        io_depth: source files read at once, apart from the decoders; ``None`` = 32 (serves
-            cold local disks and NFS; raise it for high-latency filesystems such as Lustre).
-        progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
-        resume: finish an interrupted conversion into ``target_dir``.
-        skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
-        shards: cut the sorted patch list into this many contiguous shards, each an LMDB
-            directory ``shard-NNNNN/`` under ``target_dir``, plus ``rico-manifest.json``;
-            :func:`open` reads them as one database.
-        client: a ``dask.distributed.Client``: each shard runs as one task on a worker (the
-            paths must be on a filesystem every worker and the client see). Needs ``shards``.
-        **options: the dataset's options, named like the CLI flags with underscores:
-            its source directories (every name ending in ``_dir``), e.g.
-            ``bigearthnet_s2_dir="BigEarthNet-S2"``, and its value options, e.g.
-            ``pattern=r"(?P<key>.+)_(?P<band>B\\d+)\\.tif$"`` for ``"bands"``,
-            ``key_parents=1`` or ``band_names=["Red", "Green", "Blue"]`` for
-            ``"image-folder"`` (a list is joined with commas, a number written out).
-
-    Returns:
-        A :class:`ConvertSummary`.
-
-    Raises:
-        UsageError: unknown dataset or option, a missing or empty source, an unusable target.
-        DataError: a bad source file (the message names it), a missing band, a duplicate key.
-        OutputError: the database cannot be written.
-
-    >>> import rico, tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "db"
-    >>> rico.convert("bigearthnet", out)  # no source given
-    Traceback (most recent call last):
-    ...
-    rico._rico.UsageError: no source directory given; give at least one of --bigearthnet-s1-dir, --bigearthnet-s2-dir or --bigearthnet-reference-maps-dir
-    """
-    # Source options all end in `_dir` (a rule of rico's presets); the rest are values.
-    sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
-    params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
-    if client is not None:
-        if not shards:
-            raise UsageError("a Dask client runs shards: pass shards=N as well")
-        from .distributed import convert_on_cluster
-
-        summary = convert_on_cluster(
-            client,
-            dataset,
-            os.fspath(target_dir),
-            shards,
-            sources,
-            params,
-            threads=threads,
-            progress=progress,
-            resume=resume,
-            skip_invalid=skip_invalid,
-        )
-        return ConvertSummary(**summary)
-    summary = _rico.convert(
-        dataset,
-        os.fspath(target_dir),
-        sources,
-        threads=threads,
-        progress=progress,
-        resume=resume,
-        skip_invalid=skip_invalid,
-        params=params,
-        shards=shards,
-        io_depth=io_depth,
-    )
-    return ConvertSummary(**summary)
-
-
-def verify(
-    dataset: str,
-    target_dir: PathLike,
-    *,
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
-    **options: Union[PathLike, int, Sequence[str]],
-) -> dict:
-    """Re-decode the sources of a conversion and compare them with the database record by record.
-
-    Takes the same options as :func:`convert`. Returns ``{"ok", "checked", "matching",
-    "missing", "extra", "differing", "text"}`` (the last three: lists of keys).
-
-    >>> report = rico.verify("bigearthnet", "ben.lmdb", bigearthnet_s2_dir="BigEarthNet-S2")  # doctest: +SKIP
-    >>> report["ok"]  # doctest: +SKIP
-    True
-    """
-    sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}  # type: ignore[arg-type]
-    params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
-    return dict(
-        _rico.verify(
-            dataset,
-            os.fspath(target_dir),
-            sources,
-            threads=threads,
-            progress=progress,
-            params=params,
-        )
-    )
-
-
-def _param_value(value: object) -> str:
-    """A value option as the CLI would take it: lists comma-joined, numbers written out."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        raise TypeError(f"a value option cannot be a bool ({value!r})")
-    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-
-
-from .dataset import Dataset, bench, info, open  # noqa: E402
-from .loader import Loader, load_labels  # noqa: E402
-
-__all__ += ["Dataset", "Loader", "bench", "info", "load_labels", "open"]
 
 
 def __getattr__(name: str) -> object:
@@ -234,8 +61,3 @@ def __getattr__(name: str) -> object:
                 raise
             raise AttributeError("rico.torch needs PyTorch: pip install torch") from e
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-from .bigearthnet import BigEarthNet, stats  # noqa: E402
-
-__all__ += ["BigEarthNet", "stats"]

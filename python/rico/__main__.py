@@ -60,7 +60,7 @@ def _stats_from_metadata(argv: list[str]) -> int:
     except (ImportError, OSError, ValueError, _rico.RicoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    keys = (ben.keys if ben._s2 else []) + ((ben.s1_names or []) if ben._s1 else [])
+    keys = ben._band_records()
     with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as f:
         f.write("".join(k + "\n" for k in keys))
     try:

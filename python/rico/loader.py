@@ -10,6 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _rico
+from ._order import EpochOrder
 from .dataset import Dataset, Key
 
 Labels = Union[Mapping[str, Sequence[str]], str, "os.PathLike[str]"]
@@ -76,7 +77,7 @@ def load_labels(
     return classes, out
 
 
-class Loader:
+class Loader(EpochOrder):
     """Iterate over batches of a :class:`Dataset`, assembled and prefetched by Rust threads.
 
     ``bands`` default to the first record's, ``keys`` to the records that hold all ``bands``
@@ -126,65 +127,33 @@ class Loader:
         std: Optional[Sequence[float]] = None,
         classes: Optional[Sequence[str]] = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if keep < 0 or prefetch < 1:
-            raise ValueError("keep must be at least 0 and prefetch at least 1")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self._init_order(batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch)
         self.ds = ds
         self.bands = list(bands) if bands is not None else ds.bands()
         self.keys = list(keys) if keys is not None else ds.keys(bands=self.bands)
-        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.drop_last, self.threads, self.prefetch = drop_last, threads, prefetch
-        self.keep = keep
+        self.size, self.threads, self.prefetch, self.keep = size, threads, prefetch, keep
         # The buffer ring outlives epochs; a forked child makes its own (see _ring_for).
         self._ring: Optional[_rico.BatchRing] = None
         self._ring_pid: Optional[int] = None
         self._running: Optional[_rico.Prefetcher] = None
-        self.rank, self.world_size = rank, world_size
         self.resample, self.dtype = resample, dtype
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
-        self.epoch = 0
-        self._epoch_set, self._iterated = False, False
         self.classes: Optional[list[str]] = None
         self._labels: Optional[np.ndarray] = None
         if labels is not None:
             self.classes, self._labels = load_labels(labels, self.keys, classes=classes)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that seeds the next iteration's shuffle (without it, each iteration
-        takes the epoch after the last one)."""
-        self.epoch = epoch
-        self._epoch_set = True
-
-    def indices(self) -> np.ndarray:
-        """Positions in ``keys`` this rank visits this epoch, in order."""
-        n = len(self.keys)
-        order = (
-            np.random.default_rng([self.seed, self.epoch]).permutation(n)
-            if self.shuffle
-            else np.arange(n)
-        )
-        per_rank = n // self.world_size
-        return order[: per_rank * self.world_size][self.rank :: self.world_size]
-
-    def __len__(self) -> int:
-        n = len(self.keys) // self.world_size
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def _rows(self) -> int:
+        return len(self.keys)
 
     def __iter__(self) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-        # The epoch is chosen when iteration starts: the one set, else the one after the last.
-        if self._iterated and not self._epoch_set:
-            self.epoch += 1
-        self._iterated, self._epoch_set = True, False
-        return self._batches(self.indices())
+        return self._batches(self._start_epoch())
 
     def _batches(
         self, idx: np.ndarray
     ) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-        cut = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        cut = self._cut(idx)
         groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
         batches = [[self.keys[i] for i in g] for g in groups]
         if self._ring is None or self._ring_pid != os.getpid():

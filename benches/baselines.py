@@ -33,7 +33,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 import numpy as np
+from support.bands import S2_BANDS
+from support.bigearthnet import source_dirs
 
 os.environ.setdefault("CPL_LOG", "/dev/null")  # GDAL's chatter
 
@@ -45,23 +48,12 @@ S2_PATTERN = re.compile(
 )
 MAP_PATTERN = re.compile(r"(?:^|/)(?P<key>S2[AB]_MSIL2A_[^/]*_\d+_\d+_reference_map)\.tif$")
 
-#: The twelve Sentinel-2 bands of BigEarthNet, in the order batches stack them.
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 #: Records per write transaction, as the reference tool commits them.
 TXN_RECORDS = 512
 #: The reference tool maps generously up front; 64 GiB is plenty and safe on this machine.
 MAP_SIZE = 64 << 30
 
 Patch = tuple[str, list[tuple[str, str]]]  # (key, [(band, path), ...])
-
-
-def source_dirs(tree: Path) -> dict[str, Path]:
-    """The three source roots of a tree written by make_dataset.py."""
-    return {
-        "s1": tree / "BigEarthNet-S1",
-        "s2": tree / "BigEarthNet-S2",
-        "maps": tree / "Reference_Maps",
-    }
 
 
 def _walk(root: Path) -> Iterable[str]:

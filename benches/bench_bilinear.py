@@ -25,14 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 import lmdb
 import numpy as np
 import rico
 import torch
-from make_dataset import make_dataset
 from safetensors.numpy import load
+from support.bands import S2_BANDS
+from support.trees import make_dataset
 
-BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 BATCH, SIZE = 32, 120
 
 
@@ -48,7 +49,7 @@ def configilm_batch(txn, keys: list[str]) -> np.ndarray:
                 mode="bilinear",
                 align_corners=True,
             )[0, 0]
-            for b in BANDS
+            for b in S2_BANDS
         ]
         images.append(torch.stack(planes))
     return torch.stack(images).numpy()
@@ -90,14 +91,14 @@ def main() -> None:
         "bigearthnet", db, bigearthnet_s2_dir=work / "tree" / "BigEarthNet-S2", progress=False
     )
     ds = rico.open(db)
-    keys = ds.keys(bands=BANDS)
+    keys = ds.keys(bands=S2_BANDS)
     n = min(args.batches * BATCH, len(keys) // BATCH * BATCH)
     groups = [keys[i : i + BATCH] for i in range(0, n, BATCH)]
     env = lmdb.open(str(db), readonly=True, lock=False)
     txn = env.begin()
 
     ours, theirs = (
-        ds.batch(groups[0], BANDS, size=SIZE, resample="bilinear"),
+        ds.batch(groups[0], S2_BANDS, size=SIZE, resample="bilinear"),
         configilm_batch(txn, groups[0]),
     )
     worst = int(
@@ -112,13 +113,13 @@ def main() -> None:
         t_batch = best(
             args.repeat,
             lambda t=threads: [
-                ds.batch(g, BANDS, size=SIZE, resample="bilinear", threads=t) for g in groups
+                ds.batch(g, S2_BANDS, size=SIZE, resample="bilinear", threads=t) for g in groups
             ],
         )
         loader = rico.Loader(
             ds,
             keys=keys[:n],
-            bands=BANDS,
+            bands=S2_BANDS,
             size=SIZE,
             batch_size=BATCH,
             resample="bilinear",
@@ -144,7 +145,7 @@ def main() -> None:
         r["threads"]: r["samples_per_second"] for r in rows if r["name"].startswith("ConfigILM")
     }
     lines = [
-        f"Bilinear batches: {n} S2 records, {len(BANDS)} bands -> {SIZE}x{SIZE} float32, batch {BATCH}, "
+        f"Bilinear batches: {n} S2 records, {len(S2_BANDS)} bands -> {SIZE}x{SIZE} float32, batch {BATCH}, "
         f"max difference to torch {worst} ulp",
         f"{'':66} threads  samples/s  vs ConfigILM  CPU us/sample",
     ]

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 import lmdb
 import numpy as np
 import pandas as pd
@@ -35,11 +36,11 @@ import rico
 import rico.torch
 import torch
 import torch.nn.functional as F
-from make_bigearthnet import convert, make_bigearthnet
-from make_dataset import S1_TILE, S2_TILE
 from rasterio.enums import Resampling
 from rico.bigearthnet import CLASSES
 from safetensors.numpy import load as st_load
+from support.bigearthnet import S1_TILE, S2_TILE, convert
+from support.trees import make_bigearthnet
 
 BANDS = ["B04", "B03", "B02", "B08", "B05", "B11", "B01", "VV", "VH"]
 S1 = {"VV", "VH"}
@@ -142,7 +143,7 @@ def main() -> None:
     src, db = root / "src", root / "ben.lmdb"
     if not (db / "data.mdb").exists():
         make_bigearthnet(src, args.patches)
-        convert(src, db)
+        convert(src, db, progress=False)
     metadata = src / "metadata.parquet"
     split = "train"
 

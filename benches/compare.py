@@ -41,7 +41,10 @@ ROOT = HERE.parent
 BINARY = ROOT / "target" / "release" / "rico"
 sys.path.insert(0, str(HERE))
 
+import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
+from support.bands import S2_BANDS  # noqa: E402
+from support.bigearthnet import flags, sources  # noqa: E402
 
 BATCH = 32
 SIZE = 120
@@ -82,15 +85,6 @@ def ensure_tree(patches: int) -> Path:
     )
     partial.rename(tree)
     return tree
-
-
-def sources(tree: Path) -> dict[str, str]:
-    dirs = baselines.source_dirs(tree)
-    return {
-        "bigearthnet_s1_dir": str(dirs["s1"]),
-        "bigearthnet_s2_dir": str(dirs["s2"]),
-        "bigearthnet_reference_maps_dir": str(dirs["maps"]),
-    }
 
 
 # -- measuring a contender in its own process -------------------------------------------------
@@ -173,9 +167,8 @@ def one_convert_binary(tree: Path, target: Path, threads: int, repeat: int) -> d
         str(threads),
         "--target-dir",
         str(target),
+        *flags(tree),
     ]
-    for name, path in sources(tree).items():
-        argv += ["--" + name.replace("_", "-"), path]
     rss = {"VmHWM": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
 
     def run() -> dict:
@@ -268,7 +261,7 @@ def one_batch(db: Path, repeat: int, threads: int) -> dict:
         start = time.perf_counter()
         produced = 0
         for group in batches:
-            produced += ds.batch(group, baselines.S2_BANDS, size=SIZE, threads=threads).nbytes
+            produced += ds.batch(group, S2_BANDS, size=SIZE, threads=threads).nbytes
         return {"records": len(keys), "bytes": produced, "seconds": time.perf_counter() - start}
 
     run()
@@ -283,7 +276,7 @@ def one_loader(db: Path, repeat: int, threads: int) -> dict:
 
     def run() -> dict:
         loader = rico.Loader(
-            ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=BATCH, threads=threads
+            ds, keys=keys, bands=S2_BANDS, size=SIZE, batch_size=BATCH, threads=threads
         )
         start = time.perf_counter()
         produced = samples = 0
@@ -348,10 +341,8 @@ def assert_batches_identical(db: Path, batches: int = 8) -> None:
     keys = baselines.s2_keys(db)[: batches * BATCH]
     groups = [keys[i : i + BATCH] for i in range(0, len(keys), BATCH)]
     ds = rico.open(db)
-    for group, want in zip(
-        groups, baselines.configilm_batches(db, groups, baselines.S2_BANDS, SIZE)
-    ):
-        got = ds.batch(group, baselines.S2_BANDS, size=SIZE, threads=1)
+    for group, want in zip(groups, baselines.configilm_batches(db, groups, S2_BANDS, SIZE)):
+        got = ds.batch(group, S2_BANDS, size=SIZE, threads=1)
         assert got.dtype == want.dtype == np.float32 and got.shape == want.shape, (
             got.shape,
             want.shape,

@@ -37,22 +37,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
-import make_dataset  # noqa: E402
+from pagecache import drop_caches  # noqa: E402
+from support.bands import S2_BANDS  # noqa: E402
+from support.bigearthnet import convert  # noqa: E402
+from support.trees import make_dataset  # noqa: E402
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 SIZE = 120
-
-
-def drop_caches() -> bool:
-    """Drops the page cache; False where this process may not (not root, read-only /proc)."""
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def warm(path: Path) -> None:
@@ -75,7 +68,7 @@ def make_loader(ds, keys, batch: int, threads):
     import rico
 
     return rico.Loader(
-        ds, keys=keys, bands=baselines.S2_BANDS, size=SIZE, batch_size=batch, threads=threads,
+        ds, keys=keys, bands=S2_BANDS, size=SIZE, batch_size=batch, threads=threads,
         drop_last=True,
     )  # fmt: skip
 
@@ -93,7 +86,7 @@ def batch_calls(ds, keys, batch: int, buf) -> int:
     order = random.sample(keys, len(keys))
     n = 0
     for i in range(0, len(order) - batch + 1, batch):
-        x = ds.batch(order[i : i + batch], baselines.S2_BANDS, size=SIZE, threads=2, out=buf)
+        x = ds.batch(order[i : i + batch], S2_BANDS, size=SIZE, threads=2, out=buf)
         n += len(x)
     return n
 
@@ -102,7 +95,7 @@ def baseline_batches(db: Path, keys, batch: int, seconds: float) -> float:
     order = random.sample(keys, len(keys))
     groups = [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)]
     n, start = 0, time.perf_counter()
-    for x in baselines.configilm_batches(db, groups, baselines.S2_BANDS, SIZE):
+    for x in baselines.configilm_batches(db, groups, S2_BANDS, SIZE):
         n += len(x)
         if time.perf_counter() - start > seconds:
             break
@@ -210,13 +203,9 @@ def main() -> None:
 
     tree, db = args.work / "tree", args.work / "ben.lmdb"
     if not (tree / "BigEarthNet-S2").is_dir():
-        make_dataset.make_dataset(tree, args.patches, workers=os.cpu_count() or 1)
+        make_dataset(tree, args.patches, workers=os.cpu_count() or 1)
     if not (db / "data.mdb").is_file():
-        dirs = baselines.source_dirs(tree)
-        rico.convert(
-            "bigearthnet", db, progress=False, bigearthnet_s1_dir=str(dirs["s1"]),
-            bigearthnet_s2_dir=str(dirs["s2"]), bigearthnet_reference_maps_dir=str(dirs["maps"]),
-        )  # fmt: skip
+        convert(tree, db, progress=False)
     keys = baselines.s2_keys(db)
     ds = rico.open(db)
     record_bytes = len(ds.raw(keys[0]))
@@ -251,7 +240,7 @@ def main() -> None:
         cold = {}
         cold["fio"] = fio_reference(db, record_bytes)
         # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
-        device = rico.bench(db, bands=baselines.S2_BANDS, size=SIZE, seconds=2.0)["device"]
+        device = rico.bench(db, bands=S2_BANDS, size=SIZE, seconds=2.0)["device"]
         cold["rico_bench_device"] = device and device["records_per_second"]
         drop_caches()
         start = time.perf_counter()

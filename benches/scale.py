@@ -35,42 +35,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_dataset import S1_TILE, S2_TILE, _write, make_dataset  # noqa: E402
+import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
+from pagecache import drop_caches  # noqa: E402
+from support.bands import S1_BANDS, S2_BANDS  # noqa: E402
+from support.bigearthnet import S1_TILE, S2_TILE, flags, patch_names, sources  # noqa: E402
+from support.cluster import local_cluster  # noqa: E402
+from support.trees import link_tree, make_dataset, write_band  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PATCHES = 100  # the generated tree every hard-linked one is made of
 SOURCES = ("BigEarthNet-S1", "BigEarthNet-S2", "Reference_Maps")
-
-
-def patch_names(i: int) -> tuple[str, str]:
-    """(S2 name, S1 name) of patch ``i``; ``make_dataset`` names patch i by (i % 100, i // 100)."""
-    x, y = i % 100, i // 100
-    return f"{S2_TILE}_{x}_{y}", f"{S1_TILE}_33UUP_{x}_{y}"
-
-
-def link_tree(base: Path, out: Path, patches: int, copy: bool = False) -> None:
-    """Hard-links patch ``i % BASE_PATCHES`` of ``base`` as patch ``i`` of ``out``; with ``copy``,
-    copies it instead, so that every file has blocks of its own on disk (a cold read of a
-    hard-linked tree reads each distinct file once, and measures little but metadata)."""
-    marker = out / (".complete-copy" if copy else ".complete")
-    if marker.exists():
-        return
-    shutil.rmtree(out, ignore_errors=True)
-    for i in range(patches):
-        s2, s1 = patch_names(i)
-        b2, b1 = patch_names(i % BASE_PATCHES)
-        for src_root, tile, new, old in (
-            ("BigEarthNet-S2", S2_TILE, s2, b2),
-            ("BigEarthNet-S1", S1_TILE, s1, b1),
-            ("Reference_Maps", S2_TILE, s2, b2),
-        ):
-            src_dir = base / src_root / tile / old
-            dst_dir = out / src_root / tile / new
-            dst_dir.mkdir(parents=True)
-            for f in os.listdir(src_dir):
-                place = shutil.copyfile if copy else os.link
-                place(src_dir / f, dst_dir / f.replace(old, new))
-    marker.touch()
 
 
 def make_small_base(out: Path, patches: int = BASE_PATCHES) -> None:
@@ -88,40 +62,14 @@ def make_small_base(out: Path, patches: int = BASE_PATCHES) -> None:
             "s1": out / "BigEarthNet-S1" / S1_TILE / s1,
             "map": out / "Reference_Maps" / S2_TILE / s2,
         }
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
-        for band in (
-            "B01",
-            "B02",
-            "B03",
-            "B04",
-            "B05",
-            "B06",
-            "B07",
-            "B08",
-            "B8A",
-            "B09",
-            "B11",
-            "B12",
-        ):
+        for band in S2_BANDS:
             values = rng.integers(0, 12000, size=(12, 12), dtype=np.uint16)
-            _write(dirs["s2"] / f"{s2}_{band}.tif", values, 100.0, x, y, 12, nodata=0)
-        for band in ("VH", "VV"):
+            write_band(dirs["s2"] / f"{s2}_{band}.tif", values, 100.0, x, y, 12, nodata=0)
+        for band in S1_BANDS:
             values = rng.normal(-15.0, 5.0, size=(12, 12)).astype(np.float32)
-            _write(dirs["s1"] / f"{s1}_{band}.tif", values, 100.0, x, y, 12)
+            write_band(dirs["s1"] / f"{s1}_{band}.tif", values, 100.0, x, y, 12)
         labels = rng.integers(100, 500, size=(12, 12), dtype=np.uint16)
-        _write(dirs["map"] / f"{s2}_reference_map.tif", labels, 100.0, x, y, 12, nodata=0)
-
-
-def source_args(tree: Path) -> list[str]:
-    return [
-        "--bigearthnet-s1-dir",
-        str(tree / "BigEarthNet-S1"),
-        "--bigearthnet-s2-dir",
-        str(tree / "BigEarthNet-S2"),
-        "--bigearthnet-reference-maps-dir",
-        str(tree / "Reference_Maps"),
-    ]
+        write_band(dirs["map"] / f"{s2}_reference_map.tif", labels, 100.0, x, y, 12, nodata=0)
 
 
 def records_in(target: Path) -> int:
@@ -142,7 +90,7 @@ def records_in(target: Path) -> int:
 def convert(binary: Path, tree: Path, target: Path, *extra: str) -> dict:
     """Runs one conversion; its seconds, peak RSS (MB), time to the first record, records."""
     shutil.rmtree(target, ignore_errors=True)
-    cmd = [str(binary), "bigearthnet", *source_args(tree), "--target-dir", str(target), *extra]
+    cmd = [str(binary), "bigearthnet", *flags(tree), "--target-dir", str(target), *extra]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first: list[float] = []
@@ -171,17 +119,6 @@ def convert(binary: Path, tree: Path, target: Path, *extra: str) -> dict:
         "records": records,
         "records_per_s": records / seconds,
     }
-
-
-def drop_caches() -> bool:
-    """Drops the page cache (needs root); False where it cannot."""
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def all_files(tree: Path) -> list[str]:
@@ -230,24 +167,9 @@ def cold(binary: Path, tree: Path, work: Path, runs: int = 3) -> dict:
 def dask_shards(tree: Path, work: Path, shard_counts=(4, 64), runs: int = 2) -> dict:
     """A real 2-worker LocalCluster on loopback: seconds for each number of shards (best of runs)."""
     import rico
-    from distributed import Client, LocalCluster
 
-    sources = {
-        "bigearthnet_s1_dir": tree / "BigEarthNet-S1",
-        "bigearthnet_s2_dir": tree / "BigEarthNet-S2",
-        "bigearthnet_reference_maps_dir": tree / "Reference_Maps",
-    }
     out = {}
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(n_workers=2) as (_, client):
         for n in shard_counts:
             times = []
             for _ in range(runs):
@@ -255,7 +177,7 @@ def dask_shards(tree: Path, work: Path, shard_counts=(4, 64), runs: int = 2) -> 
                 shutil.rmtree(target, ignore_errors=True)
                 start = time.perf_counter()
                 rico.convert(
-                    "bigearthnet", target, shards=n, client=client, progress=False, **sources
+                    "bigearthnet", target, shards=n, client=client, progress=False, **sources(tree)
                 )
                 times.append(time.perf_counter() - start)
             out[str(n)] = min(times)
@@ -326,7 +248,7 @@ def main() -> None:
     for n in args.sizes:
         tree = work / f"small-tree-{n}"
         start = time.perf_counter()
-        link_tree(small, tree, n)
+        link_tree(small, tree, n, BASE_PATCHES)
         print(f"{n} patches: tree ready in {time.perf_counter() - start:.0f} s", flush=True)
         for name, binary in binaries.items():
             r = convert(binary, tree, work / "db", *extra)
@@ -343,7 +265,7 @@ def main() -> None:
             shutil.rmtree(tree)
     if args.cold:
         tree = work / f"copied-tree-{args.cold}"
-        link_tree(base, tree, args.cold, copy=True)
+        link_tree(base, tree, args.cold, BASE_PATCHES, copy=True)
         for name, binary in binaries.items():
             c = cold(binary, tree, work)
             report[f"cold_{name}"] = c
@@ -355,7 +277,7 @@ def main() -> None:
             )
     if args.dask:
         tree = work / f"tree-{args.dask}"
-        link_tree(base, tree, args.dask)
+        link_tree(base, tree, args.dask, BASE_PATCHES)
         d = dask_shards(tree, work)
         report["dask"] = d
         print(

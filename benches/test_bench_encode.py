@@ -13,7 +13,7 @@ import shutil
 import baselines
 import pytest
 import rico
-from conftest import bigearthnet_sources
+from support.bigearthnet import sources as bigearthnet_sources
 
 
 @pytest.mark.benchmark(group="encode one patch")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rico
 from safetensors.numpy import load
+from support.bands import S2_BANDS
 
 BATCH = 32
 
@@ -38,14 +39,12 @@ def test_lmdb_safetensors_load(benchmark, database, s2_keys):
 @pytest.mark.benchmark(group="batch of 32: 12 S2 bands at 120x120 float32")
 def test_rico_batch(benchmark, ds, s2_keys):
     keys = s2_keys[:BATCH]
-    x = benchmark(ds.batch, keys, baselines.S2_BANDS, size=120, threads=1)
+    x = benchmark(ds.batch, keys, S2_BANDS, size=120, threads=1)
     assert x.shape == (BATCH, 12, 120, 120)
 
 
 @pytest.mark.benchmark(group="batch of 32: 12 S2 bands at 120x120 float32")
 def test_configilm_batch(benchmark, ds, database, s2_keys):
     keys = s2_keys[:BATCH]
-    x = benchmark(
-        lambda: next(baselines.configilm_batches(database, [keys], baselines.S2_BANDS, 120))
-    )
-    assert np.array_equal(x, ds.batch(keys, baselines.S2_BANDS, size=120, threads=1))
+    x = benchmark(lambda: next(baselines.configilm_batches(database, [keys], S2_BANDS, 120)))
+    assert np.array_equal(x, ds.batch(keys, S2_BANDS, size=120, threads=1))

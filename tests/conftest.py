@@ -1,18 +1,16 @@
-"""Shared fixtures: the real samples in tests/data, the binary, LMDB helpers."""
+"""Shared fixtures: the real samples in tests/data, the binary. Helpers live in tests/support/
+(``from support.lmdb_records import read_lmdb``, ...)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import lmdb
 import pytest
+from support.lmdb_records import read_lmdb as read_lmdb  # `from conftest import read_lmdb`
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "data" / "samples"
 RICO_BIN = ROOT / "target" / "release" / "rico"
-
-sys.path.insert(0, str(ROOT / "benches"))
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +25,3 @@ def rico_bin() -> Path:
     if not RICO_BIN.is_file():
         pytest.fail(f"{RICO_BIN} is missing: run `make build`")
     return RICO_BIN
-
-
-def read_lmdb(path: Path) -> dict[bytes, bytes]:
-    """Every record of the LMDB database at ``path``, through the Python ``lmdb`` package."""
-    with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
-        return {bytes(k): bytes(v) for k, v in txn.cursor()}

@@ -4,37 +4,18 @@ user's regular expression with named groups `key` and `band`."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import rico
-from conftest import read_lmdb
-from expected_records import bands_record, layout
+from support.cli import run
+from support.expected_records import bands_record, layout
+from support.geotiff import write_tif
+from support.lmdb_records import read_lmdb
 
 PATTERN = r"(?P<key>[^/]+)_(?P<band>B\d+A?)\.tif$"
 BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-
-
-def write_tif(path: Path, array: np.ndarray, **profile) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            count=1,
-            height=array.shape[0],
-            width=array.shape[1],
-            dtype=array.dtype,
-            **profile,
-        ) as dst:
-            dst.write(array[None])
-    return path
 
 
 def make_tree(root: Path, seed: int = 0) -> dict[bytes, dict[str, Path]]:
@@ -126,47 +107,18 @@ def test_pattern_is_required_and_must_match_something(tmp_path):
 
 def test_cli(rico_bin, tmp_path):
     patches = make_tree(tmp_path / "sen12ms")
-    res = subprocess.run(
-        [
-            str(rico_bin),
-            "bands",
-            "--dataset-dir",
-            str(tmp_path / "sen12ms"),
-            "--pattern",
-            PATTERN,
-            "--target-dir",
-            str(tmp_path / "db"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = run(
+        rico_bin, "bands", "--dataset-dir", tmp_path / "sen12ms", "--pattern", PATTERN,
+        "--target-dir", tmp_path / "db",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert read_lmdb(tmp_path / "db") == {k: bands_record(f) for k, f in patches.items()}
-    missing = subprocess.run(
-        [
-            str(rico_bin),
-            "bands",
-            "--dataset-dir",
-            str(tmp_path / "sen12ms"),
-            "--target-dir",
-            str(tmp_path / "db2"),
-        ],
-        capture_output=True,
-        text=True,
+    missing = run(
+        rico_bin, "bands", "--dataset-dir", tmp_path / "sen12ms", "--target-dir", tmp_path / "db2"
     )
     assert missing.returncode == 2 and "--pattern" in missing.stderr
-    bad = subprocess.run(
-        [
-            str(rico_bin),
-            "bands",
-            "--dataset-dir",
-            str(tmp_path / "sen12ms"),
-            "--pattern",
-            "(?P<key>",
-            "--target-dir",
-            str(tmp_path / "db3"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = run(
+        rico_bin, "bands", "--dataset-dir", tmp_path / "sen12ms", "--pattern", "(?P<key>",
+        "--target-dir", tmp_path / "db3",
+    )  # fmt: skip
     assert bad.returncode == 2 and "--pattern" in bad.stderr

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 import rico
-from safetensors.numpy import save
+from support.lmdb_records import write_records
 
 SHAPES = {
     "u16_120": (np.uint16, 120),
@@ -41,11 +40,7 @@ def db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
                 )
         records[f"patch_{i}"] = bands
     path = tmp_path_factory.mktemp("paths") / "db"
-    env = lmdb.open(str(path), map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        for key, bands in records.items():
-            txn.put(key.encode(), save(bands))
-    env.close()
+    write_records(path, records)
     return path, records
 
 

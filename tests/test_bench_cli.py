@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import lmdb
 import numpy as np
 import pytest
 import rico
-from safetensors.numpy import save
+from support.bands import S1_BANDS
+from support.cli import run
+from support.lmdb_records import write_records
 
 S2 = {"B02": 120, "B03": 120, "B04": 120, "B05": 60, "B11": 60}
 MEASUREMENTS = ("sequential", "random", "batches")
@@ -23,16 +24,14 @@ def mixed_db(tmp_path_factory) -> Path:
     """12 S2-like records and 6 S1-like ones (other bands), as a BigEarthNet database mixes them."""
     rng = np.random.default_rng(3)
     path = tmp_path_factory.mktemp("bench") / "db"
-    env = lmdb.open(str(path), map_size=1 << 27)
-    with env.begin(write=True) as txn:
-        for i in range(12):
-            bands = {b: rng.integers(0, 12000, (s, s), dtype=np.uint16) for b, s in S2.items()}
-            txn.put(f"S2A_patch_{i:02d}".encode(), save(bands))
-        for i in range(6):
-            bands = {b: rng.normal(size=(120, 120)).astype(np.float32) for b in ("VH", "VV")}
-            txn.put(f"S1A_patch_{i:02d}".encode(), save(bands))
-    env.close()
-    return path
+    records = {}
+    for i in range(12):
+        bands = {b: rng.integers(0, 12000, (s, s), dtype=np.uint16) for b, s in S2.items()}
+        records[f"S2A_patch_{i:02d}"] = bands
+    for i in range(6):
+        bands = {b: rng.normal(size=(120, 120)).astype(np.float32) for b in S1_BANDS}
+        records[f"S1A_patch_{i:02d}"] = bands
+    return write_records(path, records)
 
 
 def check_measurements(report: dict, records_in_db: int, batch_records: int) -> None:
@@ -94,25 +93,10 @@ def test_unknown_band_is_a_usage_error(mixed_db):
 
 
 def test_binary_json_and_text(mixed_db, rico_bin):
-    out = subprocess.run(
-        [
-            str(rico_bin),
-            "bench",
-            str(mixed_db),
-            "--bands",
-            "B02,B03",
-            "--batch",
-            "5",
-            "--threads",
-            "1",
-            "--seconds",
-            str(SECONDS),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = run(
+        rico_bin, "bench", mixed_db, "--bands", "B02,B03", "--batch", 5, "--threads", 1,
+        "--seconds", SECONDS, "--json", check=True,
+    )  # fmt: skip
     report = json.loads(out.stdout)
     assert (
         report["path"] == str(mixed_db)
@@ -121,29 +105,12 @@ def test_binary_json_and_text(mixed_db, rico_bin):
     )
     check_measurements(report, 18, 12)
 
-    text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rico",
-            "bench",
-            str(mixed_db),
-            "--bands",
-            "B02",
-            "B03",
-            "--seconds",
-            str(SECONDS),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    text = run(
+        sys.executable, "-m", "rico", "bench", mixed_db, "--bands", "B02", "B03",
+        "--seconds", SECONDS, check=True,
+    ).stdout  # fmt: skip
     for line in ("sequential reads", "random reads", "batches of 32 (B02,B03 at 120x120 float32)"):
         assert line in text
 
-    bad = subprocess.run(
-        [str(rico_bin), "bench", str(mixed_db), "--bands", "nope", "--seconds", "0"],
-        capture_output=True,
-        text=True,
-    )
+    bad = run(rico_bin, "bench", mixed_db, "--bands", "nope", "--seconds", 0)
     assert bad.returncode == 2 and "nope" in bad.stderr

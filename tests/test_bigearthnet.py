@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 import rico
-from conftest import read_lmdb
-from make_dataset import make_dataset
 from safetensors.numpy import save
-
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+from support.bands import S1_BANDS, S2_BANDS
+from support.bigearthnet import convert as convert_tree
+from support.cli import run
+from support.lmdb_records import read_lmdb
+from support.trees import make_dataset
 
 
 def rasterio_band(path: Path) -> np.ndarray:
@@ -41,20 +42,9 @@ def expected_records(root: Path) -> dict[bytes, bytes]:
         p for p in root.rglob("S1[AB]_IW_GRDH_*") if p.is_dir() and p.name.split("_")[-1].isdigit()
     ):
         out[patch.name.encode()] = save(
-            {b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in ("VH", "VV")}
+            {b: rasterio_band(patch / f"{patch.name}_{b}.tif") for b in S1_BANDS}
         )
     return out
-
-
-def convert_tree(root: Path, target: Path, **kw) -> rico.ConvertSummary:
-    return rico.convert(
-        "bigearthnet",
-        target,
-        bigearthnet_s1_dir=root / "BigEarthNet-S1",
-        bigearthnet_s2_dir=root / "BigEarthNet-S2",
-        bigearthnet_reference_maps_dir=root / "Reference_Maps",
-        **kw,
-    )
 
 
 def test_real_samples_are_byte_identical_to_rasterio_and_safetensors(samples, tmp_path):
@@ -191,12 +181,6 @@ def test_python_errors_name_the_problem(tmp_path):
 
 
 # --- the binary --------------------------------------------------------------------------------
-
-
-def run(binary, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_cli_converts_and_prints_a_summary(rico_bin, samples, tmp_path):

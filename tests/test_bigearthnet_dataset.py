@@ -6,22 +6,22 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import rasterio
 import rico
-from make_bigearthnet import convert, make_bigearthnet, map_path
-from make_dataset import S1_TILE, S2_TILE
 from rico.bigearthnet import BAND_PRESETS, CLASSES, CLC_TO_CLASS, published_stats
-from safetensors.numpy import save
+from support.bands import S1_BANDS, S2_BANDS
+from support.bigearthnet import S1_TILE, S2_TILE, convert
+from support.cli import run
+from support.lmdb_records import write_records
+from support.trees import make_bigearthnet, map_path
 
 BANDS = ["B04", "B03", "B02", "B08", "B05", "B11", "B01", "VV", "VH"]
 
@@ -32,12 +32,12 @@ def ben_data(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("bigearthnet")
     metadata = make_bigearthnet(root / "src", 500)
     db = root / "ben.lmdb"
-    convert(root / "src", db)
+    convert(root / "src", db, progress=False)
     return root / "src", metadata, db
 
 
 def band_path(root: Path, key: str, band: str) -> Path:
-    if band in ("VV", "VH"):
+    if band in S1_BANDS:
         return root / "BigEarthNet-S1" / S1_TILE / key / f"{key}_{band}.tif"
     return root / "BigEarthNet-S2" / S2_TILE / key / f"{key}_{band}.tif"
 
@@ -46,9 +46,7 @@ def rasterio_image(root: Path, patch_id: str, s1_name: str, bands: list[str]) ->
     """The bands as rasterio reads them, upsampled to 120 by repetition, as float32."""
     planes = []
     for band in bands:
-        with rasterio.open(
-            band_path(root, s1_name if band in ("VV", "VH") else patch_id, band)
-        ) as src:
+        with rasterio.open(band_path(root, s1_name if band in S1_BANDS else patch_id, band)) as src:
             a = src.read(1)
         f = 120 // a.shape[0]
         planes.append(a.repeat(f, 0).repeat(f, 1).astype(np.float32))
@@ -317,41 +315,20 @@ def test_stats_cli(ben_data, rico_bin, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("".join(r["patch_id"] + "\n" for r in train))
     out = tmp_path / "cli.json"
-    run = subprocess.run(
-        [
-            str(rico_bin),
-            "stats",
-            str(db),
-            "--bands",
-            "B02",
-            "B01",
-            "--keys",
-            str(keys),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr
+    res = run(rico_bin, "stats", db, "--bands", "B02", "B01", "--keys", keys, "--out", out)
+    assert res.returncode == 0, res.stderr
     doc = rico.stats(
         db, bands=["B02", "B01"], metadata=metadata, split="train", out=tmp_path / "py.json"
     )
     cli = json.loads(out.read_text())
     assert cli["bands"] == doc["bands"]
-    run = subprocess.run(
-        [str(rico_bin), "stats", str(db), "--bands", "B02", "--metadata", str(metadata)],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2 and "python -m rico stats" in run.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "rico", "stats", str(db), "--bands", "B02", "B01", "--metadata",
-         str(metadata), "--split", "train", "--out", str(tmp_path / "m.json")],
-        capture_output=True,
-        text=True,
+    res = run(rico_bin, "stats", db, "--bands", "B02", "--metadata", metadata)
+    assert res.returncode == 2 and "python -m rico stats" in res.stderr
+    res = run(
+        sys.executable, "-m", "rico", "stats", db, "--bands", "B02", "B01", "--metadata", metadata,
+        "--split", "train", "--out", tmp_path / "m.json",
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "m.json").read_text())["bands"] == doc["bands"]
 
 
@@ -383,33 +360,21 @@ def test_works_on_a_database_written_record_by_record(ben_data, ben_val, tmp_pat
     root, metadata, _ = ben_data
     rows = table_rows(metadata, "validation")[:20]
     db = tmp_path / "hdl.lmdb"
-    with lmdb.open(str(db), map_size=1 << 30) as env, env.begin(write=True) as txn:
-        for r in rows:
-            s2 = {}
-            for band in [
-                "B01",
-                "B02",
-                "B03",
-                "B04",
-                "B05",
-                "B06",
-                "B07",
-                "B08",
-                "B8A",
-                "B09",
-                "B11",
-                "B12",
-            ]:
-                with rasterio.open(band_path(root, r["patch_id"], band)) as src:
-                    s2[band] = src.read(1)
-            txn.put(r["patch_id"].encode(), save(s2))
-            s1 = {}
-            for band in ("VH", "VV"):
-                with rasterio.open(band_path(root, r["s1_name"], band)) as src:
-                    s1[band] = src.read(1)
-            txn.put(r["s1_name"].encode(), save(s1))
-            with rasterio.open(map_path(root, r["patch_id"])) as src:
-                txn.put((r["patch_id"] + "_reference_map").encode(), save({"Data": src.read(1)}))
+    records = {}
+    for r in rows:
+        s2 = {}
+        for band in S2_BANDS:
+            with rasterio.open(band_path(root, r["patch_id"], band)) as src:
+                s2[band] = src.read(1)
+        records[r["patch_id"]] = s2
+        s1 = {}
+        for band in S1_BANDS:
+            with rasterio.open(band_path(root, r["s1_name"], band)) as src:
+                s1[band] = src.read(1)
+        records[r["s1_name"]] = s1
+        with rasterio.open(map_path(root, r["patch_id"])) as src:
+            records[r["patch_id"] + "_reference_map"] = {"Data": src.read(1)}
+    write_records(db, records)
     small = pa.Table.from_pylist(rows)
     pq.write_table(small, tmp_path / "metadata.parquet")
     ben = rico.BigEarthNet(db, metadata=tmp_path / "metadata.parquet", split="val", bands=BANDS)

@@ -14,25 +14,10 @@ from pathlib import Path
 
 import pytest
 import rico
-from conftest import read_lmdb
-from make_dataset import make_dataset
-
-
-def run(binary, *args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120, **kw
-    )
-
-
-def all_sources(src: Path) -> list[str]:
-    return [
-        "--bigearthnet-s1-dir",
-        str(src / "BigEarthNet-S1"),
-        "--bigearthnet-s2-dir",
-        str(src / "BigEarthNet-S2"),
-        "--bigearthnet-reference-maps-dir",
-        str(src / "Reference_Maps"),
-    ]
+from support.bigearthnet import flags
+from support.cli import run
+from support.lmdb_records import read_lmdb, read_shards, write_records
+from support.trees import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +30,7 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
     target = tmp_path_factory.mktemp("clean") / "db"
-    res = run(rico_bin, "bigearthnet", *all_sources(tree), "--target-dir", target)
+    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target)
     assert res.returncode == 0, res.stderr
     return read_lmdb(target)
 
@@ -61,11 +46,6 @@ def patch_dir(src: Path, index: int) -> Path:
     return sorted(p for p in (src / "BigEarthNet-S2").glob("*/*") if p.is_dir())[index]
 
 
-def shard_records(target: Path) -> list[dict[bytes, bytes]]:
-    manifest = json.loads((target / "rico-manifest.json").read_text())
-    return [read_lmdb(target / s["path"]) for s in manifest["shards"]]
-
-
 # -- streamed planning ---------------------------------------------------------------------------
 
 
@@ -77,7 +57,7 @@ def test_streamed_conversion_equals_the_clean_run_whatever_the_threads_and_io_de
     res = run(
         rico_bin,
         "bigearthnet",
-        *all_sources(tree),
+        *flags(tree),
         "--target-dir",
         target,
         "--threads",
@@ -98,14 +78,14 @@ def test_a_missing_band_stops_at_its_patch_and_resume_finishes_exactly(
     saved = victim.read_bytes()
     victim.unlink()
     target = tmp_path / "db"
-    res = run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target)
+    res = run(rico_bin, "bigearthnet", *flags(damaged), "--target-dir", target)
     assert res.returncode == 1
     assert victim.parent.name in res.stderr and "B11" in res.stderr
     partial = read_lmdb(target)
     assert victim.parent.name.encode() not in partial
     assert all(clean[k] == v for k, v in partial.items())
     victim.write_bytes(saved)
-    res = run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target, "--resume")
+    res = run(rico_bin, "bigearthnet", *flags(damaged), "--target-dir", target, "--resume")
     assert res.returncode == 0, res.stderr
     assert read_lmdb(target) == clean
 
@@ -129,16 +109,11 @@ def test_a_fifo_named_like_a_band_file_is_an_error_naming_it_or_skipped(
     victim = patch_dir(damaged, 2) / f"{patch_dir(damaged, 2).name}_B04.tif"
     victim.unlink()
     os.mkfifo(victim)
-    res = run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", tmp_path / "a")
+    res = run(rico_bin, "bigearthnet", *flags(damaged), "--target-dir", tmp_path / "a")
     assert res.returncode == 1
     assert str(victim) in res.stderr and "FIFO" in res.stderr, res.stderr
     res = run(
-        rico_bin,
-        "bigearthnet",
-        *all_sources(damaged),
-        "--target-dir",
-        tmp_path / "b",
-        "--skip-invalid",
+        rico_bin, "bigearthnet", *flags(damaged), "--target-dir", tmp_path / "b", "--skip-invalid"
     )
     assert res.returncode == 0, res.stderr
     got = read_lmdb(tmp_path / "b")
@@ -154,17 +129,12 @@ def test_a_non_utf8_directory_name_is_named_escaped_and_skippable(
     bad = os.path.join(os.fsencode(good.parent), b"odd\xe9name")
     os.mkdir(bad)
     shutil.copy(good / f"{good.name}_B01.tif", os.fsdecode(bad) + "/x_B01.tif")
-    res = run(rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", tmp_path / "a")
+    res = run(rico_bin, "bigearthnet", *flags(damaged), "--target-dir", tmp_path / "a")
     assert res.returncode == 1
     assert "odd\\xE9name" in res.stderr and "not valid UTF-8" in res.stderr, res.stderr
     assert "No such file" not in res.stderr
     res = run(
-        rico_bin,
-        "bigearthnet",
-        *all_sources(damaged),
-        "--target-dir",
-        tmp_path / "b",
-        "--skip-invalid",
+        rico_bin, "bigearthnet", *flags(damaged), "--target-dir", tmp_path / "b", "--skip-invalid"
     )
     assert res.returncode == 0, res.stderr
     assert read_lmdb(tmp_path / "b") == clean
@@ -174,12 +144,12 @@ def test_a_non_utf8_directory_name_is_named_escaped_and_skippable(
 
 def test_a_second_writer_is_told_another_process_is_writing(rico_bin, tree, clean, tmp_path):
     target = tmp_path / "db"
-    res = run(rico_bin, "bigearthnet", *all_sources(tree), "--target-dir", target)
+    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target)
     assert res.returncode == 0
     # Another conversion holds the target (its writer lock) while this one resumes.
     with open(target / "data.mdb", "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        res = run(rico_bin, "bigearthnet", *all_sources(tree), "--target-dir", target, "--resume")
+        res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target, "--resume")
     assert res.returncode == 3
     assert f"another process is writing into {target}" in res.stderr, res.stderr
     assert "MDB_MAP_RESIZED" not in res.stderr
@@ -196,7 +166,7 @@ def test_two_conversions_at_once_one_writes_the_other_says_why(rico_bin, tree, c
         "--target-dir",
         target,
     )
-    cmd = [str(rico_bin), "bigearthnet", *all_sources(tree), "--target-dir", str(target)]
+    cmd = [str(rico_bin), "bigearthnet", *flags(tree), "--target-dir", str(target)]
     cmd += ["--resume", "--threads", "1"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120)[1] for p in procs]
@@ -216,7 +186,7 @@ def test_the_skipped_report_stays_true_after_the_file_is_fixed(rico_bin, damaged
     other_saved = other.read_bytes()
     other.write_bytes(other_saved[:50])
     target = tmp_path / "db"
-    args = ["bigearthnet", *all_sources(damaged), "--target-dir", target]
+    args = ["bigearthnet", *flags(damaged), "--target-dir", target]
     assert run(rico_bin, *args, "--skip-invalid").returncode == 0
     report = target / "rico-skipped.tsv"
     assert victim.parent.name in report.read_text() and other.parent.name in report.read_text()
@@ -265,14 +235,14 @@ def test_shard_plans_cut_the_tree_once_and_a_task_needs_only_its_plan(
         )
     rico._rico.write_manifest(str(target), "bigearthnet", 4)
     merged: dict[bytes, bytes] = {}
-    for part in shard_records(target):
+    for part in read_shards(target):
         merged.update(part)
     assert merged == clean
 
 
 def test_a_resume_with_another_number_of_shards_is_refused(rico_bin, tree, clean, tmp_path):
     target = tmp_path / "sharded"
-    args = ["bigearthnet", *all_sources(tree), "--target-dir", target]
+    args = ["bigearthnet", *flags(tree), "--target-dir", target]
     cmd = [str(rico_bin), *map(str, args), "--shards", "4", "--threads", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
@@ -293,7 +263,7 @@ def test_a_resume_with_another_number_of_shards_is_refused(rico_bin, tree, clean
 
 def test_a_resume_with_the_same_shards_is_exact(rico_bin, tree, clean, tmp_path):
     target = tmp_path / "sharded"
-    args = ["bigearthnet", *all_sources(tree), "--target-dir", target, "--shards", "4"]
+    args = ["bigearthnet", *flags(tree), "--target-dir", target, "--shards", "4"]
     cmd = [str(rico_bin), *map(str, args), "--threads", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
@@ -303,7 +273,7 @@ def test_a_resume_with_the_same_shards_is_exact(rico_bin, tree, clean, tmp_path)
     proc.wait()
     res = run(rico_bin, *args, "--resume")
     assert res.returncode == 0, res.stderr
-    parts = shard_records(target)
+    parts = read_shards(target)
     assert sum(map(len, parts)) == len(clean)
     merged: dict[bytes, bytes] = {}
     for part in parts:
@@ -314,7 +284,7 @@ def test_a_resume_with_the_same_shards_is_exact(rico_bin, tree, clean, tmp_path)
 
 def test_an_unfinished_sharded_target_resumed_without_shards_says_how(rico_bin, tree, tmp_path):
     target = tmp_path / "sharded"
-    args = ["bigearthnet", *all_sources(tree), "--target-dir", target]
+    args = ["bigearthnet", *flags(tree), "--target-dir", target]
     assert run(rico_bin, *args, "--shards", "3").returncode == 0
     (target / "rico-manifest.json").unlink()
     (target / "shard-00002" / "rico-shard.json").unlink()
@@ -325,19 +295,14 @@ def test_an_unfinished_sharded_target_resumed_without_shards_says_how(rico_bin, 
 
 
 def test_verify_catches_records_outside_their_shard_and_in_two_shards(rico_bin, tree, tmp_path):
-    import lmdb
-
     target = tmp_path / "sharded"
-    args = ["bigearthnet", *all_sources(tree), "--target-dir", target]
+    args = ["bigearthnet", *flags(tree), "--target-dir", target]
     assert run(rico_bin, *args, "--shards", "3").returncode == 0
     ok = run(rico_bin, "verify", *args)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # Copy a record of shard 2 into shard 0: it is outside shard 0's range and in two shards.
     key, value = next(iter(read_lmdb(target / "shard-00002").items()))
-    env = lmdb.open(str(target / "shard-00000"), map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        txn.put(key, value)
-    env.close()
+    write_records(target / "shard-00000", {key: value})
     res = run(rico_bin, "verify", *args)
     assert res.returncode == 1
     shown = key.decode()

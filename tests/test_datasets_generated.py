@@ -4,35 +4,14 @@ that are not image data, and missing band files."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import rico
-from conftest import read_lmdb
-from expected_records import bands_record, layout, numbered_record
-
-
-def write_tif(path: Path, array: np.ndarray, **profile) -> Path:
-    """A GeoTIFF of ``array`` (bands, rows, cols) or (rows, cols), as GDAL writes it."""
-    array = array if array.ndim == 3 else array[None]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            count=array.shape[0],
-            height=array.shape[1],
-            width=array.shape[2],
-            dtype=array.dtype,
-            **profile,
-        ) as dst:
-            dst.write(array)
-    return path
+from support.expected_records import bands_record, layout, numbered_record
+from support.geotiff import write_tif
+from support.lmdb_records import read_lmdb
 
 
 def test_spectral_earth_keys_keep_the_tif_suffix_and_shapes_are_kept(tmp_path):

@@ -7,15 +7,15 @@ sample and are tested on trees written with rasterio in ``test_datasets_generate
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import rico
-from conftest import read_lmdb
-from expected_records import bands_record, file_record, layout, numbered_record
+from support.bands import S2_BANDS
+from support.cli import run
+from support.expected_records import bands_record, file_record, layout, numbered_record
+from support.lmdb_records import read_lmdb
 
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 EUROSAT_BANDS = [
     "B01",
     "B02",
@@ -145,18 +145,10 @@ def test_uc_merced_layout(samples, tmp_path):
 
 
 def test_uc_merced_prints_no_georeferencing_warning(rico_bin, samples, tmp_path):
-    res = subprocess.run(
-        [
-            str(rico_bin),
-            "uc-merced",
-            "--dataset-dir",
-            str(samples / "UCMerced_LandUse"),
-            "--target-dir",
-            str(tmp_path / "db"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = run(
+        rico_bin, "uc-merced", "--dataset-dir", samples / "UCMerced_LandUse",
+        "--target-dir", tmp_path / "db",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stderr.startswith("rico: wrote 2 records") and res.stderr.count("\n") == 1
     assert "warn" not in res.stderr.lower() and "georef" not in res.stderr.lower()
@@ -168,8 +160,8 @@ def test_eurosat_layout_band_13_is_b08a(samples, tmp_path):
     assert sorted(got) == [b"AnnualCrop_1", b"Pasture_300"]
     for value in got.values():
         assert layout(value) == {b: ("uint16", (64, 64)) for b in EUROSAT_BANDS}
-    from expected_records import rasterio_bands
     from safetensors.numpy import load
+    from support.expected_records import rasterio_bands
 
     bands = rasterio_bands(samples / "EuroSAT_MS" / "AnnualCrop" / "AnnualCrop_1.tif")
     assert (load(got[b"AnnualCrop_1"])["B08A"] == bands[12]).all()
@@ -260,12 +252,6 @@ def test_ssl4eo_sources_go_into_one_database_in_source_order(samples, tmp_path):
 
 
 # --- the binary ---------------------------------------------------------------------------------
-
-
-def run(binary, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120
-    )
 
 
 ALL = [

@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import rico
-from conftest import read_lmdb
-from make_dataset import make_dataset
+from support.bigearthnet import flags, sources
+from support.cli import run
+from support.cluster import local_cluster
+from support.lmdb_records import read_lmdb, read_shards
+from support.trees import make_dataset
 
 distributed = pytest.importorskip("distributed")
-
-
-def sources(root: Path) -> dict:
-    return dict(
-        bigearthnet_s1_dir=root / "BigEarthNet-S1",
-        bigearthnet_s2_dir=root / "BigEarthNet-S2",
-        bigearthnet_reference_maps_dir=root / "Reference_Maps",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +34,9 @@ def unsharded(tree, tmp_path_factory) -> dict[bytes, bytes]:
     return read_lmdb(target)
 
 
-def shard_records(target: Path) -> list[dict[bytes, bytes]]:
-    manifest = json.loads((target / "rico-manifest.json").read_text())
-    return [read_lmdb(target / s["path"]) for s in manifest["shards"]]
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as c,
-        Client(c) as client,
-    ):
+    with local_cluster() as (c, client):
         yield c, client
 
 
@@ -71,7 +49,7 @@ def test_local_shards_are_contiguous_sorted_ranges_whose_union_is_the_unsharded_
     manifest = json.loads((target / "rico-manifest.json").read_text())
     assert manifest["dataset"] == "bigearthnet" and manifest["rico_version"] == rico.__version__
     assert [s["path"] for s in manifest["shards"]] == [f"shard-{i:05d}" for i in range(4)]
-    parts = shard_records(target)
+    parts = read_shards(target)
     assert [len(p) for p in parts] == [s["records"] for s in manifest["shards"]] == [45, 45, 45, 45]
     merged: dict[bytes, bytes] = {}
     for part, meta in zip(parts, manifest["shards"]):
@@ -118,7 +96,7 @@ def test_cluster_shards_equal_local_shards(cluster, tree, unsharded, tmp_path):
     rico.convert("bigearthnet", local, shards=5, **sources(tree))
     summary = rico.convert("bigearthnet", remote, shards=5, client=client, **sources(tree))
     assert summary.records == 180
-    assert shard_records(remote) == shard_records(local)
+    assert read_shards(remote) == read_shards(local)
     assert (
         json.loads((remote / "rico-manifest.json").read_text())["shards"]
         == json.loads((local / "rico-manifest.json").read_text())["shards"]
@@ -135,14 +113,14 @@ def test_killing_a_worker_mid_run_gives_the_identical_result(cluster, tmp_path_f
     pids = client.run(os.getpid)
     done = {}
 
-    def run():
+    def convert_killed():
         done["summary"] = rico.convert(
             "bigearthnet", target, shards=4, client=client, threads=1, **sources(root)
         )
 
     import threading
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=convert_killed)
     t.start()
     deadline = time.time() + 60
     while time.time() < deadline and not any(
@@ -153,13 +131,13 @@ def test_killing_a_worker_mid_run_gives_the_identical_result(cluster, tmp_path_f
     os.kill(victim, signal.SIGKILL)
     t.join(timeout=300)
     assert not t.is_alive()
-    assert shard_records(target) == shard_records(reference)
+    assert read_shards(target) == read_shards(reference)
 
 
 def test_resume_finishes_only_incomplete_shards(tree, tmp_path):
     target = tmp_path / "sharded"
     rico.convert("bigearthnet", target, shards=3, **sources(tree))
-    before = shard_records(target)
+    before = read_shards(target)
     stamps = {i: (target / f"shard-{i:05d}" / "data.mdb").stat().st_mtime_ns for i in range(3)}
     # Shard 1 was interrupted: its completion marker is missing and it holds only some records.
     (target / "shard-00001" / "rico-shard.json").unlink()
@@ -175,62 +153,25 @@ def test_resume_finishes_only_incomplete_shards(tree, tmp_path):
         rico.convert("bigearthnet", target, shards=3, **sources(tree))
     summary = rico.convert("bigearthnet", target, shards=3, resume=True, **sources(tree))
     assert summary.records == len(before[1]) - 10
-    assert shard_records(target) == before
+    assert read_shards(target) == before
     for i in (0, 2):
         assert (target / f"shard-{i:05d}" / "data.mdb").stat().st_mtime_ns == stamps[i]
 
 
 def test_cli_shards_and_scheduler(cluster, rico_bin, tree, unsharded, tmp_path):
     c, _ = cluster
-    args = [
-        "bigearthnet",
-        "--bigearthnet-s1-dir",
-        tree / "BigEarthNet-S1",
-        "--bigearthnet-s2-dir",
-        tree / "BigEarthNet-S2",
-        "--bigearthnet-reference-maps-dir",
-        tree / "Reference_Maps",
-    ]
-    res = subprocess.run(
-        [str(rico_bin), *map(str, args), "--target-dir", str(tmp_path / "a"), "--shards", "2"],
-        capture_output=True,
-        text=True,
-    )
+    args = ["bigearthnet", *flags(tree), "--shards", 2]
+    res = run(rico_bin, *args, "--target-dir", tmp_path / "a")
     assert res.returncode == 0, res.stderr
-    assert sum(map(len, shard_records(tmp_path / "a"))) == len(unsharded)
-    res = subprocess.run(
-        [
-            str(rico_bin),
-            *map(str, args),
-            "--target-dir",
-            str(tmp_path / "b"),
-            "--shards",
-            "2",
-            "--scheduler",
-            c.scheduler_address,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    assert sum(map(len, read_shards(tmp_path / "a"))) == len(unsharded)
+    res = run(rico_bin, *args, "--target-dir", tmp_path / "b", "--scheduler", c.scheduler_address)
     assert res.returncode == 2 and "python -m rico" in res.stderr
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rico",
-            *map(str, args),
-            "--target-dir",
-            str(tmp_path / "c"),
-            "--shards",
-            "2",
-            "--scheduler",
-            c.scheduler_address,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = run(
+        sys.executable, "-m", "rico", *args, "--target-dir", tmp_path / "c",
+        "--scheduler", c.scheduler_address, timeout=300,
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert shard_records(tmp_path / "c") == shard_records(tmp_path / "a")
+    assert read_shards(tmp_path / "c") == read_shards(tmp_path / "a")
 
 
 def test_resume_with_another_shard_count_is_refused(tree, tmp_path):

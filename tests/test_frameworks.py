@@ -8,18 +8,18 @@ import re
 import shutil
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 import rico
-from make_dataset import make_dataset
-from safetensors.numpy import save
+from support.bands import S2_BANDS
+from support.bigearthnet import convert
+from support.lmdb_records import write_records
+from support.trees import make_dataset
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 ROOT = Path(__file__).resolve().parents[1]
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 REAL_S2 = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
 GENERATED = 24
 
@@ -37,14 +37,7 @@ def ben_db(tmp_path_factory, samples) -> Path:
             for patch in tile.iterdir():
                 shutil.copytree(patch, tree / part / tile.name / patch.name)
     db = root / "BigEarthNet.lmdb"
-    rico.convert(
-        "bigearthnet",
-        db,
-        bigearthnet_s2_dir=tree / "BigEarthNet-S2",
-        bigearthnet_s1_dir=tree / "BigEarthNet-S1",
-        bigearthnet_reference_maps_dir=tree / "Reference_Maps",
-        progress=False,
-    )
+    convert(tree, db, progress=False)
     return db
 
 
@@ -58,11 +51,7 @@ def float_db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
         for i in range(4)
     }
     path = tmp_path_factory.mktemp("float") / "db"
-    env = lmdb.open(str(path), map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        for key, bands in records.items():
-            txn.put(key.encode(), save(bands))
-    env.close()
+    write_records(path, records)
     return path, records
 
 

@@ -4,40 +4,21 @@ the class folder in labels.csv; JPEG/PNG equal to Pillow, TIFF to rasterio."""
 from __future__ import annotations
 
 import csv
-import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import rico
-from conftest import read_lmdb
-from expected_records import file_record, layout, pillow_record
 from PIL import Image
+from support.cli import run
+from support.expected_records import file_record, layout, pillow_record
+from support.geotiff import write_tif
+from support.lmdb_records import read_lmdb
 
 
 def read_table(path: Path) -> list[list[str]]:
     with open(path, newline="") as f:
         return list(csv.reader(f))
-
-
-def write_tif(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            count=array.shape[0],
-            height=array.shape[1],
-            width=array.shape[2],
-            dtype=array.dtype,
-            interleave="pixel",
-        ) as dst:
-            dst.write(array)
-    return path
 
 
 def test_eurosat_rgb_samples(samples, tmp_path):
@@ -95,10 +76,12 @@ def mixed(tmp_path_factory) -> Path:
         write_tif(
             root / "forest" / f"ROIs1158_spring_s2_{n}_p{n}.tif",
             rng.integers(0, 10000, (13, 16, 16), dtype=np.uint16),
+            interleave="pixel",
         )
     write_tif(
         root / "forest" / "ROIs1158_spring_s2_3_p3.TIFF",
         rng.integers(0, 10000, (13, 17, 16), dtype=np.uint16),
+        interleave="pixel",
     )
     (root / "forest" / "readme.txt").write_text("not an image")
     Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
@@ -196,52 +179,22 @@ def test_same_image_name_in_two_classes_names_both_files_and_key_parents_resolve
 
 
 def test_cli_takes_band_names_and_key_parents(rico_bin, mixed, tmp_path):
-    res = subprocess.run(
-        [
-            str(rico_bin),
-            "image-folder",
-            "--dataset-dir",
-            str(mixed),
-            "--key-parents",
-            "1",
-            "--target-dir",
-            str(tmp_path / "db"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = run(
+        rico_bin, "image-folder", "--dataset-dir", mixed, "--key-parents", 1,
+        "--target-dir", tmp_path / "db",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert b"river/r1" in read_lmdb(tmp_path / "db") and "labels in" in res.stderr
-    bad = subprocess.run(
-        [
-            str(rico_bin),
-            "image-folder",
-            "--dataset-dir",
-            str(mixed),
-            "--key-parents",
-            "two",
-            "--target-dir",
-            str(tmp_path / "db2"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = run(
+        rico_bin, "image-folder", "--dataset-dir", mixed, "--key-parents", "two",
+        "--target-dir", tmp_path / "db2",
+    )  # fmt: skip
     assert bad.returncode == 2 and "--key-parents" in bad.stderr
     assert not (tmp_path / "db2").exists()
-    bad = subprocess.run(
-        [
-            str(rico_bin),
-            "image-folder",
-            "--dataset-dir",
-            str(mixed),
-            "--band-names",
-            "R,G,B",
-            "--target-dir",
-            str(tmp_path / "db3"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = run(
+        rico_bin, "image-folder", "--dataset-dir", mixed, "--band-names", "R,G,B",
+        "--target-dir", tmp_path / "db3",
+    )  # fmt: skip
     assert bad.returncode == 1 and "expected 3 bands (R G B), found 13" in bad.stderr
 
 

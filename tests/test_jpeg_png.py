@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import rasterio
 import rico
-from jpeg_writer import write_jpeg
 from PIL import Image
+from support.jpeg_writer import write_jpeg
 
 
 def pillow_bands(path: Path) -> np.ndarray:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rico
-from conftest import read_lmdb
-from expected_records import pillow_record
 from PIL import Image
+from support.cli import run
+from support.expected_records import pillow_record
+from support.lmdb_records import read_lmdb
 
 # The 60 labels, spelled and ordered as in the real tables' header.
 LABELS = [
@@ -203,18 +203,7 @@ def test_skipped_images_have_no_labels_row_and_resume_rewrites_the_table(mlrsnet
 
 def test_cli_converts_and_says_where_the_labels_are(rico_bin, mlrsnet, tmp_path):
     root, labels = mlrsnet
-    res = subprocess.run(
-        [
-            str(rico_bin),
-            "mlrsnet",
-            "--dataset-dir",
-            str(root),
-            "--target-dir",
-            str(tmp_path / "db"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = run(rico_bin, "mlrsnet", "--dataset-dir", root, "--target-dir", tmp_path / "db")
     assert res.returncode == 0, res.stderr
     assert (
         "wrote 9 records" in res.stderr

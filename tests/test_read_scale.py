@@ -17,7 +17,8 @@ import lmdb
 import numpy as np
 import pytest
 import rico
-from safetensors.numpy import load, save
+from safetensors.numpy import load
+from support.lmdb_records import write_records
 
 BANDS = {"B02": 120, "B03": 120, "B05": 60, "B09": 20}
 KEYS = [
@@ -36,11 +37,7 @@ def db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
         for k in KEYS
     }
     path = tmp_path_factory.mktemp("scale") / "db"
-    env = lmdb.open(str(path), map_size=1 << 28)
-    with env.begin(write=True) as txn:
-        for key, bands in records.items():
-            txn.put(key.encode(), save(bands))
-    env.close()
+    write_records(path, records)
     return path, records
 
 

@@ -4,43 +4,21 @@ from __future__ import annotations
 
 import gc
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 import rico
-from safetensors.numpy import load, save
-
-S2 = {
-    "B01": 20,
-    "B02": 120,
-    "B03": 120,
-    "B04": 120,
-    "B05": 60,
-    "B06": 60,
-    "B07": 60,
-    "B08": 120,
-    "B8A": 60,
-    "B09": 20,
-    "B11": 60,
-    "B12": 60,
-}
+from safetensors.numpy import load
+from support.bands import S2_SIDES
+from support.cli import run
+from support.lmdb_records import write_records
+from support.trees import make_dataset
 
 
 def s2_record(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {b: rng.integers(0, 12000, (s, s), dtype=np.uint16) for b, s in S2.items()}
-
-
-def write_reference_db(path: Path, records: dict[str, dict[str, np.ndarray]]) -> None:
-    """A database as the reference tool writes it: py-lmdb + safetensors.numpy.save."""
-    env = lmdb.open(str(path), map_size=1 << 28)
-    with env.begin(write=True) as txn:
-        for key, bands in records.items():
-            txn.put(key.encode(), save(bands))
-    env.close()
+    return {b: rng.integers(0, 12000, (s, s), dtype=np.uint16) for b, s in S2_SIDES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +30,7 @@ def s2_db(tmp_path_factory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
         for j in range(4)
     }
     path = tmp_path_factory.mktemp("s2") / "db"
-    write_reference_db(path, records)
+    write_records(path, records)
     return path, records
 
 
@@ -77,7 +55,7 @@ def test_records_are_read_only_zero_copy_views_equal_to_safetensors_load(s2_db):
     key = sorted(records)[3]
     got = ds[key]
     want = load(ds.raw(key))
-    assert sorted(got) == sorted(want) == sorted(S2)
+    assert sorted(got) == sorted(want) == sorted(S2_SIDES)
     for band, array in got.items():
         assert array.dtype == want[band].dtype and array.shape == want[band].shape
         assert array.tobytes() == want[band].tobytes() == records[key][band].tobytes()
@@ -127,14 +105,6 @@ def test_reference_tool_database_and_bytes_keys(s2_db):
     assert ds[key.encode()]["B8A"].tobytes() == records[key]["B8A"].tobytes()
 
 
-def _corrupt(path: Path, values: dict[bytes, bytes]) -> None:
-    env = lmdb.open(str(path), map_size=1 << 24)
-    with env.begin(write=True) as txn:
-        for k, v in values.items():
-            txn.put(k, v)
-    env.close()
-
-
 def _value(header: str, data: bytes) -> bytes:
     h = header.encode()
     return struct.pack("<Q", len(h)) + h + data
@@ -167,7 +137,7 @@ def _value(header: str, data: bytes) -> bytes:
     ],
 )
 def test_corrupt_values_raise_a_clear_error_naming_the_key(tmp_path, value):
-    _corrupt(tmp_path / "db", {b"patch_42": value})
+    write_records(tmp_path / "db", {b"patch_42": value})
     ds = rico.open(tmp_path / "db")
     with pytest.raises(rico.DataError, match="patch_42"):
         ds["patch_42"]
@@ -179,7 +149,7 @@ def test_nearest_batch_equals_numpy_repeat_and_configilm_path(s2_db):
     path, records = s2_db
     ds = rico.open(path)
     keys = sorted(records)[:6]
-    bands = list(S2)
+    bands = list(S2_SIDES)
     x = ds.batch(keys, bands, size=120)
     assert x.shape == (6, 12, 120, 120) and x.dtype == np.float32
     for n, key in enumerate(keys):
@@ -330,7 +300,7 @@ def test_info_python_and_cli(s2_db, rico_bin):
     assert info["records"] == 20 and not info["sharded"]
     assert info["bands"]["B01"] == {"dtype": "uint16", "shapes": [(20, 20)]}
     assert info["bands"]["B05"]["shapes"] == [(60, 60)] and len(info["bands"]) == 12
-    res = subprocess.run([str(rico_bin), "info", str(path)], capture_output=True, text=True)
+    res = run(rico_bin, "info", path)
     assert res.returncode == 0, res.stderr
     assert (
         "records: 20" in res.stdout
@@ -338,13 +308,9 @@ def test_info_python_and_cli(s2_db, rico_bin):
         and "60x60" in res.stdout
         and "sharded: no" in res.stdout
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "rico", "info", str(path)], capture_output=True, text=True
-    )
+    res = run(sys.executable, "-m", "rico", "info", path)
     assert res.returncode == 0 and "records: 20" in res.stdout
-    res = subprocess.run(
-        [str(rico_bin), "info", str(path.parent / "nope")], capture_output=True, text=True
-    )
+    res = run(rico_bin, "info", path.parent / "nope")
     assert res.returncode == 2 and "nope" in res.stderr
 
 
@@ -371,8 +337,6 @@ def test_torch_dataset_in_dataloader_workers(s2_db):
 def test_views_survive_a_writer_growing_the_map_and_a_reopen(rico_bin, tmp_path):
     """A writer in another process grows the map past this process's mapping; reopening must
     not remap memory under views handed out before."""
-    from make_dataset import make_dataset
-
     make_dataset(tmp_path / "src", patches=460)
     s2 = tmp_path / "src" / "BigEarthNet-S2"
     few = tmp_path / "few"
@@ -381,38 +345,16 @@ def test_views_survive_a_writer_growing_the_map_and_a_reopen(rico_bin, tmp_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         patch.rename(dest)
     target = tmp_path / "db"
-    assert (
-        subprocess.run(
-            [
-                str(rico_bin),
-                "bigearthnet",
-                "--bigearthnet-s2-dir",
-                str(few),
-                "--target-dir",
-                str(target),
-            ],
-            capture_output=True,
-        ).returncode
-        == 0
-    )
+    made = run(rico_bin, "bigearthnet", "--bigearthnet-s2-dir", few, "--target-dir", target)
+    assert made.returncode == 0, made.stderr
     first = rico.open(target)
     key = first.keys()[0]
     view = first[key]["B02"]
     before = view.tobytes()
     for patch in sorted(p for p in few.glob("*/*") if p.is_dir()):
         patch.rename(s2 / patch.parent.name / patch.name)
-    grown = subprocess.run(
-        [
-            str(rico_bin),
-            "bigearthnet",
-            "--bigearthnet-s2-dir",
-            str(s2),
-            "--target-dir",
-            str(target),
-            "--resume",
-        ],
-        capture_output=True,
-        text=True,
+    grown = run(
+        rico_bin, "bigearthnet", "--bigearthnet-s2-dir", s2, "--target-dir", target, "--resume"
     )
     assert grown.returncode == 0, grown.stderr
     assert (target / "data.mdb").stat().st_size > 64 << 20  # past the first mapping

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import rico
-from conftest import read_lmdb
-from make_dataset import make_dataset
+from support import cli
+from support.bigearthnet import convert, flags, sources
+from support.lmdb_records import read_lmdb
+from support.trees import link_tree, make_dataset
 
 
 def s2_root(root: Path) -> Path:
@@ -23,9 +25,7 @@ def s2_root(root: Path) -> Path:
 
 
 def run(binary, *args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=300, **kw
-    )
+    return cli.run(binary, *args, timeout=300, **kw)
 
 
 def convert_s2(binary, src: Path, target: Path, *extra, **kw) -> subprocess.CompletedProcess:
@@ -39,17 +39,6 @@ def convert_s2(binary, src: Path, target: Path, *extra, **kw) -> subprocess.Comp
         *extra,
         **kw,
     )
-
-
-def all_sources(src: Path) -> list[str]:
-    return [
-        "--bigearthnet-s1-dir",
-        str(src / "BigEarthNet-S1"),
-        "--bigearthnet-s2-dir",
-        str(src / "BigEarthNet-S2"),
-        "--bigearthnet-reference-maps-dir",
-        str(src / "Reference_Maps"),
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +194,7 @@ def test_skip_invalid_skips_whole_patches_and_reports_them(rico_bin, damaged, tm
     res = run(
         rico_bin,
         "bigearthnet",
-        *all_sources(damaged),
+        *flags(damaged),
         "--target-dir",
         tmp_path / "db",
         "--skip-invalid",
@@ -240,9 +229,7 @@ def big_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean_run(rico_bin, big_tree, tmp_path_factory) -> dict[bytes, bytes]:
     target = tmp_path_factory.mktemp("clean") / "db"
-    res = run(
-        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2"
-    )
+    res = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--threads", "2")
     assert res.returncode == 0, res.stderr
     return read_lmdb(target)
 
@@ -262,7 +249,7 @@ def test_sigkill_then_resume_gives_exactly_the_clean_records(
     cmd = [
         str(rico_bin),
         "bigearthnet",
-        *all_sources(big_tree),
+        *flags(big_tree),
         "--target-dir",
         str(target),
         "--threads",
@@ -283,15 +270,11 @@ def test_sigkill_then_resume_gives_exactly_the_clean_records(
     partial = read_lmdb(target) if (target / "data.mdb").exists() else {}
     # Whatever was committed before the kill is already exactly the clean run's records.
     assert all(clean_run[k] == v for k, v in partial.items())
-    again = run(
-        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "2"
-    )
+    again = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--threads", "2")
     assert again.returncode in (0, 2), again.stderr
     if again.returncode == 2:
         assert "--resume" in again.stderr  # a non-empty target needs --resume
-        resumed = run(
-            rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--resume"
-        )
+        resumed = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--resume")
         assert resumed.returncode == 0, resumed.stderr
     assert read_lmdb(target) == clean_run
 
@@ -311,7 +294,7 @@ def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(
     res = run(
         rico_bin,
         "bigearthnet",
-        *all_sources(big_tree),
+        *flags(big_tree),
         "--target-dir",
         target,
         preexec_fn=small_disk,
@@ -321,7 +304,7 @@ def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(
     partial = read_lmdb(target)  # still a valid database
     assert 0 < len(partial) < len(clean_run)
     assert all(clean_run[k] == v for k, v in partial.items())
-    res = run(rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--resume")
+    res = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--resume")
     assert res.returncode == 0, res.stderr
     assert read_lmdb(target) == clean_run
 
@@ -331,8 +314,8 @@ def test_out_of_disk_is_a_clear_error_and_the_database_stays_resumable(
 
 def test_verify_reports_missing_extra_and_differing_records(rico_bin, tree, tmp_path):
     target = tmp_path / "db"
-    assert run(rico_bin, "bigearthnet", *all_sources(tree), "--target-dir", target).returncode == 0
-    ok = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *all_sources(tree))
+    assert run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target).returncode == 0
+    ok = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *flags(tree))
     assert ok.returncode == 0, ok.stderr + ok.stdout
     assert "36 records match" in ok.stdout
     # Damage the database: drop one record, change one, add one.
@@ -347,18 +330,12 @@ def test_verify_reports_missing_extra_and_differing_records(rico_bin, tree, tmp_
         txn.put(keys[1], bytes(value))
         txn.put(b"stray", b"x")
     env.close()
-    bad = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *all_sources(tree))
+    bad = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *flags(tree))
     assert bad.returncode == 1
     assert f"missing: {keys[0].decode()}" in bad.stdout
     assert f"differing: {keys[1].decode()}" in bad.stdout
     assert "extra: stray" in bad.stdout
-    report = rico.verify(
-        "bigearthnet",
-        target,
-        bigearthnet_s1_dir=tree / "BigEarthNet-S1",
-        bigearthnet_s2_dir=tree / "BigEarthNet-S2",
-        bigearthnet_reference_maps_dir=tree / "Reference_Maps",
-    )
+    report = rico.verify("bigearthnet", target, **sources(tree))
     assert report["missing"] == [keys[0].decode()] and report["differing"] == [keys[1].decode()]
     assert report["extra"] == ["stray"] and report["matching"] == 34 and not report["ok"]
 
@@ -403,9 +380,7 @@ def test_readers_see_only_committed_records_and_never_crash(
         )
         for _ in range(2)
     ]
-    res = run(
-        rico_bin, "bigearthnet", *all_sources(big_tree), "--target-dir", target, "--threads", "1"
-    )
+    res = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--threads", "1")
     stop.write_text("")
     outs = [r.communicate(timeout=120) for r in readers]
     assert res.returncode == 0, res.stderr
@@ -430,8 +405,6 @@ except KeyboardInterrupt:
 def long_tree(big_tree, tmp_path_factory) -> Path:
     """2,000 patches hard-linked from ``big_tree``: a run long enough (seconds, 6,000 records)
     that Ctrl-C lands well before its end."""
-    from scale import link_tree
-
     root = tmp_path_factory.mktemp("long")
     link_tree(big_tree, root, 2000)
     return root
@@ -453,21 +426,14 @@ def test_ctrl_c_stops_rico_convert_and_resume_finishes(rico_bin, long_tree, tmp_
     assert "interrupted" in out, (out, err)
     assert proc.returncode == 0, err
     clean = tmp_path / "clean"
-    res = run(rico_bin, "bigearthnet", *all_sources(long_tree), "--target-dir", clean)
+    res = run(rico_bin, "bigearthnet", *flags(long_tree), "--target-dir", clean)
     assert res.returncode == 0, res.stderr
     clean_run = read_lmdb(clean)
     assert len(clean_run) == 6000
     partial = read_lmdb(target)
     assert 0 < len(partial) < len(clean_run)
     assert all(clean_run[k] == v for k, v in partial.items())
-    rico.convert(
-        "bigearthnet",
-        target,
-        resume=True,
-        bigearthnet_s1_dir=long_tree / "BigEarthNet-S1",
-        bigearthnet_s2_dir=long_tree / "BigEarthNet-S2",
-        bigearthnet_reference_maps_dir=long_tree / "Reference_Maps",
-    )
+    convert(long_tree, target, resume=True)
     assert read_lmdb(target) == clean_run
 
 
@@ -481,11 +447,11 @@ def test_verify_of_a_skip_invalid_conversion_lists_the_unreadable_patches(
     target = tmp_path / "db"
     assert (
         run(
-            rico_bin, "bigearthnet", *all_sources(damaged), "--target-dir", target, "--skip-invalid"
+            rico_bin, "bigearthnet", *flags(damaged), "--target-dir", target, "--skip-invalid"
         ).returncode
         == 0
     )
-    res = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *all_sources(damaged))
+    res = run(rico_bin, "verify", "bigearthnet", "--target-dir", target, *flags(damaged))
     assert res.returncode == 1
     assert f"unreadable: {bad.parent.name}: {bad}" in res.stdout
     assert f"unreadable: {gone.parent.name}" in res.stdout and "B12" in res.stdout

@@ -56,7 +56,7 @@ def read_raster(path: Union[str, PathLike[str]]) -> npt.NDArray[Any]:
 def convert(
     dataset: str,
     target_dir: str,
-    sources: dict[str, str],
+    sources: dict[str, Union[str, list[str]]],
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
     resume: bool = False,
@@ -65,6 +65,7 @@ def convert(
     shards: Optional[int] = None,
     shard_index: Optional[int] = None,
     io_depth: Optional[int] = None,
+    max_held_mb: Optional[int] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan
@@ -73,11 +74,12 @@ def convert(
 def plan_shards(
     dataset: str,
     target_dir: str,
-    sources: dict[str, str],
+    sources: dict[str, Union[str, list[str]]],
     params: Optional[dict[str, str]] = None,
     resume: bool = False,
     shards: int = 1,
     skip_invalid: bool = False,
+    max_held_mb: Optional[int] = None,
 ) -> int:
     """Plan a sharded conversion once and write each shard's part of the plan into its
     directory (a resume reuses the plan, and refuses another ``shards``); the number of
@@ -96,10 +98,11 @@ def write_manifest(target_dir: str, dataset: str, shards: int) -> dict[str, Any]
 def verify(
     dataset: str,
     target_dir: str,
-    sources: dict[str, str],
+    sources: dict[str, Union[str, list[str]]],
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
     params: Optional[dict[str, str]] = None,
+    max_held_mb: Optional[int] = None,
 ) -> dict[str, Any]:
     """Compare a database with its sources; see :func:`rico.verify`."""
 

@@ -68,6 +68,7 @@ def convert(
     shards: Optional[int] = None,
     client: Optional[object] = None,
     io_depth: Optional[int] = None,
+    max_held_mb: Optional[int] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
@@ -81,6 +82,9 @@ def convert(
         threads: decoder threads; ``None`` = one per core.
         io_depth: source files read at once, apart from the decoders; ``None`` = 32 (serves
             cold local disks and NFS; raise it for high-latency filesystems such as Lustre).
+        max_held_mb: with archives and Parquet files, the most megabytes of incomplete patches
+            held while one is read (and the largest member read); ``None`` = 1024. Raise it for
+            an archive whose members come shuffled.
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
@@ -90,8 +94,11 @@ def convert(
         client: a ``dask.distributed.Client``: each shard runs as one task on a worker (the
             paths must be on a filesystem every worker and the client see). Needs ``shards``.
         **options: the dataset's options, named like the CLI flags with underscores:
-            its source directories (every name ending in ``_dir``), e.g.
-            ``bigearthnet_s2_dir="BigEarthNet-S2"``, and its value options, e.g.
+            its sources (every name ending in ``_dir``), e.g.
+            ``bigearthnet_s2_dir="BigEarthNet-S2"``: a folder, the archive it ships as
+            (``.tar``, ``.tar.gz``, ``.tar.zst``, ``.zip``; ``"BigEarthNet-S2.tar.zst"``), a
+            Major-TOM Parquet file or folder of them, a glob (``"hyspecnet-*.tar.gz"``) or a
+            list of parts; and its value options, e.g.
             ``pattern=r"(?P<key>.+)_(?P<band>B\\d+)\\.tif$"`` for ``"bands"``,
             ``key_parents=1`` or ``band_names=["Red", "Green", "Blue"]`` for
             ``"image-folder"`` (a list is joined with commas, a number written out).
@@ -141,6 +148,7 @@ def convert(
         params=params,
         shards=shards,
         io_depth=io_depth,
+        max_held_mb=max_held_mb,
     )
     return ConvertSummary(**summary)
 
@@ -178,9 +186,17 @@ def verify(
 def _split_options(options: dict) -> tuple[dict[str, str], dict[str, str]]:
     """(source directories, value options) of a dataset's options, as the engine takes them."""
     # Source options all end in `_dir` (a rule of rico's presets); the rest are values.
-    sources = {k: os.fspath(v) for k, v in options.items() if k.endswith("_dir")}
+    sources = {k: _source_value(v) for k, v in options.items() if k.endswith("_dir")}
     params = {k: _param_value(v) for k, v in options.items() if not k.endswith("_dir")}
     return sources, params
+
+
+def _source_value(value: object) -> Union[str, list[str]]:
+    """A source option's value: one path (a folder, an archive, a Parquet file or a glob of
+    them), or a list of paths (the parts of one source)."""
+    if isinstance(value, (list, tuple)):
+        return [os.fspath(v) for v in value]
+    return os.fspath(value)  # type: ignore[arg-type]
 
 
 def _param_value(value: object) -> str:

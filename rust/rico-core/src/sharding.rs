@@ -363,6 +363,10 @@ pub(crate) fn convert_sharded(
                     "the shard plan names source {planned}, which the plan does not list"
                 ))
             })?;
+            // Parts of one source share its option: the planned index names the part.
+            if resolved.get(planned).is_some_and(|s| s.option == *flag) {
+                return Ok(planned);
+            }
             resolved
                 .iter()
                 .position(|s| s.option == *flag)

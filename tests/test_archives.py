@@ -12,15 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import rico
 from support.archives import major_tom_parquet, pack_tar, pack_zip
 from support.bigearthnet import SOURCES
 from support.cli import run
 from support.lmdb_records import read_lmdb, read_shards
 from support.trees import make_dataset
-
-import rico
-
-pytest.importorskip("zstandard")
 
 BEN_FLAGS = {option: "--" + option.replace("_", "-") for option in SOURCES}
 

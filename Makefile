@@ -6,6 +6,7 @@
 #   make lint    rustfmt, clippy, ruff, and the typed stubs checked against the extension
 #   make dist    dist/: abi3 manylinux2014 wheel, portable `rico` binary (glibc >= 2.17), sdist
 #   make test-dist  make dist, then the tests of what it made (tests/test_dist.py)
+#   make docs    the documentation site (mkdocs, docs/ and mkdocs.yml) into site/, strict
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 CARGO ?= cargo
 
-.PHONY: build demo test test-rust test-python bench clean lint dist test-dist
+.PHONY: build demo test test-rust test-python bench clean lint dist test-dist docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +45,9 @@ bench: build
 	$(PY) benches/bench_bilinear.py
 
 clean:
-	rm -rf $(VENV) target demo-out dist
+	rm -rf $(VENV) target demo-out dist site
 
-PY_SOURCES := python tests benches examples
+PY_SOURCES := python tests benches examples docs
 
 lint: build
 	$(CARGO) fmt --all --check
@@ -54,6 +55,18 @@ lint: build
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest rico._rico
+
+# Documentation site: mkdocs with the Material theme; the API pages come from the docstrings of
+# python/rico and, for the compiled part, its stub _rico.pyi (mkdocstrings reads the sources, so
+# no build is needed). Strict: any warning fails.
+DOCS_DEPS := $(VENV)/.docs-deps-installed
+
+$(DOCS_DEPS): requirements-docs.txt | $(DEPS)
+	$(PY) -m pip install -q -r requirements-docs.txt
+	touch $@
+
+docs: $(DOCS_DEPS)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Distribution. zig (from the ziglang wheel) links against glibc 2.17's symbols, so the wheel
 # and the binary start on CentOS 7 / RHEL 8 / Ubuntu 20.04 and newer. The zig builds have their

@@ -7,15 +7,13 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import rico
 from support.bigearthnet import flags
-from support.cli import run
+from support.cli import kill_when, run
 from support.lmdb_records import read_lmdb, read_shards, write_records
 from support.trees import make_dataset
 
@@ -243,13 +241,8 @@ def test_shard_plans_cut_the_tree_once_and_a_task_needs_only_its_plan(
 def test_a_resume_with_another_number_of_shards_is_refused(rico_bin, tree, clean, tmp_path):
     target = tmp_path / "sharded"
     args = ["bigearthnet", *flags(tree), "--target-dir", target]
-    cmd = [str(rico_bin), *map(str, args), "--shards", "4", "--threads", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not (target / "shard-00000" / "data.mdb").exists() and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    first_shard = (target / "shard-00000" / "data.mdb").exists
+    kill_when(first_shard, rico_bin, *args, "--shards", 4, "--threads", 1, "--quiet")
     res = run(rico_bin, *args, "--shards", "3", "--resume")
     assert res.returncode == 2
     assert "cut into 4 shards, not 3" in res.stderr and "--shards 4" in res.stderr, res.stderr
@@ -264,13 +257,8 @@ def test_a_resume_with_another_number_of_shards_is_refused(rico_bin, tree, clean
 def test_a_resume_with_the_same_shards_is_exact(rico_bin, tree, clean, tmp_path):
     target = tmp_path / "sharded"
     args = ["bigearthnet", *flags(tree), "--target-dir", target, "--shards", "4"]
-    cmd = [str(rico_bin), *map(str, args), "--threads", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not (target / "shard-00001" / "data.mdb").exists() and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    second_shard = (target / "shard-00001" / "data.mdb").exists
+    kill_when(second_shard, rico_bin, *args, "--threads", 1, "--quiet")
     res = run(rico_bin, *args, "--resume")
     assert res.returncode == 0, res.stderr
     parts = read_shards(target)

@@ -246,27 +246,11 @@ def test_sigkill_then_resume_gives_exactly_the_clean_records(
     rico_bin, big_tree, clean_run, tmp_path, kill_after_records
 ):
     target = tmp_path / "db"
-    cmd = [
-        str(rico_bin),
-        "bigearthnet",
-        *flags(big_tree),
-        "--target-dir",
-        str(target),
-        "--threads",
-        "1",
-        "--quiet",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while (
-        kill_after_records
-        and record_count(target) < kill_after_records
-        and proc.poll() is None
-        and time.time() < deadline
-    ):
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    cli.kill_when(
+        lambda: not kill_after_records or record_count(target) >= kill_after_records,
+        rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--threads", 1,
+        "--quiet", poll=0.005,
+    )  # fmt: skip
     partial = read_lmdb(target) if (target / "data.mdb").exists() else {}
     # Whatever was committed before the kill is already exactly the clean run's records.
     assert all(clean_run[k] == v for k, v in partial.items())

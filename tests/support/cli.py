@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -14,3 +17,24 @@ def run(
     return subprocess.run(
         [str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+def kill_when(
+    ready: Callable[[], bool],
+    binary: object,
+    *args: object,
+    sig: int = signal.SIGKILL,
+    timeout: float = 60,
+    poll: float = 0.002,
+) -> subprocess.Popen:
+    """Starts ``binary`` with ``args``, sends it ``sig`` once ``ready()`` holds (or once it has
+    ended, or after ``timeout`` seconds) and waits for it to end; returns the process."""
+    proc = subprocess.Popen(
+        [str(binary), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + timeout
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(poll)
+    proc.send_signal(sig)
+    proc.wait()
+    return proc

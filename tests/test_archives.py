@@ -68,6 +68,11 @@ def test_the_binary_reads_archives_with_the_same_flags(ben_tree, ben_records, tm
         assert r.returncode == 0, r.stderr
         assert "wrote 120 records" in r.stderr
         assert read_lmdb(target) == ben_records
+    # Archives are read several at once, their patches taken in turn: the same database file
+    # whatever the thread count.
+    assert (tmp_path / "db1" / "data.mdb").read_bytes() == (
+        tmp_path / "db2" / "data.mdb"
+    ).read_bytes()
     r = run(rico_bin, "verify", "bigearthnet", "--target-dir", tmp_path / "db1", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "120 records match" in r.stdout

@@ -73,23 +73,15 @@ pub fn stream(
     order.sort_by(|a, b| sources[*a].root.cmp(&sources[*b].root));
     let mut emitted = HashSet::new();
     let mut files = 0u64;
+    // Directories first, walked one after another; then the containers, several at once.
+    let containers: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| sources[i].container.is_some())
+        .collect();
+    order.retain(|&i| sources[i].container.is_none());
     for index in order {
         let source = &sources[index];
-        if let Some(container) = source.container {
-            let found = stream_container(
-                sources,
-                index,
-                container,
-                skip_invalid,
-                &mut emitted,
-                scanned,
-                emit,
-            )?;
-            if found == 0 {
-                return Err(no_patch(source));
-            }
-            continue;
-        }
         let tables = read_tables(source)?;
         let mut group = Grouper::new(source, index, tables.as_ref(), skip_invalid);
         let local = group.local();
@@ -119,7 +111,128 @@ pub fn stream(
             return Err(no_patch(source));
         }
     }
+    if !containers.is_empty() {
+        let width = std::thread::available_parallelism().map_or(1, |n| n.get());
+        read_containers(
+            sources,
+            &containers,
+            width,
+            skip_invalid,
+            &mut emitted,
+            scanned,
+            emit,
+        )?;
+    }
     Ok(())
+}
+
+/// What a container's reader thread sends to the planner.
+enum FromReader {
+    /// A patch (or a skipped one), in the container's order.
+    Item(Planned),
+    /// The container is read: the number of its files that were image data.
+    Done(usize),
+    /// Reading stopped on this error.
+    Failed(Error),
+}
+
+/// Reads the containers `indices` (in that order), up to `width` at once, each on its own
+/// thread (decompression, the slow part of reading a container, takes one core). Their patches
+/// are handed out in turn, one from each container being read, so that the plan's order, and
+/// with it the database, does not depend on which thread runs ahead; a container's turn goes
+/// to the next one when it ends.
+fn read_containers(
+    sources: &[Source<'_>],
+    indices: &[usize],
+    width: usize,
+    skip_invalid: bool,
+    emitted: &mut HashSet<u64>,
+    scanned: &dyn Fn(Scanned),
+    emit: &mut dyn FnMut(Planned) -> Result<()>,
+) -> Result<()> {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc::{sync_channel, Receiver};
+
+    let read: Vec<AtomicU64> = indices.iter().map(|_| AtomicU64::new(0)).collect();
+    let total: u64 = indices
+        .iter()
+        .map(|&i| fs::metadata(&sources[i].root).map_or(0, |m| m.len()))
+        .sum();
+    std::thread::scope(|scope| {
+        let start = |slot: usize| -> (usize, Receiver<FromReader>) {
+            let (tx, rx) = sync_channel::<FromReader>(4);
+            let read = &read[slot];
+            let index = indices[slot];
+            scope.spawn(move || {
+                let container = sources[index].container.expect("a container source");
+                let mut mine = HashSet::new();
+                let mut send = |item: Planned| {
+                    tx.send(FromReader::Item(item))
+                        .map_err(|_| Error::output("the conversion stopped"))
+                };
+                let progress = |s: Scanned| {
+                    if let Scanned::Bytes { read: n, .. } = s {
+                        read.store(n, Ordering::Relaxed);
+                    }
+                };
+                let result = stream_container(
+                    sources,
+                    index,
+                    container,
+                    skip_invalid,
+                    &mut mine,
+                    &progress,
+                    &mut send,
+                );
+                let _ = tx.send(match result {
+                    Ok(found) => FromReader::Done(found),
+                    Err(e) => FromReader::Failed(e),
+                });
+            });
+            (slot, rx)
+        };
+        let mut next = 0;
+        let mut window: VecDeque<(usize, Receiver<FromReader>)> = VecDeque::new();
+        while window.len() < width.max(1) && next < indices.len() {
+            window.push_back(start(next));
+            next += 1;
+        }
+        while let Some((slot, rx)) = window.pop_front() {
+            let message = rx.recv().unwrap_or_else(|_| {
+                FromReader::Failed(Error::output("a container's reader thread stopped"))
+            });
+            match message {
+                FromReader::Item(item) => {
+                    if let Planned::Patch(p) = &item {
+                        if !emitted.insert(key_hash(&p.key)) {
+                            let spec = sources[p.source].spec;
+                            let this = p.files[0].path();
+                            let first = Path::new("a file of another part");
+                            return Err(duplicate(spec, &p.key, first, &this));
+                        }
+                    }
+                    emit(item)?;
+                    window.push_back((slot, rx));
+                }
+                FromReader::Done(found) => {
+                    if found == 0 {
+                        return Err(no_patch(&sources[indices[slot]]));
+                    }
+                    if next < indices.len() {
+                        window.push_back(start(next));
+                        next += 1;
+                    }
+                }
+                FromReader::Failed(e) => return Err(e),
+            }
+            scanned(Scanned::Bytes {
+                read: read.iter().map(|r| r.load(Ordering::Relaxed)).sum(),
+                total,
+            });
+        }
+        Ok(())
+    })
 }
 
 fn no_patch(source: &Source<'_>) -> Error {

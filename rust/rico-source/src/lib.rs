@@ -251,3 +251,121 @@ pub(crate) fn too_large(path: &Path, name: &str, size: u64, limits: &Limits) -> 
 pub(crate) fn file_len(file: &std::fs::File) -> u64 {
     file.metadata().map_or(0, |m| m.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what a read gives: the root, then (rel, name, bytes) of each wanted member.
+    #[derive(Default)]
+    struct Collect {
+        root: String,
+        members: Vec<(String, String, Vec<u8>)>,
+    }
+
+    impl Visitor for Collect {
+        type Error = SourceError;
+        fn root(&mut self, name: &str) -> Result<(), SourceError> {
+            self.root = name.to_string();
+            Ok(())
+        }
+        fn wants(&mut self, rel: &str) -> bool {
+            rel.ends_with(".tif")
+        }
+        fn member(&mut self, m: Member<'_>) -> Result<(), SourceError> {
+            self.members
+                .push((m.rel.to_string(), m.name.to_string(), m.bytes));
+            Ok(())
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rico-source-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A tar archive of (name, bytes) regular members, built with the `tar` crate.
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, bytes) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn read_tar(path: &Path, limits: &Limits) -> Result<Collect, SourceError> {
+        let mut c = Collect::default();
+        read_members(path, container_of(path).unwrap(), limits, &mut c)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_tar_zst_stands_for_its_top_level_folder() {
+        let dir = scratch("top");
+        let raw = tar_of(&[
+            ("s1/0000200/x/VH.tif", b"vh"),
+            ("s1/0000200/x/notes.txt", b"skipped"),
+            ("s1/0000200/x/VV.tif", b"vv"),
+        ]);
+        let path = dir.join("ssl4eo-s1.tar.zst");
+        std::fs::write(&path, zstd::encode_all(&raw[..], 3).unwrap()).unwrap();
+        let got = read_tar(&path, &Limits::default()).unwrap();
+        assert_eq!(got.root, "s1");
+        let rels: Vec<(&str, &[u8])> = got
+            .members
+            .iter()
+            .map(|(r, _, b)| (r.as_str(), b.as_slice()))
+            .collect();
+        assert_eq!(
+            rels,
+            [
+                ("0000200/x/VH.tif", &b"vh"[..]),
+                ("0000200/x/VV.tif", &b"vv"[..])
+            ]
+        );
+        assert_eq!(got.members[0].1, "s1/0000200/x/VH.tif");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_links_and_oversized_members_stop_the_read_naming_them() {
+        let dir = scratch("bad");
+        let raw = tar_of(&[("d/a.tif", &[7u8; 5000]), ("d/b.tif", &[8u8; 5000])]);
+        // Truncated in the second member's data.
+        let cut = dir.join("cut.tar");
+        std::fs::write(&cut, &raw[..512 * 14]).unwrap();
+        let err = read_tar(&cut, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Corrupt, "{err}");
+        assert_eq!(err.member.as_deref(), Some("d/b.tif"));
+        assert!(err.location().starts_with(&format!("{}!", cut.display())));
+        // Above the member limit.
+        let whole = dir.join("whole.tar");
+        std::fs::write(&whole, &raw).unwrap();
+        let small = Limits {
+            max_member_bytes: 4096,
+        };
+        let err = read_tar(&whole, &small).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Limit);
+        assert!(err.hint.unwrap().contains("--max-held-mb"));
+        // A symbolic link.
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "d/c.tif", "/etc/passwd")
+            .unwrap();
+        let link = dir.join("link.tar");
+        std::fs::write(&link, builder.into_inner().unwrap()).unwrap();
+        let err = read_tar(&link, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Hostile);
+        assert!(err.message.contains("symbolic link"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

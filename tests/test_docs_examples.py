@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.archives import major_tom_parquet, pack_tar
 from support.bigearthnet import convert
 from support.geotiff import write_tif
 from support.trees import make_bigearthnet
@@ -137,6 +138,14 @@ def workspace(tmp_path_factory) -> Path:
     for patch in ("1234/00017.tif", "1234/00018.tif"):
         write_tif(ws / "enmap" / patch, rng.integers(-100, 9000, (202, 8, 8), dtype=np.int16))
     make_mlrsnet(ws / "MLRSNet", rng)
+    # What the datasets ship as (docs/archives.md): archives and a Major-TOM hub Parquet file.
+    for part in ("BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps"):
+        pack_tar(ws / part, ws / f"{part}.tar.zst")
+    pack_tar(SAMPLES / "HySpecNet-11k", ws / "hyspecnet-11k-01.tar.gz")
+    images = ws / "Core-S2L2A" / "images"
+    images.mkdir(parents=True)
+    products = [p for p in (SAMPLES / "Major-TOM-Core" / "S2L2A").rglob("S2*") if p.is_dir()]
+    major_tom_parquet(products, images / "part_00001.parquet")
     return ws
 
 

@@ -257,7 +257,7 @@ mod tests {
     use super::*;
 
     /// Collects what a read gives: the root, then (rel, name, bytes) of each wanted member.
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Collect {
         root: String,
         members: Vec<(String, String, Vec<u8>)>,

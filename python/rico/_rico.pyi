@@ -66,6 +66,9 @@ def convert(
     shard_index: Optional[int] = None,
     io_depth: Optional[int] = None,
     max_held_mb: Optional[int] = None,
+    fetch_parts: Optional[int] = None,
+    fetch_part_mb: Optional[int] = None,
+    insecure_tls: bool = False,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan
@@ -80,6 +83,9 @@ def plan_shards(
     shards: int = 1,
     skip_invalid: bool = False,
     max_held_mb: Optional[int] = None,
+    fetch_parts: Optional[int] = None,
+    fetch_part_mb: Optional[int] = None,
+    insecure_tls: bool = False,
 ) -> int:
     """Plan a sharded conversion once and write each shard's part of the plan into its
     directory (a resume reuses the plan, and refuses another ``shards``); the number of
@@ -103,6 +109,9 @@ def verify(
     progress: Optional[bool] = None,
     params: Optional[dict[str, str]] = None,
     max_held_mb: Optional[int] = None,
+    fetch_parts: Optional[int] = None,
+    fetch_part_mb: Optional[int] = None,
+    insecure_tls: bool = False,
 ) -> dict[str, Any]:
     """Compare a database with its sources; see :func:`rico.verify`."""
 

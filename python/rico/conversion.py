@@ -69,6 +69,9 @@ def convert(
     client: Optional[object] = None,
     io_depth: Optional[int] = None,
     max_held_mb: Optional[int] = None,
+    fetch_parts: Optional[int] = None,
+    fetch_part_mb: Optional[int] = None,
+    insecure_tls: bool = False,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
@@ -85,6 +88,10 @@ def convert(
         max_held_mb: with archives and Parquet files, the most megabytes of incomplete patches
             held while one is read (and the largest member read); ``None`` = 1024. Raise it for
             an archive whose members come shuffled.
+        fetch_parts: with URLs (``https://``, ``s3://``), ranged requests in flight for one
+            object; ``None`` = 4.
+        fetch_part_mb: with URLs, megabytes asked for by one ranged request; ``None`` = 16.
+        insecure_tls: accept ``https://`` certificates that do not verify (off by default).
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
@@ -97,8 +104,9 @@ def convert(
             its sources (every name ending in ``_dir``), e.g.
             ``bigearthnet_s2_dir="BigEarthNet-S2"``: a folder, the archive it ships as
             (``.tar``, ``.tar.gz``, ``.tar.zst``, ``.zip``; ``"BigEarthNet-S2.tar.zst"``), a
-            Major-TOM Parquet file or folder of them, a glob (``"hyspecnet-*.tar.gz"``) or a
-            list of parts; and its value options, e.g.
+            Major-TOM Parquet file or folder of them, a glob (``"hyspecnet-*.tar.gz"``), a
+            list of parts, or any of these behind an ``https://`` or ``s3://`` URL (credentials
+            from ``AWS_*`` and the AWS profile files); and its value options, e.g.
             ``pattern=r"(?P<key>.+)_(?P<band>B\\d+)\\.tif$"`` for ``"bands"``,
             ``key_parents=1`` or ``band_names=["Red", "Green", "Blue"]`` for
             ``"image-folder"`` (a list is joined with commas, a number written out).
@@ -119,6 +127,12 @@ def convert(
     rico._rico.UsageError: no source directory given; give at least one of --bigearthnet-s1-dir, --bigearthnet-s2-dir or --bigearthnet-reference-maps-dir
     """
     sources, params = _split_options(options)
+    fetch = {
+        "max_held_mb": max_held_mb,
+        "fetch_parts": fetch_parts,
+        "fetch_part_mb": fetch_part_mb,
+        "insecure_tls": insecure_tls,
+    }
     if client is not None:
         if not shards:
             raise UsageError("a Dask client runs shards: pass shards=N as well")
@@ -135,6 +149,7 @@ def convert(
             progress=progress,
             resume=resume,
             skip_invalid=skip_invalid,
+            fetch=fetch,
         )
         return ConvertSummary(**summary)
     summary = _rico.convert(
@@ -148,7 +163,7 @@ def convert(
         params=params,
         shards=shards,
         io_depth=io_depth,
-        max_held_mb=max_held_mb,
+        **fetch,
     )
     return ConvertSummary(**summary)
 
@@ -159,6 +174,10 @@ def verify(
     *,
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
+    max_held_mb: Optional[int] = None,
+    fetch_parts: Optional[int] = None,
+    fetch_part_mb: Optional[int] = None,
+    insecure_tls: bool = False,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> dict:
     """Re-decode the sources of a conversion and compare them with the database record by record.
@@ -179,6 +198,10 @@ def verify(
             threads=threads,
             progress=progress,
             params=params,
+            max_held_mb=max_held_mb,
+            fetch_parts=fetch_parts,
+            fetch_part_mb=fetch_part_mb,
+            insecure_tls=insecure_tls,
         )
     )
 

@@ -43,6 +43,7 @@ def _convert_shard(
     params: dict,
     threads: Optional[int],
     skip_invalid: bool,
+    fetch: Optional[dict] = None,
 ) -> dict:
     """One Dask task: shard ``index`` of ``shards``, from the plan the client wrote into the
     shard's directory; resumable (a rerun after a lost worker finishes what the first attempt
@@ -61,6 +62,7 @@ def _convert_shard(
             params=params,
             shards=shards,
             shard_index=index,
+            **(fetch or {}),
         )
     )
 
@@ -101,6 +103,7 @@ def convert_on_cluster(
     progress: Optional[bool] = None,
     resume: bool = False,
     skip_invalid: bool = False,
+    fetch: Optional[dict] = None,
 ) -> dict:
     """Runs one Dask task per shard and writes the manifest; returns the summary as a dict."""
     target = Path(target_dir)
@@ -115,6 +118,7 @@ def convert_on_cluster(
         resume=resume,
         shards=shards,
         skip_invalid=skip_invalid,
+        **(fetch or {}),
     )
     target.mkdir(parents=True, exist_ok=True)
     todo = [
@@ -130,6 +134,7 @@ def convert_on_cluster(
         params=params,
         threads=threads,
         skip_invalid=skip_invalid,
+        fetch=fetch,
         pure=False,
     )
     show = sys.stderr.isatty() if progress is None else progress

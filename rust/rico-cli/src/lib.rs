@@ -48,6 +48,26 @@ fn common_args(cmd: Command) -> Command {
             .value_parser(value_parser!(u64).range(1..))
             .help("With archives and Parquet files: the most megabytes of incomplete patches held while a container is read, and the largest member read (default: 1024). Archives written in name order hold one patch at a time; raise it for an archive whose members come shuffled"),
     )
+    .arg(
+        Arg::new("fetch-parts")
+            .long("fetch-parts")
+            .value_name("N")
+            .value_parser(value_parser!(u64).range(1..))
+            .help("With URLs (https://, s3://): ranged requests in flight for one object (default: 4). Raise it on long links to object storage"),
+    )
+    .arg(
+        Arg::new("fetch-part-mb")
+            .long("fetch-part-mb")
+            .value_name("MB")
+            .value_parser(value_parser!(u64).range(1..))
+            .help("With URLs: megabytes asked for by one ranged request (default: 16); parts in flight times this is the memory fetching holds"),
+    )
+    .arg(
+        Arg::new("insecure-tls")
+            .long("insecure-tls")
+            .action(ArgAction::SetTrue)
+            .help("With https:// URLs: accept certificates that do not verify (a self-signed lab server). Verification is on without it"),
+    )
     .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("Print nothing but errors"))
     .arg(
         Arg::new("resume")
@@ -173,6 +193,23 @@ pub fn command() -> Command {
     })
 }
 
+/// How URLs are fetched: the defaults, with what was given.
+pub fn remote_options(
+    parts: Option<usize>,
+    part_mb: Option<u64>,
+    insecure_tls: bool,
+) -> rico_core::RemoteOptions {
+    let mut options = rico_core::RemoteOptions::default();
+    if let Some(parts) = parts {
+        options.parts_in_flight = parts;
+    }
+    if let Some(mb) = part_mb {
+        options.part_bytes = mb << 20;
+    }
+    options.insecure_tls = insecure_tls;
+    options
+}
+
 /// A conversion's arguments, as parsed from a command line.
 #[derive(Debug, Clone)]
 pub struct ConvertCall {
@@ -214,6 +251,11 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
         shard_index: None,
         cancel: None,
         max_held_bytes: matches.get_one::<u64>("max-held-mb").map(|mb| mb << 20),
+        remote: remote_options(
+            matches.get_one::<u64>("fetch-parts").map(|n| *n as usize),
+            matches.get_one::<u64>("fetch-part-mb").copied(),
+            matches.get_flag("insecure-tls"),
+        ),
     };
     Ok(ConvertCall {
         dataset: name.to_string(),

@@ -476,7 +476,6 @@ pub fn assemble_samples<T: Sample>(
         for (sample, key) in samples.iter_mut().zip(keys) {
             fill_record(db, key, spec, shape, sample, &mut scratch)?;
         }
-        Ok(())
     } else {
         pool(threads)?.install(|| {
             samples
@@ -485,6 +484,8 @@ pub fn assemble_samples<T: Sample>(
                 .try_for_each_init(Scratch::default, |scratch, (sample, key)| {
                     fill_record(db, key, spec, shape, sample, scratch)
                 })
-        })
+        })?;
     }
+    // Pixels of a file that shrank meanwhile were read as zeros: an error, not a batch.
+    db.check_intact()
 }

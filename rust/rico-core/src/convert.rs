@@ -74,6 +74,8 @@ pub struct ConvertOptions {
     /// container is read (a patch's files far apart in it); `None` =
     /// [`crate::spec::DEFAULT_MAX_HELD_BYTES`]. Also the largest member read.
     pub max_held_bytes: Option<u64>,
+    /// How sources behind URLs are fetched (parts in flight, part size, TLS verification).
+    pub remote: rico_source::RemoteOptions,
 }
 
 impl ConvertOptions {
@@ -187,11 +189,12 @@ pub(crate) fn with_sources<T>(
         .unwrap_or(spec::DEFAULT_MAX_HELD_BYTES);
     let mut resolved: Vec<Source<'_>> = Vec::new();
     for (flag, root, spec) in &specs {
-        for path in crate::sources::expand(flag, root, name)? {
+        for found in crate::sources::expand(flag, root, name, &options.remote)? {
             resolved.push(Source {
                 option: flag.to_string(),
-                container: crate::sources::container(&path),
-                root: path,
+                container: found.container,
+                root: found.shown,
+                location: found.location,
                 spec,
                 max_held_bytes,
             });

@@ -26,6 +26,7 @@ pub use convert::{convert_dataset, ConvertOptions, Summary};
 pub use error::{Error, ErrorKind, Result};
 pub use rico_raster as raster;
 pub use rico_raster::DType;
+pub use rico_source::RemoteOptions;
 
 /// The number of threads to use: the requested count, or one per core.
 pub fn thread_count(requested: Option<usize>) -> usize {

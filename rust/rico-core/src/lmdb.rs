@@ -3,7 +3,7 @@
 //! long-lived read snapshots.
 
 use std::ffi::{CStr, CString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
@@ -28,8 +28,13 @@ impl LmdbError {
     pub fn is_damaged(self) -> bool {
         matches!(
             self.0,
-            ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND | ffi::MDB_INVALID | TRUNCATED
+            ffi::MDB_CORRUPTED | ffi::MDB_PAGE_NOTFOUND | ffi::MDB_INVALID | TRUNCATED | CHANGED
         )
+    }
+    /// True when `data.mdb` shrank (or could no longer be read) while this process had it
+    /// mapped: a read met a page past its new end.
+    pub fn is_changed(self) -> bool {
+        self.0 == CHANGED
     }
     /// True when a write failed for lack of space: the disk or a quota is full, a file-size
     /// limit is reached (LMDB reports a short write as EIO).
@@ -43,6 +48,9 @@ impl LmdbError {
 
 /// rico's own code: `data.mdb` is shorter than the last page its meta page names.
 pub const TRUNCATED: i32 = -30_000;
+/// rico's own code: a page of `data.mdb` could not be read through the map while the
+/// environment was open (the file was truncated or replaced under this process).
+pub const CHANGED: i32 = -30_001;
 
 impl std::fmt::Display for LmdbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +58,12 @@ impl std::fmt::Display for LmdbError {
             return write!(
                 f,
                 "data.mdb is shorter than the last page its meta page names: the file is truncated"
+            );
+        }
+        if self.0 == CHANGED {
+            return write!(
+                f,
+                "data.mdb changed while this process read it: a page could no longer be read (the file was truncated, or replaced in place)"
             );
         }
         // SAFETY: mdb_strerror returns a pointer to a static or thread-local C string.
@@ -87,13 +101,102 @@ unsafe fn slice<'a>(v: &ffi::MDB_val) -> &'a [u8] {
     }
 }
 
-/// Smallest memory map of a read-only environment (address space, not memory).
-const READ_MAP_SIZE: u64 = 64 << 30;
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64
+}
+
+/// The memory map of a read-only environment: `data.mdb` as it is now, rounded up to a page
+/// (LMDB raises it to the pages its meta page names if the file is shorter). Address space is
+/// not free: under `ulimit -v`, or with thousands of shards, a reservation per environment
+/// runs out.
+fn read_map_size(data: &Path) -> u64 {
+    let len = std::fs::metadata(data).map_or(0, |m| m.len());
+    len.next_multiple_of(page_size())
+}
+
+/// A file as `/proc/self/maps` names it.
+struct FileId {
+    dev: (u32, u32),
+    ino: u64,
+    path: Option<Vec<u8>>,
+}
+
+impl FileId {
+    fn names(&self, m: &Mapping<'_>) -> bool {
+        (m.dev == self.dev && m.ino == self.ino) || self.path.as_deref() == Some(m.path)
+    }
+}
+
+/// One line of `/proc/self/maps`.
+struct Mapping<'a> {
+    start: usize,
+    end: usize,
+    /// MAP_SHARED (not private).
+    shared: bool,
+    offset: usize,
+    dev: (u32, u32),
+    ino: u64,
+    path: &'a [u8],
+}
+
+impl<'a> Mapping<'a> {
+    /// `start-end perms offset major:minor inode   path` (the path may be any bytes).
+    fn parse(line: &'a [u8]) -> Option<Mapping<'a>> {
+        let mut rest = line;
+        let mut field = || {
+            let at = rest.iter().position(|&b| b != b' ')?;
+            rest = &rest[at..];
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            let (f, r) = rest.split_at(end);
+            rest = r;
+            std::str::from_utf8(f).ok()
+        };
+        let (start, end) = field()?.split_once('-')?;
+        let perms = field()?;
+        let offset = field()?;
+        let (major, minor) = field()?.split_once(':')?;
+        let ino = field()?.parse().ok()?;
+        let path = rest.trim_ascii_start();
+        Some(Mapping {
+            start: usize::from_str_radix(start, 16).ok()?,
+            end: usize::from_str_radix(end, 16).ok()?,
+            shared: perms.as_bytes().get(3) == Some(&b's'),
+            offset: usize::from_str_radix(offset, 16).ok()?,
+            dev: (
+                u32::from_str_radix(major, 16).ok()?,
+                u32::from_str_radix(minor, 16).ok()?,
+            ),
+            ino,
+            path,
+        })
+    }
+}
+
+/// Calls `find` on each mapping of this process until it returns something.
+fn mappings<T>(mut find: impl FnMut(&Mapping<'_>) -> Option<T>) -> Option<T> {
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    maps.split(|&b| b == b'\n')
+        .filter_map(Mapping::parse)
+        .find_map(|m| find(&m))
+}
+
+/// Where a read-only environment's map lies, and its registration with the SIGBUS handler.
+#[derive(Default)]
+struct MapWatch {
+    start: usize,
+    len: usize,
+    _watch: Option<crate::reader::fault::Watch>,
+}
 
 /// An open LMDB environment (one directory with `data.mdb` and `lock.mdb`).
 pub struct Env {
     /// Set once the reader has checked this environment's B-tree pages.
     pub tree_checked: std::sync::atomic::AtomicBool,
+    /// Raised when a read met a page of `data.mdb` that no longer exists (see `reader::fault`).
+    damage: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A read-only environment's map (found once opened; empty if it could not be found).
+    map: std::sync::Mutex<MapWatch>,
     raw: *mut ffi::MDB_env,
     dbi: ffi::MDB_dbi,
     path: PathBuf,
@@ -120,16 +223,13 @@ impl Env {
     }
 
     /// Opens an existing environment read-only. Readers hold no lock against the writer.
+    ///
+    /// The map covers what the file holds now. A writer in another process that grows the
+    /// file past it makes later snapshots fail with MDB_MAP_RESIZED: see [`Env::remap`].
     pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
-        // Map far more than the file holds (address space only: nothing past the end is
-        // touched), so that a writer in another process growing the map does not force this
-        // process to remap, which it cannot do while views point into the map.
-        let len = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len());
-        let map_size = len
-            .saturating_mul(2)
-            .max(READ_MAP_SIZE)
-            .next_multiple_of(1 << 20);
-        Self::open(path, true, map_size)
+        let env = Self::open(path, true, read_map_size(&path.join("data.mdb")))?;
+        env.watch_map();
+        Ok(env)
     }
 
     fn open(path: &Path, read_only: bool, map_size: u64) -> LmdbResult<Env> {
@@ -140,6 +240,8 @@ impl Env {
             check(ffi::mdb_env_create(&mut raw))?;
             let mut env = Env {
                 tree_checked: Default::default(),
+                damage: Default::default(),
+                map: Default::default(),
                 raw,
                 dbi: 0,
                 path: path.to_path_buf(),
@@ -201,22 +303,32 @@ impl Env {
     }
 
     /// Fails with [`TRUNCATED`] when `data.mdb` holds fewer bytes than the pages the current
-    /// meta page names (the meta pages themselves are read by `mdb_env_open`, from the start).
-    fn check_file_size(&self) -> LmdbResult<()> {
+    /// meta page names (the meta pages themselves are read by `mdb_env_open`, from the start),
+    /// and with [`CHANGED`] when a read already met a page that no longer exists.
+    pub fn check_file_size(&self) -> LmdbResult<()> {
+        self.intact()?;
         // SAFETY: out-parameters are plain structs; the env is open.
         let (last_pgno, page_size) = unsafe {
-            let mut info: ffi::MDB_envinfo = std::mem::zeroed();
-            check(ffi::mdb_env_info(self.raw, &mut info))?;
             let mut stat: ffi::MDB_stat = std::mem::zeroed();
             check(ffi::mdb_env_stat(self.raw, &mut stat))?;
-            (info.me_last_pgno as u64, stat.ms_psize as u64)
+            (self.info_raw()?.me_last_pgno as u64, stat.ms_psize as u64)
         };
+        self.intact()?;
         let needed = (last_pgno + 1).saturating_mul(page_size);
         let len = self.file_len()?;
         if len < needed {
             return Err(LmdbError(TRUNCATED));
         }
         Ok(())
+    }
+
+    fn info_raw(&self) -> LmdbResult<ffi::MDB_envinfo> {
+        // SAFETY: a plain out-parameter; the env is open.
+        unsafe {
+            let mut info: ffi::MDB_envinfo = std::mem::zeroed();
+            check(ffi::mdb_env_info(self.raw, &mut info))?;
+            Ok(info)
+        }
     }
 
     /// Size of `data.mdb` in bytes, through LMDB's own descriptor.
@@ -242,25 +354,99 @@ impl Env {
         Ok(fd)
     }
 
-    /// Start address of LMDB's memory map of `data.mdb`, found from `probe`, any address inside
+    /// Start address of LMDB's memory map of `data.mdb`, given `probe`, any address inside
     /// the map (a key or value LMDB returned): a value at address `p` lies at file offset
     /// `p - map_addr`. LMDB does not expose its map's address (`me_mapaddr` is the fixed-map
     /// hint, usually null); the kernel's list of this process's mappings has it.
     pub fn map_addr(&self, probe: *const u8) -> Option<usize> {
         let probe = probe as usize;
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        maps.lines().find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (start, end) = fields.next()?.split_once('-')?;
-            let (start, end) = (
-                usize::from_str_radix(start, 16).ok()?,
-                usize::from_str_radix(end, 16).ok()?,
-            );
-            let offset = usize::from_str_radix(fields.nth(1)?, 16).ok()?;
-            (start <= probe && probe < end && line.ends_with("data.mdb"))
-                .then(|| start.checked_sub(offset))
+        {
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.start <= probe && probe < map.start + map.len {
+                return Some(map.start);
+            }
+        }
+        let file = self.data_id()?;
+        mappings(|m| {
+            (file.names(m) && m.shared && m.start <= probe && probe < m.end)
+                .then(|| m.start.checked_sub(m.offset))
                 .flatten()
         })
+    }
+
+    /// How `/proc/self/maps` names `data.mdb`: its device and inode, through LMDB's own
+    /// descriptor, and its path (on overlay filesystems the kernel lists the inode of the file
+    /// underneath, but the path the file was opened by).
+    fn data_id(&self) -> Option<FileId> {
+        let fd = self.data_fd().ok()?;
+        // SAFETY: fstat on an open descriptor into a zeroed struct.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return None;
+            }
+            st
+        };
+        let path = std::fs::canonicalize(self.path.join("data.mdb")).ok();
+        Some(FileId {
+            dev: (libc::major(st.st_dev), libc::minor(st.st_dev)),
+            ino: st.st_ino,
+            path: path.map(|p| p.into_os_string().into_vec()),
+        })
+    }
+
+    /// Finds this read-only environment's map and registers it with the SIGBUS handler, so
+    /// that a page of it that vanishes (the file truncated under this process) reads zeros and
+    /// marks the environment damaged instead of killing the process.
+    fn watch_map(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        *map = MapWatch::default(); // unregistered before anything else is mapped
+        let Ok(info) = self.info_raw() else {
+            return;
+        };
+        let Some(file) = self.data_id() else {
+            return;
+        };
+        let len = (info.me_mapsize as u64).next_multiple_of(page_size()) as usize;
+        // LMDB's shared map of the whole file from offset 0; another one of the same length
+        // (the same file opened by a writer of this process) makes it ambiguous: then the map
+        // is found from a probe later and left unwatched.
+        let mut found = Vec::new();
+        mappings(|m| {
+            if file.names(m) && m.shared && m.offset == 0 && m.end - m.start == len {
+                found.push(m.start);
+            }
+            None::<()>
+        });
+        if let [start] = found[..] {
+            let watch = crate::reader::fault::watch(start, len, false, &self.damage, true);
+            *map = MapWatch {
+                start,
+                len,
+                _watch: watch,
+            };
+        }
+    }
+
+    /// True when a read of this environment's map met a page that no longer exists.
+    #[inline]
+    pub fn is_damaged(&self) -> bool {
+        crate::reader::fault::any() && self.damage.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The flag that [`Env::is_damaged`] reads, for other mappings of `data.mdb`.
+    pub fn damage_flag(&self) -> &std::sync::Arc<std::sync::atomic::AtomicBool> {
+        &self.damage
+    }
+
+    /// Fails with [`CHANGED`] once this environment is damaged.
+    #[inline]
+    fn intact(&self) -> LmdbResult<()> {
+        if self.is_damaged() {
+            Err(LmdbError(CHANGED))
+        } else {
+            Ok(())
+        }
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -295,6 +481,22 @@ impl Env {
     /// point into its memory map: LMDB unmaps and maps it again.
     pub unsafe fn set_map_size(&self, bytes: u64) -> LmdbResult<()> {
         check(ffi::mdb_env_set_mapsize(self.raw, bytes as _))
+    }
+
+    /// Maps a read-only environment again, over what `data.mdb` holds now (a writer in another
+    /// process grew it past this environment's map).
+    ///
+    /// # Safety
+    /// As for [`Env::set_map_size`].
+    pub unsafe fn remap(&self) -> LmdbResult<()> {
+        {
+            // Unregistered before LMDB unmaps it.
+            *self.map.lock().unwrap_or_else(|p| p.into_inner()) = MapWatch::default();
+        }
+        let size = read_map_size(&self.path.join("data.mdb"));
+        check(ffi::mdb_env_set_mapsize(self.raw, size as _))?;
+        self.watch_map();
+        Ok(())
     }
 
     /// Drops this process's page-table entries for the memory map, keeping the pages in the
@@ -360,6 +562,8 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Unregistered before LMDB unmaps it.
+        *self.map.get_mut().unwrap_or_else(|p| p.into_inner()) = MapWatch::default();
         if !self.raw.is_null() {
             // SAFETY: all transactions borrow the Env, so none is alive here.
             unsafe { ffi::mdb_env_close(self.raw) }
@@ -516,29 +720,38 @@ unsafe impl Sync for Snapshot {}
 impl Snapshot {
     /// Begins a snapshot of `env` (adopting a map grown by a writer in another process).
     pub fn new(env: std::sync::Arc<Env>) -> LmdbResult<Snapshot> {
+        env.intact()?;
         let txn = env.begin_read()?;
         let raw = txn.raw;
         std::mem::forget(txn); // ownership of the transaction moves to the Snapshot
-        Ok(Snapshot { env, raw })
+        let snapshot = Snapshot { env, raw };
+        snapshot.env.intact()?;
+        Ok(snapshot)
     }
 
     pub fn env(&self) -> &std::sync::Arc<Env> {
         &self.env
     }
 
-    /// The value of `key`, pointing into the memory map.
+    /// The value of `key`, pointing into the memory map. Fails with [`CHANGED`] once a read
+    /// of the map met a page that no longer exists (what LMDB read then was zeros).
+    #[inline]
     pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
-        get(self.raw, self.env.dbi, key)
+        let value = get(self.raw, self.env.dbi, key);
+        self.env.intact()?;
+        value
     }
 
-    /// Every key in order, and its value, through `visit` (stop by returning false).
-    pub fn for_each(&self, visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
+    /// Every key in order, and its value, through `visit` (stop by returning false). Stops
+    /// with [`CHANGED`] before visiting anything read from a page that no longer exists.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
         let txn = ReadTxn {
             env: &self.env,
             raw: self.raw,
         };
-        let result = txn.for_each(visit);
+        let result = txn.for_each(|k, v| !self.env.is_damaged() && visit(k, v));
         std::mem::forget(txn); // still owned by the Snapshot
+        self.env.intact()?;
         result
     }
 
@@ -550,6 +763,7 @@ impl Snapshot {
         };
         let result = txn.last_key();
         std::mem::forget(txn); // still owned by the Snapshot (last_key only reads)
+        self.env.intact()?;
         result
     }
 

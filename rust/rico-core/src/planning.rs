@@ -155,10 +155,7 @@ fn read_containers(
     use std::sync::mpsc::{sync_channel, Receiver};
 
     let read: Vec<AtomicU64> = indices.iter().map(|_| AtomicU64::new(0)).collect();
-    let total: u64 = indices
-        .iter()
-        .map(|&i| fs::metadata(&sources[i].root).map_or(0, |m| m.len()))
-        .sum();
+    let total: u64 = indices.iter().map(|&i| sources[i].location.size()).sum();
     std::thread::scope(|scope| {
         let start = |slot: usize| -> (usize, Receiver<FromReader>) {
             let (tx, rx) = sync_channel::<FromReader>(4);
@@ -270,7 +267,7 @@ fn stream_container(
         .at(&source.root)
         .hint("unpack it and give the folder"));
     }
-    let total = fs::metadata(&source.root).map_or(0, |m| m.len());
+    let total = source.location.size();
     let mut visitor = ContainerVisitor {
         sources,
         source,
@@ -285,7 +282,7 @@ fn stream_container(
     let limits = rico_source::Limits {
         max_member_bytes: source.max_held_bytes,
     };
-    rico_source::read_members(&source.root, container, &limits, &mut visitor)?;
+    rico_source::read_members_at(&source.location, container, &limits, &mut visitor)?;
     let found = visitor.found;
     visitor
         .group
@@ -454,6 +451,9 @@ fn read_tables(source: &Source<'_>) -> Result<Option<TableRows>> {
 }
 
 fn check_source(source: &Source<'_>) -> Result<()> {
+    if !matches!(source.location, rico_source::Location::Local(_)) {
+        return Ok(()); // opened (and its size and version asked for) when it was resolved
+    }
     if source.container.is_some() {
         return match fs::File::open(&source.root) {
             Ok(_) => Ok(()),

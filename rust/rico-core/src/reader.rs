@@ -22,6 +22,7 @@ pub struct TensorRef {
 }
 
 mod fast_header;
+pub(crate) mod fault;
 mod private_view;
 mod tree_check;
 pub use private_view::PrivateRecord;
@@ -102,7 +103,10 @@ impl Shard {
             .get(key)
             .map_err(|e| lmdb_read_err(&self.path, e))?;
         if let Some(v) = value {
-            tree_check::check_overflow(self.map, self.page_size, v).map_err(|what| {
+            let overflow = tree_check::check_overflow(self.map, self.page_size, v);
+            // The overflow header read may have met a page that is gone.
+            self.intact()?;
+            overflow.map_err(|what| {
                 Error::data(format!(
                     "the database is damaged: record {:?}: {what}",
                     String::from_utf8_lossy(key)
@@ -112,6 +116,16 @@ impl Shard {
             })?;
         }
         Ok(value)
+    }
+
+    /// Fails once a read of this shard's file met a page that no longer exists (the file
+    /// shrank under this process): what was read then was zeros.
+    #[inline]
+    fn intact(&self) -> Result<()> {
+        if self.snapshot.env().is_damaged() {
+            return Err(changed(&self.path));
+        }
+        Ok(())
     }
 }
 
@@ -131,10 +145,11 @@ pub struct Database {
 /// path (LMDB forbids opening an environment twice in one process: its file locks would be
 /// released by the first close).
 ///
-/// Read-only environments map far more than the file holds, so a writer in another process
-/// rarely grows the map past this process's mapping. When it does, the mapping is remapped
-/// in place only when nothing else of this process uses the environment; otherwise this is
-/// an error that says to close the other handles (a second environment is never opened).
+/// Read-only environments map what the file holds when they are opened (address space is
+/// limited: `ulimit -v`, thousands of shards). When a writer in another process has grown the
+/// file past the map since, the map is remapped in place when nothing else of this process
+/// uses the environment; otherwise this is an error that says to close the other handles (a
+/// second environment is never opened).
 ///
 /// A newly opened environment has its B-tree pages checked (see `tree_check`).
 fn open_snapshot(path: &Path) -> Result<Snapshot> {
@@ -180,7 +195,11 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
         .unwrap_or_else(|p| p.into_inner());
     let cache_key = (std::process::id(), canonical.clone());
     let env = match open.get(&cache_key).and_then(Weak::upgrade) {
-        Some(env) => env,
+        Some(env) => {
+            // Held open by other handles: the file may have shrunk under them since.
+            env.check_file_size().map_err(|e| lmdb_read_err(path, e))?;
+            env
+        }
         None => Arc::new(Env::open_read_only(&canonical).map_err(open_err)?),
     };
     let snapshot = match Snapshot::new(env.clone()) {
@@ -188,7 +207,7 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
             if Arc::strong_count(&env) == 1 {
                 // SAFETY: `env` is held only here (the cache keeps a Weak; the OPEN lock stops
                 // anyone else taking it meanwhile), so no snapshot or view points into its map.
-                unsafe { env.set_map_size(0) }.map_err(open_err)?;
+                unsafe { env.remap() }.map_err(open_err)?;
                 Snapshot::new(env.clone())
             } else {
                 // A second environment on the same file would break LMDB's locking (closing
@@ -220,7 +239,11 @@ fn check_tree(env: &Env, map: usize, path: &Path) -> Result<()> {
     // SAFETY: the environment maps at least used_bytes (its last page's end), and opening it
     // checked that data.mdb holds all of them.
     let pages = unsafe { std::slice::from_raw_parts(map as *const u8, info.used_bytes as usize) };
-    tree_check::check(pages, info.page_size as usize).map_err(|what| {
+    let checked = tree_check::check(pages, info.page_size as usize);
+    if env.is_damaged() {
+        return Err(changed(path));
+    }
+    checked.map_err(|what| {
         Error::data(format!("the database is damaged: {what}"))
             .at(path)
             .hint("restore data.mdb from a copy, or convert the dataset again")
@@ -236,8 +259,18 @@ pub fn damaged(path: &Path, e: crate::lmdb::LmdbError) -> Error {
         .hint("restore data.mdb from a copy, or convert the dataset again")
 }
 
+/// The error of a database whose file shrank (or was rewritten in place) while this process
+/// read it.
+fn changed(path: &Path) -> Error {
+    Error::data(format!("the database is damaged: {}", crate::lmdb::LmdbError(crate::lmdb::CHANGED)))
+        .at(path)
+        .hint("close it (drop its arrays too) and open it again once data.mdb is whole; to replace a database that is being read, copy the new one beside it and rename it into place")
+}
+
 fn lmdb_read_err(path: &Path, e: crate::lmdb::LmdbError) -> Error {
-    if e.is_damaged() {
+    if e.is_changed() {
+        changed(path)
+    } else if e.is_damaged() {
         damaged(path, e)
     } else {
         Error::data(format!("cannot read the database: {e}")).at(path)
@@ -358,6 +391,20 @@ impl Database {
         Ok(self.len()? == 0)
     }
 
+    /// Fails when a read of any shard met a page of its file that no longer exists (the file
+    /// shrank under this process, and that read saw zeros). Reads check their own shard; a
+    /// caller that goes on reading a value after [`Database::get`] returned it (a batch copying
+    /// pixels) checks here once it is done.
+    #[inline]
+    pub fn check_intact(&self) -> Result<()> {
+        if fault::any() {
+            for shard in &self.shards.0 {
+                shard.intact()?;
+            }
+        }
+        Ok(())
+    }
+
     /// The raw value of `key`, from the shard whose key range holds it.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
         for shard in &self.shards.0 {
@@ -415,7 +462,7 @@ impl Database {
                     go_on = visit(k, v);
                     go_on
                 })
-                .map_err(|e| self.lmdb_err(e))?;
+                .map_err(|e| lmdb_read_err(&shard.path, e))?;
             if !go_on {
                 break;
             }
@@ -431,9 +478,10 @@ impl Database {
                 continue;
             }
             if let Some(v) = shard.get(key)? {
-                let tensors = parse_record(key, v)?;
-                let env = shard.snapshot.env();
-                return Ok(Some((PrivateRecord::new(env, shard.map, v), tensors)));
+                let tensors = parse_record(key, v);
+                let record = PrivateRecord::new(shard.snapshot.env(), shard.map, v);
+                shard.intact()?;
+                return Ok(Some((record, tensors?)));
             }
         }
         Ok(None)
@@ -443,7 +491,11 @@ impl Database {
     pub fn record(&self, key: &[u8]) -> Result<Option<(&[u8], Vec<TensorRef>)>> {
         match self.get(key)? {
             None => Ok(None),
-            Some(value) => Ok(Some((value, parse_record(key, value)?))),
+            Some(value) => {
+                let tensors = parse_record(key, value);
+                self.check_intact()?;
+                Ok(Some((value, tensors?)))
+            }
         }
     }
 }

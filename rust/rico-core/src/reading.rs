@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::spec::{Patch, PatchFile};
 
 /// A source file's bytes: read from disk by this stage, or held since a container was read.
+#[derive(Debug)]
 pub(crate) enum FileBytes {
     /// Read from a file on disk.
     Read(Vec<u8>),

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::convert::{self, ConvertOptions, Summary};
@@ -54,12 +55,13 @@ pub(crate) fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
     Ok(n)
 }
 
-/// Whether the names in a target directory are those of a sharded dataset.
+/// Whether the names in a target directory are those of a sharded dataset, finished or not: a
+/// run stopped while planning leaves only its spool, or shard plans without the root's plan.
 pub(crate) fn is_sharded(entries: &[String]) -> bool {
     !entries.is_empty()
         && entries
             .iter()
-            .any(|n| n.starts_with("shard-") || n == PLAN || n == MANIFEST)
+            .any(|n| n.starts_with("shard-") || n == PLAN || n == MANIFEST || n == SPOOL)
         && entries.iter().all(|n| {
             n.starts_with(MANIFEST) || n.starts_with("shard-") || n.starts_with("rico-plan")
         })
@@ -101,12 +103,53 @@ pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
         .at(target)
         .hint("give a new or empty directory for --target-dir"));
     }
+    if planning_elsewhere(target) {
+        return Err(convert::another_writer(target));
+    }
     if !resume {
         return Err(Error::usage("the target already holds a sharded dataset")
             .at(target)
             .hint("pass --resume to finish the shards of an interrupted conversion, or give a new directory"));
     }
     Ok(())
+}
+
+/// Takes the planner's lock: an exclusive `flock` on the spool, held while the plan is written.
+/// On a filesystem without locks, planning goes on without one.
+fn lock_spool(target: &Path, file: &fs::File) -> Result<()> {
+    // SAFETY: flock on a descriptor the caller owns for as long as the lock is meant to last.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0
+        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    {
+        return Err(convert::another_writer(target));
+    }
+    Ok(())
+}
+
+/// True while another process plans the shards of `target` (it holds the spool's lock).
+fn planning_elsewhere(target: &Path) -> bool {
+    let Ok(file) = fs::File::open(target.join(SPOOL)) else {
+        return false;
+    };
+    // The lock, if taken here, is released when `file` closes.
+    lock_spool(target, &file).is_err()
+}
+
+/// The error of a plan that cannot be written: it says whether the disk is full, and that
+/// `--resume` plans again once the cause is gone.
+fn plan_write_error(e: std::io::Error, path: &Path) -> Error {
+    let full = matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    );
+    let what = if full {
+        format!("cannot write the plan: {e}: the disk is full (or a quota or file-size limit was reached)")
+    } else {
+        format!("cannot write the plan: {e}")
+    };
+    Error::output(what).at(path).hint(
+        "free space (or move --target-dir) if need be, then run the same command again with --resume: it plans the shards again",
+    )
 }
 
 /// Checks that a target's cut is one into `n` shards (a resume with another `--shards` would
@@ -167,6 +210,8 @@ pub fn plan_shards(
         check_cut(target, n)?;
     }
     if let Some(plan) = read_plan(target) {
+        // A spool left by a planner stopped after the plan was written.
+        let _ = fs::remove_file(target.join(SPOOL));
         return Ok(plan["patches"].as_u64().unwrap_or(0));
     }
     if (0..n).any(|i| shard_dir(target, i).join("data.mdb").exists()) {
@@ -176,16 +221,60 @@ pub fn plan_shards(
         .at(target)
         .hint("convert into a new directory"));
     }
+    let created = !target.exists();
     fs::create_dir_all(target).map_err(|e| {
         Error::output(format!("cannot create the target directory: {e}")).at(target)
     })?;
-    let bar = Progress::new(options.progress);
     let spool_path = target.join(SPOOL);
-    let out_err = |e: std::io::Error, path: &Path| {
-        Error::output(format!("cannot write the plan: {e}")).at(path)
-    };
-    let mut spool =
-        BufWriter::new(fs::File::create(&spool_path).map_err(|e| out_err(e, &spool_path))?);
+    let spool = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&spool_path)
+        .map_err(|e| plan_write_error(e, &spool_path))?;
+    // One planner at a time. The spool marks the target as a sharded one being planned: a run
+    // stopped at any point of planning (killed, or out of space) leaves a target that
+    // `--resume` recognises and plans again from the start, since no shard is written before
+    // the plan is complete.
+    lock_spool(target, &spool)?;
+    if let Some(plan) = read_plan(target) {
+        // Another planner finished while this one started.
+        let _ = fs::remove_file(&spool_path);
+        return Ok(plan["patches"].as_u64().unwrap_or(0));
+    }
+    let planned = write_plan(name, sources, target, n, options, &spool, &spool_path);
+    if planned.is_err() {
+        // Nothing converted yet: the spool's space is given back, and a target this run created
+        // and left empty is removed. Shard plans, if any, stay: `--resume` plans again.
+        let _ = fs::remove_file(&spool_path);
+        if created {
+            let _ = fs::remove_dir(target);
+        }
+        return planned;
+    }
+    // The root's plan is written first: a run stopped before the spool is removed resumes
+    // from the plan.
+    let _ = fs::remove_file(&spool_path);
+    drop(spool); // releases the lock
+    planned
+}
+
+/// Walks the sources into the spool, cuts it into the shards' plan files, then writes the root's
+/// plan. Returns the number of patches.
+fn write_plan(
+    name: &str,
+    sources: &[(String, PathBuf)],
+    target: &Path,
+    n: usize,
+    options: &ConvertOptions,
+    spool_file: &fs::File,
+    spool_path: &Path,
+) -> Result<u64> {
+    let out_err = |e: std::io::Error, path: &Path| plan_write_error(e, path);
+    spool_file.set_len(0).map_err(|e| out_err(e, spool_path))?;
+    let bar = Progress::new(options.progress);
+    let mut spool = BufWriter::new(spool_file);
     let mut patches = 0u64;
     let mut skipped: Vec<(String, String)> = Vec::new();
     let mut flags: Vec<String> = Vec::new();
@@ -203,7 +292,7 @@ pub fn plan_shards(
                         let names: Vec<&str> = p.files.iter().map(|f| &*f.name).collect();
                         let line =
                             serde_json::json!([p.source, p.key, dir.to_string_lossy(), names]);
-                        writeln!(spool, "{line}").map_err(|e| out_err(e, &spool_path))?;
+                        writeln!(spool, "{line}").map_err(|e| out_err(e, spool_path))?;
                         patches += 1;
                         bar.planned(1);
                     }
@@ -214,11 +303,11 @@ pub fn plan_shards(
         )
     })?;
     bar.finish();
-    spool.flush().map_err(|e| out_err(e, &spool_path))?;
+    spool.flush().map_err(|e| out_err(e, spool_path))?;
     drop(spool);
     // Cut the spool into the shards' plan files, each with its place in the cut first.
     let mut lines =
-        BufReader::new(fs::File::open(&spool_path).map_err(|e| out_err(e, &spool_path))?).lines();
+        BufReader::new(fs::File::open(spool_path).map_err(|e| out_err(e, spool_path))?).lines();
     let total = patches as usize;
     for index in 0..n {
         let range = shard_range(total, n, index);
@@ -239,15 +328,14 @@ pub fn plan_shards(
         for _ in range {
             let line = lines
                 .next()
-                .ok_or_else(|| Error::output("the plan ended early").at(&spool_path))?
-                .map_err(|e| out_err(e, &spool_path))?;
+                .ok_or_else(|| Error::output("the plan ended early").at(spool_path))?
+                .map_err(|e| out_err(e, spool_path))?;
             writeln!(out, "{line}").map_err(|e| out_err(e, &tmp))?;
         }
         out.flush().map_err(|e| out_err(e, &tmp))?;
         drop(out);
         fs::rename(&tmp, &path).map_err(|e| out_err(e, &path))?;
     }
-    let _ = fs::remove_file(&spool_path);
     write_json(
         &target.join(PLAN),
         &serde_json::json!({

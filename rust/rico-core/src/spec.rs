@@ -254,8 +254,12 @@ pub struct Source<'a> {
     pub root: PathBuf,
     /// The spec that reads it.
     pub spec: &'a Spec,
-    /// What `root` is when it is not a directory: an archive or a Parquet file, read in one pass.
+    /// What `root` is when it is not a local directory: an archive or a Parquet file (or a
+    /// folder over S3), read in one pass.
     pub container: Option<rico_source::Container>,
+    /// Where the source's bytes are: `root` itself, or a URL (then `root` is the URL redacted,
+    /// for messages).
+    pub location: rico_source::Location,
     /// With a container: the most bytes of incomplete patches held while its members are read
     /// (a patch's files far apart in the archive); past it the run stops and says so.
     pub max_held_bytes: u64,
@@ -269,6 +273,7 @@ impl<'a> Source<'a> {
             root: root.to_path_buf(),
             spec,
             container: None,
+            location: rico_source::Location::Local(root.to_path_buf()),
             max_held_bytes: DEFAULT_MAX_HELD_BYTES,
         }
     }
@@ -278,6 +283,7 @@ impl<'a> Source<'a> {
         match self.container {
             None => "directory",
             Some(rico_source::Container::Parquet) => "Parquet file",
+            Some(rico_source::Container::Folder) => "folder",
             Some(_) => "archive",
         }
     }

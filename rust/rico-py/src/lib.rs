@@ -140,7 +140,7 @@ fn options(
     params: Option<BTreeMap<String, String>>,
     shards: Option<usize>,
     shard_index: Option<usize>,
-    max_held_mb: Option<u64>,
+    fetch: Fetch,
 ) -> rico_core::ConvertOptions {
     let params = params.unwrap_or_default().into_iter().collect();
     rico_core::ConvertOptions {
@@ -153,8 +153,17 @@ fn options(
         shards,
         shard_index,
         cancel: None,
-        max_held_bytes: max_held_mb.map(|mb| mb << 20),
+        max_held_bytes: fetch.max_held_mb.map(|mb| mb << 20),
+        remote: rico_cli::remote_options(fetch.parts, fetch.part_mb, fetch.insecure_tls),
     }
+}
+
+/// How archives and URLs are read: the keywords every conversion function takes.
+struct Fetch {
+    max_held_mb: Option<u64>,
+    parts: Option<usize>,
+    part_mb: Option<u64>,
+    insecure_tls: bool,
 }
 
 /// A source option's value: one path, or several (the parts of one source).
@@ -205,7 +214,7 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -221,6 +230,9 @@ fn convert<'py>(
     shard_index: Option<usize>,
     io_depth: Option<usize>,
     max_held_mb: Option<u64>,
+    fetch_parts: Option<usize>,
+    fetch_part_mb: Option<u64>,
+    insecure_tls: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let mut options = options(
@@ -232,7 +244,12 @@ fn convert<'py>(
         params,
         shards,
         shard_index,
-        max_held_mb,
+        Fetch {
+            max_held_mb,
+            parts: fetch_parts,
+            part_mb: fetch_part_mb,
+            insecure_tls,
+        },
     );
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
@@ -264,7 +281,7 @@ fn convert<'py>(
 /// run) and writes each shard's part of the plan into its directory; returns the number of
 /// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None))]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
 #[allow(clippy::too_many_arguments)]
 fn plan_shards(
     py: Python<'_>,
@@ -276,6 +293,9 @@ fn plan_shards(
     shards: usize,
     skip_invalid: bool,
     max_held_mb: Option<u64>,
+    fetch_parts: Option<usize>,
+    fetch_part_mb: Option<u64>,
+    insecure_tls: bool,
 ) -> PyResult<u64> {
     let sources = source_list(sources);
     let options = options(
@@ -287,7 +307,12 @@ fn plan_shards(
         params,
         Some(shards),
         None,
-        max_held_mb,
+        Fetch {
+            max_held_mb,
+            parts: fetch_parts,
+            part_mb: fetch_part_mb,
+            insecure_tls,
+        },
     );
     py.allow_threads(|| {
         rico_core::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
@@ -312,7 +337,7 @@ fn write_manifest<'py>(
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
 fn verify<'py>(
     py: Python<'py>,
     dataset: String,
@@ -322,6 +347,9 @@ fn verify<'py>(
     progress: Option<bool>,
     params: Option<BTreeMap<String, String>>,
     max_held_mb: Option<u64>,
+    fetch_parts: Option<usize>,
+    fetch_part_mb: Option<u64>,
+    insecure_tls: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let options = options(
@@ -333,7 +361,12 @@ fn verify<'py>(
         params,
         None,
         None,
-        max_held_mb,
+        Fetch {
+            max_held_mb,
+            parts: fetch_parts,
+            part_mb: fetch_part_mb,
+            insecure_tls,
+        },
     );
     let report = py
         .allow_threads(|| {

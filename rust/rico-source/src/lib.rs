@@ -29,12 +29,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod credentials;
 mod names;
 mod parquet_rows;
+mod remote;
 mod tar_members;
 mod zip_members;
 
 pub use names::{archive_stem, normalize_member_name};
+pub use remote::{is_url, list_folder, open_remote, redact, RemoteObject, RemoteOptions};
 
 /// How a tar archive's bytes are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub enum Container {
     Zip,
     /// A Parquet file of Major-TOM's hub schema.
     Parquet,
+    /// A folder of files over S3 (the objects under a prefix), read like an archive's members.
+    Folder,
 }
 
 /// The file-name endings rico reads as containers, for messages.
@@ -209,6 +214,74 @@ pub fn read_members<V: Visitor>(
         Container::Tar(compression) => tar_members::read(path, compression, limits, visitor),
         Container::Zip => zip_members::read(path, limits, visitor),
         Container::Parquet => parquet_rows::read(path, limits, visitor),
+        Container::Folder => Err(SourceError::new(
+            SourceErrorKind::Layout,
+            path,
+            "a local folder is walked, not read as a container",
+        )
+        .into()),
+    }
+}
+
+/// Where a source's bytes are: a local file, or a remote object (or, for a folder over S3, a
+/// remote prefix).
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// A file on a local (or mounted) filesystem.
+    Local(PathBuf),
+    /// An object behind an `http://`, `https://` or `s3://` URL.
+    Remote(std::sync::Arc<RemoteObject>),
+    /// The objects under an `s3://` prefix, read as the files of a folder.
+    RemoteFolder(std::sync::Arc<RemoteObject>),
+}
+
+impl Location {
+    /// How the location is named in messages (a URL redacted).
+    pub fn shown(&self) -> PathBuf {
+        match self {
+            Location::Local(p) => p.clone(),
+            Location::Remote(o) | Location::RemoteFolder(o) => PathBuf::from(o.shown()),
+        }
+    }
+
+    /// Its size in bytes, where known (0 for a folder).
+    pub fn size(&self) -> u64 {
+        match self {
+            Location::Local(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            Location::Remote(o) => o.size(),
+            Location::RemoteFolder(_) => 0,
+        }
+    }
+}
+
+/// Reads the members of the source at `location` in one pass: a container of kind
+/// `container` (local or remote), or a remote folder (`container` is then ignored).
+pub fn read_members_at<V: Visitor>(
+    location: &Location,
+    container: Container,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let object = match location {
+        Location::Local(path) => return read_members(path, container, limits, visitor),
+        Location::RemoteFolder(object) => return remote::read_folder(object, limits, visitor),
+        Location::Remote(object) => object,
+    };
+    let shown = PathBuf::from(object.shown());
+    match container {
+        Container::Tar(compression) => {
+            let raw = Box::new(remote::SequentialRead::new(object.clone()));
+            tar_members::read_from(&shown, raw, compression, limits, visitor)
+        }
+        Container::Zip => {
+            let reader = remote::RandomRead::new(object.clone());
+            zip_members::read_from(&shown, reader, object.size(), limits, visitor)
+        }
+        Container::Parquet => {
+            let reader = remote::RandomRead::new(object.clone());
+            parquet_rows::read_from(&shown, reader, object.size(), limits, visitor)
+        }
+        Container::Folder => remote::read_folder(object, limits, visitor),
     }
 }
 

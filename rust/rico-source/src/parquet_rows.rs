@@ -20,7 +20,18 @@ pub(crate) fn read<V: Visitor>(
 ) -> Result<(), V::Error> {
     let file = open(path)?;
     let total = file_len(&file);
-    let reader = SerializedFileReader::new(file).map_err(|e| corrupt(path, &e))?;
+    read_from(path, file, total, limits, visitor)
+}
+
+/// Reads a Parquet file through `chunks` (`total` bytes); `path` names it in messages.
+pub(crate) fn read_from<V: Visitor, R: parquet::file::reader::ChunkReader + 'static>(
+    path: &Path,
+    chunks: R,
+    total: u64,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let reader = SerializedFileReader::new(chunks).map_err(|e| corrupt(path, &e))?;
     let metadata = reader.metadata();
     let schema = metadata.file_metadata().schema_descr();
     let columns: Vec<String> = schema

@@ -34,9 +34,20 @@ pub(crate) fn read<V: Visitor>(
     visitor: &mut V,
 ) -> Result<(), V::Error> {
     let file = open(path)?;
+    read_from(path, Box::new(file), compression, limits, visitor)
+}
+
+/// Reads a tar archive from `raw` (its bytes as stored); `path` names it in messages.
+pub(crate) fn read_from<V: Visitor>(
+    path: &Path,
+    raw: Box<dyn Read>,
+    compression: Compression,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
     let count = Rc::new(Cell::new(0u64));
     let counted = Counted {
-        inner: file,
+        inner: raw,
         count: count.clone(),
     };
     let buffered = BufReader::with_capacity(READ_BUFFER, counted);
@@ -150,6 +161,14 @@ pub(crate) fn read<V: Visitor>(
 }
 
 fn corrupt(path: &Path, member: Option<&str>, e: &io::Error) -> SourceError {
+    // A fetching error (a remote source) says what went wrong better than "truncated".
+    if let Some(fetch) = e.get_ref().and_then(|x| x.downcast_ref::<SourceError>()) {
+        let mut err = fetch.clone();
+        if let (None, Some(m)) = (&err.member, member) {
+            err = err.member(m);
+        }
+        return err;
+    }
     let mut err = SourceError::new(
         SourceErrorKind::Corrupt,
         path,

@@ -20,8 +20,25 @@ pub(crate) fn read<V: Visitor>(
 ) -> Result<(), V::Error> {
     let file = open(path)?;
     let total = file_len(&file);
-    let mut archive = zip::ZipArchive::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| corrupt(path, None, &e.to_string()))?;
+    read_from(
+        path,
+        BufReader::with_capacity(1 << 20, file),
+        total,
+        limits,
+        visitor,
+    )
+}
+
+/// Reads a zip archive from `reader` (`total` bytes); `path` names it in messages.
+pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
+    path: &Path,
+    reader: R,
+    total: u64,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| corrupt(path, None, &e.to_string()))?;
     // The names first: the root folder is the one top-level folder every member lies in.
     let mut by_index = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {

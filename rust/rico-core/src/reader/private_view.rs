@@ -19,8 +19,13 @@ fn page_size() -> usize {
 }
 
 enum Memory {
-    /// `len` bytes mapped at `base`.
-    Mapped { base: *mut u8, len: usize },
+    /// `len` bytes mapped at `base`, registered with the SIGBUS handler (a page past the end
+    /// of a file that shrank reads zeros and marks the environment damaged).
+    Mapped {
+        base: *mut u8,
+        len: usize,
+        watch: Option<super::fault::Watch>,
+    },
     /// Where no mapping could be made (the process's mapping count is exhausted): a copy.
     Copied(std::sync::Arc<AlignedBuffer>),
 }
@@ -69,6 +74,13 @@ impl PrivateRecord {
         if base == libc::MAP_FAILED {
             return None;
         }
+        let Some(watch) = super::fault::watch(base as usize, len, true, env.damage_flag(), false)
+        else {
+            // No room to register it: a copy, read through LMDB's map, which is registered.
+            // SAFETY: the mapping just made, unmapped once.
+            unsafe { libc::munmap(base, len) };
+            return None;
+        };
         // No readahead hint: unlike LMDB's map (MADV_RANDOM), this mapping has the kernel's
         // default readahead, so a cold record's first fault reads on past its first page;
         // a madvise per record cost ~1 us on a warm cache for nothing.
@@ -76,6 +88,7 @@ impl PrivateRecord {
             memory: Memory::Mapped {
                 base: base.cast(),
                 len,
+                watch: Some(watch),
             },
             start,
             len: value.len(),
@@ -120,9 +133,11 @@ impl PrivateRecord {
 
 impl Drop for PrivateRecord {
     fn drop(&mut self) {
-        if let Memory::Mapped { base, len } = self.memory {
+        if let Memory::Mapped { base, len, watch } = &mut self.memory {
+            // Unregistered before it is unmapped (the address may be reused at once).
+            drop(watch.take());
             // SAFETY: the mapping made in `map`, unmapped once.
-            unsafe { libc::munmap(base.cast(), len) };
+            unsafe { libc::munmap(base.cast(), *len) };
         }
     }
 }

@@ -1,0 +1,175 @@
+"""Servers the remote-source tests start on loopback (127.0.0.1) only: an HTTP server with Range,
+ETag and If-Match support that can misbehave on request (5xx, bodies cut short, a file
+replaced mid-run), and an S3 server (moto)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+class Faults:
+    """What the HTTP server does wrong, counted down as requests come: ``fail`` GETs answered
+    503, ``cut`` GET bodies closed halfway, and after ``replace_after`` GETs every file's ETag
+    changes (as if it were replaced)."""
+
+    def __init__(self) -> None:
+        self.fail = 0
+        self.cut = 0
+        self.replace_after: int | None = None
+        self.gets = 0
+        self.ranges: list[str] = []
+        self.lock = threading.Lock()
+
+
+def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def _file(self) -> Path | None:
+            path = (root / self.path.split("?")[0].lstrip("/")).resolve()
+            if root.resolve() not in path.parents or not path.is_file():
+                return None
+            return path
+
+        def _etag(self, path: Path) -> str:
+            st = path.stat()
+            version = (
+                "v2"
+                if faults.replace_after is not None and faults.gets > faults.replace_after
+                else "v1"
+            )
+            return (
+                '"'
+                + hashlib.sha1(f"{st.st_size}-{st.st_mtime_ns}-{version}".encode()).hexdigest()
+                + '"'
+            )
+
+        def _headers(self, path: Path, length: int, status: int = 200, extra: dict | None = None):
+            self.send_response(status)
+            self.send_header("Content-Length", str(length))
+            self.send_header("ETag", self._etag(path))
+            self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
+            self.send_header("Accept-Ranges", "bytes")
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+
+        def do_HEAD(self) -> None:
+            path = self._file()
+            if path is None:
+                self.send_error(404 if "forbidden" not in self.path else 403)
+                return
+            self._headers(path, path.stat().st_size)
+
+        def do_GET(self) -> None:
+            path = self._file()
+            if "forbidden" in self.path:
+                self.send_error(403)
+                return
+            if path is None:
+                self.send_error(404)
+                return
+            with faults.lock:
+                faults.gets += 1
+                fail = faults.fail > 0
+                faults.fail -= fail
+                cut = not fail and faults.cut > 0
+                faults.cut -= cut
+            if fail:
+                self.send_error(503)
+                return
+            if_match = self.headers.get("If-Match")
+            if if_match and if_match != self._etag(path):
+                self.send_response(412)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = path.read_bytes()
+            start, end = 0, len(data)
+            status, extra = 200, {}
+            rng = self.headers.get("Range")
+            if rng:
+                faults.ranges.append(rng)
+                first, _, last = rng.removeprefix("bytes=").partition("-")
+                start = int(first)
+                end = min(int(last) + 1, len(data)) if last else len(data)
+                status = 206
+                extra["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            body = data[start:end]
+            self._headers(path, len(body), status, extra)
+            if cut:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+                return
+            self.wfile.write(body)
+
+    return Handler
+
+
+@contextlib.contextmanager
+def http_server(root: Path) -> Iterator[tuple[str, Faults]]:
+    """Serves the files under ``root`` at ``http://127.0.0.1:PORT``; yields (base URL, faults)."""
+    faults = Faults()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, faults))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", faults
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """An S3 server (moto) on loopback; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The environment a client of the moto server needs (dummy credentials)."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def upload(endpoint: str, bucket: str, files: dict[str, Path]) -> None:
+    """Creates ``bucket`` and puts each file under its key."""
+    import boto3
+
+    env = s3_env(endpoint)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    with contextlib.suppress(Exception):
+        s3.create_bucket(Bucket=bucket)
+    for key, path in files.items():
+        s3.upload_file(os.fspath(path), bucket, key)

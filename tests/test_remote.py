@@ -73,6 +73,16 @@ def test_dropped_connections_and_5xx_are_retried_and_resumed(ben, tmp_path, rico
     assert read_lmdb(tmp_path / "db") == want
 
 
+def test_every_first_download_cut_at_40_percent(ben, tmp_path):
+    root, want = ben
+    with http_server(root / "served") as (base, faults):
+        faults.cut_first_of_each = True
+        faults.cut_at = 0.4
+        rico.convert("bigearthnet", tmp_path / "db", progress=False, **urls(base))
+        assert faults.cut_files == {f"{n}.tar.zst" for n in SOURCES.values()}
+    assert read_lmdb(tmp_path / "db") == want
+
+
 def test_a_file_replaced_mid_run_is_an_error_not_a_mix(ben, tmp_path, rico_bin):
     root, _ = ben
     with http_server(root / "served") as (base, faults):

@@ -16,12 +16,16 @@ from typing import Any
 
 class Faults:
     """What the HTTP server does wrong, counted down as requests come: ``fail`` GETs answered
-    503, ``cut`` GET bodies closed halfway, and after ``replace_after`` GETs every file's ETag
-    changes (as if it were replaced)."""
+    503, ``cut`` GET bodies closed at ``cut_at`` (a fraction of the body), the first GET of
+    every file cut so with ``cut_first_of_each``, and after ``replace_after`` GETs every file's
+    ETag changes (as if it were replaced)."""
 
     def __init__(self) -> None:
         self.fail = 0
         self.cut = 0
+        self.cut_at = 0.5
+        self.cut_first_of_each = False
+        self.cut_files: set[str] = set()
         self.replace_after: int | None = None
         self.gets = 0
         self.ranges: list[str] = []
@@ -85,6 +89,9 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 faults.fail -= fail
                 cut = not fail and faults.cut > 0
                 faults.cut -= cut
+                if faults.cut_first_of_each and not fail and path.name not in faults.cut_files:
+                    faults.cut_files.add(path.name)
+                    cut = True
             if fail:
                 self.send_error(503)
                 return
@@ -94,27 +101,31 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            data = path.read_bytes()
-            start, end = 0, len(data)
+            size = path.stat().st_size
+            start, end = 0, size
             status, extra = 200, {}
             rng = self.headers.get("Range")
             if rng:
                 faults.ranges.append(rng)
                 first, _, last = rng.removeprefix("bytes=").partition("-")
                 start = int(first)
-                end = min(int(last) + 1, len(data)) if last else len(data)
+                end = min(int(last) + 1, size) if last else size
                 status = 206
-                extra["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
-            body = data[start:end]
-            self._headers(path, len(body), status, extra)
+                extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            self._headers(path, end - start, status, extra)
+            send = int((end - start) * faults.cut_at) if cut else end - start
+            with path.open("rb") as f, contextlib.suppress(OSError):
+                offset, left = start, send
+                while left > 0:
+                    n = os.sendfile(self.wfile.fileno(), f.fileno(), offset, left)
+                    if n == 0:
+                        break
+                    offset, left = offset + n, left - n
             if cut:
-                self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(2)
-                return
-            self.wfile.write(body)
 
     return Handler
 

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Counts planned and finished patches.
 pub struct Progress {
     bar: ProgressBar,
+    start: std::time::Instant,
 }
 
 impl Progress {
@@ -28,7 +29,10 @@ impl Progress {
             .expect("a valid template")
             .progress_chars("#> "),
         );
-        Progress { bar }
+        Progress {
+            bar,
+            start: std::time::Instant::now(),
+        }
     }
 
     /// A bar of `total` patches known in advance (verify).
@@ -45,10 +49,11 @@ impl Progress {
                 self.bar.set_message(format!("scanning: {files} files"))
             }
             crate::planning::Scanned::Bytes { read, total } => self.bar.set_message(format!(
-                "reading: {:.2} of {:.2} GB ({:.0}%)",
+                "read {:.2} of {:.2} GB ({:.0}%) at {:.0} MB/s",
                 read as f64 / 1e9,
                 total as f64 / 1e9,
-                100.0 * read as f64 / total.max(1) as f64
+                100.0 * read as f64 / total.max(1) as f64,
+                read as f64 / 1e6 / self.start.elapsed().as_secs_f64().max(1e-3)
             )),
         }
     }

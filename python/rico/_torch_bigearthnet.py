@@ -1,14 +1,16 @@
-"""``rico.torch.BigEarthNet``: :class:`rico.BigEarthNet` as a torch ``Dataset`` of tensors."""
+"""``rico.torch.BigEarthNet``: :class:`rico.BigEarthNet` as a torch ``Dataset`` of tensors, and
+``rico.torch.BigEarthNetLoader``: its batches as tensors from Rust threads, resumable."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
 from .bigearthnet import BigEarthNet as _BigEarthNet
+from .torch import _rank_and_world, _TorchBatches
 
 
 class BigEarthNet(torch.utils.data.Dataset):
@@ -54,3 +56,67 @@ class BigEarthNet(torch.utils.data.Dataset):
             out["mask"] = torch.from_numpy(sample["mask"]).long()
         out["key"] = sample["key"]
         return out
+
+    def loader(self, **options: Any) -> BigEarthNetLoader:
+        """Batches of this split as tensors: :class:`BigEarthNetLoader` with ``options``."""
+        return BigEarthNetLoader(self.ben, **options)
+
+
+class BigEarthNetLoader(_TorchBatches):
+    """Batches of a :class:`rico.BigEarthNet` split as dicts of tensors, assembled and
+    prefetched by Rust threads (:meth:`rico.BigEarthNet.loader` underneath): ``"image"`` float32
+    ``(N, C, size, size)``, ``"label"`` float32 ``(N, 19)``, ``"mask"`` int64 ``(N, size, size)``
+    when the database holds reference maps, ``"key"`` a list of patch_ids.
+
+    Args:
+        ben: a :class:`rico.BigEarthNet` (or :class:`rico.torch.BigEarthNet`).
+        rank, world_size: this process's part; default: the initialised ``torch.distributed``
+            process group's, else ``0`` and ``1``. Every rank takes the same number of batches.
+        pin_memory: pin each batch in a background thread (needs CUDA).
+        device: move each batch there (``non_blocking`` when pinned).
+        Every other argument is :meth:`rico.BigEarthNet.loader`'s.
+
+    Same order, epoch and resume rules as :class:`rico.Loader`: :meth:`state_dict` taken in a
+    training loop, saved with the checkpoint and given to :meth:`load_state_dict` after a
+    restart, makes the next iteration yield exactly the batches not yet yielded.
+
+    >>> ben = rico.BigEarthNet("BigEarthNet.lmdb", split="train", bands=10)  # doctest: +SKIP
+    >>> loader = rico.torch.BigEarthNetLoader(ben, batch_size=64, pin_memory=True, device="cuda")  # doctest: +SKIP
+    >>> for batch in loader:  # doctest: +SKIP
+    ...     x, y = batch["image"], batch["label"]
+    """
+
+    def __init__(
+        self,
+        ben: Union[_BigEarthNet, BigEarthNet],
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        drop_last: bool = False,
+        threads: Optional[int] = None,
+        prefetch: int = 2,
+        pin_memory: bool = False,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        if isinstance(ben, BigEarthNet):
+            ben = ben.ben
+        rank, world_size = _rank_and_world(rank, world_size)
+        self._init_torch(pin_memory, prefetch, device)
+        self.ben = ben
+        self.loader = ben.loader(
+            batch_size=batch_size, shuffle=shuffle, seed=seed, rank=rank,
+            world_size=world_size, drop_last=drop_last, threads=threads, prefetch=prefetch,
+        )  # fmt: skip
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The columns of ``"label"``."""
+        return tuple(self.ben.classes)
+
+    def _to_torch(self, item: Any) -> Any:
+        if isinstance(item, dict) and "mask" in item:
+            # int64 class indices, for CrossEntropyLoss(ignore_index=255)
+            item = {**item, "mask": item["mask"].astype(np.int64)}
+        return super()._to_torch(item)

@@ -88,6 +88,11 @@ class Loader(EpochOrder):
     ``world_size`` ranks each rank gets a disjoint part of equal size (the shuffled key list
     is cut to a multiple of ``world_size``, then rank r takes every world_size-th key from r).
 
+    :meth:`state_dict` records the epoch, the seed, the position in the epoch and the world
+    size; :meth:`load_state_dict` on a new loader (a restarted job) makes its next iteration
+    yield exactly the batches not yet yielded, in the same order, without reading the
+    records before them.
+
     With ``labels`` it yields ``(images, multi_hot)``; ``loader.classes`` gives the column order
     (``classes=`` fixes it). For torch tensors, see :class:`rico.torch.Loader`.
 
@@ -148,7 +153,7 @@ class Loader(EpochOrder):
         return len(self.keys)
 
     def __iter__(self) -> Iterator[Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-        return self._batches(self._start_epoch())
+        return super().__iter__()
 
     def _batches(
         self, idx: np.ndarray

@@ -39,7 +39,7 @@ from .dataset import Dataset, Key
 from .loader import Labels, load_labels
 from .loader import Loader as _Loader
 
-__all__ = ["Loader", "RicoBatches", "RicoDataset", "as_tensor"]
+__all__ = ["BigEarthNet", "BigEarthNetLoader", "Loader", "RicoBatches", "RicoDataset", "as_tensor"]
 
 # numpy dtypes torch cannot compute with, and the dtype each becomes (values unchanged).
 _WIDER = {np.dtype(np.uint16): np.dtype(np.int32), np.dtype(np.uint32): np.dtype(np.int64)}
@@ -76,94 +76,31 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-class Loader:
-    """Batches as torch tensors, assembled and prefetched by :class:`rico.Loader`'s Rust threads.
+def _rank_and_world(rank: Optional[int], world_size: Optional[int]) -> tuple[int, int]:
+    """``rank`` and ``world_size``, each defaulting to the process group's."""
+    if rank is None or world_size is None:
+        d_rank, d_world = _distributed()
+        rank = d_rank if rank is None else rank
+        world_size = d_world if world_size is None else world_size
+    return rank, world_size
 
-    Yields ``(N, C, H, W)`` ``torch.float32`` tensors (``dtype="float64"`` for float64), or
-    ``(images, multi_hot)`` with ``labels``. The tensors own their memory (no copy was made to
-    get them into torch, and in-place operations are safe).
 
-    Args:
-        dataset: a :class:`rico.Dataset` or the path of a database.
-        bands: bands in channel order; default: the first record's. ``keys`` defaults to the
-            records that hold all of them (``ds.keys(bands=bands)``).
-        rank, world_size: this process's part, as ``DistributedSampler`` cuts it; default: the
-            initialised ``torch.distributed`` process group's, else ``0`` and ``1``.
-        pin_memory: pin each batch in a background thread (needs CUDA).
-        device: move each batch there (``non_blocking`` when pinned).
-        Every other argument is :class:`rico.Loader`'s.
+class _TorchBatches:
+    """Batches of a numpy loader (:class:`rico.Loader`, a BigEarthNet loader) as torch tensors,
+    pinned and moved in a background thread when asked; its order, epochs and resume state."""
 
-    The order depends on ``seed`` and the epoch: each iteration advances the epoch by one,
-    and :meth:`set_epoch` sets the next iteration's epoch explicitly.
+    loader: Any
+    pin_memory: bool
+    prefetch: int
+    device: Optional[torch.device]
 
-    >>> loader = rico.torch.Loader("ben.lmdb", bands=["B04", "B03", "B02"], size=120)  # doctest: +SKIP
-    >>> x = next(iter(loader))  # doctest: +SKIP
-    >>> x.shape, x.dtype  # doctest: +SKIP
-    (torch.Size([32, 3, 120, 120]), torch.float32)
-    """
-
-    def __init__(
-        self,
-        dataset: Union[Dataset, str, os.PathLike[str]],
-        bands: Optional[Sequence[str]] = None,
-        size: Optional[int] = None,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        threads: Optional[int] = None,
-        prefetch: int = 2,
-        rank: Optional[int] = None,
-        world_size: Optional[int] = None,
-        labels: Optional[Labels] = None,
-        classes: Optional[Sequence[str]] = None,
-        resample: str = "nearest",
-        dtype: str = "float32",
-        mean: Optional[Sequence[float]] = None,
-        std: Optional[Sequence[float]] = None,
-        keys: Optional[Sequence[Key]] = None,
-        pin_memory: bool = False,
-        device: Optional[Union[str, torch.device]] = None,
+    def _init_torch(
+        self, pin_memory: bool, prefetch: int, device: Optional[Union[str, torch.device]]
     ) -> None:
-        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        if rank is None or world_size is None:
-            d_rank, d_world = _distributed()
-            rank = d_rank if rank is None else rank
-            world_size = d_world if world_size is None else world_size
         if pin_memory and not torch.cuda.is_available():
             raise ValueError("pin_memory=True needs a CUDA device; torch sees none")
         self.pin_memory, self.prefetch = pin_memory, prefetch
         self.device = None if device is None else torch.device(device)
-        self.loader = _Loader(
-            ds,
-            keys=keys,
-            bands=bands,
-            size=size,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            threads=threads,
-            prefetch=prefetch,
-            rank=rank,
-            world_size=world_size,
-            labels=labels,
-            resample=resample,
-            dtype=dtype,
-            mean=mean,
-            std=std,
-            classes=classes,
-        )
-
-    @property
-    def classes(self) -> Optional[list[str]]:
-        """The columns of the multi-hot labels (None without labels)."""
-        return self.loader.classes
-
-    @property
-    def keys(self) -> list[Key]:
-        """The keys this loader draws from (every rank's)."""
-        return self.loader.keys
 
     @property
     def epoch(self) -> int:
@@ -176,9 +113,24 @@ class Loader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: epoch, seed, position in the epoch, world size (see
+        :meth:`rico.Loader.state_dict`). Batches pinned ahead in the background are not
+        counted as yielded. Save it with the model's checkpoint."""
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next iteration yields exactly the batches not
+        yet yielded (see :meth:`rico.Loader.load_state_dict`)."""
+        self.loader.load_state_dict(state)
+
     def _to_torch(self, item: Any) -> Any:
         if isinstance(item, tuple):
             return tuple(self._to_torch(i) for i in item)
+        if isinstance(item, dict):
+            return {k: self._to_torch(v) for k, v in item.items()}
+        if not isinstance(item, np.ndarray):
+            return item  # e.g. the keys of a batch
         t = torch.from_numpy(item)
         if self.pin_memory:
             t = t.pin_memory()
@@ -187,10 +139,12 @@ class Loader:
         return t
 
     def __iter__(self) -> Iterator[Any]:
-        batches = iter(self.loader)  # the epoch is chosen here, not at the first batch
-        if not self.pin_memory:
-            return (self._to_torch(b) for b in batches)
-        return self._pinned(batches)
+        # The epoch is chosen here, not at the first batch. Batches are counted as yielded
+        # where they are handed out, after the pinning thread: a state taken then is exact.
+        positions, state = self.loader._begin()
+        batches = self.loader._batches(positions)
+        out = self._pinned(batches) if self.pin_memory else map(self._to_torch, batches)
+        return self.loader._track(out, state)
 
     def _pinned(self, batches: Iterator[Any]) -> Iterator[Any]:
         """Pins (and moves) batches in a background thread, ``prefetch`` ahead."""
@@ -225,6 +179,91 @@ class Loader:
                     out.get_nowait()
                 except queue.Empty:
                     thread.join(0.01)
+
+
+class Loader(_TorchBatches):
+    """Batches as torch tensors, assembled and prefetched by :class:`rico.Loader`'s Rust threads.
+
+    Yields ``(N, C, H, W)`` ``torch.float32`` tensors (``dtype="float64"`` for float64), or
+    ``(images, multi_hot)`` with ``labels``. The tensors own their memory (no copy was made to
+    get them into torch, and in-place operations are safe).
+
+    Args:
+        dataset: a :class:`rico.Dataset` or the path of a database.
+        bands: bands in channel order; default: the first record's. ``keys`` defaults to the
+            records that hold all of them (``ds.keys(bands=bands)``).
+        rank, world_size: this process's part, as ``DistributedSampler`` cuts it; default: the
+            initialised ``torch.distributed`` process group's, else ``0`` and ``1``.
+        pin_memory: pin each batch in a background thread (needs CUDA).
+        device: move each batch there (``non_blocking`` when pinned).
+        Every other argument is :class:`rico.Loader`'s.
+
+    The order depends on ``seed`` and the epoch: each iteration advances the epoch by one,
+    and :meth:`set_epoch` sets the next iteration's epoch explicitly. :meth:`state_dict` and
+    :meth:`load_state_dict` resume an epoch where it stopped (:meth:`rico.Loader.state_dict`).
+
+    >>> loader = rico.torch.Loader("ben.lmdb", bands=["B04", "B03", "B02"], size=120)  # doctest: +SKIP
+    >>> x = next(iter(loader))  # doctest: +SKIP
+    >>> x.shape, x.dtype  # doctest: +SKIP
+    (torch.Size([32, 3, 120, 120]), torch.float32)
+    """
+
+    def __init__(
+        self,
+        dataset: Union[Dataset, str, os.PathLike[str]],
+        bands: Optional[Sequence[str]] = None,
+        size: Optional[int] = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        threads: Optional[int] = None,
+        prefetch: int = 2,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        labels: Optional[Labels] = None,
+        classes: Optional[Sequence[str]] = None,
+        resample: str = "nearest",
+        dtype: str = "float32",
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        keys: Optional[Sequence[Key]] = None,
+        pin_memory: bool = False,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        rank, world_size = _rank_and_world(rank, world_size)
+        self._init_torch(pin_memory, prefetch, device)
+        self.loader = _Loader(
+            ds,
+            keys=keys,
+            bands=bands,
+            size=size,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            threads=threads,
+            prefetch=prefetch,
+            rank=rank,
+            world_size=world_size,
+            labels=labels,
+            resample=resample,
+            dtype=dtype,
+            mean=mean,
+            std=std,
+            classes=classes,
+        )
+
+    @property
+    def classes(self) -> Optional[list[str]]:
+        """The columns of the multi-hot labels (None without labels)."""
+        return self.loader.classes
+
+    @property
+    def keys(self) -> list[Key]:
+        """The keys this loader draws from (every rank's)."""
+        return self.loader.keys
 
 
 RicoBatches = Loader
@@ -352,4 +391,4 @@ class RicoDataset(torch.utils.data.Dataset):
         return images, torch.from_numpy(y)
 
 
-from ._torch_bigearthnet import BigEarthNet  # noqa: E402, F401
+from ._torch_bigearthnet import BigEarthNet, BigEarthNetLoader  # noqa: E402, F401

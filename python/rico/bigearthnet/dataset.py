@@ -202,14 +202,17 @@ class BigEarthNet:
             ok &= present
         self.dropped: list[str] = [k for k, o in zip(self.keys, ok) if not o]
         if self.dropped:
-            rows = np.flatnonzero(ok)
-            self.keys = [self.keys[i] for i in rows]
-            if self.s1_names is not None:
-                self.s1_names = [self.s1_names[i] for i in rows]
-            self.labels = self.labels[rows]
+            self._keep_rows(np.flatnonzero(ok))
             if not self.keys:
                 raise UsageError(f"no row of the split has its records in the database {self.path}")
         return bool(masks)
+
+    def _keep_rows(self, rows: Sequence[int]) -> None:
+        """Keeps only ``rows`` (positions of the current rows, in the order given)."""
+        self.keys = [self.keys[i] for i in rows]
+        if self.s1_names is not None:
+            self.s1_names = [self.s1_names[i] for i in rows]
+        self.labels = self.labels[np.asarray(rows, dtype=np.int64)]
 
     # -- database (opened lazily in each process, so the object pickles) --------------------
     @property

@@ -18,7 +18,8 @@ from .tables import MAP_BAND, MAP_SUFFIX, MASK_LUT
 
 class BigEarthNetLoader(EpochOrder):
     """Iterates over batches of a :class:`BigEarthNet` (see :meth:`BigEarthNet.loader`); each
-    batch is a dict like :meth:`BigEarthNet.batch`'s."""
+    batch is a dict like :meth:`BigEarthNet.batch`'s. ``state_dict()`` and
+    ``load_state_dict()`` resume an epoch where it stopped, as :class:`rico.Loader`'s."""
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class BigEarthNetLoader(EpochOrder):
         return iter(self._image_running)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self._batches(self._start_epoch())
+        return super().__iter__()
 
     def _batches(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
         ben = self.ben

@@ -69,6 +69,7 @@ def convert(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    keys: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan
@@ -86,6 +87,7 @@ def plan_shards(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    keys: Optional[list[str]] = None,
 ) -> int:
     """Plan a sharded conversion once and write each shard's part of the plan into its
     directory (a resume reuses the plan, and refuses another ``shards``); the number of
@@ -112,6 +114,7 @@ def verify(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    keys: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Compare a database with its sources; see :func:`rico.verify`."""
 

@@ -72,6 +72,7 @@ def convert(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    keys: Optional[Sequence[str]] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
     """Convert ``dataset`` from its source directories into an LMDB database at ``target_dir``.
@@ -90,8 +91,10 @@ def convert(
             an archive whose members come shuffled.
         fetch_parts: with URLs (``https://``, ``s3://``), ranged requests in flight for one
             object; ``None`` = 4.
-        fetch_part_mb: with URLs, megabytes asked for by one ranged request; ``None`` = 16.
+        fetch_part_mb: with URLs, megabytes asked for by one ranged request; ``None`` = 4.
         insecure_tls: accept ``https://`` certificates that do not verify (off by default).
+        keys: convert only the patches with these keys; files of other patches are not read
+            (archive members skipped, Parquet row groups not fetched).
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
         resume: finish an interrupted conversion into ``target_dir``.
         skip_invalid: leave out patches with bad files (listed in ``rico-skipped.tsv``).
@@ -128,6 +131,7 @@ def convert(
     """
     sources, params = _split_options(options)
     fetch = {
+        "keys": None if keys is None else [str(k) for k in keys],
         "max_held_mb": max_held_mb,
         "fetch_parts": fetch_parts,
         "fetch_part_mb": fetch_part_mb,

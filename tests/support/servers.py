@@ -29,6 +29,7 @@ class Faults:
         self.replace_after: int | None = None
         self.gets = 0
         self.ranges: list[str] = []
+        self.sent = 0  # body bytes sent
         self.lock = threading.Lock()
 
 
@@ -114,6 +115,8 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
             self._headers(path, end - start, status, extra)
             send = int((end - start) * faults.cut_at) if cut else end - start
+            with faults.lock:
+                faults.sent += send
             with path.open("rb") as f, contextlib.suppress(OSError):
                 offset, left = start, send
                 while left > 0:

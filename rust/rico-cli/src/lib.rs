@@ -49,6 +49,13 @@ fn common_args(cmd: Command) -> Command {
             .help("With archives and Parquet files: the most megabytes of incomplete patches held while a container is read, and the largest member read (default: 1024). Archives written in name order hold one patch at a time; raise it for an archive whose members come shuffled"),
     )
     .arg(
+        Arg::new("keys")
+            .long("keys")
+            .value_name("FILE")
+            .value_parser(value_parser!(PathBuf))
+            .help("Convert only the patches whose keys this text file lists, one per line: files of other patches are not read (archive members skipped, Parquet row groups not fetched)"),
+    )
+    .arg(
         Arg::new("fetch-parts")
             .long("fetch-parts")
             .value_name("N")
@@ -60,7 +67,7 @@ fn common_args(cmd: Command) -> Command {
             .long("fetch-part-mb")
             .value_name("MB")
             .value_parser(value_parser!(u64).range(1..))
-            .help("With URLs: megabytes asked for by one ranged request (default: 16); parts in flight times this is the memory fetching holds"),
+            .help("With URLs: megabytes asked for by one ranged request (default: 4); parts in flight times this is about the memory fetching holds per object"),
     )
     .arg(
         Arg::new("insecure-tls")
@@ -193,6 +200,19 @@ pub fn command() -> Command {
     })
 }
 
+/// The keys of a key list file: one per line, blank lines and `#` comments left out.
+fn read_key_list(path: &std::path::Path) -> Result<std::collections::HashSet<String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!("cannot read the key list given with --keys: {e}")).at(path)
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
 /// How URLs are fetched: the defaults, with what was given.
 pub fn remote_options(
     parts: Option<usize>,
@@ -240,6 +260,10 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
         }
     }
     let quiet = matches.get_flag("quiet");
+    let keys = match matches.get_one::<PathBuf>("keys") {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(read_key_list(path)?)),
+    };
     let options = ConvertOptions {
         params,
         threads: matches.get_one::<usize>("threads").copied(),
@@ -256,6 +280,7 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
             matches.get_one::<u64>("fetch-part-mb").copied(),
             matches.get_flag("insecure-tls"),
         ),
+        keys,
     };
     Ok(ConvertCall {
         dataset: name.to_string(),

@@ -76,6 +76,9 @@ pub struct ConvertOptions {
     pub max_held_bytes: Option<u64>,
     /// How sources behind URLs are fetched (parts in flight, part size, TLS verification).
     pub remote: rico_source::RemoteOptions,
+    /// Convert only the patches with these keys (`None`: every patch). Files of other patches
+    /// are not read: a container's members are skipped, a Parquet file's row groups not fetched.
+    pub keys: Option<std::sync::Arc<HashSet<String>>>,
 }
 
 impl ConvertOptions {
@@ -197,6 +200,7 @@ pub(crate) fn with_sources<T>(
                 location: found.location,
                 spec,
                 max_held_bytes,
+                keys: options.keys.clone(),
             });
         }
     }

@@ -107,7 +107,7 @@ pub fn stream(
         let root: Arc<Path> = source.root.clone().into();
         walk_dirs(&root, &mut String::new(), 0, skip_invalid, &mut step)?;
         group.flush(sources, &mut emitted, emit)?;
-        if found == 0 {
+        if found == 0 && source.keys.is_none() {
             return Err(no_patch(source));
         }
     }
@@ -213,7 +213,7 @@ fn read_containers(
                     window.push_back((slot, rx));
                 }
                 FromReader::Done(found) => {
-                    if found == 0 {
+                    if found == 0 && sources[indices[slot]].keys.is_none() {
                         return Err(no_patch(&sources[indices[slot]]));
                     }
                     if next < indices.len() {
@@ -314,7 +314,14 @@ impl rico_source::Visitor for ContainerVisitor<'_, '_> {
     }
 
     fn wants(&mut self, rel: &str) -> bool {
-        self.group.spec.pattern.is_match(rel)
+        let spec = self.group.spec;
+        match &self.source.keys {
+            None => spec.pattern.is_match(rel),
+            Some(keys) => spec
+                .pattern
+                .captures(rel)
+                .is_some_and(|caps| keys.contains(&spec.key.render(&self.group.root_name, &caps))),
+        }
     }
 
     fn member(&mut self, member: rico_source::Member<'_>) -> Result<()> {
@@ -663,6 +670,14 @@ impl<'s> Grouper<'s> {
             return Ok(None);
         };
         let key = spec.key.render(&self.root_name, &caps);
+        if self
+            .source
+            .keys
+            .as_ref()
+            .is_some_and(|keys| !keys.contains(&key))
+        {
+            return Ok(None);
+        }
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(Error::data(format!(
                 "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",

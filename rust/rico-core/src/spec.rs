@@ -263,6 +263,8 @@ pub struct Source<'a> {
     /// With a container: the most bytes of incomplete patches held while its members are read
     /// (a patch's files far apart in the archive); past it the run stops and says so.
     pub max_held_bytes: u64,
+    /// Only the patches with these keys (a subset of the dataset); `None`: every patch.
+    pub keys: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 impl<'a> Source<'a> {
@@ -275,6 +277,7 @@ impl<'a> Source<'a> {
             container: None,
             location: rico_source::Location::Local(root.to_path_buf()),
             max_held_bytes: DEFAULT_MAX_HELD_BYTES,
+            keys: None,
         }
     }
 

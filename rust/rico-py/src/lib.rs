@@ -155,11 +155,15 @@ fn options(
         cancel: None,
         max_held_bytes: fetch.max_held_mb.map(|mb| mb << 20),
         remote: rico_cli::remote_options(fetch.parts, fetch.part_mb, fetch.insecure_tls),
+        keys: fetch
+            .keys
+            .map(|keys| std::sync::Arc::new(keys.into_iter().collect())),
     }
 }
 
 /// How archives and URLs are read: the keywords every conversion function takes.
 struct Fetch {
+    keys: Option<Vec<String>>,
     max_held_mb: Option<u64>,
     parts: Option<usize>,
     part_mb: Option<u64>,
@@ -214,7 +218,7 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -233,6 +237,7 @@ fn convert<'py>(
     fetch_parts: Option<usize>,
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
+    keys: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let mut options = options(
@@ -245,6 +250,7 @@ fn convert<'py>(
         shards,
         shard_index,
         Fetch {
+            keys,
             max_held_mb,
             parts: fetch_parts,
             part_mb: fetch_part_mb,
@@ -281,7 +287,7 @@ fn convert<'py>(
 /// run) and writes each shard's part of the plan into its directory; returns the number of
 /// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
 #[allow(clippy::too_many_arguments)]
 fn plan_shards(
     py: Python<'_>,
@@ -296,6 +302,7 @@ fn plan_shards(
     fetch_parts: Option<usize>,
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
+    keys: Option<Vec<String>>,
 ) -> PyResult<u64> {
     let sources = source_list(sources);
     let options = options(
@@ -308,6 +315,7 @@ fn plan_shards(
         Some(shards),
         None,
         Fetch {
+            keys,
             max_held_mb,
             parts: fetch_parts,
             part_mb: fetch_part_mb,
@@ -337,7 +345,7 @@ fn write_manifest<'py>(
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
 fn verify<'py>(
     py: Python<'py>,
     dataset: String,
@@ -350,6 +358,7 @@ fn verify<'py>(
     fetch_parts: Option<usize>,
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
+    keys: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let options = options(
@@ -362,6 +371,7 @@ fn verify<'py>(
         None,
         None,
         Fetch {
+            keys,
             max_held_mb,
             parts: fetch_parts,
             part_mb: fetch_part_mb,

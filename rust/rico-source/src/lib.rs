@@ -279,11 +279,25 @@ pub fn read_members_at<V: Visitor>(
         }
         Container::Parquet => {
             let reader = remote::RandomRead::new(object.clone());
-            parquet_rows::read_from(&shown, reader, object.size(), limits, visitor)
+            let prefetch = reader.share();
+            parquet_rows::read_from(&shown, reader, &prefetch, object.size(), limits, visitor)
         }
         Container::Folder => remote::read_folder(object, limits, visitor),
     }
 }
+
+/// Fetches byte ranges ahead of reading them: a Parquet row group's column chunks, asked for
+/// at once instead of page by page (a local file needs nothing).
+pub(crate) trait Prefetch {
+    fn prefetch(&self, _ranges: Vec<std::ops::Range<u64>>) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// A local file: read where it lies.
+pub(crate) struct NoPrefetch;
+
+impl Prefetch for NoPrefetch {}
 
 /// Opens a container file, with an error that names it.
 pub(crate) fn open(path: &Path) -> Result<std::fs::File, SourceError> {

@@ -20,17 +20,22 @@ pub(crate) fn read<V: Visitor>(
 ) -> Result<(), V::Error> {
     let file = open(path)?;
     let total = file_len(&file);
-    read_from(path, file, total, limits, visitor)
+    read_from(path, file, &crate::NoPrefetch, total, limits, visitor)
 }
 
 /// Reads a Parquet file through `chunks` (`total` bytes); `path` names it in messages.
-pub(crate) fn read_from<V: Visitor, R: parquet::file::reader::ChunkReader + 'static>(
+pub(crate) fn read_from<V, R>(
     path: &Path,
     chunks: R,
+    prefetch: &dyn crate::Prefetch,
     total: u64,
     limits: &Limits,
     visitor: &mut V,
-) -> Result<(), V::Error> {
+) -> Result<(), V::Error>
+where
+    V: Visitor,
+    R: parquet::file::reader::ChunkReader + 'static,
+{
     let reader = SerializedFileReader::new(chunks).map_err(|e| corrupt(path, &e))?;
     let metadata = reader.metadata();
     let schema = metadata.file_metadata().schema_descr();
@@ -52,55 +57,93 @@ pub(crate) fn read_from<V: Visitor, R: parquet::file::reader::ChunkReader + 'sta
         .into());
     }
     visitor.root(&crate::archive_stem(path))?;
+    // Only what is needed is fetched: a row group's key columns first, then the band columns
+    // the conversion wants from it (none of a product left out by a key list; never the
+    // thumbnail).
+    let fields = metadata.file_metadata().schema().get_fields().to_vec();
+    let projection = |names: &[&str]| -> parquet::errors::Result<parquet::schema::types::Type> {
+        let chosen: Vec<_> = fields
+            .iter()
+            .filter(|f| names.contains(&f.name()))
+            .cloned()
+            .collect();
+        parquet::schema::types::Type::group_type_builder("schema")
+            .with_fields(chosen)
+            .build()
+    };
+    let binary: Vec<String> = fields
+        .iter()
+        .filter(|f| {
+            f.is_primitive()
+                && f.get_physical_type() == parquet::basic::Type::BYTE_ARRAY
+                && f.name() != PRODUCT
+                && f.name() != CELL
+        })
+        .map(|f| f.name().to_string())
+        .collect();
+    let rel_of = |cell: &str, product: &str, column: &str| {
+        let ext = if column == "thumbnail" { "png" } else { "tif" };
+        format!("{cell}/{product}/{column}.{ext}")
+    };
     let mut done = 0u64;
     for group in 0..reader.num_row_groups() {
-        let row_group = reader.get_row_group(group).map_err(|e| corrupt(path, &e))?;
         done += metadata.row_group(group).compressed_size().max(0) as u64;
+        let row_group = reader.get_row_group(group).map_err(|e| corrupt(path, &e))?;
+        // The byte ranges of this row group's chunks of `columns`, fetched at once.
+        let ranges = |columns: &[&str]| -> Vec<std::ops::Range<u64>> {
+            metadata
+                .row_group(group)
+                .columns()
+                .iter()
+                .filter(|c| columns.contains(&c.column_descr().name()))
+                .map(|c| {
+                    let (start, len) = c.byte_range();
+                    start..start + len
+                })
+                .collect()
+        };
+        prefetch.prefetch(ranges(&[PRODUCT, CELL]))?;
+        let keys_only = projection(&[PRODUCT, CELL]).map_err(|e| corrupt(path, &e))?;
+        let mut products: Vec<(String, String)> = Vec::new();
+        for (index, row) in row_group
+            .get_row_iter(Some(keys_only))
+            .map_err(|e| corrupt(path, &e))?
+            .enumerate()
+        {
+            let row = row.map_err(|e| corrupt(path, &e))?;
+            let where_ = format!("row group {group}, row {index}");
+            products.push(names_of(&row, path, &where_)?);
+        }
+        let wanted: Vec<&str> = binary
+            .iter()
+            .map(String::as_str)
+            .filter(|column| {
+                products
+                    .iter()
+                    .any(|(cell, product)| visitor.wants(&rel_of(cell, product, column)))
+            })
+            .collect();
+        if wanted.is_empty() {
+            visitor.progress(done.min(total));
+            continue;
+        }
+        let mut names = vec![PRODUCT, CELL];
+        names.extend(wanted.iter().copied());
+        prefetch.prefetch(ranges(&names))?;
+        let chosen = projection(&names).map_err(|e| corrupt(path, &e))?;
         let rows = row_group
-            .get_row_iter(None)
+            .get_row_iter(Some(chosen))
             .map_err(|e| corrupt(path, &e))?;
         for (index, row) in rows.enumerate() {
             let row = row.map_err(|e| corrupt(path, &e))?;
-            let text = |name: &str| -> Option<String> {
-                row.get_column_iter()
-                    .find(|(n, _)| n.as_str() == name)
-                    .and_then(|(_, f)| match f {
-                        Field::Str(s) => Some(s.clone()),
-                        Field::Bytes(b) => std::str::from_utf8(b.data()).ok().map(str::to_string),
-                        _ => None,
-                    })
-            };
             let where_ = format!("row group {group}, row {index}");
-            let (Some(product), Some(cell)) = (text(PRODUCT), text(CELL)) else {
-                return Err(layout(path, &where_, "has no product_id or grid_cell value").into());
-            };
-            let (Some(product), Some(cell)) = (
-                crate::normalize_member_name(&product),
-                crate::normalize_member_name(&cell),
-            ) else {
-                return Err(layout(
-                    path,
-                    &where_,
-                    "has a product_id or grid_cell that is not a plain name",
-                )
-                .into());
-            };
-            if product.contains('/') || cell.contains('/') || product.is_empty() || cell.is_empty()
-            {
-                return Err(layout(
-                    path,
-                    &where_,
-                    "has a product_id or grid_cell that is not a plain name",
-                )
-                .into());
-            }
+            let (cell, product) = names_of(&row, path, &where_)?;
             for (name, field) in row.get_column_iter() {
                 let Field::Bytes(bytes) = field else { continue };
                 if name == PRODUCT || name == CELL {
                     continue;
                 }
-                let ext = if name == "thumbnail" { "png" } else { "tif" };
-                let rel = format!("{cell}/{product}/{name}.{ext}");
+                let rel = rel_of(&cell, &product, name);
                 if !visitor.wants(&rel) {
                     continue;
                 }
@@ -119,6 +162,37 @@ pub(crate) fn read_from<V: Visitor, R: parquet::file::reader::ChunkReader + 'sta
     }
     visitor.progress(total);
     Ok(())
+}
+
+/// (grid cell, product id) of a row, checked to be plain names.
+fn names_of(
+    row: &parquet::record::Row,
+    path: &Path,
+    where_: &str,
+) -> Result<(String, String), SourceError> {
+    let text = |name: &str| -> Option<String> {
+        row.get_column_iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, f)| match f {
+                Field::Str(s) => Some(s.clone()),
+                Field::Bytes(b) => std::str::from_utf8(b.data()).ok().map(str::to_string),
+                _ => None,
+            })
+    };
+    let (Some(product), Some(cell)) = (text(PRODUCT), text(CELL)) else {
+        return Err(layout(path, where_, "has no product_id or grid_cell value"));
+    };
+    let plain = |s: &str| {
+        !s.is_empty() && !s.contains('/') && crate::normalize_member_name(s).as_deref() == Some(s)
+    };
+    if !plain(&product) || !plain(&cell) {
+        return Err(layout(
+            path,
+            where_,
+            "has a product_id or grid_cell that is not a plain name",
+        ));
+    }
+    Ok((cell, product))
 }
 
 fn corrupt(path: &Path, e: &parquet::errors::ParquetError) -> SourceError {

@@ -31,7 +31,7 @@ use crate::{SourceError, SourceErrorKind};
 pub struct RemoteOptions {
     /// Ranged requests in flight for one object (default 4).
     pub parts_in_flight: usize,
-    /// Bytes asked for by one ranged request (default 16 MiB).
+    /// Bytes asked for by one ranged request (default 4 MiB).
     pub part_bytes: u64,
     /// Accept TLS certificates that do not verify (default false: verification is on).
     pub insecure_tls: bool,
@@ -41,7 +41,7 @@ impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
             parts_in_flight: 4,
-            part_bytes: 16 << 20,
+            part_bytes: 4 << 20,
             insecure_tls: false,
         }
     }
@@ -181,14 +181,29 @@ impl RemoteObject {
         }
     }
 
-    /// The bytes `range` of the object, asked for against its version; a body that breaks off
-    /// is asked for again from its last byte received.
+    /// The bytes `range` of the object in one buffer (random reads: zip, Parquet).
     async fn fetch(&self, range: Range<u64>) -> Result<bytes::Bytes, SourceError> {
+        let chunks = self.fetch_chunks(range).await?;
+        if chunks.len() == 1 {
+            return Ok(chunks.into_iter().next().expect("one chunk"));
+        }
+        let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+        for chunk in chunks {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.into())
+    }
+
+    /// The bytes `range` of the object as the network delivered them (no copy), asked for
+    /// against its version; a body that breaks off is asked for again from its last byte
+    /// received.
+    async fn fetch_chunks(&self, range: Range<u64>) -> Result<Vec<bytes::Bytes>, SourceError> {
         let want = range.end - range.start;
-        let mut out: Vec<u8> = Vec::with_capacity(want as usize);
+        let mut out: Vec<bytes::Bytes> = Vec::new();
+        let mut got = 0u64;
         let mut attempts = 0;
-        while (out.len() as u64) < want {
-            let start = range.start + out.len() as u64;
+        while got < want {
+            let start = range.start + got;
             let options = GetOptions {
                 range: Some(GetRange::Bounded(start..range.end)),
                 if_match: self.meta.as_ref().and_then(|m| m.e_tag.clone()),
@@ -203,22 +218,25 @@ impl RemoteObject {
                 Ok(r) => r,
                 Err(e) => return Err(self.store_error(e)),
             };
-            let before = out.len();
+            let before = got;
             let mut stream = result.into_stream();
             let mut broke = None;
             while let Some(chunk) = stream.next().await {
                 match chunk {
-                    Ok(bytes) => out.extend_from_slice(&bytes),
+                    Ok(bytes) => {
+                        got += bytes.len() as u64;
+                        out.push(bytes);
+                    }
                     Err(e) => {
                         broke = Some(e);
                         break;
                     }
                 }
             }
-            if out.len() as u64 > want {
+            if got > want {
                 break;
             }
-            if broke.is_some() || out.len() == before {
+            if broke.is_some() || got == before {
                 // The body broke off (or came back empty): ask again from the last byte received.
                 attempts += 1;
                 if attempts > 5 {
@@ -233,18 +251,16 @@ impl RemoteObject {
                 tokio::time::sleep(Duration::from_millis(100 << attempts)).await;
             }
         }
-        if out.len() as u64 != range.end - range.start {
+        if got != want {
             return Err(self.error(
                 SourceErrorKind::Corrupt,
                 format!(
-                    "asked for bytes {}..{}, received {}",
-                    range.start,
-                    range.end,
-                    out.len()
+                    "asked for bytes {}..{}, received {got}",
+                    range.start, range.end
                 ),
             ));
         }
-        Ok(out.into())
+        Ok(out)
     }
 }
 
@@ -381,11 +397,11 @@ pub fn list_folder(object: &RemoteObject) -> Result<Vec<(String, u64)>, SourceEr
     Ok(out)
 }
 
-/// A remote object read front to back: parts fetched ahead, in order, on the fetching runtime.
+/// A remote object read front to back: parts fetched ahead, in order, on the fetching runtime,
+/// and read as the network delivered them.
 pub(crate) struct SequentialRead {
-    parts: std::sync::mpsc::Receiver<Result<bytes::Bytes, SourceError>>,
-    current: bytes::Bytes,
-    offset: usize,
+    parts: std::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, SourceError>>,
+    current: std::collections::VecDeque<bytes::Bytes>,
 }
 
 impl SequentialRead {
@@ -396,12 +412,13 @@ impl SequentialRead {
         let ranges: Vec<Range<u64>> = (0..size.div_ceil(part))
             .map(|i| i * part..((i + 1) * part).min(size))
             .collect();
-        let (tx, rx) = std::sync::mpsc::sync_channel(in_flight);
+        // `in_flight` parts are being fetched; one more waits for the reader.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         runtime().spawn(async move {
             let fetched = futures::stream::iter(ranges)
                 .map(|range| {
                     let object = object.clone();
-                    async move { object.fetch(range).await }
+                    async move { object.fetch_chunks(range).await }
                 })
                 .buffered(in_flight);
             futures::pin_mut!(fetched);
@@ -419,38 +436,48 @@ impl SequentialRead {
         });
         SequentialRead {
             parts: rx,
-            current: bytes::Bytes::new(),
-            offset: 0,
+            current: std::collections::VecDeque::new(),
         }
     }
 }
 
 impl Read for SequentialRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.offset == self.current.len() {
-            match self.parts.recv() {
-                Ok(Ok(part)) => {
-                    self.current = part;
-                    self.offset = 0;
+        loop {
+            match self.current.front_mut() {
+                Some(chunk) if chunk.is_empty() => {
+                    self.current.pop_front();
                 }
-                Ok(Err(e)) => return Err(io::Error::other(e)),
-                Err(_) => return Ok(0),
+                Some(chunk) => {
+                    let n = buf.len().min(chunk.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    bytes::Buf::advance(chunk, n);
+                    return Ok(n);
+                }
+                None => match self.parts.recv() {
+                    Ok(Ok(part)) => self.current.extend(part),
+                    Ok(Err(e)) => return Err(io::Error::other(e)),
+                    Err(_) => return Ok(0),
+                },
             }
         }
-        let n = buf.len().min(self.current.len() - self.offset);
-        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
     }
 }
 
-/// A remote object read at any position (zip's central directory, Parquet's footer): one part
-/// around the position is fetched and kept.
+/// A remote object read at any position (zip's central directory, Parquet's footer and pages):
+/// a block from the position is fetched and kept. Blocks start small (64 KiB: a header, a
+/// footer) and double while reads go on where the last block ended, up to the part size.
 pub(crate) struct RandomRead {
     object: Arc<RemoteObject>,
     position: u64,
     block: Option<(u64, bytes::Bytes)>,
+    next_block: u64,
+    /// Byte ranges fetched ahead (a Parquet row group's column chunks), shared by the readers
+    /// this one hands out.
+    prefetched: Arc<std::sync::Mutex<Vec<(u64, bytes::Bytes)>>>,
 }
+
+const FIRST_BLOCK: u64 = 64 << 10;
 
 impl RandomRead {
     pub(crate) fn new(object: Arc<RemoteObject>) -> RandomRead {
@@ -458,7 +485,30 @@ impl RandomRead {
             object,
             position: 0,
             block: None,
+            next_block: FIRST_BLOCK,
+            prefetched: Arc::default(),
         }
+    }
+
+    /// A reader of the same object sharing this one's prefetched ranges.
+    pub(crate) fn share(&self) -> RandomRead {
+        RandomRead {
+            object: self.object.clone(),
+            position: 0,
+            block: None,
+            next_block: FIRST_BLOCK,
+            prefetched: self.prefetched.clone(),
+        }
+    }
+
+    /// The prefetched bytes `start..start + len`, if one prefetched range holds them.
+    fn cached(&self, start: u64, len: u64) -> Option<bytes::Bytes> {
+        let cache = self.prefetched.lock().ok()?;
+        cache.iter().find_map(|(at, bytes)| {
+            let end = at + bytes.len() as u64;
+            (start >= *at && start + len <= end)
+                .then(|| bytes.slice((start - at) as usize..(start + len - at) as usize))
+        })
     }
 
     /// The bytes `range`, fetched now.
@@ -475,7 +525,27 @@ impl Read for RandomRead {
         }
         let cached = matches!(&self.block, Some((start, b)) if self.position >= *start && self.position < start + b.len() as u64);
         if !cached {
-            let end = (self.position + self.object.options.part_bytes.max(1 << 16)).min(size);
+            // Inside a prefetched range: serve from it, up to its end.
+            let hit = self.prefetched.lock().ok().and_then(|cache| {
+                cache.iter().find_map(|(at, bytes)| {
+                    let end = at + bytes.len() as u64;
+                    (self.position >= *at && self.position < end).then(|| (*at, bytes.clone()))
+                })
+            });
+            if let Some(block) = hit {
+                self.block = Some(block);
+            }
+        }
+        let cached = matches!(&self.block, Some((start, b)) if self.position >= *start && self.position < start + b.len() as u64);
+        if !cached {
+            let follows =
+                matches!(&self.block, Some((start, b)) if start + b.len() as u64 == self.position);
+            self.next_block = if follows {
+                (self.next_block * 2).min(self.object.options.part_bytes.max(FIRST_BLOCK))
+            } else {
+                FIRST_BLOCK
+            };
+            let end = (self.position + self.next_block).min(size);
             let bytes = self.range(self.position..end).map_err(io::Error::other)?;
             self.block = Some((self.position, bytes));
         }
@@ -507,6 +577,26 @@ impl Seek for RandomRead {
     }
 }
 
+impl crate::Prefetch for RandomRead {
+    fn prefetch(&self, ranges: Vec<Range<u64>>) -> Result<(), SourceError> {
+        let in_flight = self.object.options.parts_in_flight.max(1);
+        let object = self.object.clone();
+        let fetched: Vec<(u64, bytes::Bytes)> = runtime().block_on(
+            futures::stream::iter(ranges)
+                .map(|range| {
+                    let object = object.clone();
+                    async move { Ok::<_, SourceError>((range.start, object.fetch(range).await?)) }
+                })
+                .buffered(in_flight)
+                .try_collect(),
+        )?;
+        if let Ok(mut cache) = self.prefetched.lock() {
+            *cache = fetched;
+        }
+        Ok(())
+    }
+}
+
 impl parquet::file::reader::Length for RandomRead {
     fn len(&self) -> u64 {
         self.object.size()
@@ -514,16 +604,23 @@ impl parquet::file::reader::Length for RandomRead {
 }
 
 impl parquet::file::reader::ChunkReader for RandomRead {
-    type T = io::Cursor<bytes::Bytes>;
+    type T = RandomRead;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        let bytes = self
-            .range(start..self.object.size())
-            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
-        Ok(io::Cursor::new(bytes))
+        // Read lazily, a part at a time, from `start`: never the rest of the file at once.
+        Ok(RandomRead {
+            object: self.object.clone(),
+            position: start,
+            block: None,
+            next_block: FIRST_BLOCK,
+            prefetched: self.prefetched.clone(),
+        })
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        if let Some(bytes) = self.cached(start, length as u64) {
+            return Ok(bytes);
+        }
         self.range(start..start + length as u64)
             .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
     }

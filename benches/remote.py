@@ -1,0 +1,163 @@
+"""Converting BigEarthNet from where it is published: its three ``.tar.zst`` archives behind a URL.
+
+One run over loopback (the tests' HTTP server, with Range and ETag, on 127.0.0.1), same archives
+(a generated real-size tree of ``--patches`` patches, ``tar | zstd -3``). Rows:
+
+- ``curl URL | zstd -dc`` of the three archives to ``/dev/null``: download and decompression;
+- the floor: ``curl URL | zstd -dc`` of the three archives one after another into one file, then
+  ``sync``;
+- download (``curl -o``), then ``tar --zstd -x``, then rico on the folders: what users do today;
+- rico from the URLs (the binary, default settings), with its peak RSS.
+
+The records from the URLs are checked equal to those of the folders. Writes
+``benches/results/remote.json``.
+
+    python benches/remote.py --patches 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _tests_path  # noqa: F401  (first: tests/ on sys.path)
+from support.bigearthnet import SOURCES
+from support.lmdb_records import read_lmdb
+from support.servers import http_server
+from support.trees import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benches" / "results"
+BINARY = ROOT / "target" / "release" / "rico"
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a command, which must succeed."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def shell(script: str) -> float:
+    return timed(["bash", "-c", script])[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--patches", type=int, default=2000)
+    parser.add_argument(
+        "--work", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each row; the best is kept")
+    args = parser.parse_args()
+    if not BINARY.is_file():
+        raise SystemExit(f"{BINARY} is missing: run `make build`")
+    work = Path(args.work or tempfile.mkdtemp(prefix="rico-remote-"))
+    work.mkdir(parents=True, exist_ok=True)
+    tree = work / "tree"
+    if not (tree / "BigEarthNet-S2").is_dir():
+        print(f"writing a {args.patches}-patch tree ...", file=sys.stderr)
+        make_dataset(tree, args.patches)
+    served = work / "archives"
+    served.mkdir(exist_ok=True)
+    for name in SOURCES.values():
+        if not (served / f"{name}.tar.zst").exists():
+            shell(f"tar -C {tree} -cf - {name} | zstd -q -3 -T0 -o {served / name}.tar.zst")
+    one = work / "one-file"
+    downloads = work / "downloads"
+    unpacked = work / "unpacked"
+    from_dirs = work / "from-dirs.lmdb"
+    from_urls = work / "from-urls.lmdb"
+    results: dict = {
+        "patches": args.patches,
+        "archive_bytes": sum(p.stat().st_size for p in served.iterdir()),
+        "cpus": os.cpu_count(),
+        "rows": {},
+    }
+    with http_server(served) as (base, _):
+        urls = {o: f"{base}/{n}.tar.zst" for o, n in SOURCES.items()}
+        listed = " ".join(urls.values())
+        flags = [a for o, u in urls.items() for a in ("--" + o.replace("_", "-"), u)]
+
+        def to_null() -> float:
+            return shell(f"for u in {listed}; do curl -sf $u | zstd -q -dc > /dev/null; done")
+
+        def floor() -> float:
+            return shell(
+                f"rm -f {one}; for u in {listed}; do curl -sf $u | zstd -q -dc >> {one}; done; sync"
+            )
+
+        def download_unpack_convert() -> float:
+            for d in (downloads, unpacked, from_dirs):
+                shutil.rmtree(d, ignore_errors=True)
+            downloads.mkdir()
+            unpacked.mkdir()
+            seconds = shell(
+                " && ".join(
+                    f"curl -sf -o {downloads}/{n}.tar.zst {base}/{n}.tar.zst"
+                    for n in SOURCES.values()
+                )
+            )
+            seconds += shell(
+                " && ".join(
+                    f"tar --zstd -xf {downloads}/{n}.tar.zst -C {unpacked}"
+                    for n in SOURCES.values()
+                )
+            )
+            dirs = [
+                a
+                for o, n in SOURCES.items()
+                for a in ("--" + o.replace("_", "-"), str(unpacked / n))
+            ]
+            seconds += timed(
+                [str(BINARY), "bigearthnet", "-q", "--target-dir", str(from_dirs), *dirs]
+            )[0]
+            return seconds
+
+        def rico_urls() -> float:
+            shutil.rmtree(from_urls, ignore_errors=True)
+            seconds, rss = timed(
+                [str(BINARY), "bigearthnet", "-q", "--target-dir", str(from_urls), *flags]
+            )
+            results["rico_peak_rss_mb"] = max(results.get("rico_peak_rss_mb", 0), rss)
+            return seconds
+
+        rows = [
+            ("curl | zstd -dc to /dev/null", to_null),
+            ("floor: curl | zstd -dc to one file + sync", floor),
+            ("download, tar --zstd -x, rico on the folders", download_unpack_convert),
+            ("rico from the URLs", rico_urls),
+        ]
+        for name, fn in rows:
+            best = min(fn() for _ in range(args.repeat))
+            results["rows"][name] = best
+            print(f"{name:50s} {best:7.2f} s", file=sys.stderr)
+    results["records_equal"] = read_lmdb(from_urls) == read_lmdb(from_dirs)
+    rows = results["rows"]
+    results["ratio_to_floor"] = (
+        rows["rico from the URLs"] / rows["floor: curl | zstd -dc to one file + sync"]
+    )
+    results["speedup_over_download_unpack_convert"] = (
+        rows["download, tar --zstd -x, rico on the folders"] / rows["rico from the URLs"]
+    )
+    print(json.dumps({k: v for k, v in results.items() if k != "rows"}, indent=1), file=sys.stderr)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "remote.json").write_text(json.dumps(results, indent=1) + "\n")
+    one.unlink(missing_ok=True)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

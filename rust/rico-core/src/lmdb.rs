@@ -106,13 +106,46 @@ fn page_size() -> u64 {
     (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64
 }
 
-/// The memory map of a read-only environment: `data.mdb` as it is now, rounded up to a page
-/// (LMDB raises it to the pages its meta page names if the file is shorter). Address space is
-/// not free: under `ulimit -v`, or with thousands of shards, a reservation per environment
-/// runs out.
-fn read_map_size(data: &Path) -> u64 {
+/// What `data.mdb` holds now, rounded up to a page: the least a read-only environment maps
+/// (LMDB raises it to the pages its meta page names if the file is shorter).
+fn file_map_size(data: &Path) -> u64 {
     let len = std::fs::metadata(data).map_or(0, |m| m.len());
     len.next_multiple_of(page_size())
+}
+
+/// Room to grow that a read-only environment maps past the end of the file, so that a writer
+/// in another process growing the file does not force a remap (impossible while views point
+/// into the map) before a second handle can see the new records.
+const GROWTH_ROOM: u64 = 64 << 30;
+/// The most growth room all environments of this process hold together: a quarter of the
+/// 128 TiB of user address space, so that thousands of shards still open (the ones past 512
+/// map their files only).
+const GROWTH_BUDGET: u64 = 32 << 40;
+static GROWTH_HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Growth room for one more environment, taken from the budget: none where address space is
+/// limited (`ulimit -v`, common on clusters: every byte reserved is a byte the process cannot
+/// allocate), and none once the budget is spent.
+fn take_growth_room() -> u64 {
+    use std::sync::atomic::Ordering;
+    // SAFETY: getrlimit fills a plain struct.
+    let unlimited = unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_AS, &mut limit) == 0 && limit.rlim_cur == libc::RLIM_INFINITY
+    };
+    if !unlimited {
+        return 0;
+    }
+    let mut room = 0;
+    let _ = GROWTH_HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        room = GROWTH_ROOM.min(GROWTH_BUDGET.saturating_sub(held));
+        Some(held + room)
+    });
+    room
+}
+
+fn give_back_growth_room(room: u64) {
+    GROWTH_HELD.fetch_sub(room, std::sync::atomic::Ordering::AcqRel);
 }
 
 /// A file as `/proc/self/maps` names it.
@@ -201,6 +234,8 @@ pub struct Env {
     dbi: ffi::MDB_dbi,
     path: PathBuf,
     read_only: bool,
+    /// Address space mapped past the end of the file, held from the process's budget.
+    growth_room: u64,
 }
 
 // SAFETY: an MDB_env is thread-safe; transactions are confined by our API (MDB_NOTLS for readers).
@@ -224,12 +259,31 @@ impl Env {
 
     /// Opens an existing environment read-only. Readers hold no lock against the writer.
     ///
-    /// The map covers what the file holds now. A writer in another process that grows the
-    /// file past it makes later snapshots fail with MDB_MAP_RESIZED: see [`Env::remap`].
+    /// The map covers what the file holds now, plus room to grow where address space is not
+    /// limited (see [`GROWTH_ROOM`]): a reservation per environment would run out under
+    /// `ulimit -v`, or with thousands of shards. A writer in another process that grows the
+    /// file past the map makes later snapshots fail with MDB_MAP_RESIZED: see [`Env::remap`].
     pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
-        let env = Self::open(path, true, read_map_size(&path.join("data.mdb")))?;
-        env.watch_map();
-        Ok(env)
+        let file = file_map_size(&path.join("data.mdb"));
+        let room = take_growth_room();
+        let opened = match Self::open(path, true, file + room) {
+            // No room for the room: the file alone.
+            Err(e) if room > 0 && e.0 == libc::ENOMEM => {
+                give_back_growth_room(room);
+                return Self::open(path, true, file);
+            }
+            other => other,
+        };
+        match opened {
+            Ok(mut env) => {
+                env.growth_room = room;
+                Ok(env)
+            }
+            Err(e) => {
+                give_back_growth_room(room);
+                Err(e)
+            }
+        }
     }
 
     fn open(path: &Path, read_only: bool, map_size: u64) -> LmdbResult<Env> {
@@ -246,6 +300,7 @@ impl Env {
                 dbi: 0,
                 path: path.to_path_buf(),
                 read_only,
+                growth_room: 0,
             };
             // From here on `env`'s Drop closes the handle on any early return.
             if map_size > 0 {
@@ -354,18 +409,75 @@ impl Env {
         Ok(fd)
     }
 
-    /// Start address of LMDB's memory map of `data.mdb`, given `probe`, any address inside
-    /// the map (a key or value LMDB returned): a value at address `p` lies at file offset
+    /// Start address of LMDB's memory map of `data.mdb`, given `probe`, an address inside a
+    /// leaf page of the map (a key LMDB returned): a value at address `p` lies at file offset
     /// `p - map_addr`. LMDB does not expose its map's address (`me_mapaddr` is the fixed-map
-    /// hint, usually null); the kernel's list of this process's mappings has it.
+    /// hint, usually null). A read-only environment's map, once found, is registered with the
+    /// SIGBUS handler (`reader::fault`): a page of it that vanishes (the file truncated under
+    /// this process) then reads zeros and marks the environment damaged instead of killing
+    /// the process.
     pub fn map_addr(&self, probe: *const u8) -> Option<usize> {
         let probe = probe as usize;
-        {
-            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            if map.start <= probe && probe < map.start + map.len {
-                return Some(map.start);
-            }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.start <= probe && probe < map.start + map.len {
+            return Some(map.start);
         }
+        let len = (self.info_raw().ok()?.me_mapsize as u64).next_multiple_of(page_size()) as usize;
+        let start = self
+            .map_from_page(probe, len)
+            .or_else(|| self.map_from_proc(probe))?;
+        *map = MapWatch::default(); // the old registration goes first
+        let watch = self
+            .read_only
+            .then(|| crate::reader::fault::watch(start, len, false, &self.damage, true))
+            .flatten();
+        *map = MapWatch {
+            start,
+            len,
+            _watch: watch,
+        };
+        Some(start)
+    }
+
+    /// The map's start from the header of the page `probe` lies in: every LMDB page begins
+    /// with its own page number, so the map starts that many pages earlier. Checked: the map
+    /// starts on a system page that is mapped and holds LMDB's meta page.
+    fn map_from_page(&self, probe: usize, len: usize) -> Option<usize> {
+        let os_page = page_size() as usize;
+        // SAFETY: a plain out-parameter; the env is open.
+        let psize = unsafe {
+            let mut stat: ffi::MDB_stat = std::mem::zeroed();
+            check(ffi::mdb_env_stat(self.raw, &mut stat)).ok()?;
+            stat.ms_psize as usize
+        };
+        // The map is aligned to the system's pages; LMDB's pages are then aligned too when
+        // they are no larger.
+        if psize == 0 || !psize.is_power_of_two() || !os_page.is_multiple_of(psize) {
+            return None;
+        }
+        let page = probe & !(psize - 1);
+        // SAFETY: `probe` lies in a page of the map that LMDB has just read (the page is
+        // mapped and readable); its first 8 bytes are the page number.
+        let pgno = unsafe { (page as *const u64).read_unaligned() } as usize;
+        let start = page.checked_sub(pgno.checked_mul(psize)?)?;
+        if !start.is_multiple_of(os_page) || probe >= start.checked_add(len)? {
+            return None;
+        }
+        let mut resident = 0u8;
+        // SAFETY: mincore only reports whether the page at `start` is mapped (ENOMEM if not)
+        // into one byte.
+        if unsafe { libc::mincore(start as *mut libc::c_void, os_page, &mut resident) } != 0 {
+            return None;
+        }
+        // SAFETY: the page at `start` is mapped (above); the meta page's magic follows the
+        // 16-byte page header.
+        let magic = unsafe { ((start + 16) as *const u32).read_unaligned() };
+        (magic == 0xBEEF_C0DE).then_some(start)
+    }
+
+    /// The map's start from the kernel's list of this process's mappings (the mapping of
+    /// `data.mdb` that holds `probe`).
+    fn map_from_proc(&self, probe: usize) -> Option<usize> {
         let file = self.data_id()?;
         mappings(|m| {
             (file.names(m) && m.shared && m.start <= probe && probe < m.end)
@@ -393,39 +505,6 @@ impl Env {
             ino: st.st_ino,
             path: path.map(|p| p.into_os_string().into_vec()),
         })
-    }
-
-    /// Finds this read-only environment's map and registers it with the SIGBUS handler, so
-    /// that a page of it that vanishes (the file truncated under this process) reads zeros and
-    /// marks the environment damaged instead of killing the process.
-    fn watch_map(&self) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        *map = MapWatch::default(); // unregistered before anything else is mapped
-        let Ok(info) = self.info_raw() else {
-            return;
-        };
-        let Some(file) = self.data_id() else {
-            return;
-        };
-        let len = (info.me_mapsize as u64).next_multiple_of(page_size()) as usize;
-        // LMDB's shared map of the whole file from offset 0; another one of the same length
-        // (the same file opened by a writer of this process) makes it ambiguous: then the map
-        // is found from a probe later and left unwatched.
-        let mut found = Vec::new();
-        mappings(|m| {
-            if file.names(m) && m.shared && m.offset == 0 && m.end - m.start == len {
-                found.push(m.start);
-            }
-            None::<()>
-        });
-        if let [start] = found[..] {
-            let watch = crate::reader::fault::watch(start, len, false, &self.damage, true);
-            *map = MapWatch {
-                start,
-                len,
-                _watch: watch,
-            };
-        }
     }
 
     /// True when a read of this environment's map met a page that no longer exists.
@@ -483,8 +562,8 @@ impl Env {
         check(ffi::mdb_env_set_mapsize(self.raw, bytes as _))
     }
 
-    /// Maps a read-only environment again, over what `data.mdb` holds now (a writer in another
-    /// process grew it past this environment's map).
+    /// Maps a read-only environment again, over what `data.mdb` holds now and the same room to
+    /// grow (a writer in another process grew it past this environment's map).
     ///
     /// # Safety
     /// As for [`Env::set_map_size`].
@@ -493,10 +572,9 @@ impl Env {
             // Unregistered before LMDB unmaps it.
             *self.map.lock().unwrap_or_else(|p| p.into_inner()) = MapWatch::default();
         }
-        let size = read_map_size(&self.path.join("data.mdb"));
-        check(ffi::mdb_env_set_mapsize(self.raw, size as _))?;
-        self.watch_map();
-        Ok(())
+        let size = file_map_size(&self.path.join("data.mdb")) + self.growth_room;
+        check(ffi::mdb_env_set_mapsize(self.raw, size as _))
+        // The map is found (and registered) again by the next `map_addr`.
     }
 
     /// Drops this process's page-table entries for the memory map, keeping the pages in the
@@ -564,6 +642,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         // Unregistered before LMDB unmaps it.
         *self.map.get_mut().unwrap_or_else(|p| p.into_inner()) = MapWatch::default();
+        give_back_growth_room(self.growth_room);
         if !self.raw.is_null() {
             // SAFETY: all transactions borrow the Env, so none is alive here.
             unsafe { ffi::mdb_env_close(self.raw) }

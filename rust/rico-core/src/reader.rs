@@ -287,21 +287,23 @@ fn open_shard(path: &Path) -> Result<Shard> {
             false
         })
         .map_err(|e| lmdb_read_err(path, e))?;
-    if first.is_some() {
-        last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
-    }
     let env = snapshot.env();
-    let page_size = env.info().map_err(|e| lmdb_read_err(path, e))?.page_size as usize;
-    // An empty database has no page to probe, and no tree to check or value to view.
+    // An empty database has no page to probe, and no tree to check or value to view. Found
+    // from the first key, the map is also watched for pages that vanish (`fault`) from here on.
     let map = if probe.is_null() {
         0
     } else {
-        let map = env.map_addr(probe).ok_or_else(|| {
-            Error::data("cannot find the database's memory map in /proc/self/maps").at(path)
-        })?;
-        check_tree(env, map, path)?;
-        map
+        env.map_addr(probe).ok_or_else(|| {
+            Error::data("cannot find the database's memory map").at(path)
+        })?
     };
+    if first.is_some() {
+        last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
+    }
+    let page_size = env.info().map_err(|e| lmdb_read_err(path, e))?.page_size as usize;
+    if map != 0 {
+        check_tree(env, map, path)?;
+    }
     Ok(Shard {
         path: path.to_path_buf(),
         snapshot,

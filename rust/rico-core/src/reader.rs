@@ -293,9 +293,8 @@ fn open_shard(path: &Path) -> Result<Shard> {
     let map = if probe.is_null() {
         0
     } else {
-        env.map_addr(probe).ok_or_else(|| {
-            Error::data("cannot find the database's memory map").at(path)
-        })?
+        env.map_addr(probe)
+            .ok_or_else(|| Error::data("cannot find the database's memory map").at(path))?
     };
     if first.is_some() {
         last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;

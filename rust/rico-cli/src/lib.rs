@@ -1,4 +1,5 @@
 //! The `rico` command line. The binary and the Python console script both call [`run`].
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

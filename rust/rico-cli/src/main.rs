@@ -1,4 +1,5 @@
 //! The standalone `rico` binary.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 fn main() {
     keep_freed_memory();

@@ -26,10 +26,16 @@ pub enum Resample {
     /// Bilinear as `torch.nn.functional.interpolate(mode="bilinear")` computes it on CPU, to
     /// within 1 ulp (in practice bit for bit), with `align_corners` as given: `true` is
     /// `"bilinear"` (ConfigILM's BigEarthNet convention), `false` is `"bilinear-half-pixel"`.
-    Bilinear { align_corners: bool },
+    Bilinear {
+        /// torch's `align_corners`: corner pixels' centres line up (`true`) or their outer
+        /// edges do (`false`).
+        align_corners: bool,
+    },
 }
 
 impl Resample {
+    /// Parses a resample name: `"nearest"`, `"nearest-any"`, `"bilinear"` or
+    /// `"bilinear-half-pixel"`; any other name is a usage error.
     pub fn parse(name: &str) -> Result<Resample> {
         match name {
             "nearest" => Ok(Resample::Nearest),
@@ -58,13 +64,17 @@ pub struct BatchSpec {
     pub bands: Vec<String>,
     /// Resample every band to `size x size`; `None` = bands must share their shape.
     pub size: Option<usize>,
+    /// How bands are brought to `size`.
     pub resample: Resample,
     /// Per band: `out = (value - mean) / std`.
     pub mean: Option<Vec<f64>>,
+    /// Per band divisor of the normalisation (finite, non-zero); see `mean`.
     pub std: Option<Vec<f64>>,
 }
 
 impl BatchSpec {
+    /// Checks the spec before any record is read: at least one band, one `mean`/`std` value
+    /// per band, `std` finite and non-zero, `size` within 1..=[`MAX_SIZE`].
     pub fn validate(&self) -> Result<()> {
         if self.bands.is_empty() {
             return Err(Error::usage("no band selected for the batch"));
@@ -98,7 +108,9 @@ impl BatchSpec {
 
 /// A float type a batch is assembled into.
 pub trait Sample: bilinear::Float + Default {
+    /// Converts from `f64`, rounding to the nearest representable value.
     fn from_f64(v: f64) -> Self;
+    /// Converts to `f64` (exact).
     fn to_f64(self) -> f64;
 }
 impl Sample for f32 {

@@ -48,16 +48,19 @@ pub struct Measurement {
     pub records: u64,
     /// Bytes read: record values (for batches: the selected bands' bytes).
     pub bytes: u64,
+    /// Wall-clock seconds the measurement ran.
     pub seconds: f64,
     /// Records read over the records available: above 1, later passes came from the page cache.
     pub passes: f64,
 }
 
 impl Measurement {
+    /// Records per second of wall-clock time.
     pub fn records_per_second(&self) -> f64 {
         self.records as f64 / self.seconds.max(1e-9)
     }
 
+    /// Bytes per second of wall-clock time, in MB (10^6 bytes).
     pub fn mb_per_second(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.seconds.max(1e-9)
     }
@@ -70,6 +73,7 @@ pub struct Report {
     pub records: u64,
     /// Size of the database files (`data.mdb` of every shard).
     pub bytes: u64,
+    /// Reader threads used.
     pub threads: usize,
     /// Seconds each measurement was asked to run.
     pub seconds: f64,
@@ -87,6 +91,7 @@ pub struct Report {
     pub bands: Vec<String>,
     /// The `(H, W)` of the batches.
     pub shape: (usize, usize),
+    /// Records per batch.
     pub batch: usize,
     /// Batches assembled.
     pub batch_count: u64,

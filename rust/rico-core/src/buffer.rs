@@ -26,6 +26,8 @@ pub struct AlignedBuffer {
 // SAFETY: the buffer is a plain allocation; who writes when is ruled by its users (the loader
 // hands a buffer to one producer at a time).
 unsafe impl Send for AlignedBuffer {}
+// SAFETY: `&AlignedBuffer` gives out only its length and raw pointer; writing through them
+// (`slots`, `as_ptr`) is unsafe and its callers keep each byte range to one writer at a time.
 unsafe impl Sync for AlignedBuffer {}
 
 impl AlignedBuffer {
@@ -53,14 +55,17 @@ impl AlignedBuffer {
         Ok(Arc::new(AlignedBuffer { ptr, layout }))
     }
 
+    /// Size in bytes: the requested size rounded up to the alignment (never 0).
     pub fn len(&self) -> usize {
         self.layout.size()
     }
 
+    /// Always `false`: a buffer holds at least one byte.
     pub fn is_empty(&self) -> bool {
         false
     }
 
+    /// The start of the memory, aligned to at least [`ALIGN`].
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
@@ -95,6 +100,7 @@ mod tests {
             assert_eq!(b.as_ptr() as usize % ALIGN, 0, "{bytes}");
             assert!(b.len() >= bytes);
             // Every byte is writable.
+            // SAFETY: `b.len()` bytes from `as_ptr` are this one allocation, used by nobody else.
             unsafe { std::ptr::write_bytes(b.as_ptr(), 7, b.len()) };
         }
     }

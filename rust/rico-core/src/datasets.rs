@@ -18,6 +18,7 @@ use crate::spec::{BandRule, Spec};
 pub struct SourceOption {
     /// The flag without its leading dashes; every source flag ends in `-dir`.
     pub flag: &'static str,
+    /// One line for `--help`.
     pub help: &'static str,
     /// Builds the spec of this source from the preset's value options.
     build: fn(&Params) -> Result<Spec>,
@@ -37,6 +38,7 @@ pub struct ParamOption {
     pub flag: &'static str,
     /// The placeholder of the value in `--help` (`REGEX`, `N`, ...).
     pub value_name: &'static str,
+    /// One line for `--help`.
     pub help: &'static str,
     /// The dataset cannot be converted without it.
     pub required: bool,
@@ -57,10 +59,13 @@ impl Params {
 
 /// A dataset rico converts by name.
 pub struct Preset {
+    /// The dataset's name, also its subcommand (`bigearthnet`, `bands`, ...).
     pub name: &'static str,
     /// One line for `rico --help`.
     pub about: &'static str,
+    /// Its source options (directories), one spec each.
     pub sources: Vec<SourceOption>,
+    /// Its value options (not directories).
     pub params: Vec<ParamOption>,
 }
 

@@ -30,13 +30,18 @@ impl ErrorKind {
 /// An error with context.
 #[derive(Clone, Debug)]
 pub struct Error {
+    /// The class of the error, hence the exit code.
     pub kind: ErrorKind,
+    /// What went wrong, without the path.
     pub message: String,
+    /// The file or directory concerned, when known; shown before the message.
     pub path: Option<PathBuf>,
+    /// What the user can do about it; shown on its own line after the message.
     pub hint: Option<String>,
 }
 
 impl Error {
+    /// An error of `kind` with `message`, without a path or hint.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
@@ -45,19 +50,24 @@ impl Error {
             hint: None,
         }
     }
+    /// An [`ErrorKind::Usage`] error.
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Usage, message)
     }
+    /// An [`ErrorKind::Data`] error.
     pub fn data(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Data, message)
     }
+    /// An [`ErrorKind::Output`] error.
     pub fn output(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Output, message)
     }
+    /// Attaches the path of the file or directory concerned.
     pub fn at(mut self, path: impl AsRef<Path>) -> Self {
         self.path = Some(path.as_ref().to_path_buf());
         self
     }
+    /// Attaches a hint: what the user can do about it.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -98,4 +108,5 @@ impl From<rico_raster::RasterError> for Error {
     }
 }
 
+/// The result of a rico operation.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -43,7 +43,12 @@ pub enum LabelRule {
     /// columns (0/1) are labels, named by the header. A patch's row is the one whose first
     /// column equals the pattern's group `row` (e.g. the image file name with its extension).
     /// Every table must have the same header.
-    Tables { tables: Regex, row: String },
+    Tables {
+        /// Matches the relative paths of the tables in the source tree.
+        tables: Regex,
+        /// The pattern's named group that gives a patch's row (its first column's value).
+        row: String,
+    },
 }
 
 /// The labels of one patch: which of `names` apply.

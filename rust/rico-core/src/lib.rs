@@ -1,5 +1,7 @@
 //! rico's engine: dataset specs, the conversion pipeline, the LMDB writer and reader.
 //! No Python here: the `rico` binary and the Python bindings are thin shells over this crate.
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod batch;
 pub mod bench;
@@ -8,9 +10,18 @@ pub mod convert;
 pub mod datasets;
 pub mod error;
 pub mod labels;
+// lmdb.rs and reader.rs are being edited elsewhere: their missing docs, the `Sync` impls that
+// share their `Send` impl's SAFETY comment, and a doc link to a private constant are allowed
+// here until those edits land. Remove these `allow`s then.
+#[allow(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    rustdoc::private_intra_doc_links
+)]
 pub mod lmdb;
 pub mod planning;
 pub mod progress;
+#[allow(missing_docs)]
 pub mod reader;
 mod reading;
 pub mod record;

@@ -10,9 +10,13 @@ use crate::error::{Error, Result};
 
 /// One band of a record: a 2-D array `(height, width)` of `dtype`, little-endian bytes.
 pub struct Band<'a> {
+    /// The band's name, its tensor name in the record (`B04`, ...).
     pub name: String,
+    /// Pixel type of the samples.
     pub dtype: DType,
+    /// `[height, width]`.
     pub shape: [usize; 2],
+    /// `height * width` samples, little-endian, row after row.
     pub bytes: Cow<'a, [u8]>,
 }
 

@@ -236,6 +236,7 @@ impl PatchFile {
 /// A patch: the files whose bands make one record.
 #[derive(Clone, Debug)]
 pub struct Patch {
+    /// The patch's key, made by its spec's key template: the key of its record.
     pub key: String,
     /// Sorted by path.
     pub files: Vec<PatchFile>,

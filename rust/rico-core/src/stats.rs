@@ -25,21 +25,28 @@ pub struct StatsOptions {
     /// Nearest upsampling by an integer factor repeats every pixel equally often, so it gives
     /// the same statistics as the stored values.
     pub size: Option<usize>,
+    /// How bands are brought to `size`.
     pub resample: Resample,
+    /// Reader threads; `None` = one per core.
     pub threads: Option<usize>,
 }
 
 /// Statistics of one band: population mean and standard deviation (ddof = 0).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BandStats {
+    /// The band's name.
     pub band: String,
     /// Records holding the band.
     pub records: u64,
     /// Pixels summed.
     pub count: u64,
+    /// Mean of the pixels.
     pub mean: f64,
+    /// Population standard deviation of the pixels (ddof = 0).
     pub std: f64,
+    /// Smallest pixel value.
     pub min: f64,
+    /// Largest pixel value.
     pub max: f64,
 }
 

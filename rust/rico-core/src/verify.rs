@@ -20,6 +20,7 @@ use crate::spec::Patch;
 pub struct VerifyReport {
     /// Records compared (patches of the sources).
     pub checked: u64,
+    /// Records identical to a fresh decode of their sources.
     pub matching: u64,
     /// Keys of the sources with no record in the database.
     pub missing: Vec<String>,
@@ -38,6 +39,8 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// True when no problem was found: nothing missing, extra, differing, unreadable,
+    /// misplaced or duplicated.
     pub fn ok(&self) -> bool {
         self.missing.is_empty()
             && self.extra.is_empty()

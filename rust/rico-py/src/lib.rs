@@ -1,4 +1,5 @@
 //! Python bindings of rico (`rico._rico`): argument conversion, GIL release, errors. No logic.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod reader;
 
@@ -346,6 +347,7 @@ fn write_manifest<'py>(
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
 #[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
+#[allow(clippy::too_many_arguments)]
 fn verify<'py>(
     py: Python<'py>,
     dataset: String,

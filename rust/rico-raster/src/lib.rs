@@ -3,6 +3,8 @@
 //! One entry point, [`decode`], sniffs the format and returns a [`Raster`]: every band as
 //! little-endian bytes, band after band, exactly the values GDAL/rasterio would read. No GDAL,
 //! no C library: the `rico` binary stays self-contained.
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,15 +16,25 @@ pub mod tiff;
 /// Pixel type of a band, named as numpy names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// Unsigned 8-bit integer (`uint8`).
     U8,
+    /// Signed 8-bit integer (`int8`).
     I8,
+    /// Unsigned 16-bit integer (`uint16`).
     U16,
+    /// Signed 16-bit integer (`int16`).
     I16,
+    /// Unsigned 32-bit integer (`uint32`).
     U32,
+    /// Signed 32-bit integer (`int32`).
     I32,
+    /// Unsigned 64-bit integer (`uint64`).
     U64,
+    /// Signed 64-bit integer (`int64`).
     I64,
+    /// 32-bit IEEE float (`float32`).
     F32,
+    /// 64-bit IEEE float (`float64`).
     F64,
 }
 
@@ -80,9 +92,13 @@ impl fmt::Display for DType {
 /// Shape and pixel type of a raster, known from its header before any pixel is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RasterInfo {
+    /// Columns: samples per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// Number of bands (planes).
     pub bands: usize,
+    /// Pixel type, the same for every band.
     pub dtype: DType,
 }
 
@@ -96,7 +112,9 @@ impl RasterInfo {
 /// A decoded raster: `bands` planes of `height x width` samples, little-endian, band-sequential.
 #[derive(Clone, Debug)]
 pub struct Raster {
+    /// Shape and pixel type.
     pub info: RasterInfo,
+    /// Every band's samples, little-endian, band after band ([`RasterInfo::band_bytes`] each).
     pub data: Vec<u8>,
 }
 
@@ -126,12 +144,16 @@ pub enum ErrorKind {
 /// A decoding error: what failed, and in which file when known.
 #[derive(Clone, Debug)]
 pub struct RasterError {
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// What went wrong, without the path.
     pub message: String,
+    /// The file being decoded, when known (see [`RasterError::with_path`]).
     pub path: Option<PathBuf>,
 }
 
 impl RasterError {
+    /// An error of `kind` with `message`, not yet tied to a file.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         RasterError {
             kind,
@@ -146,10 +168,12 @@ impl RasterError {
         self
     }
 
+    /// An [`ErrorKind::Corrupt`] error.
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)
     }
 
+    /// An [`ErrorKind::Unsupported`] error.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)
     }
@@ -166,6 +190,7 @@ impl fmt::Display for RasterError {
 
 impl std::error::Error for RasterError {}
 
+/// The result of a decoding step.
 pub type Result<T> = std::result::Result<T, RasterError>;
 
 /// Bounds on what one file may make rico allocate, so that a tiny file cannot claim gigabytes.

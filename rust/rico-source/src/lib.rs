@@ -25,6 +25,7 @@
 //! assert_eq!(container_of(Path::new("BigEarthNet-S2")), None);
 //! ```
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

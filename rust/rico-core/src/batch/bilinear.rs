@@ -292,6 +292,7 @@ mod tests {
         let mut out = vec![MaybeUninit::uninit(); oh * ow];
         s.resample(src, &mut out, |v| v);
         out.into_iter()
+            // SAFETY: `resample` wrote every one of the `oh * ow` outputs.
             .map(|v| unsafe { v.assume_init() })
             .collect()
     }

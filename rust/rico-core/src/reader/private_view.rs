@@ -40,6 +40,8 @@ pub struct PrivateRecord {
 
 // SAFETY: the memory is owned by this object alone and freed on drop.
 unsafe impl Send for PrivateRecord {}
+// SAFETY: `&PrivateRecord` only reads its fields and hands out a raw pointer; writing through
+// that pointer is unsafe, and keeping it to one writer at a time is the caller's part.
 unsafe impl Sync for PrivateRecord {}
 
 impl PrivateRecord {
@@ -117,10 +119,12 @@ impl PrivateRecord {
         unsafe { base.add(self.start) }
     }
 
+    /// Bytes of the value.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when the value has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -363,3 +363,17 @@ def test_other_files_are_refused_with_the_endings_rico_reads(tmp_path, rico_bin)
     r = run(rico_bin, "bigearthnet", "--target-dir", tmp_path / "db", "--bigearthnet-s2-dir", other)
     assert r.returncode == 2
     assert ".tar.zst" in r.stderr and ".zip" in r.stderr and ".parquet" in r.stderr
+
+
+def test_a_dask_cluster_converts_archive_parts(ben_tree, ben_records, tmp_path):
+    """Each shard task on a real local Dask cluster reads the parts that hold its patches."""
+    from support.cluster import local_cluster
+
+    archives = ben_archives(ben_tree, tmp_path / "arch", ".tar.zst")
+    with local_cluster() as (_, client):
+        summary = rico.convert(
+            "bigearthnet", tmp_path / "dask", shards=3, client=client, progress=False, **archives
+        )
+    assert summary.records == 120
+    shards = read_shards(tmp_path / "dask")
+    assert {k: v for s in shards for k, v in s.items()} == ben_records

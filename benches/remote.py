@@ -21,13 +21,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _tests_path  # noqa: F401  (first: tests/ on sys.path)
+from commands import shell, timed
 from support.bigearthnet import SOURCES
 from support.lmdb_records import read_lmdb
 from support.servers import http_server
@@ -36,26 +35,6 @@ from support.trees import make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benches" / "results"
 BINARY = ROOT / "target" / "release" / "rico"
-
-
-def timed(cmd: list[str], **kw) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of a command, which must succeed. The peak is GNU time's (the
-    child's own high-water mark: ``ru_maxrss`` of a child forked from this Python process would
-    start from this process's resident set)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        start = time.perf_counter()
-        status = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], **kw
-        ).returncode
-        seconds = time.perf_counter() - start
-        if status != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}")
-        text = Path(rss.name).read_text().split()
-    return seconds, (int(text[-1]) / 1024 if text else float("nan"))
-
-
-def shell(script: str) -> float:
-    return timed(["bash", "-c", script])[0]
 
 
 def main() -> None:

@@ -321,6 +321,31 @@ pub(crate) fn open(path: &Path) -> Result<std::fs::File, SourceError> {
     }
 }
 
+/// The error of a truncated or damaged archive (`message` says how), at `member` if known.
+pub(crate) fn damaged(path: &Path, member: Option<&str>, message: &str) -> SourceError {
+    let err = SourceError::new(
+        SourceErrorKind::Corrupt,
+        path,
+        format!("the archive is truncated or damaged: {message}"),
+    )
+    .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
+    match member {
+        Some(m) => err.member(m),
+        None => err,
+    }
+}
+
+/// The error of a member named as no unpacked folder could hold it (absolute, `..`).
+pub(crate) fn hostile_name(path: &Path, name: &str) -> SourceError {
+    SourceError::new(
+        SourceErrorKind::Hostile,
+        path,
+        "this member's name is absolute or climbs out of the archive (..); an unpacked folder cannot hold it",
+    )
+    .member(name)
+    .hint("the archive is not a dataset as published; download it again from the dataset's own record")
+}
+
 /// The error of a member above the limit.
 pub(crate) fn too_large(path: &Path, name: &str, size: u64, limits: &Limits) -> SourceError {
     SourceError::new(

@@ -94,14 +94,7 @@ pub(crate) fn read_from<V: Visitor>(
             other => return Err(not_regular(path, &name, other).into()),
         }
         let Some(normalized) = normalize_member_name(&name) else {
-            return Err(SourceError::new(
-                SourceErrorKind::Hostile,
-                path,
-                "this member's name is absolute or climbs out of the archive (..); an unpacked folder cannot hold it",
-            )
-            .member(&name)
-            .hint("the archive is not a dataset as published; download it again from the dataset's own record")
-            .into());
+            return Err(crate::hostile_name(path, &name).into());
         };
         if let Some(root_name) = root.first(path, &normalized, !regular) {
             visitor.root(&root_name)?;
@@ -169,16 +162,7 @@ fn corrupt(path: &Path, member: Option<&str>, e: &io::Error) -> SourceError {
         }
         return err;
     }
-    let mut err = SourceError::new(
-        SourceErrorKind::Corrupt,
-        path,
-        format!("the archive is truncated or damaged: {e}"),
-    )
-    .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
-    if let Some(m) = member {
-        err = err.member(m);
-    }
-    err
+    crate::damaged(path, member, &e.to_string())
 }
 
 fn not_regular(path: &Path, name: &str, kind: EntryType) -> SourceError {

@@ -60,14 +60,7 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
     let mut done_bytes = 0u64;
     for (i, (name, normalized, is_dir)) in by_index.iter().enumerate() {
         let Some(normalized) = normalized else {
-            return Err(SourceError::new(
-                SourceErrorKind::Hostile,
-                path,
-                "this member's name is absolute or climbs out of the archive (..); an unpacked folder cannot hold it",
-            )
-            .member(name)
-            .hint("the archive is not a dataset as published; download it again from the dataset's own record")
-            .into());
+            return Err(crate::hostile_name(path, name).into());
         };
         let mut entry = archive
             .by_index(i)
@@ -130,14 +123,5 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
 }
 
 fn corrupt(path: &Path, member: Option<&str>, e: &str) -> SourceError {
-    let mut err = SourceError::new(
-        SourceErrorKind::Corrupt,
-        path,
-        format!("the archive is truncated or damaged: {e}"),
-    )
-    .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
-    if let Some(m) = member {
-        err = err.member(m);
-    }
-    err
+    crate::damaged(path, member, e)
 }

@@ -126,17 +126,23 @@ def test_missing_band_file_is_a_data_error_before_writing_its_patch(rico_bin, da
     assert keys_in(tmp_path / "db") == before
 
 
-def test_unreadable_file_is_a_data_error(rico_bin, tree):
-    # Run as an unprivileged user so that permissions apply (root reads everything).
+def check_unreadable_file_is_a_data_error(rico_bin: Path, tree: Path) -> None:
+    # Run as an unprivileged user so that permissions apply (root reads everything). That user
+    # may not reach the repository (a clone inside a 0700 directory), so it runs a copy of the
+    # binary placed beside its files, in a world-readable directory, and starts there.
     base = Path(tempfile.mkdtemp(prefix="rico-perm-"))
     try:
         base.chmod(0o755)
+        binary = base / "bin" / "rico"
+        binary.parent.mkdir()
+        shutil.copy(rico_bin, binary)
         src = base / "src"
         shutil.copytree(tree / "BigEarthNet-S2", src / "BigEarthNet-S2")
         for d, _, files in os.walk(base):
             os.chmod(d, 0o755)
             for f in files:
                 os.chmod(os.path.join(d, f), 0o644)
+        binary.chmod(0o755)
         victim = band_file(src, 2, "B02")
         victim.chmod(0o000)
         target = base / "out"
@@ -148,11 +154,26 @@ def test_unreadable_file_is_a_data_error(rico_bin, tree):
                 os.setgid(65534)
                 os.setuid(65534)
 
-        res = convert_s2(rico_bin, src, target / "db", preexec_fn=drop_privileges)
+        res = convert_s2(binary, src, target / "db", preexec_fn=drop_privileges, cwd=base)
         assert res.returncode == 1, res.stderr
         assert str(victim) in res.stderr and "ermission denied" in res.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unreadable_file_is_a_data_error(rico_bin, tree):
+    check_unreadable_file_is_a_data_error(rico_bin, tree)
+
+
+def test_unreadable_file_check_runs_from_a_private_clone(rico_bin, tree, tmp_path):
+    # A clone inside a 0700 directory (``mktemp -d``): its binary is out of the unprivileged
+    # user's reach, and the check above must not depend on reaching it.
+    private = tmp_path / "private"
+    (private / "target" / "release").mkdir(parents=True)
+    private.chmod(0o700)
+    binary = private / "target" / "release" / "rico"
+    shutil.copy(rico_bin, binary)
+    check_unreadable_file_is_a_data_error(binary, tree)
 
 
 def test_source_dir_missing_or_empty_and_bad_target_are_usage_errors(rico_bin, tree, tmp_path):

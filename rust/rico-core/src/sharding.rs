@@ -6,6 +6,13 @@
 //! source, key, directory, file names), and `rico-plan.json` at the root says the cut is
 //! complete. A shard (a local loop or one task of a cluster run) converts from its plan file
 //! alone: no task walks the tree again, and a resume keeps the cut it began with.
+//!
+//! A resume takes none of these files on trust. Each shard's plan carries the number of its
+//! lines and their CRC-32 in its header, and the root's plan carries them for every shard; a
+//! plan that is missing, short, or has a line repeated or changed is planned again from a walk
+//! of the sources, and kept only if it is the plan the conversion began with (nothing is
+//! lost); otherwise the run stops and names the file. A finished shard's marker counts only
+//! when its database holds what the marker says.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -193,8 +200,9 @@ fn check_cut(target: &Path, n: usize) -> Result<()> {
 }
 
 /// Plans a sharded conversion once: walks the sources (or, on a resume, reuses the plan that
-/// is there) and writes each shard's part of the plan into its directory. Returns the number
-/// of patches. A cluster client calls this, then sends each task its shard index.
+/// is there, once every shard's part of it is found whole) and writes each shard's part of the
+/// plan into its directory. Returns the number of patches. A cluster client calls this, then
+/// sends each task its shard index.
 pub fn plan_shards(
     name: &str,
     sources: &[(String, PathBuf)],
@@ -208,13 +216,20 @@ pub fn plan_shards(
     check_sharded_target(target, options.resume)?;
     if target.exists() {
         check_cut(target, n)?;
+        for index in 0..n {
+            check_marker(&shard_dir(target, index))?;
+        }
     }
-    if let Some(plan) = read_plan(target) {
+    if let Some(patches) = trusted_plan(target, n) {
         // A spool left by a planner stopped after the plan was written.
         let _ = fs::remove_file(target.join(SPOOL));
-        return Ok(plan["patches"].as_u64().unwrap_or(0));
+        return Ok(patches);
     }
-    if (0..n).any(|i| shard_dir(target, i).join("data.mdb").exists()) {
+    let converted = (0..n).any(|i| shard_dir(target, i).join("data.mdb").exists());
+    if converted
+        && read_plan(target).is_none()
+        && !(0..n).any(|i| shard_dir(target, i).join(SHARD_PLAN).exists())
+    {
         return Err(Error::usage(
             "the shards of this target were begun without a plan (rico-plan.json), by an older rico",
         )
@@ -238,15 +253,23 @@ pub fn plan_shards(
     // `--resume` recognises and plans again from the start, since no shard is written before
     // the plan is complete.
     lock_spool(target, &spool)?;
-    if let Some(plan) = read_plan(target) {
+    if let Some(patches) = trusted_plan(target, n) {
         // Another planner finished while this one started.
         let _ = fs::remove_file(&spool_path);
-        return Ok(plan["patches"].as_u64().unwrap_or(0));
+        return Ok(patches);
     }
-    let planned = write_plan(name, sources, target, n, options, &spool, &spool_path);
+    let planned = write_plan(
+        name,
+        sources,
+        target,
+        n,
+        options,
+        (&spool, &spool_path),
+        converted,
+    );
     if planned.is_err() {
-        // Nothing converted yet: the spool's space is given back, and a target this run created
-        // and left empty is removed. Shard plans, if any, stay: `--resume` plans again.
+        // The spool's space is given back, and a target this run created and left empty is
+        // removed. Shard plans, if any, stay: `--resume` plans again.
         let _ = fs::remove_file(&spool_path);
         if created {
             let _ = fs::remove_dir(target);
@@ -260,23 +283,43 @@ pub fn plan_shards(
     planned
 }
 
+/// The number of patches of the plan at `target` when it can be trusted as it is: the root's
+/// plan is readable and every shard's plan is whole and agrees with it.
+fn trusted_plan(target: &Path, n: usize) -> Option<u64> {
+    let plan = read_plan(target)?;
+    let recorded = recorded_sums(&plan, n);
+    (0..n)
+        .all(|i| {
+            let sum = recorded.as_ref().map(|r| r[i]);
+            check_shard_plan(&shard_dir(target, i), i, n, sum)
+                .damage
+                .is_none()
+        })
+        .then(|| plan["patches"].as_u64().unwrap_or(0))
+}
+
 /// Walks the sources into the spool, cuts it into the shards' plan files, then writes the root's
 /// plan. Returns the number of patches.
+///
+/// Once shards are `converted` (this is a resume that found a plan damaged or missing), a
+/// shard's plan is written only where the one there is not whole, and only if the walk gives
+/// back the plan the conversion began with (see [`recover`]): the other shards' records were
+/// written from the plan they have.
 fn write_plan(
     name: &str,
     sources: &[(String, PathBuf)],
     target: &Path,
     n: usize,
     options: &ConvertOptions,
-    spool_file: &fs::File,
-    spool_path: &Path,
+    (spool_file, spool_path): (&fs::File, &Path),
+    converted: bool,
 ) -> Result<u64> {
     let out_err = |e: std::io::Error, path: &Path| plan_write_error(e, path);
     spool_file.set_len(0).map_err(|e| out_err(e, spool_path))?;
     let bar = Progress::new(options.progress);
     let mut spool = BufWriter::new(spool_file);
     let mut patches = 0u64;
-    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     let mut flags: Vec<String> = Vec::new();
     convert::with_sources(name, sources, options, |resolved| {
         flags = resolved.iter().map(|s| s.option.clone()).collect();
@@ -296,7 +339,11 @@ fn write_plan(
                         patches += 1;
                         bar.planned(1);
                     }
-                    Planned::Skipped(key, reason) => skipped.push((key, reason)),
+                    // Patches dropped while planning have no place in the ranges: shard 0
+                    // lists them.
+                    Planned::Skipped(key, reason) => {
+                        skipped.push(serde_json::json!({"skipped": [key, reason]}).to_string())
+                    }
                 }
                 Ok(())
             },
@@ -305,37 +352,78 @@ fn write_plan(
     bar.finish();
     spool.flush().map_err(|e| out_err(e, spool_path))?;
     drop(spool);
-    // Cut the spool into the shards' plan files, each with its place in the cut first.
-    let mut lines =
-        BufReader::new(fs::File::open(spool_path).map_err(|e| out_err(e, spool_path))?).lines();
     let total = patches as usize;
+    let spool_lines = || -> Result<_> {
+        let file = fs::File::open(spool_path).map_err(|e| out_err(e, spool_path))?;
+        let mut lines = BufReader::new(file).lines();
+        Ok(move || -> Result<String> {
+            lines
+                .next()
+                .ok_or_else(|| Error::output("the plan ended early").at(spool_path))?
+                .map_err(|e| out_err(e, spool_path))
+        })
+    };
+    // Each shard's lines counted and summed (its header carries them, so they are known
+    // before the file is written).
+    let mut sums = Vec::with_capacity(n);
+    let mut next = spool_lines()?;
+    for index in 0..n {
+        let mut sum = SumBuilder::default();
+        if index == 0 {
+            skipped.iter().for_each(|line| sum.line(line));
+        }
+        for _ in shard_range(total, n, index) {
+            sum.line(&next()?);
+        }
+        sums.push(sum.sum());
+    }
+    // Which shards keep the plan they have (with its sum): none, unless shards are converted.
+    let keep = if converted {
+        recover(target, n, &sums, &flags, patches)?
+    } else {
+        vec![None; n]
+    };
+    // Cut the spool into the shards' plan files, each with its place in the cut first.
+    let mut next = spool_lines()?;
     for index in 0..n {
         let range = shard_range(total, n, index);
+        let mut out = None;
         let dir = shard_dir(target, index);
-        fs::create_dir_all(&dir).map_err(|e| out_err(e, &dir))?;
-        let path = dir.join(SHARD_PLAN);
         let tmp = dir.join(format!("{SHARD_PLAN}.tmp"));
-        let mut out = BufWriter::new(fs::File::create(&tmp).map_err(|e| out_err(e, &tmp))?);
-        let header = serde_json::json!({"index": index, "shards": n, "patches": range.len()});
-        writeln!(out, "{header}").map_err(|e| out_err(e, &tmp))?;
+        if keep[index].is_none() {
+            fs::create_dir_all(&dir).map_err(|e| out_err(e, &dir))?;
+            let mut file = BufWriter::new(fs::File::create(&tmp).map_err(|e| out_err(e, &tmp))?);
+            let header = sums[index].header(index, n);
+            writeln!(file, "{header}").map_err(|e| out_err(e, &tmp))?;
+            out = Some(file);
+        }
+        let mut put = |line: &str| -> Result<()> {
+            match &mut out {
+                Some(file) => writeln!(file, "{line}").map_err(|e| out_err(e, &tmp)),
+                None => Ok(()),
+            }
+        };
         if index == 0 {
-            // Patches dropped while planning have no place in the ranges: shard 0 lists them.
-            for (key, reason) in &skipped {
-                writeln!(out, "{}", serde_json::json!({"skipped": [key, reason]}))
-                    .map_err(|e| out_err(e, &tmp))?;
+            for line in &skipped {
+                put(line)?;
             }
         }
         for _ in range {
-            let line = lines
-                .next()
-                .ok_or_else(|| Error::output("the plan ended early").at(spool_path))?
-                .map_err(|e| out_err(e, spool_path))?;
-            writeln!(out, "{line}").map_err(|e| out_err(e, &tmp))?;
+            put(&next()?)?;
         }
-        out.flush().map_err(|e| out_err(e, &tmp))?;
-        drop(out);
-        fs::rename(&tmp, &path).map_err(|e| out_err(e, &path))?;
+        if let Some(mut file) = out {
+            file.flush().map_err(|e| out_err(e, &tmp))?;
+            drop(file);
+            let path = dir.join(SHARD_PLAN);
+            fs::rename(&tmp, &path).map_err(|e| out_err(e, &path))?;
+        }
     }
+    let sums: Vec<PlanSum> = sums
+        .iter()
+        .zip(&keep)
+        .map(|(new, kept)| kept.unwrap_or(*new))
+        .collect();
+    let patches: u64 = sums.iter().map(|s| s.patches).sum();
     write_json(
         &target.join(PLAN),
         &serde_json::json!({
@@ -343,11 +431,363 @@ fn write_plan(
             "dataset": name,
             "shards": n,
             "patches": patches,
-            "skipped": skipped.len(),
+            "skipped": sums[0].lines - sums[0].patches,
             "sources": flags,
+            "plans": sums.iter().map(PlanSum::to_json).collect::<Vec<_>>(),
         }),
     )?;
     Ok(patches)
+}
+
+/// On a resume that found a shard's plan damaged or missing: for each shard, the sum of the
+/// plan it keeps (`Some`: the one there is whole), or `None` where the plan the walk gave
+/// (`new`) replaces it. That is only where the walk gives back the plan the conversion began
+/// with: the sum the root's plan recorded for the shard, or, for a plan written without sums
+/// (an earlier rico) or a lost root plan, where the walk gives every whole shard's plan back.
+/// Otherwise the sources changed since: an error that names the damaged plan.
+fn recover(
+    target: &Path,
+    n: usize,
+    new: &[PlanSum],
+    flags: &[String],
+    patches: u64,
+) -> Result<Vec<Option<PlanSum>>> {
+    let root = read_plan(target);
+    let recorded = root.as_ref().and_then(|p| recorded_sums(p, n));
+    let same_sources = root
+        .as_ref()
+        .is_none_or(|p| p["sources"] == serde_json::json!(flags));
+    let states: Vec<PlanState> = (0..n)
+        .map(|i| {
+            let sum = recorded.as_ref().map(|r| r[i]);
+            check_shard_plan(&shard_dir(target, i), i, n, sum)
+        })
+        .collect();
+    let corroborated = same_sources
+        && states.iter().any(|s| s.whole.is_some())
+        && states
+            .iter()
+            .zip(new)
+            .all(|(s, new)| s.whole.is_none_or(|w| w == *new))
+        && root
+            .as_ref()
+            .and_then(|p| p["patches"].as_u64())
+            .is_none_or(|p| p == patches);
+    let mut keep = Vec::with_capacity(n);
+    for (index, state) in states.into_iter().enumerate() {
+        let Some(damage) = state.damage else {
+            keep.push(state.whole);
+            continue;
+        };
+        if state.whole == Some(new[index]) {
+            // Whole, and what the sources give: the root's record of it was wrong.
+            keep.push(state.whole);
+            continue;
+        }
+        let began_with = match &recorded {
+            Some(r) => r[index] == new[index],
+            None => corroborated,
+        };
+        if same_sources && began_with {
+            keep.push(None);
+            continue;
+        }
+        return Err(Error::data(format!(
+            "the plan of shard {index} is damaged ({damage}), and the sources no longer give the plan this conversion began with: it cannot be planned again"
+        ))
+        .at(shard_dir(target, index).join(SHARD_PLAN))
+        .hint("the sources changed since the conversion began: restore them as they were (or this file from a copy) and run the same command again with --resume; or convert into a new directory"));
+    }
+    Ok(keep)
+}
+
+/// CRC-32 as zlib computes it (IEEE polynomial, reflected): the checksum of a plan's lines.
+#[derive(Clone, Copy)]
+struct Crc32(u32);
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Crc32(!0)
+    }
+}
+
+impl Crc32 {
+    fn update(&mut self, bytes: &[u8]) {
+        let mut c = self.0;
+        for &b in bytes {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+
+    fn value(self) -> u32 {
+        !self.0
+    }
+}
+
+/// What a shard's plan holds after its header: its patches, its lines (the patches and, in
+/// shard 0, those dropped while planning) and the CRC-32 of those lines (newlines included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlanSum {
+    patches: u64,
+    lines: u64,
+    crc32: u32,
+}
+
+impl PlanSum {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"patches": self.patches, "lines": self.lines, "crc32": self.crc32})
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<PlanSum> {
+        Some(PlanSum {
+            patches: v["patches"].as_u64()?,
+            lines: v["lines"].as_u64()?,
+            crc32: u32::try_from(v["crc32"].as_u64()?).ok()?,
+        })
+    }
+
+    /// The first line of the plan of shard `index` of `n`.
+    fn header(&self, index: usize, n: usize) -> serde_json::Value {
+        let mut header = self.to_json();
+        header["index"] = index.into();
+        header["shards"] = n.into();
+        header
+    }
+}
+
+/// Counts and sums a plan's lines.
+#[derive(Default)]
+struct SumBuilder {
+    patches: u64,
+    lines: u64,
+    crc: Crc32,
+}
+
+impl SumBuilder {
+    /// One line, without its newline.
+    fn line(&mut self, line: &str) {
+        self.bytes(line.as_bytes());
+        self.crc.update(b"\n");
+    }
+
+    fn bytes(&mut self, line: &[u8]) {
+        self.crc.update(line);
+        self.lines += 1;
+        // A patch is a JSON list; a patch dropped while planning, an object.
+        self.patches += u64::from(line.first() == Some(&b'['));
+    }
+
+    fn sum(&self) -> PlanSum {
+        PlanSum {
+            patches: self.patches,
+            lines: self.lines,
+            crc32: self.crc.value(),
+        }
+    }
+}
+
+/// The sums the root's plan recorded for its `n` shards (a plan written by an earlier rico has
+/// none).
+fn recorded_sums(plan: &serde_json::Value, n: usize) -> Option<Vec<PlanSum>> {
+    let plans = plan["plans"].as_array()?;
+    if plans.len() != n {
+        return None;
+    }
+    plans.iter().map(PlanSum::from_json).collect()
+}
+
+/// What a shard's plan file is found to be.
+struct PlanState {
+    /// Its sum, when the file is whole in itself: a header for this shard, whole lines, as many
+    /// and with the checksum its header says.
+    whole: Option<PlanSum>,
+    /// What is wrong with it (a disagreement with the root's record included), if anything.
+    damage: Option<String>,
+}
+
+/// Reads the plan of shard `index` of `n` in `dir` through, and checks it against its header
+/// and against `recorded`, the sum the root's plan holds for it.
+fn check_shard_plan(dir: &Path, index: usize, n: usize, recorded: Option<PlanSum>) -> PlanState {
+    let damaged = |what: String| PlanState {
+        whole: None,
+        damage: Some(what),
+    };
+    let file = match fs::File::open(dir.join(SHARD_PLAN)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return damaged(if dir.exists() {
+                "the file is missing".into()
+            } else {
+                "the shard's directory is missing".into()
+            })
+        }
+        Err(e) => return damaged(format!("it cannot be read: {e}")),
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut next = |line: &mut Vec<u8>| -> std::result::Result<bool, String> {
+        line.clear();
+        match reader.read_until(b'\n', line) {
+            Ok(0) => Ok(false),
+            Ok(_) if line.last() != Some(&b'\n') => Err("it ends in the middle of a line".into()),
+            Ok(_) => Ok(true),
+            Err(e) => Err(format!("it cannot be read: {e}")),
+        }
+    };
+    match next(&mut line) {
+        Ok(true) => {}
+        Ok(false) => return damaged("the file is empty".into()),
+        Err(e) => return damaged(e),
+    }
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&line) else {
+        return damaged("its first line is not its header".into());
+    };
+    if header["index"].as_u64() != Some(index as u64) || header["shards"].as_u64() != Some(n as u64)
+    {
+        return damaged(format!(
+            "its header is that of shard {} of {}",
+            header["index"], header["shards"]
+        ));
+    }
+    let mut sum = SumBuilder::default();
+    loop {
+        match next(&mut line) {
+            Ok(true) => sum.bytes(&line[..line.len() - 1]),
+            Ok(false) => break,
+            Err(e) => return damaged(e),
+        }
+        sum.crc.update(b"\n");
+    }
+    let sum = sum.sum();
+    // A plan written by an earlier rico has a count of patches only.
+    let stated = PlanSum {
+        patches: header["patches"].as_u64().unwrap_or(u64::MAX),
+        lines: header["lines"].as_u64().unwrap_or(sum.lines),
+        crc32: header["crc32"]
+            .as_u64()
+            .map_or(sum.crc32, |c| c as u32),
+    };
+    let wrong = if sum.lines != stated.lines {
+        Some(format!(
+            "it has {} lines after its header, which says {}",
+            sum.lines, stated.lines
+        ))
+    } else if sum.patches != stated.patches {
+        Some(format!(
+            "it lists {} patches, its header says {}",
+            sum.patches, header["patches"]
+        ))
+    } else if sum.crc32 != stated.crc32 {
+        Some("its lines do not match their checksum: a line is changed, repeated or moved".into())
+    } else {
+        None
+    };
+    if let Some(wrong) = wrong {
+        return damaged(wrong);
+    }
+    PlanState {
+        whole: Some(sum),
+        damage: recorded
+            .filter(|r| *r != sum)
+            .map(|_| format!("it is not the plan {PLAN} records for this shard")),
+    }
+}
+
+/// What is wrong with the plan of shard `index` of `n` under `target`, if anything (checked
+/// against its header and the root's plan).
+pub(crate) fn plan_damage(target: &Path, index: usize, n: usize) -> Option<String> {
+    let recorded = read_plan(target).and_then(|p| recorded_sums(&p, n));
+    let sum = recorded.map(|r| r[index]);
+    check_shard_plan(&shard_dir(target, index), index, n, sum).damage
+}
+
+/// The number of records and the first and last keys of the LMDB directory `dir`.
+pub(crate) fn shard_contents(dir: &Path) -> Result<(u64, Vec<u8>, Vec<u8>)> {
+    let read = |e: crate::lmdb::LmdbError| {
+        Error::data(format!("cannot read the shard's database: {e}")).at(dir)
+    };
+    if !dir.join("data.mdb").is_file() {
+        return Err(Error::data("the shard's database (data.mdb) is missing").at(dir));
+    }
+    let env = crate::lmdb::Env::open_read_only(dir).map_err(read)?;
+    let snapshot = crate::lmdb::Snapshot::new(std::sync::Arc::new(env)).map_err(read)?;
+    let mut first = Vec::new();
+    snapshot
+        .for_each(|k, _| {
+            first = k.to_vec();
+            false
+        })
+        .map_err(read)?;
+    let last = snapshot.last_key().map_err(read)?.unwrap_or_default();
+    Ok((snapshot.len().map_err(read)?, first, last))
+}
+
+/// What is wrong with a shard's marker, if anything: its count and key range must be what the
+/// shard's database holds.
+pub(crate) fn marker_mismatch(dir: &Path, marker: &serde_json::Value) -> Option<String> {
+    let (records, first, last) = match shard_contents(dir) {
+        Ok(contents) => contents,
+        Err(e) => return Some(e.message),
+    };
+    let (first, last) = (
+        String::from_utf8_lossy(&first),
+        String::from_utf8_lossy(&last),
+    );
+    if marker["records"].as_u64() != Some(records) {
+        Some(format!(
+            "{SHARD_MARKER} says {} records, the shard holds {records}",
+            marker["records"]
+        ))
+    } else if marker["first_key"].as_str() != Some(&first) || marker["last_key"].as_str() != Some(&last)
+    {
+        Some(format!(
+            "{SHARD_MARKER} says its keys run from {} to {}, the shard's run from {first:?} to {last:?}",
+            marker["first_key"], marker["last_key"]
+        ))
+    } else {
+        None
+    }
+}
+
+/// A finished shard's marker counts only if its database holds what the marker says: one that
+/// does not (the database deleted, or its marker changed) is removed, and the shard is resumed.
+fn check_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(SHARD_MARKER);
+    if !path.exists() {
+        return Ok(());
+    }
+    let stale = match shard_marker(dir) {
+        Some(marker) => marker_mismatch(dir, &marker).is_some(),
+        None => true,
+    };
+    if stale {
+        fs::remove_file(&path).map_err(|e| {
+            Error::output(format!("cannot remove a shard marker that does not hold: {e}"))
+                .at(&path)
+        })?;
+    }
+    Ok(())
 }
 
 fn shard_plan_header(dir: &Path) -> Option<serde_json::Value> {
@@ -369,12 +809,12 @@ pub(crate) fn read_shard_plan(dir: &Path) -> Result<impl Iterator<Item = Result<
     let file = fs::File::open(&path).map_err(|e| {
         Error::usage(format!("cannot read the shard's plan: {e}"))
             .at(&path)
-            .hint("plan the shards first: run the conversion with --shards (a cluster client does this before sending tasks)")
+            .hint("run the same conversion again with --resume: it plans a missing or damaged shard plan again from the sources")
     })?;
     let bad = move |path: &Path| {
         Error::data("the shard's plan is damaged")
             .at(path)
-            .hint("convert into a new directory")
+            .hint("run the same conversion again with --resume: it plans a damaged shard plan again from the sources")
     };
     Ok(BufReader::new(file).lines().skip(1).map(move |line| {
         let line =
@@ -433,6 +873,18 @@ pub(crate) fn convert_sharded(
             return Err(Error::usage("the shards of this target are not planned (no rico-plan.json)")
                 .at(target)
                 .hint("plan them first: rico.convert(..., shards=N, client=...) does, or a local run with --shards N"));
+        }
+        // A task reads its shard's plan alone: it must be whole (a finished shard needs none).
+        for index in only.iter().copied() {
+            let dir = shard_dir(target, index);
+            if shard_marker(&dir).is_some() {
+                continue;
+            }
+            if let Some(damage) = plan_damage(target, index, n) {
+                return Err(Error::data(format!("the plan of shard {index} is damaged: {damage}"))
+                    .at(dir.join(SHARD_PLAN))
+                    .hint("run the conversion again with resume (--resume, or rico.convert(..., resume=True)): it checks every shard's plan and plans a damaged one again from the sources"));
+            }
         }
     }
     // Sources in the plan are numbered in the order of the run that planned them.

@@ -2,11 +2,19 @@
 """Converting BigEarthNet at full scale: memory, time to the first record, throughput, cold disks.
 
 Builds hard-linked BigEarthNet-shaped trees (same bytes, other names: no data is copied) of
-N patches from a small generated tree of 100 patches (BigEarthNet's names, layout, bands and
-dtypes, at 12x12 pixels so that the databases of 549,488 patches fit on a small disk),
-converts each with the rico binary and reports, per size:
+N patches from a generated tree of 100 patches (BigEarthNet's names, layout, bands and dtypes),
+converts each with the rico binary and reports, per size. Two record sizes:
 
-- peak RSS of the conversion (``wait4``'s ``ru_maxrss``);
+- ``--record-size tiny`` (default): 12x12 rasters, so that the databases of 549,488 patches fit
+  on a small disk (~1.5 KB a record) while planning and the pipeline do per patch what they do
+  for the real one;
+- ``--record-size real``: the real band sizes, dtypes and compression (29-160 KB records, the
+  tree of ``make_dataset.py``); 50,000 patches make a 15 GB database.
+
+Per size:
+
+- peak RSS of the conversion (``wait4``'s ``ru_maxrss``), and the peaks of its anonymous and
+  file-backed parts (``RssAnon``/``RssFile`` of ``/proc/PID/status``, polled every 20 ms);
 - time to the first committed record (the database is polled while the run goes);
 - records/s over the whole run;
 - optionally (``--cold N``) the cold-cache ratio on a tree of N real-size patches, copied (not
@@ -18,6 +26,7 @@ converts each with the rico binary and reports, per size:
 ``--baseline-bin`` measures another rico binary (e.g. the previous release) in the same run.
 
     python benches/scale.py --sizes 5000 50000 --json benches/results/scale.json
+    python benches/scale.py --record-size real --sizes 5000 50000 --json benches/results/scale-real.json
     python benches/scale.py --sizes --cold 2000 --dask 2000
 """
 
@@ -94,13 +103,21 @@ def convert(binary: Path, tree: Path, target: Path, *extra: str) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first: list[float] = []
+    peaks = {"RssAnon": 0, "RssFile": 0}
 
     def watch() -> None:
-        while proc.poll() is None and not first:
-            if records_in(target) > 0:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    name, _, value = line.partition(":")
+                    if name in peaks:
+                        peaks[name] = max(peaks[name], int(value.split()[0]))
+            except (OSError, ValueError):
+                pass
+            if not first and records_in(target) > 0:
                 first.append(time.perf_counter() - start)
-                return
-            time.sleep(0.01)
+            time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -115,6 +132,8 @@ def convert(binary: Path, tree: Path, target: Path, *extra: str) -> dict:
     return {
         "seconds": seconds,
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_anon_mb": peaks["RssAnon"] / 1024,
+        "peak_file_mb": peaks["RssFile"] / 1024,
         "first_record_s": first[0] if first else seconds,
         "records": records,
         "records_per_s": records / seconds,
@@ -192,13 +211,17 @@ def chart(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name in sorted({r["binary"] for r in results}):
-        rows = sorted((r for r in results if r["binary"] == name), key=lambda r: r["patches"])
+    series = sorted({(r["binary"], r.get("record_size", "tiny")) for r in results})
+    for name, size in series:
+        rows = sorted(
+            (r for r in results if (r["binary"], r.get("record_size", "tiny")) == (name, size)),
+            key=lambda r: r["patches"],
+        )
         ax.plot(
             [r["patches"] for r in rows],
             [r["peak_rss_mb"] for r in rows],
             marker="o",
-            label=name,
+            label=f"{name}, {'real-size' if size == 'real' else '12x12'} records",
         )
     ax.set_xscale("log")
     ax.set_xlabel("patches (x3 records: S1, S2, reference map)")
@@ -220,12 +243,26 @@ def main() -> None:
     parser.add_argument("--baseline-bin", type=Path, default=None, help="another rico to compare")
     parser.add_argument("--threads", default=None, help="--threads for the RSS runs")
     parser.add_argument(
+        "--record-size",
+        choices=["tiny", "real"],
+        default="tiny",
+        help="12x12 rasters (default) or BigEarthNet's real band sizes for the RSS runs",
+    )
+    parser.add_argument("--extra", default="", help="more options for the RSS runs' command")
+    parser.add_argument(
         "--cold", type=int, default=0, help="patches of the cold-cache tree (0: no)"
     )
     parser.add_argument("--dask", type=int, default=0, help="patches of the Dask tree (0: no)")
     parser.add_argument("--keep-trees", action="store_true", help="keep the hard-linked trees")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--chart", type=Path, default=None)
+    parser.add_argument(
+        "--chart-with",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="earlier --json reports whose sizes the chart draws too (e.g. the other record size)",
+    )
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="rico-scale-"))
@@ -244,18 +281,21 @@ def main() -> None:
     if args.baseline_bin:
         binaries["baseline"] = args.baseline_bin
     extra = ["--quiet"] + (["--threads", args.threads] if args.threads else [])
+    extra += args.extra.split()
+    linked_from = base if args.record_size == "real" else small
     report: dict = {"sizes": [], "machine_cores": os.cpu_count()}
     for n in args.sizes:
-        tree = work / f"small-tree-{n}"
+        tree = work / f"{args.record_size}-tree-{n}"
         start = time.perf_counter()
-        link_tree(small, tree, n, BASE_PATCHES)
+        link_tree(linked_from, tree, n, BASE_PATCHES)
         print(f"{n} patches: tree ready in {time.perf_counter() - start:.0f} s", flush=True)
         for name, binary in binaries.items():
             r = convert(binary, tree, work / "db", *extra)
-            r.update(binary=name, patches=n)
+            r.update(binary=name, patches=n, record_size=args.record_size)
             report["sizes"].append(r)
             print(
-                f"  {name:9s} peak RSS {r['peak_rss_mb']:7.1f} MB  first record after "
+                f"  {name:9s} peak RSS {r['peak_rss_mb']:7.1f} MB (anon {r['peak_anon_mb']:.0f}, "
+                f"file {r['peak_file_mb']:.0f})  first record after "
                 f"{r['first_record_s']:6.2f} s  {r['records']:,} records in {r['seconds']:7.1f} s "
                 f"({r['records_per_s']:,.0f} records/s)",
                 flush=True,
@@ -287,8 +327,12 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.chart and report["sizes"]:
-        chart(report["sizes"], args.chart)
+    if args.chart:
+        rows = list(report["sizes"])
+        for earlier in args.chart_with:
+            rows += json.loads(earlier.read_text())["sizes"]
+        if rows:
+            chart(rows, args.chart)
 
 
 if __name__ == "__main__":

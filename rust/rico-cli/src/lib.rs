@@ -43,6 +43,13 @@ fn common_args(cmd: Command) -> Command {
             .help("Source files read at once, apart from the decoder threads (default: 32, which keeps a cold local disk or an NFS mount busy). Raise it (64-256) on network or parallel filesystems with high latency (NFS over WAN, Lustre, GPFS, object-store mounts); lower it to be gentle on a shared spinning disk"),
     )
     .arg(
+        Arg::new("buffer-mb")
+            .long("buffer-mb")
+            .value_name("MB")
+            .value_parser(value_parser!(u64).range(4..=65536))
+            .help("Megabytes of source files and records held at once: the chunks in flight between reading, decoding and writing, and the open transaction (default: 64, about 110 MB peak RSS on BigEarthNet at any size). Lower it on a crowded node; raise it for fewer, larger commits on a fast disk"),
+    )
+    .arg(
         Arg::new("max-held-mb")
             .long("max-held-mb")
             .value_name("MB")
@@ -116,6 +123,7 @@ fn verify_command(preset: &Preset) -> Command {
         "shards",
         "scheduler",
         "io-depth",
+        "buffer-mb",
     ] {
         cmd = cmd.mut_arg(name, |a| a.hide(true));
     }
@@ -269,6 +277,9 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
         params,
         threads: matches.get_one::<usize>("threads").copied(),
         io_depth: matches.get_one::<usize>("io-depth").copied(),
+        buffer_bytes: matches
+            .get_one::<u64>("buffer-mb")
+            .map(|mb| (*mb as usize) << 20),
         resume: matches.get_flag("resume"),
         skip_invalid: matches.get_flag("skip-invalid"),
         progress: if quiet { Some(false) } else { None },

@@ -2,23 +2,23 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 fn main() {
-    keep_freed_memory();
+    bound_arenas();
     std::process::exit(rico_cli::run(std::env::args_os()));
 }
 
-/// A conversion frees and re-allocates the same few hundred MB of file and record buffers
-/// (and LMDB's dirty pages) chunk after chunk. glibc's defaults hand that memory back to the
-/// kernel and fault it in again: 115,000-130,000 page faults on a cold 2,000-patch BigEarthNet
-/// tree, against 45,000 with these settings, and 0.1-0.5 s less system time of about 1.5 s
-/// (4 paired runs; wall time moved within the noise of a 2-core machine).
-/// The binary's process does nothing else, so it keeps freed memory for reuse (up to 256 MB
-/// above the heap's top) and serves allocations under 32 MB from the heap. The Python package
-/// leaves its host process's allocator alone.
-fn keep_freed_memory() {
+/// glibc gives every thread that allocates its own arena (up to 8 per core), and each arena
+/// keeps what its threads freed: the decoders allocate records that the writer frees, chunk
+/// after chunk, so the arenas fill with free, fragmented memory, and peak RSS grew with the
+/// dataset. On hard-linked real-size BigEarthNet trees (`benches/scale.py --record-size real`,
+/// 2 cores) with the default 64 MB buffer: glibc's defaults took 112 MB at 5,000 patches and
+/// 146 MB at 50,000; two arenas took 98 MB and 108 MB, and ran no slower (3.7 s against
+/// 5.7 s at 5,000, 90 s against 115 s at 50,000, one noisy run each). The earlier tuning that
+/// kept 256 MB of freed memory (`M_TRIM_THRESHOLD`) for fewer page faults is gone: it held
+/// 283-348 MB. The Python package leaves its host process's allocator alone.
+fn bound_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc malloc's tunables; called before any other thread runs.
     unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -34,12 +34,19 @@ pub use crate::verify::{verify_dataset, VerifyReport};
 
 /// Map size of a new database; it doubles (up to +64 GiB a step) whenever a transaction needs more.
 pub const INITIAL_MAP_SIZE: u64 = 64 << 20;
-/// A write transaction commits after this many records...
+/// A write transaction commits after this many records, or after a quarter of the buffer
+/// ([`ConvertOptions::buffer_bytes`]) in bytes of values, whichever comes first: a kill loses at
+/// most one such batch.
 pub const TXN_MAX_RECORDS: usize = 512;
-/// ...or this many bytes of values, whichever comes first: a kill loses at most one such batch.
-pub const TXN_MAX_BYTES: usize = 64 << 20;
-/// Bytes of records a decoding chunk aims at.
-const CHUNK_BYTES: usize = 16 << 20;
+/// Bytes of source files and records a conversion holds at once by default. A quarter of it is
+/// a transaction (the writer holds its records and LMDB's copy of them until the commit), a
+/// quarter the chunk the decoders work on; about four chunks are in flight between the stages.
+/// 64 MB keeps `rico bigearthnet` at 98-108 MB peak RSS from 5,000 to 50,000 real-size patches
+/// (`benches/scale.py --record-size real`), where 256 MB (the earlier fixed 64 MB transactions)
+/// took 283-348 MB. Commits are not slower at this size: each syncs only its own pages.
+pub const DEFAULT_BUFFER_BYTES: usize = 64 << 20;
+/// The smallest buffer [`ConvertOptions::buffer_bytes`] accepts.
+pub const MIN_BUFFER_BYTES: usize = 4 << 20;
 /// Source files read at once by default: enough to keep a cold disk's queue or a network
 /// filesystem's round trips full (32 parallel readers is where a cold local SSD and NFS stop
 /// gaining), while the decoders take `threads` cores.
@@ -55,6 +62,10 @@ pub struct ConvertOptions {
     /// Source files read at once (I/O threads, apart from the decoders); `None` =
     /// [`DEFAULT_IO_DEPTH`].
     pub io_depth: Option<usize>,
+    /// Bytes of source files and records held at once (chunks in flight, the open
+    /// transaction); `None` = [`DEFAULT_BUFFER_BYTES`]. Peak memory follows it; a larger
+    /// buffer means fewer, larger commits and chunks.
+    pub buffer_bytes: Option<usize>,
     /// Finish an interrupted run: keep the records present, add the missing ones.
     pub resume: bool,
     /// Leave out patches whose files are bad, list them in `rico-skipped.tsv`, go on.
@@ -433,6 +444,14 @@ pub(crate) fn build_record(patch: &Patch) -> Result<Record> {
     decode_patch(patch, reading::read_patch(patch)?)
 }
 
+/// The buffer a conversion runs with ([`ConvertOptions::buffer_bytes`]).
+fn buffer_bytes(options: &ConvertOptions) -> usize {
+    options
+        .buffer_bytes
+        .unwrap_or(DEFAULT_BUFFER_BYTES)
+        .max(MIN_BUFFER_BYTES)
+}
+
 /// Decodes the files of `patch` (read into `files`) and serialises its record.
 fn decode_patch(patch: &Patch, files: Vec<FileBytes>) -> Result<Record> {
     let mut rasters = Vec::with_capacity(patch.files.len());
@@ -553,9 +572,10 @@ fn fetch(
 ) -> Fetching {
     let mut out = Fetching::default();
     // Chunks small enough to keep memory flat, large enough to keep every reader and decoder
-    // busy. Chunk length adapts to the bytes read per patch so that the chunks in flight stay
-    // within a few times CHUNK_BYTES, whether a record is 100 KB (BigEarthNet) or 13 MB
-    // (Major-TOM). Output does not depend on it.
+    // busy. Chunk length adapts to the bytes read per patch so that a chunk holds about a
+    // quarter of the buffer, whether a record is 100 KB (BigEarthNet) or 13 MB (Major-TOM), but
+    // at least one patch per decoder thread. Output does not depend on it.
+    let chunk_bytes = buffer_bytes(options) / 4;
     let max_chunk = (threads * 8).max(readers.count()).clamp(8, 256);
     let mut chunk_len = threads.max(readers.count()).clamp(1, max_chunk);
     let mut planned = planned;
@@ -600,7 +620,7 @@ fn fetch(
                 .map(|(_, r)| r.as_ref().map_or(0, |f| f.iter().map(|b| b.len()).sum()))
                 .sum();
             let per_patch = (bytes / fetched.len()).max(1);
-            chunk_len = (CHUNK_BYTES / per_patch).clamp(threads.min(max_chunk), max_chunk);
+            chunk_len = (chunk_bytes / per_patch).clamp(threads.min(max_chunk), max_chunk);
             if sender.send(Ok(fetched)).is_err() {
                 return out;
             }
@@ -673,7 +693,8 @@ fn write_planned(
     let (fetch_tx, fetch_rx) = sync_channel::<Result<Fetched>>(2);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
     let (write_result, fetching) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_records(&env, target, receiver, bar));
+        let (env, txn_bytes) = (&env, buffer_bytes(options) / 4);
+        let writer = scope.spawn(move || write_records(env, target, receiver, txn_bytes, bar));
         let readers = FileReaders::start(options.io_depth.unwrap_or(DEFAULT_IO_DEPTH));
         let fetcher = scope.spawn(|| {
             fetch(

@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::mpsc::Receiver;
 
 use crate::convert::Record;
-use crate::convert::{
-    another_writer, lmdb_error, INITIAL_MAP_SIZE, TXN_MAX_BYTES, TXN_MAX_RECORDS,
-};
+use crate::convert::{another_writer, lmdb_error, INITIAL_MAP_SIZE, TXN_MAX_RECORDS};
 use crate::error::{Error, Result};
 use crate::lmdb::{Env, LmdbError, PutMode};
 use crate::progress::Progress;
@@ -24,11 +22,13 @@ pub(crate) struct Written {
 }
 
 /// The single writer: puts records in arrival order (= sorted source order), commits in bounded
-/// transactions, grows the map when it fills.
+/// transactions (at most [`TXN_MAX_RECORDS`] records or `txn_bytes` bytes of values), grows the
+/// map when it fills.
 pub(crate) fn write_records(
     env: &Env,
     target: &Path,
     receiver: Receiver<Vec<Result<Record>>>,
+    txn_bytes: usize,
     bar: &Progress,
 ) -> Result<Written> {
     let mut written = Written::default();
@@ -47,7 +47,7 @@ pub(crate) fn write_records(
                 Ok(record) => {
                     pending_bytes += record.value.len();
                     pending.push(record);
-                    if pending.len() >= TXN_MAX_RECORDS || pending_bytes >= TXN_MAX_BYTES {
+                    if pending.len() >= TXN_MAX_RECORDS || pending_bytes >= txn_bytes {
                         commit(env, target, &mut pending, &mut last_key, &mut written)?;
                         pending_bytes = 0;
                     }

@@ -147,6 +147,7 @@ fn options(
     rico_core::ConvertOptions {
         threads,
         io_depth,
+        buffer_bytes: None,
         resume,
         skip_invalid,
         progress,

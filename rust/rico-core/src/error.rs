@@ -89,6 +89,30 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// True when `e` is a lack of file descriptors: this process's limit (EMFILE, `ulimit -n`) or
+/// the system's (ENFILE). That is no fault of the file being opened.
+pub fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The error of running out of file descriptors while `doing` something: a resource limit,
+/// reported with the limit and how to raise it (never as a bad file or a damaged database).
+pub fn out_of_descriptors(doing: &str) -> Error {
+    // SAFETY: getrlimit fills a plain struct.
+    let limit = unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0).then_some(limit.rlim_cur)
+    };
+    let limit = match limit {
+        Some(n) if n != libc::RLIM_INFINITY => format!(" (`ulimit -n` is {n})"),
+        _ => String::new(),
+    };
+    Error::usage(format!(
+        "too many open files{limit}: this process has no file descriptor left for {doing}"
+    ))
+    .hint("raise the limit on open files (e.g. `ulimit -n 4096` in the shell that starts rico), or close other open databases and files")
+}
+
 impl From<rico_raster::RasterError> for Error {
     fn from(e: rico_raster::RasterError) -> Self {
         use rico_raster::ErrorKind as K;

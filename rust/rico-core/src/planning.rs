@@ -517,7 +517,10 @@ pub fn escape_path(path: &Path) -> String {
 }
 
 /// Lists `dir`: its files first (sorted), then each subdirectory (sorted), recursively.
-/// Symbolic links to files and directories are followed.
+/// Symbolic links to files and directories are followed, except a link to a directory that
+/// holds it (a link loop, see [`crate::spec::link_loop`]): that stops the walk naming the link,
+/// or with `skip_invalid` is left out and listed. With `skip_invalid`, a directory below the
+/// root that cannot be listed is left out and listed too.
 fn walk_dirs(
     dir: &Arc<Path>,
     rel: &mut String,
@@ -530,13 +533,35 @@ fn walk_dirs(
             Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(dir),
         );
     }
-    let entries = fs::read_dir(dir)
-        .map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+    let unlistable = |e: std::io::Error| {
+        if crate::error::is_out_of_descriptors(&e) {
+            return crate::error::out_of_descriptors("listing a source directory");
+        }
+        Error::data(format!("cannot list directory: {e}"))
+            .at(dir)
+            .hint("check that this user may read it, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)")
+    };
+    // A directory below the root that cannot be listed: with skip_invalid, its patches are
+    // left out (whatever it held is unknown) and it is listed; else the walk stops.
+    let entries = match fs::read_dir(dir).map_err(unlistable) {
+        Ok(entries) => entries,
+        Err(e) if skip_invalid && depth > 0 && e.kind == ErrorKind::Data => {
+            return visit(Event::Invalid(escape_path(dir), e.message));
+        }
+        Err(e) => return Err(e),
+    };
     let mut files: Vec<String> = Vec::new();
     let mut dirs: Vec<String> = Vec::new();
+    // Links that lead back to a directory holding them: (name, that directory).
+    let mut loops: Vec<(String, PathBuf)> = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| Error::data(format!("cannot list directory: {e}")).at(dir))?;
+        let entry = match entry.map_err(unlistable) {
+            Ok(entry) => entry,
+            Err(e) if skip_invalid && depth > 0 && e.kind == ErrorKind::Data => {
+                return visit(Event::Invalid(escape_path(dir), e.message));
+            }
+            Err(e) => return Err(e),
+        };
         let os_name = entry.file_name();
         let Some(name) = os_name.to_str() else {
             let shown = escape_path(&dir.join(&os_name));
@@ -554,13 +579,32 @@ fn walk_dirs(
         let file_type = entry.file_type().ok();
         let mut is_dir = file_type.is_some_and(|t| t.is_dir());
         if file_type.is_some_and(|t| t.is_symlink()) {
-            is_dir = fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+            let target = fs::metadata(entry.path()).ok().filter(|m| m.is_dir());
+            if let Some(target) = target {
+                if let Some(holder) = crate::spec::link_loop(dir, depth, &target) {
+                    loops.push((name.to_string(), holder));
+                    continue;
+                }
+                is_dir = true;
+            }
         }
         if is_dir {
             dirs.push(name.to_string());
         } else {
             files.push(name.to_string());
         }
+    }
+    // In name order, so that the loop reported is the same on every run.
+    loops.sort_unstable();
+    for (name, holder) in loops {
+        let link = dir.join(name);
+        let reason = crate::spec::link_loop_reason(&link, &holder);
+        if !skip_invalid {
+            return Err(Error::data(reason).hint(
+                "remove the link, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)",
+            ));
+        }
+        visit(Event::Invalid(escape_path(&link), reason))?;
     }
     files.sort_unstable();
     dirs.sort_unstable();

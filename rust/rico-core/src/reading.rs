@@ -48,6 +48,9 @@ fn file_bytes(file: &PatchFile) -> Result<FileBytes> {
 /// file ahead (cold disks and network filesystems then fetch it in one go).
 pub(crate) fn read_source_file(path: &Path) -> Result<Vec<u8>> {
     let cannot = |e: std::io::Error| {
+        if crate::error::is_out_of_descriptors(&e) {
+            return crate::error::out_of_descriptors("reading a source file");
+        }
         Error::data(format!("cannot read file: {e}"))
             .at(path)
             .hint("check that the file exists and is readable by this user")

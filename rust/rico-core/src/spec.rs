@@ -346,6 +346,29 @@ pub fn walk_each(root: &Path, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<(
     walk_dir(root, &mut rel, 0, f)
 }
 
+/// When `target` (the directory a symbolic link found in `dir` leads to) is `dir` itself or one
+/// of its parents up to the walk's root, `depth` levels up, that directory: following the link
+/// would walk the same directories again and again (as `find -L`, `fd` and walkdir do, a link
+/// is followed unless it leads back to a directory on the current path). Costs nothing where
+/// there are no links to directories: only then are the parents looked up.
+pub(crate) fn link_loop(dir: &Path, depth: usize, target: &fs::Metadata) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors()
+        .take(depth + 1)
+        .find(|a| fs::metadata(a).is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino()))
+        .map(Path::to_path_buf)
+}
+
+/// What is wrong with a link loop: `link` leads back to `holder`, a directory that holds it.
+pub(crate) fn link_loop_reason(link: &Path, holder: &Path) -> String {
+    use crate::planning::escape_path;
+    format!(
+        "{}: a symbolic link loop: this link leads back to {}, a directory that holds it, so following it would list the same files again without end",
+        escape_path(link),
+        escape_path(holder)
+    )
+}
+
 fn walk_dir(
     dir: &Path,
     rel: &mut String,
@@ -368,9 +391,12 @@ fn walk_dir(
         let mut name = entry.file_name().to_string_lossy().into_owned();
         let mut is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
-            is_dir = fs::metadata(entry.path())
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
+            match fs::metadata(entry.path()) {
+                // A link loop is not followed (the planning walk reports it).
+                Ok(m) if m.is_dir() && link_loop(dir, depth, &m).is_some() => continue,
+                Ok(m) => is_dir = m.is_dir(),
+                Err(_) => is_dir = false,
+            }
         }
         if is_dir {
             name.push('/');

@@ -77,8 +77,10 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
         return Err("the main tree has a root but depth 0".into());
     }
     let mut visited: u64 = 0;
-    let mut stack = vec![(meta.root, 1usize)];
-    while let Some((pgno, level)) = stack.pop() {
+    // (page, depth, keys it may hold: from `low` (inclusive) to `high` (exclusive); None: open).
+    let mut stack: Vec<(u64, usize, Option<&[u8]>, Option<&[u8]>)> =
+        vec![(meta.root, 1usize, None, None)];
+    while let Some((pgno, level, low, high)) = stack.pop() {
         visited += 1;
         if visited > meta.pages.saturating_add(1) {
             return Err("the tree has more pages than its meta page counts (a cycle?)".into());
@@ -106,6 +108,11 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
         if kind == P_BRANCH && n < 2 {
             return bad("a branch page with fewer than 2 keys");
         }
+        // The key before this node's (the lower bound for the first): keys rise strictly
+        // through the page and stay within the range its parent gives it, or a search for a
+        // key that `keys()` lists would go down the wrong branch and not find it.
+        let mut previous = low;
+        let mut child: Option<(u64, Option<&[u8]>)> = None;
         for i in 0..n {
             let off = u16_at(page, PAGE_HEADER + 2 * i) as usize;
             if off < upper || off + 8 > psize || !off.is_multiple_of(2) {
@@ -115,11 +122,37 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
             let hi = u16_at(page, off + 2) as u64;
             let flags = u16_at(page, off + 4);
             let key_end = off + 8 + u16_at(page, off + 6) as usize;
-            if kind == P_BRANCH {
-                if key_end > psize {
-                    return bad("a key runs past the page");
+            if key_end > psize {
+                return bad("a key runs past the page");
+            }
+            let key = &page[off + 8..key_end];
+            // A branch page's first key is never compared (its child holds everything below
+            // the second key).
+            let compared = kind == P_LEAF || i > 0;
+            if compared {
+                if kind == P_LEAF && (key.is_empty() || key.len() > 511) {
+                    return bad(&format!("a key of {} bytes (keys are 1 to 511)", key.len()));
                 }
-                stack.push((lo | hi << 16 | (flags as u64) << 32, level + 1));
+                let first = i == usize::from(kind == P_BRANCH);
+                let in_order = match previous {
+                    None => true,
+                    // The first key may equal the page's lower bound (its parent's key is
+                    // usually this very key); after it, keys are unique.
+                    Some(p) if first => p <= key,
+                    Some(p) => p < key,
+                };
+                if !in_order || high.is_some_and(|h| key >= h) {
+                    return bad("its keys are out of order: a search would not find some of the keys the database lists");
+                }
+                previous = Some(key);
+            }
+            if kind == P_BRANCH {
+                // The previous child's range ends at this key.
+                if let Some((page, from)) = child.take() {
+                    stack.push((page, level + 1, from, Some(key)));
+                }
+                let from = if i == 0 { low } else { Some(key) };
+                child = Some((lo | hi << 16 | (flags as u64) << 32, from));
                 continue;
             }
             if flags & (F_SUBDATA | F_DUPDATA) != 0 {
@@ -138,6 +171,9 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
             } else if key_end + size as usize > psize {
                 return bad("a value runs past the page");
             }
+        }
+        if let Some((page, from)) = child {
+            stack.push((page, level + 1, from, high));
         }
     }
     Ok(())

@@ -11,10 +11,15 @@ from typing import Any, Optional, TypeVar
 
 import numpy as np
 
+from . import _rico
+
 T = TypeVar("T")
 
 #: The version of the dict :meth:`EpochOrder.state_dict` writes.
 STATE_VERSION = 1
+
+#: The most batches a loader's ``keep`` or ``prefetch`` may hold in memory.
+MAX_HELD = 1024
 
 
 @dataclass
@@ -73,13 +78,22 @@ class EpochOrder:
         drop_last: bool,
         keep: int,
         prefetch: int,
+        threads: Optional[int] = None,
     ) -> None:
-        """Checks a loader's arguments (``keep`` and ``prefetch`` size its buffer ring) and sets
-        the order's attributes; the first iteration takes epoch 0."""
+        """Checks a loader's arguments (``keep`` and ``prefetch`` size its buffer ring, each at
+        most :data:`MAX_HELD` batches; ``threads`` is at most ``rico._rico.MAX_THREADS``) and
+        sets the order's attributes; the first iteration takes epoch 0."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if keep < 0 or prefetch < 1:
-            raise ValueError("keep must be at least 0 and prefetch at least 1")
+        if not (0 <= keep <= MAX_HELD and 1 <= prefetch <= MAX_HELD):
+            raise ValueError(
+                f"keep must be between 0 and {MAX_HELD} and prefetch between 1 and {MAX_HELD}"
+                f" (each is a number of batches held in memory), not keep={keep},"
+                f" prefetch={prefetch}"
+            )
+        # The engine's rule for every thread count (raises rico.UsageError outside it), checked
+        # here so that the loader is refused when made, before any thread starts.
+        _rico.thread_count(threads)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
@@ -94,6 +108,21 @@ class EpochOrder:
     def _rows(self) -> int:
         """How many rows (keys) the loader draws from, every rank's."""
         raise NotImplementedError
+
+    def _check_not_empty(self) -> None:
+        """Raises ValueError, saying why, when an epoch would yield no batch on this rank."""
+        rows = self._rows()
+        if rows < self.world_size:
+            raise ValueError(
+                f"the loader would yield nothing: {rows} rows cannot be shared among"
+                f" world_size={self.world_size} ranks (each rank gets rows // world_size)"
+            )
+        if len(self) == 0:
+            raise ValueError(
+                f"the loader would yield nothing: drop_last=True drops the only batch, of"
+                f" {rows // self.world_size} rows per rank, smaller than batch_size="
+                f"{self.batch_size}; lower batch_size or pass drop_last=False"
+            )
 
     def _batches(self, positions: np.ndarray) -> Iterator[Any]:
         """The batches of ``positions`` (this rank's, in order), made as they are asked for."""

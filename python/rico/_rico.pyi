@@ -27,9 +27,15 @@ __all__ = [
     "main",
     "bench",
     "stats",
+    "thread_count",
+    "MAX_THREADS",
 ]
 
 __version__: str
+
+#: The most threads any one count may ask for (``threads``, ``io_depth``): a count outside
+#: ``1..=MAX_THREADS`` is refused with :class:`UsageError` before any thread starts.
+MAX_THREADS: int
 
 class RicoError(Exception):
     """Base class of rico's errors; the message names the file and what to do."""
@@ -127,6 +133,19 @@ def datasets() -> dict[str, list[str]]:
 def main(argv: list[str]) -> int:
     """Run the ``rico`` command line; returns the exit code."""
 
+def thread_count(threads: Optional[int] = None) -> int:
+    """The number of threads a call given ``threads`` uses: ``threads`` itself, or one per
+    core (at most :data:`MAX_THREADS`) when None. Every entry point that takes a thread count
+    (loaders, batches, conversion, verification, statistics, the benchmark) applies this rule.
+
+    >>> thread_count(4)
+    4
+    >>> thread_count(100000)
+    Traceback (most recent call last):
+    ...
+    rico._rico.UsageError: threads must be between 1 and 1024, not 100000; leave it unset for the default (one per core: ... here)
+    """
+
 def bench(
     path: Union[str, PathLike[str]],
     bands: Optional[list[str]] = None,
@@ -204,6 +223,12 @@ class Database:
         >>> db.select_keys(prefix="S2", bands=["B04"])[:1]  # doctest: +SKIP
         ['S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_0_0']
         """
+    def why_empty(
+        self, prefix: Optional[Union[str, bytes]] = None, bands: Optional[list[str]] = None
+    ) -> Optional[str]:
+        """Why :meth:`select_keys` with these arguments keeps no record (the database, the
+        bands no record holds and the bands its records hold, or the sets of bands the records
+        hold when no single record holds them all), or None when it keeps some."""
     def record(self, key: Union[str, bytes]) -> dict[str, npt.NDArray[Any]]:
         """``{band: read-only view}``; ``KeyError`` if absent, ``DataError`` if corrupt."""
     def raw(self, key: Union[str, bytes]) -> Optional[bytes]:

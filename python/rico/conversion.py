@@ -83,9 +83,11 @@ def convert(
     Args:
         dataset: a name from :func:`datasets`, e.g. ``"bigearthnet"``.
         target_dir: a new or empty directory (or, with ``resume``, an existing database).
-        threads: decoder threads; ``None`` = one per core.
-        io_depth: source files read at once, apart from the decoders; ``None`` = 32 (serves
-            cold local disks and NFS; raise it for high-latency filesystems such as Lustre).
+        threads: decoder threads, 1 to 1024 (``rico._rico.MAX_THREADS``); ``None`` = one per
+            core. A count outside that range raises :class:`UsageError` before any work.
+        io_depth: source files read at once, apart from the decoders, 1 to 1024; ``None`` = 32
+            (serves cold local disks and NFS; raise it for high-latency filesystems such as
+            Lustre).
         max_held_mb: with archives and Parquet files, the most megabytes of incomplete patches
             held while one is read (and the largest member read); ``None`` = 1024. Raise it for
             an archive whose members come shuffled.

@@ -148,7 +148,8 @@ class Dataset:
                 dtype, then normalises.
             dtype: ``"float32"`` or ``"float64"``.
             mean, std: per band; the batch holds ``(value - mean) / std``.
-            threads: threads to use (default: one per core).
+            threads: threads to use, 1 to 1024 (default: one per core); another count
+                raises :class:`rico.UsageError`.
             out: a writeable array of the batch's shape and ``dtype`` to fill and return:
                 a C-contiguous one, or a channel range ``big[:, a:b]`` of one (so that bands
                 of several record kinds land in one array without a copy). Reusing one buffer
@@ -222,8 +223,8 @@ def bench(
     (what ``rico bench PATH`` prints): compare local SSD, NFS or a parallel filesystem before
     training.
 
-    Three measurements of ``seconds`` each, with ``threads`` reader threads (default: one per
-    core): ``"sequential"`` and ``"random"`` record reads (get, header checks, a byte of every
+    Three measurements of ``seconds`` each, with ``threads`` reader threads (1 to 1024;
+    default: one per core): ``"sequential"`` and ``"random"`` record reads (get, header checks, a byte of every
     4 KiB page touched so that the OS really reads) and ``"batches"`` of ``batch`` records
     assembled as :meth:`Dataset.batch` does (``bands``, default the first record's; ``size``,
     default their own shape or the largest side). Each is a dict with ``records``, ``bytes``,

@@ -135,7 +135,8 @@ class BigEarthNetDataModule(pl.LightningDataModule):
         include_snow_cloud: keep the patches marked as snow or cloud/shadow.
         seed: the shuffle seed (each epoch's order depends on it and the epoch only).
         drop_last: drop the train split's last, partial batch of each rank.
-        threads, prefetch: Rust threads per batch and batches assembled ahead.
+        threads, prefetch: Rust threads per batch (1 to 1024) and batches assembled ahead
+            (1 to 1024).
         as_dict: yield dicts (``image``, ``label``, ``key``) instead of ``(image, label)``.
         masks: read the reference maps too (``mask`` in dict batches).
 

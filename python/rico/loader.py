@@ -103,6 +103,16 @@ class Loader(EpochOrder):
     batch is intact while you work on the current one); after that its buffer is filled
     again. Copy a batch (``x.copy()``) to keep it longer, as with FFCV.
 
+    ``threads`` (Rust threads per batch) is 1 to 1024 (default: one per core); ``prefetch``
+    is 1 to 1024 and ``keep`` 0 to 1024 batches.
+
+    A loader that would yield nothing is refused when made, saying why:
+    :class:`rico.UsageError` when no record holds all of ``bands`` (it names the bands no
+    record holds and the bands the records hold, or, when each band is in some record but
+    none holds them all, the sets of bands the records hold), ``ValueError`` for empty
+    ``keys``, fewer keys than ``world_size``, or ``drop_last`` with fewer keys per rank than
+    ``batch_size``. A thread count outside 1..1024 raises :class:`rico.UsageError`.
+
     >>> loader = rico.Loader(ds, bands=["B04", "B03", "B02"], size=120, batch_size=32)  # doctest: +SKIP
     >>> for epoch in range(2):  # doctest: +SKIP
     ...     loader.set_epoch(epoch)
@@ -132,10 +142,26 @@ class Loader(EpochOrder):
         std: Optional[Sequence[float]] = None,
         classes: Optional[Sequence[str]] = None,
     ) -> None:
-        self._init_order(batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch)
+        self._init_order(
+            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
+        )
         self.ds = ds
+        if isinstance(bands, str):
+            bands = [bands]
         self.bands = list(bands) if bands is not None else ds.bands()
-        self.keys = list(keys) if keys is not None else ds.keys(bands=self.bands)
+        if keys is not None:
+            self.keys = list(keys)
+            if not self.keys:
+                raise ValueError("keys is empty: the loader would yield nothing")
+        else:
+            self.keys = ds.keys(bands=self.bands)
+            if not self.keys:
+                why = ds.db.why_empty(None, self.bands)
+                raise _rico.UsageError(
+                    "the loader would yield nothing: "
+                    + (why or f"no record of {ds.path} holds the bands {self.bands}")
+                )
+        self._check_not_empty()
         self.size, self.threads, self.prefetch, self.keep = size, threads, prefetch, keep
         # The buffer ring outlives epochs; a forked child makes its own (see _ring_for).
         self._ring: Optional[_rico.BatchRing] = None

@@ -73,7 +73,7 @@ class BigEarthNet:
         on_missing: ``"raise"`` (default): a ``patch_id``, ``s1_name`` or reference map missing
             from the database is an error naming it; ``"drop"``: such rows are left out
             (``ben.dropped`` lists their ``patch_id``).
-        threads: threads for batches (default: one per core).
+        threads: threads for batches, 1 to 1024 (default: one per core).
 
     Raises:
         rico.UsageError: a missing column, an unknown label or band, a split that selects no

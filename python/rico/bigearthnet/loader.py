@@ -34,7 +34,9 @@ class BigEarthNetLoader(EpochOrder):
         prefetch: int,
         keep: int = 1,
     ) -> None:
-        self._init_order(batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch)
+        self._init_order(
+            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
+        )
         self.ben, self.threads, self.prefetch, self.keep = ben, threads, prefetch, keep
         # Reused output buffers by kind ("image", "mask"), made on first use; kept across epochs.
         self._rings: dict[str, list[np.ndarray]] = {}
@@ -44,6 +46,7 @@ class BigEarthNetLoader(EpochOrder):
         self._image_ring: Any = None
         self._image_ring_pid: Optional[int] = None
         self._image_running: Any = None
+        self._check_not_empty()
 
     def _buffer(self, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """The next buffer of kind's ring of ``keep + 1``, each for a full batch."""

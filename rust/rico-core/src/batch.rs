@@ -394,7 +394,7 @@ fn whole(n_in: usize, n_out: usize) -> bool {
 pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     type Pools = HashMap<usize, Arc<rayon::ThreadPool>>;
     static POOLS: OnceLock<Mutex<(u32, Pools)>> = OnceLock::new();
-    let n = crate::thread_count(threads);
+    let n = crate::thread_count(threads)?;
     // The pid is compared on every call: cheaper than a pthread_atfork hook, and it also
     // covers a fork made by any library.
     let mut guard = POOLS
@@ -474,6 +474,9 @@ pub fn assemble_samples<T: Sample>(
     threads: Option<usize>,
 ) -> Result<()> {
     spec.validate()?;
+    // The count is checked even where no pool is needed (one key), so that an absurd count
+    // fails the same way whatever the batch.
+    crate::thread_count(threads)?;
     let per_record = spec.bands.len() * shape.0 * shape.1;
     if samples.len() != keys.len() || samples.iter().any(|s| s.len() != per_record) {
         return Err(Error::usage("batch buffer has the wrong size"));

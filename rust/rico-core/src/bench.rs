@@ -428,7 +428,7 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
     if keys.is_empty() {
         return Err(Error::usage("the database is empty: nothing to measure").at(db.path()));
     }
-    let threads = crate::thread_count(options.threads);
+    let threads = crate::thread_count(options.threads)?;
     let pool = if threads > 1 {
         Some(batch::pool(Some(threads))?)
     } else {

@@ -168,6 +168,10 @@ fn resolve_specs(
     options: &ConvertOptions,
 ) -> Result<Vec<(&'static str, PathBuf, spec::Spec)>> {
     let preset = datasets::preset(name)?;
+    crate::thread_count(options.threads)?;
+    if let Some(depth) = options.io_depth {
+        crate::check_count("io_depth", depth)?;
+    }
     if sources.is_empty() {
         return Err(Error::usage(format!(
             "no source directory given; give at least one of {}",
@@ -681,7 +685,7 @@ fn write_planned(
         HashSet::new()
     };
 
-    let threads = crate::thread_count(options.threads);
+    let threads = crate::thread_count(options.threads)?;
     summary.threads = threads;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -105,8 +105,8 @@ pub fn verify_dataset(
     target: &Path,
     options: &ConvertOptions,
 ) -> Result<VerifyReport> {
+    let threads = crate::thread_count(options.threads)?;
     let db = crate::reader::Database::open(target)?;
-    let threads = crate::thread_count(options.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

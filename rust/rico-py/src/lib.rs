@@ -488,6 +488,22 @@ fn stats<'py>(
 }
 
 /// Runs the `rico` command line with `argv` (program name first); returns the exit code.
+/// The thread count a call with `threads` uses (one per core when `None`); a count outside
+/// `1..=MAX_THREADS` raises the engine's `UsageError`, before any thread starts.
+#[pyfunction]
+#[pyo3(signature = (threads=None))]
+fn thread_count(threads: Option<i64>) -> PyResult<usize> {
+    let count = match threads.map(usize::try_from) {
+        None => rico_core::thread_count(None),
+        Some(Ok(n)) => rico_core::thread_count(Some(n)),
+        Some(Err(_)) => Err(rico_core::count_out_of_range(
+            "threads",
+            threads.unwrap_or(0),
+        )),
+    };
+    count.map_err(to_py_err)
+}
+
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     py.allow_threads(|| rico_cli::run(argv))
@@ -514,6 +530,8 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_convert, m)?)?;
     m.add_function(wrap_pyfunction!(datasets, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_count, m)?)?;
+    m.add("MAX_THREADS", rico_core::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(reader::bench, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     Ok(())

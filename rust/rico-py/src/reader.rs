@@ -227,6 +227,26 @@ impl Database {
         Ok(list)
     }
 
+    /// Why `select_keys(prefix, bands)` keeps no record (the message of a usage error that
+    /// names the database and what to change), or None when it keeps some.
+    #[pyo3(signature = (prefix=None, bands=None))]
+    fn why_empty<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Option<Bound<'py, PyAny>>,
+        bands: Option<Vec<String>>,
+    ) -> PyResult<Option<String>> {
+        let selection = rico_core::select::Selection {
+            prefix: prefix.as_ref().map(key_bytes).transpose()?,
+            bands: bands.unwrap_or_default(),
+        };
+        let db = &*self.inner;
+        let why = py
+            .allow_threads(|| rico_core::select::why_empty(db, &selection))
+            .map_err(to_py_err)?;
+        Ok(why.map(|e| e.to_string()))
+    }
+
     /// `{band: read-only view}` of the record `key`; KeyError if there is none.
     fn record<'py>(
         &self,
@@ -525,6 +545,9 @@ fn fill<T: batch::Sample>(
 /// A new multi-megabyte block per batch is what made large batches slow (fresh pages, each
 /// faulted in); a ring is allocated once and reused across epochs, so that the steady state
 /// touches only pages already mapped.
+/// The most slots (whole batches held in memory) a [`BatchRing`] may have.
+const MAX_RING_SLOTS: usize = 4096;
+
 #[pyclass(frozen, module = "rico._rico")]
 pub struct BatchRing {
     slots: Mutex<Vec<Option<Arc<AlignedBuffer>>>>,
@@ -543,6 +566,11 @@ impl BatchRing {
             return Err(to_py_err(rico_core::Error::usage(
                 "a batch ring needs at least 2 slots",
             )));
+        }
+        if slots > MAX_RING_SLOTS {
+            return Err(to_py_err(rico_core::Error::usage(format!(
+                "a batch ring holds at most {MAX_RING_SLOTS} batches (keep + 1 + prefetch), not {slots}"
+            ))));
         }
         Ok(BatchRing {
             slots: Mutex::new(vec![None; slots]),
@@ -668,10 +696,10 @@ impl Prefetcher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len();
-        if slots < keep + 2 {
+        if slots < keep.saturating_add(2) {
             return Err(to_py_err(rico_core::Error::usage(format!(
                 "a ring of {slots} slots cannot keep {keep} batches valid and fill another; give it at least {} slots",
-                keep + 2
+                keep.saturating_add(2)
             ))));
         }
         let (sender, receiver) = sync_channel::<Produced>(slots);

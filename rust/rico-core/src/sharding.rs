@@ -85,6 +85,11 @@ pub(crate) fn planned_shards(target: &Path) -> Option<usize> {
         .map(|n| n as usize)
 }
 
+/// The number of shards the root's plan cuts the target into, if it is readable.
+pub(crate) fn planned_cut(target: &Path) -> Option<usize> {
+    read_plan(target)?["shards"].as_u64().map(|n| n as usize)
+}
+
 fn read_plan(target: &Path) -> Option<serde_json::Value> {
     let text = fs::read_to_string(target.join(PLAN)).ok()?;
     serde_json::from_str(&text).ok()
@@ -321,7 +326,19 @@ fn write_plan(
     let mut patches = 0u64;
     let mut skipped: Vec<String> = Vec::new();
     let mut flags: Vec<String> = Vec::new();
-    convert::with_sources(name, sources, options, |resolved| {
+    // Sources are numbered in the plan in the order they are given. A resume that plans
+    // again (and may be given them in another order: the command line's, or Python's sorted
+    // keyword arguments) takes them in the order of the run that began the conversion, so that
+    // the walk gives back the plan it wrote.
+    let mut sources = sources.to_vec();
+    if let Some(order) = read_plan(target).filter(|_| converted) {
+        let order = order["sources"].as_array().cloned().unwrap_or_default();
+        sources.sort_by_key(|(flag, _)| {
+            let flag = serde_json::Value::from(flag.replace('_', "-"));
+            order.iter().position(|o| *o == flag).unwrap_or(usize::MAX)
+        });
+    }
+    convert::with_sources(name, &sources, options, |resolved| {
         flags = resolved.iter().map(|s| s.option.clone()).collect();
         planning::stream(
             resolved,
@@ -684,9 +701,7 @@ fn check_shard_plan(dir: &Path, index: usize, n: usize, recorded: Option<PlanSum
     let stated = PlanSum {
         patches: header["patches"].as_u64().unwrap_or(u64::MAX),
         lines: header["lines"].as_u64().unwrap_or(sum.lines),
-        crc32: header["crc32"]
-            .as_u64()
-            .map_or(sum.crc32, |c| c as u32),
+        crc32: header["crc32"].as_u64().map_or(sum.crc32, |c| c as u32),
     };
     let wrong = if sum.lines != stated.lines {
         Some(format!(
@@ -746,24 +761,36 @@ pub(crate) fn shard_contents(dir: &Path) -> Result<(u64, Vec<u8>, Vec<u8>)> {
 /// What is wrong with a shard's marker, if anything: its count and key range must be what the
 /// shard's database holds.
 pub(crate) fn marker_mismatch(dir: &Path, marker: &serde_json::Value) -> Option<String> {
-    let (records, first, last) = match shard_contents(dir) {
-        Ok(contents) => contents,
-        Err(e) => return Some(e.message),
-    };
+    match shard_contents(dir) {
+        Ok((records, first, last)) => disagreement(SHARD_MARKER, marker, records, &first, &last),
+        Err(e) => Some(e.message),
+    }
+}
+
+/// Where `entry` (a shard's marker, or its entry in the manifest, named `what`) disagrees with
+/// what the shard holds: `records` records, keys from `first` to `last`.
+pub(crate) fn disagreement(
+    what: &str,
+    entry: &serde_json::Value,
+    records: u64,
+    first: &[u8],
+    last: &[u8],
+) -> Option<String> {
     let (first, last) = (
-        String::from_utf8_lossy(&first),
-        String::from_utf8_lossy(&last),
+        String::from_utf8_lossy(first),
+        String::from_utf8_lossy(last),
     );
-    if marker["records"].as_u64() != Some(records) {
+    if entry["records"].as_u64() != Some(records) {
         Some(format!(
-            "{SHARD_MARKER} says {} records, the shard holds {records}",
-            marker["records"]
+            "{what} says {} records, the shard holds {records}",
+            entry["records"]
         ))
-    } else if marker["first_key"].as_str() != Some(&first) || marker["last_key"].as_str() != Some(&last)
+    } else if entry["first_key"].as_str() != Some(&first)
+        || entry["last_key"].as_str() != Some(&last)
     {
         Some(format!(
-            "{SHARD_MARKER} says its keys run from {} to {}, the shard's run from {first:?} to {last:?}",
-            marker["first_key"], marker["last_key"]
+            "{what} says its keys run from {} to {}, the shard's run from {first:?} to {last:?}",
+            entry["first_key"], entry["last_key"]
         ))
     } else {
         None
@@ -783,8 +810,10 @@ fn check_marker(dir: &Path) -> Result<()> {
     };
     if stale {
         fs::remove_file(&path).map_err(|e| {
-            Error::output(format!("cannot remove a shard marker that does not hold: {e}"))
-                .at(&path)
+            Error::output(format!(
+                "cannot remove a shard marker that does not hold: {e}"
+            ))
+            .at(&path)
         })?;
     }
     Ok(())

@@ -36,11 +36,14 @@ pub struct VerifyReport {
     pub misplaced: Vec<String>,
     /// In a sharded database: keys stored in more than one shard ("key (shards N, M)").
     pub duplicated: Vec<String>,
+    /// In a sharded database: where the manifest, a shard's marker or a shard's plan disagrees
+    /// with what the shards hold (their count, key range, order; a damaged plan).
+    pub manifest: Vec<String>,
 }
 
 impl VerifyReport {
     /// True when no problem was found: nothing missing, extra, differing, unreadable,
-    /// misplaced or duplicated.
+    /// misplaced or duplicated, and the manifest, markers and plans agree with the shards.
     pub fn ok(&self) -> bool {
         self.missing.is_empty()
             && self.extra.is_empty()
@@ -48,6 +51,7 @@ impl VerifyReport {
             && self.unreadable.is_empty()
             && self.misplaced.is_empty()
             && self.duplicated.is_empty()
+            && self.manifest.is_empty()
     }
 
     /// One line per problem, then a summary line.
@@ -59,6 +63,7 @@ impl VerifyReport {
             ("differing", &self.differing),
             ("outside its shard", &self.misplaced),
             ("in more than one shard", &self.duplicated),
+            ("inconsistent", &self.manifest),
         ] {
             for key in keys {
                 s.push_str(&format!("{what}: {key}\n"));
@@ -84,6 +89,12 @@ impl VerifyReport {
                 "; {} outside their shard, {} in more than one shard",
                 self.misplaced.len(),
                 self.duplicated.len()
+            ));
+        }
+        if !self.manifest.is_empty() {
+            s.push_str(&format!(
+                "; {} disagreements of the manifest, shard markers or plans with the shards",
+                self.manifest.len()
             ));
         }
         s.push('\n');
@@ -177,8 +188,9 @@ pub fn verify_dataset(
     Ok(report)
 }
 
-/// In a sharded database: every record lies in the shard whose part of the plan holds it, and
-/// no key is in two shards.
+/// In a sharded database: every record lies in the shard whose part of the plan holds it, no
+/// key is in two shards, and the manifest (and each shard's marker) says what the shards hold:
+/// every shard directory listed, in order, with its count and key range.
 fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
     let Ok(text) = fs::read_to_string(target.join(MANIFEST)) else {
         return Ok(());
@@ -189,18 +201,58 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
     let Some(shards) = manifest["shards"].as_array() else {
         return Ok(());
     };
+    let n = shards.len();
+    if let Some(cut) = sharding::planned_cut(target).filter(|&c| c != n) {
+        report.manifest.push(format!(
+            "the manifest lists {n} shards, {} cuts the dataset into {cut}",
+            sharding::PLAN
+        ));
+    }
     // Key -> the first shard that holds it.
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut listed = HashSet::new();
+    let mut total = 0u64;
     for (index, shard) in shards.iter().enumerate() {
-        let dir = target.join(shard["path"].as_str().unwrap_or_default());
-        let planned: Option<HashSet<String>> =
-            sharding::planned_keys(&dir).map(|keys| keys.into_iter().collect());
+        let rel = shard["path"].as_str().unwrap_or_default();
+        let name = format!("shard-{index:05}");
+        if rel != name {
+            report.manifest.push(format!(
+                "the manifest lists {rel:?} as shard {index}, where {name} belongs"
+            ));
+        }
+        listed.insert(rel.to_string());
+        let dir = target.join(rel);
+        // The plan of the shard in this directory (its own index, whatever the manifest says).
+        let own = rel
+            .strip_prefix("shard-")
+            .and_then(|i| i.parse::<usize>().ok());
+        let damage = own
+            .filter(|_| dir.join(sharding::SHARD_PLAN).exists())
+            .and_then(|i| sharding::plan_damage(target, i, n));
+        if let Some(damage) = &damage {
+            report.manifest.push(format!(
+                "{rel}: its plan ({}) is damaged: {damage}; `--resume` plans it again",
+                sharding::SHARD_PLAN
+            ));
+        }
+        let planned: Option<HashSet<String>> = damage
+            .is_none()
+            .then(|| sharding::planned_keys(&dir))
+            .flatten()
+            .map(|keys| keys.into_iter().collect());
         let env = Env::open_read_only(&dir)
             .map_err(|e| Error::data(format!("cannot open shard {index}: {e}")).at(&dir))?;
         let txn = env
             .begin_read()
             .map_err(|e| Error::data(format!("cannot read shard {index}: {e}")).at(&dir))?;
+        let (mut records, mut first, mut last) = (0u64, None, Vec::new());
         txn.for_each(|key, _| {
+            records += 1;
+            if first.is_none() {
+                first = Some(key.to_vec());
+            }
+            last.clear();
+            last.extend_from_slice(key);
             let shown = String::from_utf8_lossy(key);
             if let Some(planned) = &planned {
                 if !planned.contains(shown.as_ref()) {
@@ -217,6 +269,38 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
             true
         })
         .map_err(|e| Error::data(format!("cannot read shard {index}: {e}")).at(&dir))?;
+        total += records;
+        let first = first.unwrap_or_default();
+        if let Some(wrong) = sharding::disagreement("the manifest", shard, records, &first, &last) {
+            report.manifest.push(format!("{rel}: {wrong}"));
+        }
+        if let Some(marker) = sharding::shard_marker(&dir) {
+            if let Some(wrong) =
+                sharding::disagreement(sharding::SHARD_MARKER, &marker, records, &first, &last)
+            {
+                report.manifest.push(format!("{rel}: {wrong}"));
+            }
+        }
+    }
+    if manifest["records"].as_u64() != Some(total) {
+        report.manifest.push(format!(
+            "the manifest says {} records in all, the shards hold {total}",
+            manifest["records"]
+        ));
+    }
+    let mut unlisted: Vec<String> = fs::read_dir(target)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("shard-") && !listed.contains(name))
+        .collect();
+    unlisted.sort();
+    for name in unlisted {
+        report
+            .manifest
+            .push(format!("{name} is not listed in the manifest"));
     }
     Ok(())
 }

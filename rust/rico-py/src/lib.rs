@@ -394,6 +394,7 @@ fn verify<'py>(
     out.set_item("extra", report.extra.clone())?;
     out.set_item("differing", report.differing.clone())?;
     out.set_item("unreadable", report.unreadable.clone())?;
+    out.set_item("manifest", report.manifest.clone())?;
     out.set_item("text", report.text())?;
     Ok(out)
 }

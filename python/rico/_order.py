@@ -151,6 +151,14 @@ class EpochOrder:
         order = self._order(self.epoch)
         return order[: per_rank * self.world_size][self.rank :: self.world_size]
 
+    def _next_head(self, n: int) -> np.ndarray:
+        """This rank's first ``n`` positions of the epoch after the current one (the one the
+        next iteration takes unless :meth:`set_epoch` chooses another): what a loader reads
+        ahead while this epoch ends."""
+        per_rank = self._rows() // self.world_size
+        order = self._order(self.epoch + 1)
+        return order[: per_rank * self.world_size][self.rank :: self.world_size][:n]
+
     def __len__(self) -> int:
         n = self._rows() // self.world_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

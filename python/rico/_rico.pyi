@@ -258,6 +258,10 @@ class Prefetcher:
     ``extra`` adds channels from other records of the same samples, after ``bands``: each part
     is ``(batches, bands, mean, std)`` with batches of the same sizes (e.g. a BigEarthNet
     patch's S1 record beside its S2 record), written in place into the one batch.
+
+    A second thread keeps about 32 MB (at least 64 records) of the records still to come read
+    ahead from storage, so that a cold disk always has reads in flight; ``then`` lists keys to
+    read ahead once the last batch's are (the next epoch's first batch).
     """
 
     def __new__(
@@ -284,6 +288,7 @@ class Prefetcher:
                 ]
             ]
         ] = None,
+        then: Optional[list[Union[str, bytes]]] = None,
     ) -> Prefetcher: ...
     def __iter__(self) -> Prefetcher: ...
     def __next__(self) -> npt.NDArray[np.floating[Any]]: ...

@@ -206,6 +206,8 @@ class Loader(EpochOrder):
             self.prefetch,
             self._ring,
             self.keep,
+            # The next epoch's first batch is read from storage while this epoch ends.
+            then=[self.keys[i] for i in self._next_head(self.batch_size)],
         )
         for group, images in zip(groups, prefetcher):
             if self._labels is None:

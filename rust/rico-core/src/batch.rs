@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::reader::{parse_record, Database, TensorRef};
 
 mod bilinear;
+pub mod read_ahead;
 
 /// How bands are brought to the batch's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -427,17 +427,22 @@ impl Database {
     /// the whole record, and hints for records still to come keep many reads in flight.
     /// Unknown keys are skipped (the read itself reports them).
     pub fn will_need(&self, keys: &[Vec<u8>]) {
-        let page = 4096;
         for key in keys {
-            let Ok(Some(value)) = self.get(key) else {
-                continue;
-            };
-            let start = value.as_ptr() as usize / page * page;
-            let end = value.as_ptr() as usize + value.len();
-            // SAFETY: the range lies in LMDB's map of data.mdb (rounded down to a page start
-            // within it); WILLNEED only starts reads, it changes no memory.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_WILLNEED) };
+            self.will_need_key(key);
         }
+    }
+
+    /// [`Database::will_need`] for one key; the size of its value, `None` for an unknown key
+    /// (or one whose lookup failed: the read itself reports it).
+    pub fn will_need_key(&self, key: &[u8]) -> Option<usize> {
+        let page = 4096;
+        let value = self.get(key).ok().flatten()?;
+        let start = value.as_ptr() as usize / page * page;
+        let end = value.as_ptr() as usize + value.len();
+        // SAFETY: the range lies in LMDB's map of data.mdb (rounded down to a page start
+        // within it); WILLNEED only starts reads, it changes no memory.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_WILLNEED) };
+        Some(value.len())
     }
 
     /// Every key, sorted (LMDB's byte order).

@@ -12,6 +12,7 @@ use numpy::{PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use rico_core::batch::read_ahead::{ReadAhead, Window};
 use rico_core::batch::{self, BatchSpec, Resample};
 use rico_core::buffer::AlignedBuffer;
 use rico_core::reader;
@@ -641,7 +642,7 @@ pub struct Prefetcher {
 #[pymethods]
 impl Prefetcher {
     #[new]
-    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2, ring=None, keep=1, extra=None))]
+    #[pyo3(signature = (database, batches, bands, size=None, resample="nearest", dtype="float32", mean=None, std=None, threads=None, prefetch=2, ring=None, keep=1, extra=None, then=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         database: &Database,
@@ -657,6 +658,7 @@ impl Prefetcher {
         ring: Option<Py<BatchRing>>,
         keep: usize,
         extra: Option<Vec<ExtraPart<'_>>>,
+        then: Option<Vec<Bound<'_, PyAny>>>,
         py: Python<'_>,
     ) -> PyResult<Self> {
         let keys_of = |batches: Vec<Vec<Bound<'_, PyAny>>>| -> PyResult<Vec<Vec<Vec<u8>>>> {
@@ -686,9 +688,33 @@ impl Prefetcher {
         }
         let wide = parse_dtype(dtype)?;
         let db = database.inner.clone();
+        // Every key the thread will read, in the order it reads them, then the keys the next
+        // epoch starts with (`then`): the read-ahead keeps the disk busy across the boundary.
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut starts: Vec<usize> = Vec::with_capacity(batches.len() + 1);
+        for (i, keys) in batches.iter().enumerate() {
+            starts.push(order.len());
+            order.extend(keys.iter().cloned());
+            for (part, _) in &extra_parts {
+                order.extend(part[i].iter().cloned());
+            }
+        }
+        starts.push(order.len());
+        for key in then.unwrap_or_default() {
+            order.push(key_bytes(&key)?);
+        }
+        let read_ahead = ReadAhead::start(db.clone(), order, Window::default())
+            .map_err(|e| {
+                pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "cannot start the read-ahead thread: {e}"
+                ))
+            })?;
         let ring = match ring {
             Some(r) => r,
-            None => Py::new(py, BatchRing::new(keep + 1 + prefetch.max(1))?)?,
+            None => Py::new(
+                py,
+                BatchRing::new(keep.saturating_add(1).saturating_add(prefetch.max(1)))?,
+            )?,
         };
         let slots = ring
             .get()
@@ -722,24 +748,14 @@ impl Prefetcher {
             .spawn(move || {
                 let ring = ring.get();
                 let _producing = ring.producer.lock().unwrap_or_else(|p| p.into_inner());
-                // The whole epoch's keys are known: the records of the next batch are read
-                // from storage while this one is assembled (many reads in flight on cold
-                // storage; nothing to do on a warm page cache).
-                if let Some(first) = batches.first() {
-                    db.will_need(first);
-                    for (part, _) in &extra_parts {
-                        db.will_need(&part[0]);
-                    }
-                }
+                // The whole epoch's keys are known: the read-ahead thread keeps a window of
+                // records in flight from storage ahead of the batch being assembled (many reads
+                // on cold storage; nothing to do on a warm page cache).
+                let mut sent = 0;
                 for (i, keys) in batches.iter().enumerate() {
-                    if let Some(next) = batches.get(i + 1) {
-                        db.will_need(next);
-                        for (part, _) in &extra_parts {
-                            db.will_need(&part[i + 1]);
-                        }
-                    }
                     // The consumer went away (loop broken, loader closed or dropped): stop.
                     let Ok(slot) = free_slots.recv() else { break };
+                    read_ahead.advance(starts[i]);
                     // A panic becomes an error for the consumer instead of a silently short epoch.
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let mut parts: Vec<(&[Vec<u8>], &BatchSpec)> = vec![(keys, &spec)];
@@ -780,6 +796,10 @@ impl Prefetcher {
                     if sender.send(produced).is_err() || failed {
                         break;
                     }
+                    sent += 1;
+                }
+                if sent == batches.len() {
+                    read_ahead.finish(starts[sent]);
                 }
             })
             .map_err(|e| {

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import lmdb
 import numpy as np
 import pytest
 import rasterio
@@ -321,3 +322,37 @@ def test_many_transactions_with_keys_out_of_source_order(large, tmp_path):
     maps = sorted(large.rglob("*_reference_map.tif"))
     for tif in maps[::97]:
         assert got[tif.stem.encode()] == save({"Data": rasterio_band(tif)})
+
+
+def test_a_small_buffer_commits_more_often_and_writes_the_same_records(large, rico_bin, tmp_path):
+    """``--buffer-mb`` bounds the bytes in flight and the transaction (a quarter of it): at its
+    floor of 4 MB the 1,800 real-size records of 600 patches commit in about 200 transactions
+    of 1 MB instead of a few; the records are the same. Below the floor it is a usage error."""
+    dirs = (
+        "--bigearthnet-s1-dir", large / "BigEarthNet-S1",
+        "--bigearthnet-s2-dir", large / "BigEarthNet-S2",
+        "--bigearthnet-reference-maps-dir", large / "Reference_Maps",
+    )  # fmt: skip
+    small = run(rico_bin, "bigearthnet", *dirs, "--target-dir", tmp_path / "small",
+                "--buffer-mb", "4", "--quiet")  # fmt: skip
+    assert small.returncode == 0, small.stderr
+    default = run(rico_bin, "bigearthnet", *dirs, "--target-dir", tmp_path / "default", "--quiet")
+    assert default.returncode == 0, default.stderr
+    got, want = read_lmdb(tmp_path / "small"), read_lmdb(tmp_path / "default")
+    assert len(got) == 1800
+    assert got == want
+
+    def transactions(path: Path) -> int:
+        env = lmdb.open(str(path), readonly=True, lock=False)
+        try:
+            return env.info()["last_txnid"]
+        finally:
+            env.close()
+
+    assert transactions(tmp_path / "small") > 100
+    assert transactions(tmp_path / "default") < 30
+    refused = run(rico_bin, "bigearthnet", *dirs, "--target-dir", tmp_path / "refused",
+                  "--buffer-mb", "3")  # fmt: skip
+    assert refused.returncode == 2
+    assert "--buffer-mb" in refused.stderr
+    assert not (tmp_path / "refused").exists()

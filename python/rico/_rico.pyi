@@ -29,6 +29,7 @@ __all__ = [
     "stats",
     "thread_count",
     "MAX_THREADS",
+    "MAX_SIZE",
 ]
 
 __version__: str
@@ -36,6 +37,9 @@ __version__: str
 #: The most threads any one count may ask for (``threads``, ``io_depth``): a count outside
 #: ``1..=MAX_THREADS`` is refused with :class:`UsageError` before any thread starts.
 MAX_THREADS: int
+
+#: The largest ``size`` (pixels per side) a batch takes.
+MAX_SIZE: int
 
 class RicoError(Exception):
     """Base class of rico's errors; the message names the file and what to do."""

@@ -33,12 +33,14 @@ One module per job: :mod:`~rico.bigearthnet.tables` (classes, CLC codes, bands, 
 published statistics), :mod:`~rico.bigearthnet.metadata` (the Parquet table),
 :mod:`~rico.bigearthnet.normalization` (``normalize=``), :mod:`~rico.bigearthnet.dataset`
 (:class:`BigEarthNet`), :mod:`~rico.bigearthnet.loader` (its loader),
-:mod:`~rico.bigearthnet.band_stats` (:func:`rico.stats`).
+:mod:`~rico.bigearthnet.band_stats` (:func:`rico.stats`), :mod:`~rico.bigearthnet.checks` (the
+checks of its arguments, table and statistics, and their errors).
 """
 
 from __future__ import annotations
 
 from .band_stats import stats
+from .checks import InputTypeError, InputValueError
 from .dataset import BigEarthNet, PathLike
 from .loader import BigEarthNetLoader
 from .normalization import Normalize
@@ -62,6 +64,8 @@ __all__ = [
     "S2_BANDS",
     "BigEarthNet",
     "BigEarthNetLoader",
+    "InputTypeError",
+    "InputValueError",
     "Normalize",
     "PathLike",
     "published_stats",

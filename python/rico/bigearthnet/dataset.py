@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -11,7 +12,8 @@ import numpy as np
 
 from .._rico import UsageError
 from ..dataset import Dataset
-from .metadata import bool_column, multi_hot, read_metadata
+from .checks import InputValueError, check_size, check_threads
+from .metadata import bool_column, check_unique, multi_hot, read_metadata, string_column
 from .normalization import Normalize, normalization
 from .tables import (
     CLASSES,
@@ -78,6 +80,15 @@ class BigEarthNet:
     Raises:
         rico.UsageError: a missing column, an unknown label or band, a split that selects no
             row, a key missing from the database (with ``on_missing="raise"``).
+        rico.bigearthnet.InputValueError: (a ``rico.UsageError`` and a ``ValueError``) a table
+            without rows, a ``patch_id`` in more than one row, a null ``patch_id``,
+            ``s1_name`` or ``labels``, a ``size`` outside 1..65536, a ``normalize`` without
+            ``mean`` or ``std``, or with a mean that is not finite or a std not above 0; each
+            names the file, column and row, or the argument.
+        rico.bigearthnet.InputTypeError: (a ``rico.UsageError`` and a ``TypeError``) a column
+            of the wrong type (``patch_id`` or ``s1_name`` not text, ``labels`` not lists of
+            text, the snow and cloud columns not booleans), a ``size`` that is not a whole
+            number, a ``normalize`` or statistics value of the wrong type.
         ImportError: pyarrow is not installed (``pip install 'rico-eo[bigearthnet]'``).
 
     >>> ben = rico.BigEarthNet("BigEarthNet.lmdb", split="val", bands="RGB")  # doctest: +SKIP
@@ -115,7 +126,8 @@ class BigEarthNet:
             raise UsageError(f'unknown resample {resample!r}; use "nearest" or "bilinear"')
         if on_missing not in ("raise", "drop"):
             raise UsageError(f'on_missing must be "raise" or "drop", not {on_missing!r}')
-        self.size, self.resample, self.threads = int(size), resample, threads
+        self.size, self.resample = check_size(size), resample
+        self.threads = check_threads(threads)
         if label_order == "nomenclature":
             self.classes = CLASSES
         elif label_order == "lexicographic":
@@ -142,6 +154,17 @@ class BigEarthNet:
         if not include_snow_cloud:
             columns += ["contains_seasonal_snow", "contains_cloud_or_shadow"]
         table = read_metadata(self.metadata, columns)
+        if table.num_rows == 0:
+            raise InputValueError(
+                f"{self.metadata} has no rows; give BigEarthNet v2's metadata.parquet "
+                "(one row per patch)"
+            )
+        # Column types, nulls and duplicate patches are checked on the whole table, so that
+        # an error names the file's row.
+        every_row = np.arange(table.num_rows)
+        patch_ids = string_column(table, "patch_id", self.metadata, every_row)
+        check_unique(patch_ids, self.metadata)
+        s1_names = string_column(table, "s1_name", self.metadata, every_row) if self._s1 else None
         keep = np.ones(table.num_rows, dtype=bool)
         if self.split is not None:
             splits = table.column("split").to_numpy(zero_copy_only=False)
@@ -152,8 +175,8 @@ class BigEarthNet:
                     f"split {split!r} selects no row of {self.metadata}; its splits are {', '.join(have)}"
                 )
         if not include_snow_cloud:
-            marked = bool_column(table, "contains_seasonal_snow") | bool_column(
-                table, "contains_cloud_or_shadow"
+            marked = bool_column(table, "contains_seasonal_snow", self.metadata) | bool_column(
+                table, "contains_cloud_or_shadow", self.metadata
             )
             if keep.any() and not (keep & ~marked).any():
                 raise UsageError(
@@ -163,11 +186,11 @@ class BigEarthNet:
             keep &= ~marked
         rows = np.flatnonzero(keep)
         table = table.take(rows)
-        self.keys: list[str] = table.column("patch_id").to_pylist()
+        self.keys: list[str] = [patch_ids[i] for i in rows]
         self.s1_names: Optional[list[str]] = (
-            table.column("s1_name").to_pylist() if self._s1 else None
+            None if s1_names is None else [s1_names[i] for i in rows]
         )
-        self.labels = multi_hot(table, self.classes, self.metadata)
+        self.labels = multi_hot(table, self.classes, self.metadata, rows)
         self.masks = self._check_records(masks, on_missing)
 
     # -- setup ------------------------------------------------------------------------------
@@ -240,14 +263,31 @@ class BigEarthNet:
 
     def batch(self, indices: Sequence[int], threads: Optional[int] = None) -> dict[str, Any]:
         """The rows ``indices`` as one batch: ``image`` ``(N, C, size, size)``, ``label``
-        ``(N, 19)``, ``mask`` ``(N, size, size)`` and ``key`` (a list).
+        ``(N, 19)``, ``mask`` ``(N, size, size)`` and ``key`` (a list). No indices give an
+        empty batch of those shapes (N = 0); an index out of range raises ``IndexError``.
 
         >>> b = ben.batch(range(32))  # doctest: +SKIP
         >>> b["image"].shape  # doctest: +SKIP
         (32, 14, 120, 120)
         """
-        rows = [int(i) for i in indices]
-        threads = self.threads if threads is None else threads
+        n = len(self.keys)
+        rows = []
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise TypeError(f"batch indices must be whole numbers, not {i!r}")
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of range for {n} rows")
+            rows.append(int(i) % n)
+        threads = self.threads if threads is None else check_threads(threads)
+        if not rows:
+            empty: dict[str, Any] = {
+                "image": np.empty((0, len(self.bands), self.size, self.size), dtype=np.float32),
+                "label": self.labels[:0],
+            }
+            if self.masks:
+                empty["mask"] = np.empty((0, self.size, self.size), dtype=np.uint8)
+            empty["key"] = []
+            return empty
         out: dict[str, Any] = {"image": self._images(rows, threads)}
         out["label"] = self.labels[rows]
         if self.masks:

@@ -533,6 +533,7 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
     m.add("MAX_THREADS", rico_core::MAX_THREADS)?;
+    m.add("MAX_SIZE", rico_core::batch::MAX_SIZE)?;
     m.add_function(wrap_pyfunction!(reader::bench, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     Ok(())

@@ -114,9 +114,7 @@ def test_a_damaged_plan_of_an_unfinished_shard_is_planned_again_and_nothing_is_l
     assert (shard(target, 1) / PLAN).read_text() == (shard(done, 1) / PLAN).read_text()
 
 
-def test_a_damaged_plan_of_a_finished_shard_is_planned_again(
-    rico_bin, tree, clean, done, tmp_path
-):
+def test_a_damaged_plan_of_a_finished_shard_is_planned_again(rico_bin, tree, clean, done, tmp_path):
     target = interrupted(done, tmp_path / "sharded")
     DAMAGE["16 lines cut"](shard(target, 0) / PLAN)
     assert_resumes_exactly(rico_bin, tree, target, clean)
@@ -207,9 +205,7 @@ def test_a_damaged_plan_the_sources_no_longer_give_stops_the_resume_naming_it(
     assert not (target / "rico-manifest.json").exists()
 
 
-def test_a_cluster_task_with_a_damaged_plan_refuses_and_says_to_resume(
-    tree, done, tmp_path
-):
+def test_a_cluster_task_with_a_damaged_plan_refuses_and_says_to_resume(tree, done, tmp_path):
     """A task reads only its shard's plan: it checks it, and its error says how to mend it."""
     target = interrupted(done, tmp_path / "sharded")
     plan = shard(target, 1) / PLAN
@@ -291,8 +287,15 @@ def swapped(m: dict) -> None:
         (dropped, "shard-00003"),
         (swapped, "shard-00000"),
     ],
-    ids=["a shard's count", "a shard's count and the total", "the total", "a first key",
-         "a last key", "a shard left out", "two shards swapped"],
+    ids=[
+        "a shard's count",
+        "a shard's count and the total",
+        "the total",
+        "a first key",
+        "a last key",
+        "a shard left out",
+        "two shards swapped",
+    ],
 )
 def test_verify_finds_a_manifest_that_disagrees_with_the_shards(
     rico_bin, tree, done, tmp_path, change, named
@@ -315,9 +318,7 @@ def test_verify_finds_a_manifest_that_disagrees_with_the_shards(
     assert (target / "rico-manifest.json").read_text() == (done / "rico-manifest.json").read_text()
 
 
-def test_verify_finds_a_shard_marker_that_disagrees_with_its_shard(
-    rico_bin, tree, done, tmp_path
-):
+def test_verify_finds_a_shard_marker_that_disagrees_with_its_shard(rico_bin, tree, done, tmp_path):
     target = tmp_path / "sharded"
     shutil.copytree(done, target)
     path = shard(target, 1) / "rico-shard.json"

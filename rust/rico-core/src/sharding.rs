@@ -450,7 +450,7 @@ fn write_plan(
             "patches": patches,
             "skipped": sums[0].lines - sums[0].patches,
             "sources": flags,
-            "plans": sums.iter().map(PlanSum::to_json).collect::<Vec<_>>(),
+            "plans": sums.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
         }),
     )?;
     Ok(patches)
@@ -572,7 +572,7 @@ struct PlanSum {
 }
 
 impl PlanSum {
-    fn to_json(&self) -> serde_json::Value {
+    fn to_json(self) -> serde_json::Value {
         serde_json::json!({"patches": self.patches, "lines": self.lines, "crc32": self.crc32})
     }
 
@@ -1088,4 +1088,33 @@ pub fn write_manifest(target: &Path, dataset: &str, n: usize) -> Result<serde_js
     });
     write_json(&target.join(MANIFEST), &manifest)?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_zlibs() {
+        let mut crc = Crc32::default();
+        crc.update(b"1234");
+        crc.update(b"56789");
+        assert_eq!(crc.value(), 0xCBF4_3926);
+        assert_eq!(Crc32::default().value(), 0);
+    }
+
+    #[test]
+    fn a_plan_sum_counts_patches_and_lines() {
+        let mut sum = SumBuilder::default();
+        sum.line(r#"{"skipped":["a","bad"]}"#);
+        sum.line(r#"[0,"b","d",["f"]]"#);
+        let sum = sum.sum();
+        assert_eq!((sum.patches, sum.lines), (1, 2));
+        assert_eq!(PlanSum::from_json(&sum.to_json()), Some(sum));
+        let header = sum.header(3, 4);
+        assert_eq!(
+            (header["index"].as_u64(), header["shards"].as_u64()),
+            (Some(3), Some(4))
+        );
+    }
 }

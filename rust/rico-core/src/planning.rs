@@ -31,19 +31,7 @@ pub enum Planned {
     Skipped(String, String),
 }
 
-/// How far planning has got, for the progress bar.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scanned {
-    /// Files walked so far (directories).
-    Files(u64),
-    /// Bytes of a container read so far, of its size (archives and Parquet files).
-    Bytes {
-        /// Bytes read.
-        read: u64,
-        /// The container's size.
-        total: u64,
-    },
-}
+pub use crate::progress::Scanned;
 
 /// The hash by which handed-out keys are remembered (SipHash with fixed keys: deterministic).
 pub fn key_hash(key: &str) -> u64 {

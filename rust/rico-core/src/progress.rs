@@ -43,12 +43,12 @@ impl Progress {
     }
 
     /// The walk has seen `files` files so far, or a container's bytes have been read so far.
-    pub fn scanned(&self, scanned: crate::planning::Scanned) {
+    pub fn scanned(&self, scanned: Scanned) {
         match scanned {
-            crate::planning::Scanned::Files(files) => {
+            Scanned::Files(files) => {
                 self.bar.set_message(format!("scanning: {files} files"))
             }
-            crate::planning::Scanned::Bytes { read, total } => self.bar.set_message(format!(
+            Scanned::Bytes { read, total } => self.bar.set_message(format!(
                 "read {:.2} of {:.2} GB ({:.0}%) at {:.0} MB/s",
                 read as f64 / 1e9,
                 total as f64 / 1e9,
@@ -72,4 +72,18 @@ impl Progress {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// How far planning has got, for the progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// Files walked so far (directories).
+    Files(u64),
+    /// Bytes of a container read so far, of its size (archives and Parquet files).
+    Bytes {
+        /// Bytes read.
+        read: u64,
+        /// The container's size.
+        total: u64,
+    },
 }

@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (kept)")
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "rico")
     parser.add_argument("--baseline-bin", type=Path, default=None, help="another rico to compare")
+    parser.add_argument(
+        "--baseline-name", default="baseline", help="the baseline's name in the report and chart"
+    )
     parser.add_argument("--threads", default=None, help="--threads for the RSS runs")
     parser.add_argument(
         "--record-size",
@@ -279,7 +282,7 @@ def main() -> None:
         (small / ".complete").touch()
     binaries = {"rico": args.binary}
     if args.baseline_bin:
-        binaries["baseline"] = args.baseline_bin
+        binaries[args.baseline_name] = args.baseline_bin
     extra = ["--quiet"] + (["--threads", args.threads] if args.threads else [])
     extra += args.extra.split()
     linked_from = base if args.record_size == "real" else small

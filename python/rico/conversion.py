@@ -189,7 +189,9 @@ def verify(
     """Re-decode the sources of a conversion and compare them with the database record by record.
 
     Takes the same options as :func:`convert`. Returns ``{"ok", "checked", "matching",
-    "missing", "extra", "differing", "text"}`` (the last three: lists of keys).
+    "missing", "extra", "differing", "unreadable", "manifest", "text"}`` (``missing``, ``extra``
+    and ``differing``: lists of keys; ``manifest``: where a sharded dataset's manifest, shard
+    markers or plans disagree with its shards).
 
     >>> report = rico.verify("bigearthnet", "ben.lmdb", bigearthnet_s2_dir="BigEarthNet-S2")  # doctest: +SKIP
     >>> report["ok"]  # doctest: +SKIP

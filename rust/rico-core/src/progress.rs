@@ -45,9 +45,7 @@ impl Progress {
     /// The walk has seen `files` files so far, or a container's bytes have been read so far.
     pub fn scanned(&self, scanned: Scanned) {
         match scanned {
-            Scanned::Files(files) => {
-                self.bar.set_message(format!("scanning: {files} files"))
-            }
+            Scanned::Files(files) => self.bar.set_message(format!("scanning: {files} files")),
             Scanned::Bytes { read, total } => self.bar.set_message(format!(
                 "read {:.2} of {:.2} GB ({:.0}%) at {:.0} MB/s",
                 read as f64 / 1e9,

@@ -703,12 +703,11 @@ impl Prefetcher {
         for key in then.unwrap_or_default() {
             order.push(key_bytes(&key)?);
         }
-        let read_ahead = ReadAhead::start(db.clone(), order, Window::default())
-            .map_err(|e| {
-                pyo3::exceptions::PyRuntimeError::new_err(format!(
-                    "cannot start the read-ahead thread: {e}"
-                ))
-            })?;
+        let read_ahead = ReadAhead::start(db.clone(), order, Window::default()).map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "cannot start the read-ahead thread: {e}"
+            ))
+        })?;
         let ring = match ring {
             Some(r) => r,
             None => Py::new(

@@ -185,9 +185,8 @@ where
                 if next >= keys.len() {
                     return;
                 }
-                let room = state.drain
-                    || next < position + window.records
-                    || ahead_bytes < window.bytes;
+                let room =
+                    state.drain || next < position + window.records || ahead_bytes < window.bytes;
                 if room {
                     break;
                 }

@@ -47,6 +47,8 @@ pub const TXN_MAX_RECORDS: usize = 512;
 pub const DEFAULT_BUFFER_BYTES: usize = 64 << 20;
 /// The smallest buffer [`ConvertOptions::buffer_bytes`] accepts.
 pub const MIN_BUFFER_BYTES: usize = 4 << 20;
+/// The largest buffer [`ConvertOptions::buffer_bytes`] accepts.
+pub const MAX_BUFFER_BYTES: usize = 64 << 30;
 /// Source files read at once by default: enough to keep a cold disk's queue or a network
 /// filesystem's round trips full (32 parallel readers is where a cold local SSD and NFS stop
 /// gaining), while the decoders take `threads` cores.
@@ -171,6 +173,16 @@ fn resolve_specs(
     crate::thread_count(options.threads)?;
     if let Some(depth) = options.io_depth {
         crate::check_count("io_depth", depth)?;
+    }
+    if let Some(bytes) = options.buffer_bytes {
+        if !(MIN_BUFFER_BYTES..=MAX_BUFFER_BYTES).contains(&bytes) {
+            return Err(Error::usage(format!(
+                "the buffer (--buffer-mb, buffer_mb=) must be {} to {} MB, not {} MB",
+                MIN_BUFFER_BYTES >> 20,
+                MAX_BUFFER_BYTES >> 20,
+                bytes >> 20
+            )));
+        }
     }
     if sources.is_empty() {
         return Err(Error::usage(format!(
@@ -394,7 +406,9 @@ fn check_target(target: &Path, resume: bool) -> Result<()> {
 }
 
 pub(crate) fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
-    if e.is_damaged() {
+    if e.0 == libc::EMFILE || e.0 == libc::ENFILE {
+        crate::error::out_of_descriptors("opening the database").at(target)
+    } else if e.is_damaged() {
         crate::reader::damaged(target, e)
     } else if e.is_disk_full() {
         Error::output(format!("{what}: {e}: the disk is full (or a quota or file-size limit was reached)"))
@@ -423,7 +437,12 @@ fn lock_target(target: &Path) -> Result<fs::File> {
     let file = fs::OpenOptions::new()
         .read(true)
         .open(&path)
-        .map_err(|e| Error::output(format!("cannot open the database: {e}")).at(&path))?;
+        .map_err(|e| {
+            if crate::error::is_out_of_descriptors(&e) {
+                return crate::error::out_of_descriptors("opening the database").at(&path);
+            }
+            Error::output(format!("cannot open the database: {e}")).at(&path)
+        })?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = std::io::Error::last_os_error();

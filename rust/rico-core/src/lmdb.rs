@@ -584,27 +584,19 @@ impl Env {
     /// next access faults the page back in from the page cache.
     pub fn release_mapped_pages(&self) {
         // LMDB does not expose the map's address; the kernel's list of this process's mappings
-        // has it (it moves when the map grows, so it is looked up each time).
-        let Ok(data) = std::fs::canonicalize(self.path.join("data.mdb")) else {
+        // has it (it moves when the map grows, so it is looked up each time). Paths are
+        // compared as bytes: a target whose path is not UTF-8 is found too.
+        let Some(file) = self.data_id() else {
             return;
         };
-        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-            return;
-        };
-        let data = data.to_string_lossy();
-        for line in maps.lines().filter(|l| l.ends_with(data.as_ref())) {
-            let Some((range, _)) = line.split_once(' ') else {
-                continue;
-            };
-            let Some((start, end)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(start, 16),
-                usize::from_str_radix(end, 16),
-            ) else {
-                continue;
-            };
+        let mut ranges = Vec::new();
+        mappings(|m| {
+            if file.names(m) && m.shared {
+                ranges.push((m.start, m.end));
+            }
+            None::<()>
+        });
+        for (start, end) in ranges {
             // SAFETY: a shared file mapping of data.mdb: MADV_DONTNEED only drops page-table
             // entries; contents stay in the page cache and the file, and the next access faults
             // them back in (the writer does not use MDB_WRITEMAP, so the map holds only
@@ -865,5 +857,61 @@ impl Drop for Snapshot {
     fn drop(&mut self) {
         // SAFETY: the transaction is live and owned by self; env outlives this call (Arc field).
         unsafe { ffi::mdb_txn_abort(self.raw) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident bytes of the mapping of this process that holds `addr` (from smaps).
+    fn resident(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.split(|&b| b == b'\n') {
+            if let Some(m) = Mapping::parse(line) {
+                inside = m.start <= addr && addr < m.end;
+            } else if inside && line.starts_with(b"Rss:") {
+                let kb = std::str::from_utf8(&line[4..]).ok()?;
+                return kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_writer_releases_its_map_under_a_path_that_is_not_utf8() {
+        let dir = std::env::temp_dir().join(std::ffi::OsStr::from_bytes(
+            format!("rico-lmdb-{}-", std::process::id())
+                .as_bytes()
+                .iter()
+                .copied()
+                .chain([0xff, 0xfe])
+                .collect::<Vec<u8>>()
+                .as_slice(),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env::open_writable(&dir, 64 << 20).unwrap();
+        let value = vec![7u8; 4 << 20];
+        let mut txn = env.begin_write().unwrap();
+        txn.put(b"k", &value, PutMode::Append).unwrap();
+        txn.commit().unwrap();
+        let read = env.begin_read().unwrap();
+        let v = read.get(b"k").unwrap().unwrap();
+        assert_eq!(v.iter().map(|&b| b as u64).sum::<u64>(), 7 * (4 << 20));
+        let addr = v.as_ptr() as usize;
+        drop(read);
+        assert!(
+            resident(addr).unwrap() >= 1024,
+            "the value was read through the map"
+        );
+        env.release_mapped_pages();
+        assert!(
+            resident(addr).unwrap() < 1024,
+            "the map's pages were released"
+        );
+        drop(env);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -98,6 +98,10 @@ impl Shard {
     /// The value of `key`, its overflow page header checked (a damaged one is an error, not
     /// a read past the file).
     fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
+        // LMDB refuses other lengths as a bad value size; no record can have such a key.
+        if key.is_empty() || key.len() > crate::spec::MAX_KEY_BYTES {
+            return Ok(None);
+        }
         let value = self
             .snapshot
             .get(key)
@@ -178,9 +182,16 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
             .at(path)
             .hint("give the --target-dir of a conversion"));
     }
+    if std::fs::metadata(canonical.join("data.mdb")).is_ok_and(|m| m.len() == 0) {
+        return Err(Error::data("data.mdb is empty (0 bytes): this is not a database")
+            .at(path)
+            .hint("a conversion stopped before its first commit leaves an empty file: run it again (with --resume), or restore data.mdb from a copy"));
+    }
     let open_err = |e: crate::lmdb::LmdbError| {
         let err = Error::usage(format!("cannot open the database: {e}")).at(path);
-        if e.is_damaged() {
+        if e.0 == libc::EMFILE || e.0 == libc::ENFILE {
+            crate::error::out_of_descriptors("opening a database").at(path)
+        } else if e.is_damaged() {
             damaged(path, e)
         } else if e.0 == -30794 {
             // MDB_VERSION_MISMATCH: the lock file is held by another LMDB build.
@@ -293,8 +304,14 @@ fn open_shard(path: &Path) -> Result<Shard> {
     let map = if probe.is_null() {
         0
     } else {
-        env.map_addr(probe)
-            .ok_or_else(|| Error::data("cannot find the database's memory map").at(path))?
+        env.map_addr(probe).ok_or_else(|| {
+            // The map is looked up in /proc/self/maps, which takes a descriptor.
+            if out_of_descriptors() {
+                crate::error::out_of_descriptors("opening a database").at(path)
+            } else {
+                Error::data("cannot find the database's memory map").at(path)
+            }
+        })?
     };
     if first.is_some() {
         last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
@@ -311,6 +328,53 @@ fn open_shard(path: &Path) -> Result<Shard> {
         map,
         page_size,
     })
+}
+
+/// True when this process cannot open one more file (EMFILE or ENFILE).
+fn out_of_descriptors() -> bool {
+    match std::fs::File::open("/dev/null") {
+        Ok(_) => false,
+        Err(e) => crate::error::is_out_of_descriptors(&e),
+    }
+}
+
+/// Descriptors a read-only environment holds open: `data.mdb` and `lock.mdb`.
+const FDS_PER_SHARD: u64 = 2;
+
+/// Makes room for the descriptors of `shards` environments before any is opened: raises this
+/// process's soft limit on open files towards its hard limit when the soft one is too low (as
+/// Go and the JVM do at start; a common `ulimit -n 1024` is a soft limit), and otherwise fails
+/// at once saying how far to raise `ulimit -n`, instead of failing at some shard.
+fn reserve_descriptors(root: &Path, shards: usize) -> Result<()> {
+    // Descriptors already open, and some to spare for the caller's own files.
+    let open = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
+    let needed = (shards as u64) * FDS_PER_SHARD + open;
+    let wanted = needed + 64;
+    // SAFETY: getrlimit/setrlimit on a plain struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
+            return Ok(());
+        }
+        let hard = limit.rlim_max;
+        let raised = libc::rlimit {
+            rlim_cur: wanted.min(hard),
+            rlim_max: hard,
+        };
+        if raised.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            limit = raised;
+        }
+        if limit.rlim_cur >= needed {
+            return Ok(());
+        }
+        Err(Error::usage(format!(
+            "this database has {shards} shards, and reading them takes {needed} open files, but `ulimit -n` allows {} (hard limit {})",
+            limit.rlim_cur,
+            if hard == libc::RLIM_INFINITY { "unlimited".to_string() } else { hard.to_string() }
+        ))
+        .at(root)
+        .hint(format!("raise the limit on open files to at least {needed} (`ulimit -n {needed}` in the shell that starts the reader), or convert the dataset into fewer shards")))
+    }
 }
 
 /// The shard directories a manifest lists, in order.
@@ -343,7 +407,9 @@ impl Database {
     /// Opens the database at `path` read-only, at its latest committed state.
     pub fn open(path: &Path) -> Result<Database> {
         if path.join(MANIFEST).is_file() {
-            let shards = manifest_shards(path)?
+            let paths = manifest_shards(path)?;
+            reserve_descriptors(path, paths.len())?;
+            let shards = paths
                 .iter()
                 .map(|p| open_shard(p))
                 .collect::<Result<Vec<_>>>()?;

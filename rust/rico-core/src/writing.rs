@@ -87,10 +87,18 @@ fn commit(
                     .info()
                     .map_err(|e| lmdb_error(target, "cannot read the database size", e))?;
                 let step = info.map_size.clamp(INITIAL_MAP_SIZE, 64 << 30);
+                // Under `ulimit -v` a doubled map may not fit: grow by what does.
+                let step = room_to_map(step, INITIAL_MAP_SIZE)
+                    .ok_or_else(|| no_address_space(target, info.map_size))?;
                 // SAFETY: the writer thread is the only user of this environment while it writes,
                 // and it holds no transaction here (the failed one was dropped).
-                unsafe { env.set_map_size(info.map_size + step) }
-                    .map_err(|e| lmdb_error(target, "cannot grow the database map", e))?;
+                unsafe { env.set_map_size(info.map_size + step) }.map_err(|e| {
+                    if e.0 == libc::ENOMEM && address_space_limit().is_some() {
+                        no_address_space(target, info.map_size)
+                    } else {
+                        lmdb_error(target, "cannot grow the database map", e)
+                    }
+                })?;
             }
             Err(TxnError::Lmdb(e)) if e.is_map_resized() => return Err(another_writer(target)),
             Err(TxnError::Lmdb(e)) => return Err(lmdb_error(target, "cannot write records", e)),
@@ -120,6 +128,60 @@ fn commit(
         }
     }
     Ok(())
+}
+
+/// This process's address space limit (`ulimit -v`) in bytes, if it has one.
+fn address_space_limit() -> Option<u64> {
+    // SAFETY: getrlimit fills a plain struct.
+    let limit = unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_AS, &mut limit) == 0).then_some(limit.rlim_cur)
+    }?;
+    (limit != libc::RLIM_INFINITY).then_some(limit)
+}
+
+/// How much more address space the map may take: `step` where address space is not limited;
+/// under `ulimit -v`, the largest of `step`, `step / 2`, ... down to `least` that a reservation
+/// proves free (LMDB unmaps the old map before mapping the grown one, so the growth alone must
+/// fit), or `None`. A failed grow would leave LMDB without a map, so it is never tried blind.
+fn room_to_map(step: u64, least: u64) -> Option<u64> {
+    if address_space_limit().is_none() {
+        return Some(step);
+    }
+    let mut step = step;
+    while step >= least {
+        // SAFETY: a new anonymous reservation, no access, unmapped at once.
+        let probe = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                step as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if probe != libc::MAP_FAILED {
+            // SAFETY: the reservation just made.
+            unsafe { libc::munmap(probe, step as usize) };
+            return Some(step);
+        }
+        step /= 2;
+    }
+    None
+}
+
+/// The error of a map that cannot grow within the address space limit.
+fn no_address_space(target: &Path, map_size: u64) -> Error {
+    let limit = address_space_limit().map_or(String::new(), |l| {
+        format!(" (`ulimit -v` is {} KiB)", l / 1024)
+    });
+    Error::output(format!(
+        "cannot grow the database map past {} MB: the address space limit{limit} leaves no room",
+        map_size >> 20
+    ))
+    .at(target)
+    .hint("lower --io-depth (io_depth=, e.g. 4) and --threads, which hold reads and decoded records in flight, or raise `ulimit -v`; then finish with --resume")
 }
 
 enum TxnError {

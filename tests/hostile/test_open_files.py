@@ -1,0 +1,95 @@
+"""Limits on open files (``ulimit -n``). A reader of many shards raises its soft limit towards
+the hard one (a common ``ulimit -n 1024`` is a soft limit) and reads every record; where the
+hard limit is too low, it says so at once, naming ``ulimit -n`` and how far to raise it, never
+that the database is damaged. The converter out of descriptors says the same, and blames no
+source file."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from support.bigearthnet import flags
+from support.cli import run
+from support.trees import make_dataset
+
+SHARDS = 300
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ben")
+    make_dataset(root, patches=6, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sharded(rico_bin, tree, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("db") / "db"
+    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target, "--shards", SHARDS)
+    assert res.returncode == 0, res.stderr
+    return target
+
+
+def files_limit(soft: int, hard: int):
+    def set_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return set_limit
+
+
+READ_ALL = """
+import sys
+import rico
+ds = rico.open(sys.argv[1])
+keys = ds.keys()
+bands = sum(len(ds[k]) for k in keys)
+print(len(keys), bands)
+"""
+
+
+def read_all(db: Path, soft: int, hard: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(READ_ALL), str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=files_limit(soft, hard),
+    )
+
+
+def test_a_soft_limit_below_the_shards_is_raised_and_every_record_is_read(sharded):
+    res = read_all(sharded, 256, 4096)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["18", str(6 * 15)]
+
+
+def test_a_hard_limit_below_the_shards_is_a_clear_limit_not_damage(rico_bin, sharded):
+    res = read_all(sharded, 256, 256)
+    assert res.returncode == 1
+    assert "UsageError" in res.stderr and "ulimit -n" in res.stderr, res.stderr[-2000:]
+    assert "damaged" not in res.stderr and "/proc/self/maps" not in res.stderr
+    info = run(rico_bin, "info", sharded, preexec_fn=files_limit(256, 256))
+    assert info.returncode == 2 and "ulimit -n" in info.stderr, info.stderr
+    assert "damaged" not in info.stderr
+
+
+@pytest.mark.parametrize("limit", [5, 8])  # out while opening the database; reading sources
+def test_the_converter_out_of_descriptors_names_the_limit_not_a_file(
+    rico_bin, tree, tmp_path, limit
+):
+    res = run(
+        rico_bin,
+        "bigearthnet",
+        *flags(tree),
+        "--target-dir",
+        tmp_path / "db",
+        preexec_fn=files_limit(limit, limit),
+    )
+    assert res.returncode != 0
+    assert "too many open files" in res.stderr and "ulimit -n" in res.stderr, res.stderr
+    assert "readable by this user" not in res.stderr and "LMDB code" not in res.stderr

@@ -4,6 +4,7 @@ cannot list and reports it; a target path that is not UTF-8 converts and opens."
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -103,3 +104,19 @@ def test_a_target_path_that_is_not_utf8_converts_and_opens(rico_bin, tree, tmp_p
     keys = ds.keys()
     assert len(keys) == 18 and all(ds[k] for k in keys)
     assert run(rico_bin, "info", target).returncode == 0
+
+
+def test_a_second_sharded_run_while_a_shard_is_written_is_told_another_process_writes(
+    rico_bin, tree, tmp_path
+):
+    target = tmp_path / "db"
+    args = ["bigearthnet", *flags(tree), "--target-dir", target, "--shards", 4]
+    assert run(rico_bin, *args).returncode == 0
+    # As the first run leaves it while it converts shard 1: no manifest yet, the shard's
+    # writer lock held.
+    (target / "rico-manifest.json").unlink()
+    with open(target / "shard-00001" / "data.mdb", "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        res = run(rico_bin, *args)
+    assert res.returncode == 3 and "another process is writing" in res.stderr, res.stderr
+    assert "not empty" not in res.stderr and "already holds" not in res.stderr

@@ -108,15 +108,16 @@ pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
             .at(target)
             .hint("to finish it, run the same command without --shards, with --resume; or give a new directory"));
     }
+    // Before judging what the target holds: another run may be creating it right now.
+    if planning_elsewhere(target) || converting_elsewhere(target, &entries) {
+        return Err(convert::another_writer(target));
+    }
     if !is_sharded(&entries) {
         return Err(Error::usage(
             "the target directory is not empty and holds no sharded rico dataset",
         )
         .at(target)
         .hint("give a new or empty directory for --target-dir"));
-    }
-    if planning_elsewhere(target) {
-        return Err(convert::another_writer(target));
     }
     if !resume {
         return Err(Error::usage("the target already holds a sharded dataset")
@@ -145,6 +146,19 @@ fn planning_elsewhere(target: &Path) -> bool {
     };
     // The lock, if taken here, is released when `file` closes.
     lock_spool(target, &file).is_err()
+}
+
+/// True while another process converts a shard of `target` (it holds the writer's lock on the
+/// shard's `data.mdb`, see `convert::lock_target`).
+fn converting_elsewhere(target: &Path, entries: &[String]) -> bool {
+    entries.iter().filter(|n| n.starts_with("shard-")).any(|n| {
+        let Ok(file) = fs::File::open(target.join(n).join("data.mdb")) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor owned here; a lock taken is released when it closes.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        locked != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    })
 }
 
 /// The error of a plan that cannot be written: it says whether the disk is full, and that

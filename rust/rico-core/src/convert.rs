@@ -434,15 +434,12 @@ pub(crate) fn another_writer(target: &Path) -> Error {
 /// not lock), so that a second conversion into the same target stops with a clear message.
 fn lock_target(target: &Path) -> Result<fs::File> {
     let path = target.join("data.mdb");
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .open(&path)
-        .map_err(|e| {
-            if crate::error::is_out_of_descriptors(&e) {
-                return crate::error::out_of_descriptors("opening the database").at(&path);
-            }
-            Error::output(format!("cannot open the database: {e}")).at(&path)
-        })?;
+    let file = fs::OpenOptions::new().read(true).open(&path).map_err(|e| {
+        if crate::error::is_out_of_descriptors(&e) {
+            return crate::error::out_of_descriptors("opening the database").at(&path);
+        }
+        Error::output(format!("cannot open the database: {e}")).at(&path)
+    })?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = std::io::Error::last_os_error();

@@ -51,6 +51,10 @@ fn meta(map: &[u8], psize: usize, i: usize) -> Option<Meta> {
     })
 }
 
+/// A page to check: its number, its depth, and the keys it may hold: from the first bound
+/// (inclusive) to the second (exclusive), `None` where the range is open.
+type Visit<'a> = (u64, usize, Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Checks the main tree of the LMDB file mapped as `map` (every page up to the last one the
 /// meta page names; `psize` bytes each). Returns what is wrong.
 pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
@@ -77,9 +81,7 @@ pub fn check(map: &[u8], psize: usize) -> Result<(), String> {
         return Err("the main tree has a root but depth 0".into());
     }
     let mut visited: u64 = 0;
-    // (page, depth, keys it may hold: from `low` (inclusive) to `high` (exclusive); None: open).
-    let mut stack: Vec<(u64, usize, Option<&[u8]>, Option<&[u8]>)> =
-        vec![(meta.root, 1usize, None, None)];
+    let mut stack: Vec<Visit<'_>> = vec![(meta.root, 1usize, None, None)];
     while let Some((pgno, level, low, high)) = stack.pop() {
         visited += 1;
         if visited > meta.pages.saturating_add(1) {

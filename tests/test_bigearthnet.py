@@ -356,3 +356,23 @@ def test_a_small_buffer_commits_more_often_and_writes_the_same_records(large, ri
     assert refused.returncode == 2
     assert "--buffer-mb" in refused.stderr
     assert not (tmp_path / "refused").exists()
+
+
+def test_buffer_mb_in_python(samples, tmp_path):
+    """``rico.convert(buffer_mb=)`` is the CLI's ``--buffer-mb``: at its floor, the records of
+    the real samples are those of the default run; outside 4..65536 it is refused before the
+    target is made."""
+    root = samples / "BigEarthNet"
+    kw = dict(
+        bigearthnet_s2_dir=root / "BigEarthNet-S2",
+        bigearthnet_s1_dir=root / "BigEarthNet-S1",
+        progress=False,
+    )
+    rico.convert("bigearthnet", tmp_path / "small", buffer_mb=4, **kw)
+    rico.convert("bigearthnet", tmp_path / "default", **kw)
+    got = read_lmdb(tmp_path / "small")
+    assert got and got == read_lmdb(tmp_path / "default")
+    for bad in (3, 65537):
+        with pytest.raises(rico.UsageError, match="buffer_mb"):
+            rico.convert("bigearthnet", tmp_path / f"bad{bad}", buffer_mb=bad, **kw)
+        assert not (tmp_path / f"bad{bad}").exists()

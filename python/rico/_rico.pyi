@@ -80,6 +80,7 @@ def convert(
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
     keys: Optional[list[str]] = None,
+    buffer_mb: Optional[int] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan

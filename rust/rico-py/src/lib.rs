@@ -220,7 +220,7 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, buffer_mb=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(
     py: Python<'py>,
@@ -240,6 +240,7 @@ fn convert<'py>(
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
     keys: Option<Vec<String>>,
+    buffer_mb: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let mut options = options(
@@ -259,6 +260,7 @@ fn convert<'py>(
             insecure_tls,
         },
     );
+    options.buffer_bytes = buffer_mb.map(|mb| mb.saturating_mul(1 << 20));
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
     let summary = interruptible(py, &cancel, || {

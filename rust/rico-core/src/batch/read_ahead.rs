@@ -221,7 +221,10 @@ mod tests {
         ahead.hinted()
     }
 
-    fn recorder(size: usize) -> (Arc<Mutex<Vec<u8>>>, impl FnMut(&[u8]) -> Option<usize>) {
+    /// The first byte of every key hinted, in order.
+    type Seen = Arc<Mutex<Vec<u8>>>;
+
+    fn recorder(size: usize) -> (Seen, impl FnMut(&[u8]) -> Option<usize>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         (seen, move |k: &[u8]| {

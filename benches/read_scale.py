@@ -15,7 +15,8 @@ Warm (the database read once beforehand), 12 S2 bands at 120x120 float32:
 - ``baseline``: ConfigILM-style batches (py-lmdb get, ``safetensors.numpy.load``, numpy
   nearest upsampling, ``np.stack``), one process.
 
-Cold (page cache dropped before each figure; needs root, else skipped):
+Cold, with ``--cold-only`` (page cache dropped before each figure, needs root; each figure in
+a fresh process, since a drop cannot evict pages that a live process has mapped):
 - ``device``: random reads of one record's size at queue depth 32 on the same data.mdb: fio
   (``fio --name=ref --filename=DB/data.mdb --readonly --rw=randread --bs=REC --iodepth=32
   --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and
@@ -213,7 +214,6 @@ def chart(results: dict, path: Path) -> None:
 
 
 def main() -> None:
-    import rico
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--patches", type=int, default=3000)
@@ -221,8 +221,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="per warm figure and round")
     p.add_argument("--rounds", type=int, default=3, help="warm rounds (best kept)")
     p.add_argument("--out", type=Path, default=HERE / "results")
-    p.add_argument("--no-cold", action="store_true")
-    p.add_argument("--cold-only", action="store_true", help="skip the warm figures")
+    p.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="the cold figures (each in a process of its own), not the warm ones",
+    )
     p.add_argument("--cold-runs", type=int, default=3, help="cold Loader epochs (each vs fio)")
     p.add_argument(
         "--linked", action="store_true", help="tree of hard links to 100 real-size patches"
@@ -241,13 +244,37 @@ def main() -> None:
     if not (db / "data.mdb").is_file():
         convert(tree, db, progress=False)
     keys = baselines.s2_keys(db)
-    ds = rico.open(db)
-    record_bytes = len(ds.raw(keys[0]))
+    env = baselines.open_reference_env(db)
+    with env.begin() as txn:
+        record_bytes = len(txn.get(keys[0]))
+    env.close()
     results: dict = {"records": len(keys), "record_bytes": record_bytes, "warm": []}
     print(f"{len(keys)} S2 records of {record_bytes} bytes", flush=True)
 
-    if args.cold_only:
-        args.rounds = 0
+    # The warm figures keep the database mapped in this process, and a drop of the page cache
+    # cannot evict mapped pages: cold figures are taken apart, with --cold-only.
+    if not args.cold_only:
+        warm_figures(args, db, keys, results)
+    elif drop_caches():
+        results["cold"] = cold_figures(args, db, record_bytes)
+    else:
+        print("cold figures need root (to drop the page cache): none taken", flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "read_scale_cold" if args.cold_only else "read_scale"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if results["warm"]:
+        chart(results, args.out / "read_scale.png")
+        rows = {r["batch"]: r for r in results["warm"]}
+        print(f"Loader batch 512 / batch 32: {rows[512]['loader'] / rows[32]['loader']:.2f}x")
+
+
+def warm_figures(args, db: Path, keys, results: dict) -> None:
+    """The warm rows, in this process (which then keeps the database mapped: the cold figures
+    run in processes of their own, since pages a process maps survive a drop of the cache)."""
+    import rico
+
+    ds = rico.open(db)
     warm(db)
     # Rounds interleave the batch sizes and each figure is the best round, so that load from
     # other processes on a shared machine hits every batch size alike.
@@ -273,49 +300,74 @@ def main() -> None:
         results["getitem_warm"] = max(rounds, key=lambda r: r["ratio"])
         print("warm ds[key]", json.dumps(results["getitem_warm"]), flush=True)
 
-    if not args.no_cold and drop_caches():
-        cold = {}
-        cold["fio"] = fio_reference(db, record_bytes)
-        # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
-        device = rico.bench(db, bands=S2_BANDS, size=SIZE, seconds=2.0)["device"]
-        cold["rico_bench_device"] = device and device["records_per_second"]
-        runs = []
-        for _ in range(args.cold_runs):
-            drop_caches()
-            run = {"fio": fio_reference(db, record_bytes)}
-            drop_caches()
-            run.update(cold_loader_epoch(ds, keys))
-            if run["fio"]:
-                run["loader_vs_fio"] = run["loader"] / run["fio"]
-                run["steady_vs_fio"] = run["loader_steady"] / run["fio"]
-            runs.append(run)
-            print("cold epoch", json.dumps(run), flush=True)
-        cold["runs"] = runs
-        cold["loader"] = min(r["loader"] for r in runs)
-        # The same epoch warm: the loader's own ceiling on this machine's cores. Where fio
-        # serves more records/s than that, a cold epoch cannot reach fio, and the ratio that
-        # says whether storage is the bottleneck is cold over warm.
-        warm(db)
-        cold["loader_warm"] = max(cold_loader_epoch(ds, keys)["loader_steady"] for _ in range(2))
-        cold["steady_vs_warm"] = [r["loader_steady"] / cold["loader_warm"] for r in runs]
-        print("warm epoch", cold["loader_warm"], "cold steady / warm", cold["steady_vs_warm"])
-        drop_caches()
-        cold["getitem"] = cold_getitem(ds, keys)
-        drop_caches()
-        cold["getitem_baseline"] = cold_baseline_getitem(db, keys)
-        reference = cold["fio"] or cold["rico_bench_device"]
-        cold["loader_vs_device"] = cold["loader"] / reference
-        results["cold"] = cold
-        print("cold", json.dumps(cold), flush=True)
-        warm(db)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "read_scale_cold" if args.cold_only else "read_scale"
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    if results["warm"]:
-        chart(results, args.out / "read_scale.png")
-        rows = {r["batch"]: r for r in results["warm"]}
-        print(f"Loader batch 512 / batch 32: {rows[512]['loader'] / rows[32]['loader']:.2f}x")
+def cold_child(mode: str, db: str) -> dict:
+    """One cold figure in a fresh process (see :func:`in_child`): ``loader`` (one shuffled
+    epoch, batch 64), ``warm`` (the same epoch warm, best of 2), ``getitem``,
+    ``getitem_baseline``. The keys are listed first, as a training script lists them."""
+    import rico
+
+    path = Path(db)
+    keys = baselines.s2_keys(path)
+    if mode == "getitem_baseline":
+        return {mode: cold_baseline_getitem(path, keys)}
+    ds = rico.open(path)
+    if mode == "loader":
+        return cold_loader_epoch(ds, keys)
+    if mode == "device":
+        # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
+        device = rico.bench(path, bands=S2_BANDS, size=SIZE, seconds=2.0)["device"]
+        return {"rico_bench_device": device and device["records_per_second"]}
+    if mode == "warm":
+        warm(path)
+        return {"loader_warm": max(cold_loader_epoch(ds, keys)["loader_steady"] for _ in range(2))}
+    return {"getitem": cold_getitem(ds, keys)}
+
+
+def in_child(mode: str, db: Path) -> dict:
+    """:func:`cold_child` in a new interpreter: a drop of the page cache cannot evict pages
+    that a live process has mapped, so a cold figure taken in a process that read the database
+    before would be partly warm."""
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import read_scale; "
+        f"print(json.dumps(read_scale.cold_child({mode!r}, {str(db)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cold_figures(args, db: Path, record_bytes: int) -> dict:
+    """fio and the cold epochs, ``args.cold_runs`` times, each after a drop of the page cache;
+    then the same epoch warm, and single cold reads against py-lmdb + safetensors."""
+    cold: dict = in_child("device", db)
+    runs = []
+    for _ in range(args.cold_runs):
+        drop_caches()
+        run = {"fio": fio_reference(db, record_bytes)}
+        drop_caches()
+        run.update(in_child("loader", db))
+        if run["fio"]:
+            run["loader_vs_fio"] = run["loader"] / run["fio"]
+            run["steady_vs_fio"] = run["loader_steady"] / run["fio"]
+        runs.append(run)
+        print("cold epoch", json.dumps(run), flush=True)
+    cold["runs"] = runs
+    cold["fio"] = min((r["fio"] for r in runs if r["fio"]), default=None)
+    cold["loader"] = min(r["loader"] for r in runs)
+    # The same epoch warm: the loader's own ceiling on this machine's cores. Where fio serves
+    # more records/s than that, a cold epoch cannot reach fio, and the ratio that says whether
+    # storage is the bottleneck is cold over warm.
+    cold.update(in_child("warm", db))
+    cold["steady_vs_warm"] = [r["loader_steady"] / cold["loader_warm"] for r in runs]
+    drop_caches()
+    cold.update(in_child("getitem", db))
+    drop_caches()
+    cold.update(in_child("getitem_baseline", db))
+    reference = cold["fio"] or cold["rico_bench_device"]
+    cold["loader_vs_device"] = cold["loader"] / reference
+    print("cold", json.dumps(cold), flush=True)
+    warm(db)
+    return cold
 
 
 if __name__ == "__main__":

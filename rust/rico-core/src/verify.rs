@@ -202,7 +202,8 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         return Ok(());
     };
     let n = shards.len();
-    if let Some(cut) = sharding::planned_cut(target).filter(|&c| c != n) {
+    let cut = sharding::planned_cut(target).unwrap_or(n);
+    if cut != n {
         report.manifest.push(format!(
             "the manifest lists {n} shards, {} cuts the dataset into {cut}",
             sharding::PLAN
@@ -228,7 +229,7 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
             .and_then(|i| i.parse::<usize>().ok());
         let damage = own
             .filter(|_| dir.join(sharding::SHARD_PLAN).exists())
-            .and_then(|i| sharding::plan_damage(target, i, n));
+            .and_then(|i| sharding::plan_damage(target, i, cut));
         if let Some(damage) = &damage {
             report.manifest.push(format!(
                 "{rel}: its plan ({}) is damaged: {damage}; `--resume` plans it again",

@@ -3,7 +3,7 @@
 #   make demo    convert a generated BigEarthNet-shaped tree, read a record back
 #   make test    the whole suite: cargo tests and pytest
 #   make bench   benchmarks (pytest-benchmark suites and the side-by-side comparison)
-#   make lint    rustfmt, clippy, rustdoc (warnings denied), ruff, and the typed stubs checked against the extension
+#   make lint    rustfmt, clippy, rustdoc (warnings denied), rico-core's layers, ruff, and the typed stubs checked against the extension
 #   make dist    dist/: abi3 manylinux2014 wheel, portable `rico` binary (glibc >= 2.17), sdist
 #   make test-dist  make dist, then the tests of what it made (tests/test_dist.py)
 #   make docs    the documentation site (mkdocs, docs/ and mkdocs.yml) into site/, strict
@@ -47,12 +47,13 @@ bench: build
 clean:
 	rm -rf $(VENV) target demo-out dist site
 
-PY_SOURCES := python tests benches examples docs
+PY_SOURCES := python tests benches examples docs tools
 
 lint: build
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
+	$(PY) tools/check_layers.py
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest rico._rico

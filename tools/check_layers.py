@@ -3,8 +3,8 @@
 
 rico-core is built in layers whose imports run one way (docs/architecture.md):
 
-- ``base``: what every layer shares (errors, the LMDB wrapper, record encoding, labels,
-  progress, aligned buffers);
+- ``base``: what every layer shares (errors, the LMDB wrapper and its SIGBUS guard, record
+  encoding, labels, progress, aligned buffers);
 - ``write``: the conversion (specs and presets, sources, planning, reading, decoding, writing,
   shards, verify), which may use the read layer (verify and resume read databases);
 - ``read``: the database reader, key selection, batches, read-ahead, statistics, the read
@@ -25,12 +25,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "rust" / "rico-core" / "src"
 
 LAYERS = {
-    "base": {"error", "lmdb", "record", "labels", "progress", "buffer"},
+    "base": {"error", "lmdb", "fault", "record", "labels", "progress", "buffer"},
     "read": {"reader", "batch", "select", "stats", "bench"},
-    "write": {
-        "spec", "datasets", "sources", "planning", "reading", "writing", "convert",
-        "sharding", "verify",
-    },  # fmt: skip
+    "write": set("spec datasets sources planning reading writing convert sharding verify".split()),
 }
 #: The layers each layer may import (besides itself).
 MAY_IMPORT = {"base": set(), "read": {"base"}, "write": {"base", "read"}}
@@ -60,7 +57,9 @@ def main() -> int:
         module = rel.parts[0].removesuffix(".rs")
         layer = layer_of(module)
         if layer is None:
-            wrong.append(f"{rel}: module {module!r} is in no layer (add it to tools/check_layers.py)")
+            wrong.append(
+                f"{rel}: module {module!r} is in no layer (add it to tools/check_layers.py)"
+            )
             continue
         for name in sorted(imports(path.read_text())):
             if name in ROOT_ITEMS or name == module:

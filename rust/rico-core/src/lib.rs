@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod convert;
 pub mod datasets;
 pub mod error;
+pub(crate) mod fault;
 pub mod labels;
 // lmdb.rs and reader.rs are being edited elsewhere: their missing docs, the `Sync` impls that
 // share their `Send` impl's SAFETY comment, and a doc link to a private constant are allowed

@@ -219,7 +219,7 @@ fn mappings<T>(mut find: impl FnMut(&Mapping<'_>) -> Option<T>) -> Option<T> {
 struct MapWatch {
     start: usize,
     len: usize,
-    _watch: Option<crate::reader::fault::Watch>,
+    _watch: Option<crate::fault::Watch>,
 }
 
 /// An open LMDB environment (one directory with `data.mdb` and `lock.mdb`).
@@ -429,7 +429,7 @@ impl Env {
         *map = MapWatch::default(); // the old registration goes first
         let watch = self
             .read_only
-            .then(|| crate::reader::fault::watch(start, len, false, &self.damage, true))
+            .then(|| crate::fault::watch(start, len, false, &self.damage, true))
             .flatten();
         *map = MapWatch {
             start,
@@ -510,7 +510,7 @@ impl Env {
     /// True when a read of this environment's map met a page that no longer exists.
     #[inline]
     pub fn is_damaged(&self) -> bool {
-        crate::reader::fault::any() && self.damage.load(std::sync::atomic::Ordering::Acquire)
+        crate::fault::any() && self.damage.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The flag that [`Env::is_damaged`] reads, for other mappings of `data.mdb`.

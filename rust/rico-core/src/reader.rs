@@ -22,7 +22,6 @@ pub struct TensorRef {
 }
 
 mod fast_header;
-pub(crate) mod fault;
 mod private_view;
 mod tree_check;
 pub use private_view::PrivateRecord;
@@ -99,7 +98,7 @@ impl Shard {
     /// a read past the file).
     fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
         // LMDB refuses other lengths as a bad value size; no record can have such a key.
-        if key.is_empty() || key.len() > crate::spec::MAX_KEY_BYTES {
+        if key.is_empty() || key.len() > crate::record::MAX_KEY_BYTES {
             return Ok(None);
         }
         let value = self
@@ -464,7 +463,7 @@ impl Database {
     /// pixels) checks here once it is done.
     #[inline]
     pub fn check_intact(&self) -> Result<()> {
-        if fault::any() {
+        if crate::fault::any() {
             for shard in &self.shards.0 {
                 shard.intact()?;
             }

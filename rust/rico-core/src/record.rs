@@ -8,6 +8,9 @@ use safetensors::tensor::{Dtype, View};
 
 use crate::error::{Error, Result};
 
+/// LMDB's limit on key length (bytes): a record's key is 1 to this many bytes.
+pub const MAX_KEY_BYTES: usize = 511;
+
 /// One band of a record: a 2-D array `(height, width)` of `dtype`, little-endian bytes.
 pub struct Band<'a> {
     /// The band's name, its tensor name in the record (`B04`, ...).

@@ -296,8 +296,7 @@ impl<'a> Source<'a> {
 /// The default of [`Source::max_held_bytes`]: 1 GiB.
 pub const DEFAULT_MAX_HELD_BYTES: u64 = 1 << 30;
 
-/// LMDB's limit on key length (bytes).
-pub const MAX_KEY_BYTES: usize = 511;
+pub use crate::record::MAX_KEY_BYTES;
 
 /// Walks every source and groups its files into patches, sorted by source path. Fails before
 /// anything is written when a source is missing or empty, a key repeats, or a band is missing.

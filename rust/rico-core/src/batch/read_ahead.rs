@@ -69,12 +69,11 @@ struct Shared {
 ///     Some(100)
 /// })
 /// .unwrap();
-/// ahead.advance(10); // the loader is at the end: every key gets its hint
-/// while ahead.hinted() < 10 {
-///     std::thread::yield_now();
-/// }
-/// drop(ahead);
-/// assert_eq!(*seen.lock().unwrap(), (0..10u8).collect::<Vec<_>>());
+/// ahead.advance(2); // the loader took keys 0 and 1: keys up to 4 get their hints
+/// ahead.finish(2); // it reads no more: every key from 2 on gets its hint, in order
+/// let seen = seen.lock().unwrap();
+/// assert_eq!(seen.last(), Some(&9));
+/// assert!(seen.windows(2).all(|w| w[0] < w[1]));
 /// ```
 pub struct ReadAhead {
     shared: Arc<Shared>,

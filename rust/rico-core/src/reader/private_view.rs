@@ -24,7 +24,7 @@ enum Memory {
     Mapped {
         base: *mut u8,
         len: usize,
-        watch: Option<super::fault::Watch>,
+        watch: Option<crate::fault::Watch>,
     },
     /// Where no mapping could be made (the process's mapping count is exhausted): a copy.
     Copied(std::sync::Arc<AlignedBuffer>),
@@ -76,7 +76,7 @@ impl PrivateRecord {
         if base == libc::MAP_FAILED {
             return None;
         }
-        let Some(watch) = super::fault::watch(base as usize, len, true, env.damage_flag(), false)
+        let Some(watch) = crate::fault::watch(base as usize, len, true, env.damage_flag(), false)
         else {
             // No room to register it: a copy, read through LMDB's map, which is registered.
             // SAFETY: the mapping just made, unmapped once.

@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 use crate::reader::{parse_record, Database, TensorRef};
 
 mod bilinear;
+pub mod fill;
+pub mod prefetch;
 pub mod read_ahead;
+pub mod ring;
 
 /// How bands are brought to the batch's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

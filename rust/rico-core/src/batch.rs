@@ -284,7 +284,7 @@ fn fill_record<T: Sample>(
     scratch: &mut Scratch<T>,
 ) -> Result<()> {
     let value = db.get(key)?.ok_or_else(|| missing_key(key))?;
-    let tensors = parse_record(key, value)?;
+    let tensors = parse_record(key, &value)?;
     for (c, band) in spec.bands.iter().enumerate() {
         let t = find_band(&tensors, band, key)?;
         let (h, w) = shape2(t, key)?;

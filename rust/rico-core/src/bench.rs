@@ -191,7 +191,7 @@ fn read_record(db: &Database, key: &[u8]) -> Result<(u64, u64)> {
     let value = db
         .get(key)?
         .ok_or_else(|| Error::data(format!("key {:?} vanished", String::from_utf8_lossy(key))))?;
-    let tensors = parse_record(key, value)?;
+    let tensors = parse_record(key, &value)?;
     let mut sum = tensors.len() as u64;
     for i in (0..value.len()).step_by(PAGE) {
         sum = sum.wrapping_mul(31).wrapping_add(value[i] as u64);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -82,18 +83,42 @@ fn parse_record_serde(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
 /// Name of the manifest at the root of a sharded dataset.
 pub const MANIFEST: &str = "rico-manifest.json";
 
-/// One LMDB directory of a database, with the range of its keys.
+/// One LMDB directory of a database: where it is, its key range and its record count (learnt
+/// when the database is opened), and its environment while that is open.
+///
+/// A database of many shards may hold more environments than the process may open files
+/// (`ulimit -n`: two descriptors each). Its shards are then opened on demand, and the one used
+/// least recently, with nothing of it in use, is closed to make room ([`Database::open`]).
 pub struct Shard {
+    /// The shard's LMDB directory.
     pub path: PathBuf,
-    pub snapshot: Snapshot,
+    /// Its smallest key (empty for an empty shard).
     pub first: Vec<u8>,
+    /// Its greatest key (empty for an empty shard).
     pub last: Vec<u8>,
+    /// Its number of records.
+    pub records: u64,
+    /// The environment, for good: set when every shard fits in the open-file budget.
+    pinned: OnceLock<Arc<OpenShard>>,
+    /// The environment while it is open, when shards take turns (see [`Database::open`]).
+    open: Mutex<Option<Arc<OpenShard>>>,
+    /// When it was last used (a tick of its database), to close the least recently used.
+    used: AtomicU64,
+    /// Set once its B-tree pages have been checked (see `tree_check`): a reopened shard whose
+    /// record count is unchanged is not checked again.
+    checked: AtomicBool,
+}
+
+/// A shard's open environment: a read snapshot, and where its memory map starts.
+struct OpenShard {
+    path: PathBuf,
+    snapshot: Snapshot,
     /// Start of LMDB's map and its page size: where overflow page headers are checked.
     map: usize,
     page_size: usize,
 }
 
-impl Shard {
+impl OpenShard {
     /// The value of `key`, its overflow page header checked (a damaged one is an error, not
     /// a read past the file).
     fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
@@ -132,9 +157,52 @@ impl Shard {
     }
 }
 
-/// The shards of an open database. Everything that points into a shard's memory map holds an
-/// `Arc` to this, so the maps stay valid as long as any view lives.
+/// The shards of an open database, in the manifest's order (one for a plain database).
 pub struct Shards(pub Vec<Shard>);
+
+/// A record's value in a shard's memory map. It keeps that shard open while it lives, so that
+/// the bytes stay mapped (a shard that takes turns with others is not closed under it).
+pub struct Value<'db> {
+    ptr: *const u8,
+    len: usize,
+    /// The shard, when it may be closed once this value is dropped (`None`: pinned for the
+    /// database's life, which `'db` outlives this value).
+    _shard: Option<Arc<OpenShard>>,
+    _db: std::marker::PhantomData<&'db [u8]>,
+}
+
+// SAFETY: the bytes are read-only memory of a map that stays valid while the value lives (the
+// database is borrowed for `'db`, or the shard is held); reading them from any thread is sound.
+unsafe impl Send for Value<'_> {}
+// SAFETY: as for Send: shared access only reads.
+unsafe impl Sync for Value<'_> {}
+
+impl<'db> Value<'db> {
+    fn pinned(bytes: &'db [u8]) -> Value<'db> {
+        Value {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+            _shard: None,
+            _db: std::marker::PhantomData,
+        }
+    }
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is a value LMDB returned from a map that stays mapped while
+        // this value lives (see the type's doc).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Value<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
 
 /// A database opened for reading: one LMDB directory, or a sharded dataset (a directory with
 /// `rico-manifest.json` and one LMDB directory per shard) that behaves as one.
@@ -142,6 +210,12 @@ pub struct Database {
     path: PathBuf,
     shards: Arc<Shards>,
     sharded: bool,
+    /// How many shards may be open at once (all of them, unless `ulimit -n` is too low).
+    budget: usize,
+    /// Held while a shard is opened, or closed to make room.
+    turns: Mutex<()>,
+    /// The clock of [`Shard::used`].
+    tick: AtomicU64,
 }
 
 /// A snapshot of the LMDB directory at `path`, on the one environment this process keeps per
@@ -287,12 +361,13 @@ fn lmdb_read_err(path: &Path, e: crate::lmdb::LmdbError) -> Error {
     }
 }
 
-fn open_shard(path: &Path) -> Result<Shard> {
+/// Opens the environment of the shard at `path`: a snapshot, its map found (and watched for
+/// pages that vanish, `fault`), its B-tree checked unless `checked` says it was already.
+fn open_env(path: &Path, checked: &AtomicBool) -> Result<OpenShard> {
     let snapshot = open_snapshot(path)?;
-    let (mut first, mut last, mut probe) = (None, None, std::ptr::null());
+    let mut probe = std::ptr::null();
     snapshot
         .for_each(|k, _| {
-            first = Some(k.to_vec());
             probe = k.as_ptr();
             false
         })
@@ -312,21 +387,46 @@ fn open_shard(path: &Path) -> Result<Shard> {
             }
         })?
     };
-    if first.is_some() {
-        last = snapshot.last_key().map_err(|e| lmdb_read_err(path, e))?;
-    }
     let page_size = env.info().map_err(|e| lmdb_read_err(path, e))?.page_size as usize;
-    if map != 0 {
+    if map != 0 && !checked.load(Ordering::Acquire) {
         check_tree(env, map, path)?;
+        checked.store(true, Ordering::Release);
     }
-    Ok(Shard {
+    Ok(OpenShard {
         path: path.to_path_buf(),
         snapshot,
-        first: first.unwrap_or_default(),
-        last: last.unwrap_or_default(),
         map,
         page_size,
     })
+}
+
+/// Opens the shard at `path` and learns its key range and record count.
+fn open_shard(path: &Path) -> Result<(Shard, Arc<OpenShard>)> {
+    let checked = AtomicBool::new(false);
+    let open = open_env(path, &checked)?;
+    let read = |e| lmdb_read_err(path, e);
+    let mut first = None;
+    open.snapshot
+        .for_each(|k, _| {
+            first = Some(k.to_vec());
+            false
+        })
+        .map_err(read)?;
+    let last = match first {
+        Some(_) => open.snapshot.last_key().map_err(read)?,
+        None => None,
+    };
+    let shard = Shard {
+        path: path.to_path_buf(),
+        first: first.unwrap_or_default(),
+        last: last.unwrap_or_default(),
+        records: open.snapshot.len().map_err(read)?,
+        pinned: OnceLock::new(),
+        open: Mutex::new(None),
+        used: AtomicU64::new(0),
+        checked,
+    };
+    Ok((shard, Arc::new(open)))
 }
 
 /// True when this process cannot open one more file (EMFILE or ENFILE).
@@ -340,40 +440,47 @@ fn out_of_descriptors() -> bool {
 /// Descriptors a read-only environment holds open: `data.mdb` and `lock.mdb`.
 const FDS_PER_SHARD: u64 = 2;
 
-/// Makes room for the descriptors of `shards` environments before any is opened: raises this
-/// process's soft limit on open files towards its hard limit when the soft one is too low (as
-/// Go and the JVM do at start; a common `ulimit -n 1024` is a soft limit), and otherwise fails
-/// at once saying how far to raise `ulimit -n`, instead of failing at some shard.
-fn reserve_descriptors(root: &Path, shards: usize) -> Result<()> {
-    // Descriptors already open, and some to spare for the caller's own files.
+/// Descriptors left to the caller's own files (and the reader's /proc lookups) when the
+/// open-file limit is shared out among shards.
+const FDS_TO_SPARE: u64 = 64;
+
+/// How many of a database's `shards` environments may be open at once. Raises this process's
+/// soft limit on open files towards its hard limit when the soft one is too low for all of
+/// them (as Go and the JVM do at start; a common `ulimit -n 1024` is a soft limit). Where even
+/// the hard limit is too low, the shards take turns within what it allows; where it does not
+/// allow one, this fails at once saying how far to raise `ulimit -n`.
+fn descriptor_budget(root: &Path, shards: usize) -> Result<usize> {
+    // Descriptors already open.
     let open = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
-    let needed = (shards as u64) * FDS_PER_SHARD + open;
-    let wanted = needed + 64;
+    let wanted = (shards as u64) * FDS_PER_SHARD + open + FDS_TO_SPARE;
     // SAFETY: getrlimit/setrlimit on a plain struct.
-    unsafe {
+    let limit = unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
-            return Ok(());
+            return Ok(shards);
         }
-        let hard = limit.rlim_max;
         let raised = libc::rlimit {
-            rlim_cur: wanted.min(hard),
-            rlim_max: hard,
+            rlim_cur: wanted.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
         };
         if raised.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
             limit = raised;
         }
-        if limit.rlim_cur >= needed {
-            return Ok(());
-        }
-        Err(Error::usage(format!(
-            "this database has {shards} shards, and reading them takes {needed} open files, but `ulimit -n` allows {} (hard limit {})",
-            limit.rlim_cur,
-            if hard == libc::RLIM_INFINITY { "unlimited".to_string() } else { hard.to_string() }
-        ))
-        .at(root)
-        .hint(format!("raise the limit on open files to at least {needed} (`ulimit -n {needed}` in the shell that starts the reader), or convert the dataset into fewer shards")))
+        limit
+    };
+    let budget = limit.rlim_cur.saturating_sub(open + FDS_TO_SPARE) / FDS_PER_SHARD;
+    if budget >= 1 {
+        return Ok((budget as usize).min(shards));
     }
+    let needed = FDS_PER_SHARD + open + FDS_TO_SPARE;
+    let hard = limit.rlim_max;
+    Err(Error::usage(format!(
+        "reading this database takes at least {needed} open files, but `ulimit -n` allows {} (hard limit {})",
+        limit.rlim_cur,
+        if hard == libc::RLIM_INFINITY { "unlimited".to_string() } else { hard.to_string() }
+    ))
+    .at(root)
+    .hint(format!("raise the limit on open files to at least {needed} (`ulimit -n {needed}` in the shell that starts the reader); {} open files let all {shards} shards stay open at once", (shards as u64) * FDS_PER_SHARD + open + FDS_TO_SPARE)))
 }
 
 /// The shard directories a manifest lists, in order.
@@ -404,28 +511,53 @@ pub fn manifest_shards(root: &Path) -> Result<Vec<PathBuf>> {
 
 impl Database {
     /// Opens the database at `path` read-only, at its latest committed state.
+    ///
+    /// Every shard is opened once here: its key range, record count and B-tree are checked
+    /// before any read. When `ulimit -n` cannot hold all of a sharded database's environments
+    /// at once (two descriptors each), shards take turns: one is opened when a read needs it,
+    /// and the one used least recently, with no value of it still in use, is closed to make
+    /// room.
     pub fn open(path: &Path) -> Result<Database> {
-        if path.join(MANIFEST).is_file() {
-            let paths = manifest_shards(path)?;
-            reserve_descriptors(path, paths.len())?;
-            let shards = paths
-                .iter()
-                .map(|p| open_shard(p))
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(Database {
-                path: path.to_path_buf(),
-                shards: Arc::new(Shards(shards)),
-                sharded: true,
-            });
+        let (paths, sharded) = if path.join(MANIFEST).is_file() {
+            (manifest_shards(path)?, true)
+        } else {
+            (vec![path.to_path_buf()], false)
+        };
+        let budget = if sharded {
+            descriptor_budget(path, paths.len())?
+        } else {
+            1
+        };
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut open = std::collections::VecDeque::new();
+        for p in &paths {
+            let (shard, env) = open_shard(p)?;
+            if budget >= paths.len() {
+                let _ = shard.pinned.set(env);
+            } else {
+                // The last ones opened stay open, within the budget.
+                if open.len() == budget {
+                    open.pop_front();
+                }
+                open.push_back((shards.len(), env));
+            }
+            shards.push(shard);
         }
-        let shard = open_shard(path)?;
+        for (i, env) in open {
+            shards[i].used.store(i as u64, Ordering::Relaxed);
+            *lock(&shards[i].open) = Some(env);
+        }
         Ok(Database {
             path: path.to_path_buf(),
-            shards: Arc::new(Shards(vec![shard])),
-            sharded: false,
+            shards: Arc::new(Shards(shards)),
+            sharded,
+            budget,
+            turns: Mutex::new(()),
+            tick: AtomicU64::new(paths.len() as u64),
         })
     }
 
+    /// The directory given to [`Database::open`].
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -435,24 +567,89 @@ impl Database {
         self.sharded
     }
 
-    /// The shards; values this database returns stay valid as long as an `Arc` to them lives.
+    /// The shards, in order: their paths, key ranges and record counts.
     pub fn shards(&self) -> &Arc<Shards> {
         &self.shards
     }
 
-    fn lmdb_err(&self, e: crate::lmdb::LmdbError) -> Error {
-        lmdb_read_err(&self.path, e)
+    /// How many shards may be open at once: all of them, unless `ulimit -n` is too low.
+    pub fn open_shards_at_most(&self) -> usize {
+        self.budget
+    }
+
+    /// Shard `i`'s environment, opened if it is not (closing the least recently used one that
+    /// nothing holds, when the budget is spent).
+    fn shard(&self, i: usize) -> Result<Arc<OpenShard>> {
+        let shard = &self.shards.0[i];
+        if let Some(open) = shard.pinned.get() {
+            return Ok(open.clone());
+        }
+        shard
+            .used
+            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        if let Some(open) = lock(&shard.open).as_ref() {
+            return Ok(open.clone());
+        }
+        let _turn = lock(&self.turns);
+        if let Some(open) = lock(&shard.open).as_ref() {
+            return Ok(open.clone()); // opened by another thread meanwhile
+        }
+        self.make_room();
+        let open = Arc::new(open_env(&shard.path, &shard.checked)?);
+        // The shard was counted when the database was opened; a different count now means its
+        // file was rewritten since, and the key ranges no longer hold.
+        let records = open
+            .snapshot
+            .len()
+            .map_err(|e| lmdb_read_err(&shard.path, e))?;
+        if records != shard.records {
+            return Err(changed(&shard.path));
+        }
+        *lock(&shard.open) = Some(open.clone());
+        Ok(open)
+    }
+
+    /// Closes open shards, least recently used first, until one more fits in the budget. A
+    /// shard whose values are still held stays open (then the budget is overrun, and opening
+    /// one more may fail with a clear "too many open files").
+    fn make_room(&self) {
+        loop {
+            let mut count = 0;
+            let mut oldest: Option<(u64, usize)> = None;
+            for (i, shard) in self.shards.0.iter().enumerate() {
+                if let Some(open) = lock(&shard.open).as_ref() {
+                    count += 1;
+                    let used = shard.used.load(Ordering::Relaxed);
+                    if Arc::strong_count(open) == 1 && oldest.is_none_or(|(u, _)| used < u) {
+                        oldest = Some((used, i));
+                    }
+                }
+            }
+            if count < self.budget {
+                return;
+            }
+            let Some((_, i)) = oldest else {
+                return;
+            };
+            let mut slot = lock(&self.shards.0[i].open);
+            // Taken only while still unheld (a reader clones under this same lock).
+            if slot
+                .as_ref()
+                .is_some_and(|open| Arc::strong_count(open) == 1)
+            {
+                let closed = slot.take();
+                drop(slot);
+                drop(closed);
+            }
+        }
     }
 
     /// Number of records.
     pub fn len(&self) -> Result<u64> {
-        let mut n = 0;
-        for shard in &self.shards.0 {
-            n += shard.snapshot.len().map_err(|e| self.lmdb_err(e))?;
-        }
-        Ok(n)
+        Ok(self.shards.0.iter().map(|s| s.records).sum())
     }
 
+    /// True when the database holds no record.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -465,21 +662,42 @@ impl Database {
     pub fn check_intact(&self) -> Result<()> {
         if crate::fault::any() {
             for shard in &self.shards.0 {
-                shard.intact()?;
+                if let Some(open) = shard.pinned.get() {
+                    open.intact()?;
+                } else if let Some(open) = lock(&shard.open).as_ref() {
+                    open.intact()?;
+                }
             }
         }
         Ok(())
     }
 
+    /// The shards whose key range holds `key` (shards are cut by source order, so key ranges
+    /// may overlap: every candidate is tried).
+    fn candidates<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        self.shards.0.iter().enumerate().filter_map(move |(i, s)| {
+            (!self.sharded || (s.first.as_slice() <= key && key <= s.last.as_slice())).then_some(i)
+        })
+    }
+
     /// The raw value of `key`, from the shard whose key range holds it.
-    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
-        for shard in &self.shards.0 {
-            // Shards are cut by source order, so key ranges may overlap: try every candidate.
-            if self.sharded && (key < shard.first.as_slice() || key > shard.last.as_slice()) {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_>>> {
+        for i in self.candidates(key) {
+            if let Some(open) = self.shards.0[i].pinned.get() {
+                if let Some(v) = open.get(key)? {
+                    return Ok(Some(Value::pinned(v)));
+                }
                 continue;
             }
-            if let Some(v) = shard.get(key)? {
-                return Ok(Some(v));
+            let open = self.shard(i)?;
+            let found = open.get(key)?.map(|v| (v.as_ptr(), v.len()));
+            if let Some((ptr, len)) = found {
+                return Ok(Some(Value {
+                    ptr,
+                    len,
+                    _shard: Some(open),
+                    _db: std::marker::PhantomData,
+                }));
             }
         }
         Ok(None)
@@ -505,7 +723,8 @@ impl Database {
         let start = value.as_ptr() as usize / page * page;
         let end = value.as_ptr() as usize + value.len();
         // SAFETY: the range lies in LMDB's map of data.mdb (rounded down to a page start
-        // within it); WILLNEED only starts reads, it changes no memory.
+        // within it), which `value` keeps mapped; WILLNEED only starts reads, it changes no
+        // memory.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_WILLNEED) };
         Some(value.len())
     }
@@ -526,14 +745,14 @@ impl Database {
     /// Every record, shard after shard (each in key order), until `visit` returns false.
     pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let mut go_on = true;
-        for shard in &self.shards.0 {
-            shard
-                .snapshot
+        for i in 0..self.shards.0.len() {
+            let open = self.shard(i)?;
+            open.snapshot
                 .for_each(|k, v| {
                     go_on = visit(k, v);
                     go_on
                 })
-                .map_err(|e| lmdb_read_err(&shard.path, e))?;
+                .map_err(|e| lmdb_read_err(&open.path, e))?;
             if !go_on {
                 break;
             }
@@ -544,14 +763,12 @@ impl Database {
     /// `key`'s record as a private copy-on-write mapping (writes stay in it), with its
     /// validated tensors, or `None` if there is no such key.
     pub fn private_record(&self, key: &[u8]) -> Result<Option<(PrivateRecord, Vec<TensorRef>)>> {
-        for shard in &self.shards.0 {
-            if self.sharded && (key < shard.first.as_slice() || key > shard.last.as_slice()) {
-                continue;
-            }
-            if let Some(v) = shard.get(key)? {
+        for i in self.candidates(key) {
+            let open = self.shard(i)?;
+            if let Some(v) = open.get(key)? {
                 let tensors = parse_record(key, v);
-                let record = PrivateRecord::new(shard.snapshot.env(), shard.map, v);
-                shard.intact()?;
+                let record = PrivateRecord::new(open.snapshot.env(), open.map, v);
+                open.intact()?;
                 return Ok(Some((record, tensors?)));
             }
         }
@@ -559,16 +776,22 @@ impl Database {
     }
 
     /// The validated tensors of `key`'s record with its value, or `None` if there is no such key.
-    pub fn record(&self, key: &[u8]) -> Result<Option<(&[u8], Vec<TensorRef>)>> {
+    pub fn record(&self, key: &[u8]) -> Result<Option<(Value<'_>, Vec<TensorRef>)>> {
         match self.get(key)? {
             None => Ok(None),
             Some(value) => {
-                let tensors = parse_record(key, value);
+                let tensors = parse_record(key, &value);
                 self.check_intact()?;
                 Ok(Some((value, tensors?)))
             }
         }
     }
+}
+
+/// Locks `m`, whatever a panicking holder left (the data here stays consistent: an `Option`
+/// set or taken whole).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ pub fn compute(
                 continue;
             };
             match options.size {
-                None => add_stored(acc, t, value, key)?,
+                None => add_stored(acc, t, &value, key)?,
                 Some(size) => {
                     let spec = BatchSpec {
                         bands: vec![band.clone()],

@@ -143,7 +143,7 @@ pub fn verify_dataset(
             };
             match db.get(patch.key.as_bytes())? {
                 None => report.missing.push(patch.key.clone()),
-                Some(v) if v == record.value.as_slice() => report.matching += 1,
+                Some(v) if *v == *record.value => report.matching += 1,
                 Some(_) => report.differing.push(patch.key.clone()),
             }
         }

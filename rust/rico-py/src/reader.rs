@@ -329,7 +329,7 @@ impl Database {
             .inner
             .get(&k)
             .map_err(to_py_err)?
-            .map(|v| PyBytes::new(py, v)))
+            .map(|v| PyBytes::new(py, &v)))
     }
 
     /// Stacks bands of `keys` into an (N, C, H, W) array; see `rico.Dataset.batch`.

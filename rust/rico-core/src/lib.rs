@@ -11,18 +11,9 @@ pub mod datasets;
 pub mod error;
 pub(crate) mod fault;
 pub mod labels;
-// lmdb.rs and reader.rs are being edited elsewhere: their missing docs, the `Sync` impls that
-// share their `Send` impl's SAFETY comment, and a doc link to a private constant are allowed
-// here until those edits land. Remove these `allow`s then.
-#[allow(
-    missing_docs,
-    clippy::undocumented_unsafe_blocks,
-    rustdoc::private_intra_doc_links
-)]
 pub mod lmdb;
 pub mod planning;
 pub mod progress;
-#[allow(missing_docs)]
 pub mod reader;
 mod reading;
 pub mod record;

@@ -14,12 +14,15 @@ use lmdb_master_sys as ffi;
 pub struct LmdbError(pub i32);
 
 impl LmdbError {
+    /// True for MDB_MAP_FULL: the map is full (the writer grows it and retries).
     pub fn is_map_full(self) -> bool {
         self.0 == ffi::MDB_MAP_FULL
     }
+    /// True for MDB_KEYEXIST: the key is already stored (a put with [`PutMode::NoOverwrite`]).
     pub fn is_key_exist(self) -> bool {
         self.0 == ffi::MDB_KEYEXIST
     }
+    /// True for MDB_MAP_RESIZED: another process grew the map past this environment's.
     pub fn is_map_resized(self) -> bool {
         self.0 == ffi::MDB_MAP_RESIZED
     }
@@ -74,6 +77,7 @@ impl std::fmt::Display for LmdbError {
 
 impl std::error::Error for LmdbError {}
 
+/// A result whose error is an LMDB return code.
 pub type LmdbResult<T> = std::result::Result<T, LmdbError>;
 
 fn check(rc: i32) -> LmdbResult<()> {
@@ -240,14 +244,20 @@ pub struct Env {
 
 // SAFETY: an MDB_env is thread-safe; transactions are confined by our API (MDB_NOTLS for readers).
 unsafe impl Send for Env {}
+// SAFETY: as for Send: LMDB's environment calls are thread-safe, and every method of `Env`
+// that takes `&self` is one of them (transactions are started per caller).
 unsafe impl Sync for Env {}
 
 /// Environment statistics.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvInfo {
+    /// Bytes of address space the environment maps.
     pub map_size: u64,
+    /// Bytes up to the end of the last page in use (the meta page's last page number).
     pub used_bytes: u64,
+    /// Records in the main database, at a fresh read snapshot.
     pub entries: u64,
+    /// LMDB's page size in bytes.
     pub page_size: u32,
 }
 
@@ -260,7 +270,7 @@ impl Env {
     /// Opens an existing environment read-only. Readers hold no lock against the writer.
     ///
     /// The map covers what the file holds now, plus room to grow where address space is not
-    /// limited (see [`GROWTH_ROOM`]): a reservation per environment would run out under
+    /// limited (see `GROWTH_ROOM`): a reservation per environment would run out under
     /// `ulimit -v`, or with thousands of shards. A writer in another process that grows the
     /// file past the map makes later snapshots fail with MDB_MAP_RESIZED: see [`Env::remap`].
     pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
@@ -353,6 +363,7 @@ impl Env {
         }
     }
 
+    /// The environment's directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -528,6 +539,7 @@ impl Env {
         }
     }
 
+    /// True for an environment opened with [`Env::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -658,6 +670,7 @@ pub enum PutMode {
 }
 
 impl WriteTxn<'_> {
+    /// Stores `value` under `key` (see [`PutMode`] for an existing key).
     pub fn put(&mut self, key: &[u8], value: &[u8], mode: PutMode) -> LmdbResult<()> {
         let mut k = val(key);
         let mut v = val(value);
@@ -669,6 +682,7 @@ impl WriteTxn<'_> {
         unsafe { check(ffi::mdb_put(self.raw, self.env.dbi, &mut k, &mut v, flags)) }
     }
 
+    /// The value of `key` as this transaction sees it (its own writes included).
     pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
         get(self.raw, self.env.dbi, key)
     }
@@ -692,6 +706,8 @@ impl WriteTxn<'_> {
         }
     }
 
+    /// Commits the transaction: its records are durable once this returns (the meta page
+    /// flush is deferred, `MDB_NOMETASYNC`).
     pub fn commit(mut self) -> LmdbResult<()> {
         let raw = std::mem::replace(&mut self.raw, ptr::null_mut());
         // SAFETY: raw is a live transaction, consumed by commit (freed even on failure).
@@ -730,9 +746,12 @@ pub struct ReadTxn<'env> {
 // SAFETY: with MDB_NOTLS a read transaction may be used from another thread if uses are serialised
 // (callers hold it behind &self and LMDB read calls do not mutate shared state of the txn).
 unsafe impl Send for ReadTxn<'_> {}
+// SAFETY: as for Send: a read-only MDB_NOTLS transaction is only read by LMDB's get and
+// cursor calls, which may run from several threads at once.
 unsafe impl Sync for ReadTxn<'_> {}
 
 impl<'env> ReadTxn<'env> {
+    /// The value of `key`, pointing into the memory map (valid while the transaction lives).
     pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
         get(self.raw, self.env.dbi, key)
     }
@@ -763,6 +782,7 @@ impl<'env> ReadTxn<'env> {
         }
     }
 
+    /// The environment this transaction reads.
     pub fn env(&self) -> &'env Env {
         self.env
     }
@@ -786,6 +806,7 @@ pub struct Snapshot {
 // path (mdb_get, cursors on it) does not mutate the transaction for the main database, so
 // concurrent reads from several threads are sound. It is never reset or renewed while shared.
 unsafe impl Send for Snapshot {}
+// SAFETY: as for Send: shared access only runs LMDB's read calls on the transaction.
 unsafe impl Sync for Snapshot {}
 
 impl Snapshot {
@@ -800,6 +821,7 @@ impl Snapshot {
         Ok(snapshot)
     }
 
+    /// The environment this snapshot reads (shared: it stays open while the snapshot lives).
     pub fn env(&self) -> &std::sync::Arc<Env> {
         &self.env
     }
@@ -848,6 +870,7 @@ impl Snapshot {
         }
     }
 
+    /// True when the snapshot holds no record.
     pub fn is_empty(&self) -> LmdbResult<bool> {
         Ok(self.len()? == 0)
     }

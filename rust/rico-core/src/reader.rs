@@ -14,11 +14,15 @@ use crate::lmdb::{Env, Snapshot};
 /// One tensor of a record, validated: `start..end` lies inside the record's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorRef {
+    /// The band's name (the tensor's name in the safetensors header).
     pub name: String,
+    /// Its safetensors dtype.
     pub dtype: Dtype,
+    /// Its shape (two dimensions for every record rico writes).
     pub shape: Vec<usize>,
-    /// Byte range within the value.
+    /// Start of the byte range within the value.
     pub start: usize,
+    /// End of the byte range within the value (exclusive).
     pub end: usize,
 }
 
@@ -860,6 +864,7 @@ mod tests {
 /// What `rico info` reports about a database.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
+    /// Records in the database (every shard).
     pub records: u64,
     /// Size of `data.mdb` in bytes.
     pub bytes: u64,
@@ -867,6 +872,7 @@ pub struct Summary {
     pub bands: Vec<(String, String, Vec<Vec<usize>>)>,
     /// Records whose headers were read.
     pub sampled: u64,
+    /// True for a sharded dataset.
     pub sharded: bool,
 }
 

@@ -337,8 +337,7 @@ fn run_verify(matches: &ArgMatches) -> Result<bool, Error> {
         return Err(Error::usage("give the dataset to verify"));
     };
     let call = convert_call(name, sub)?;
-    let report =
-        rico_core::convert::verify_dataset(name, &call.sources, &call.target, &call.options)?;
+    let report = rico_core::verify_dataset(name, &call.sources, &call.target, &call.options)?;
     print!("{}", report.text());
     Ok(report.ok())
 }

@@ -8,10 +8,12 @@ pub mod bench;
 pub mod buffer;
 pub mod convert;
 pub mod datasets;
+mod decode;
 pub mod error;
 pub(crate) mod fault;
 pub mod labels;
 pub mod lmdb;
+mod pipeline;
 pub mod planning;
 pub mod progress;
 pub mod reader;
@@ -22,6 +24,7 @@ pub mod sharding;
 pub mod sources;
 pub mod spec;
 pub mod stats;
+pub mod target;
 pub mod verify;
 mod writing;
 
@@ -30,6 +33,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use rico_raster as raster;
 pub use rico_raster::DType;
 pub use rico_source::RemoteOptions;
+pub use verify::{verify_dataset, VerifyReport};
 
 /// The most threads rico starts for one pool (decoders, readers, batch assembly, file reads in
 /// flight). Every count of threads a caller gives is checked against it by [`thread_count`] or

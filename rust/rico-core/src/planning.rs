@@ -33,6 +33,32 @@ pub enum Planned {
 
 pub use crate::progress::Scanned;
 
+/// Walks every source and groups its files into patches, sorted by source path. Fails before
+/// anything is written when a source is missing or empty, a key repeats, or a band is missing.
+pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
+    Ok(plan_with(sources, false)?.0)
+}
+
+/// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
+/// reason (key, reason) instead of stopping the run. Collects the whole plan: conversions use
+/// [`stream`], which hands out each patch as soon as it is complete.
+#[allow(clippy::type_complexity)]
+pub fn plan_with(
+    sources: &[Source<'_>],
+    skip_invalid: bool,
+) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
+    let mut patches = Vec::new();
+    let mut skipped = Vec::new();
+    stream(sources, skip_invalid, &|_| {}, &mut |item| {
+        match item {
+            Planned::Patch(p) => patches.push(p),
+            Planned::Skipped(k, r) => skipped.push((k, r)),
+        }
+        Ok(())
+    })?;
+    Ok((patches, skipped))
+}
+
 /// The hash by which handed-out keys are remembered (SipHash with fixed keys: deterministic).
 pub fn key_hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
@@ -504,6 +530,15 @@ pub fn escape_path(path: &Path) -> String {
         .collect()
 }
 
+/// What is wrong with a link loop: `link` leads back to `holder`, a directory that holds it.
+pub(crate) fn link_loop_reason(link: &Path, holder: &Path) -> String {
+    format!(
+        "{}: a symbolic link loop: this link leads back to {}, a directory that holds it, so following it would list the same files again without end",
+        escape_path(link),
+        escape_path(holder)
+    )
+}
+
 /// Lists `dir`: its files first (sorted), then each subdirectory (sorted), recursively.
 /// Symbolic links to files and directories are followed, except a link to a directory that
 /// holds it (a link loop, see [`crate::spec::link_loop`]): that stops the walk naming the link,
@@ -586,7 +621,7 @@ fn walk_dirs(
     loops.sort_unstable();
     for (name, holder) in loops {
         let link = dir.join(name);
-        let reason = crate::spec::link_loop_reason(&link, &holder);
+        let reason = link_loop_reason(&link, &holder);
         if !skip_invalid {
             return Err(Error::data(reason).hint(
                 "remove the link, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)",

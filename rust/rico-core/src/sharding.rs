@@ -17,29 +17,16 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::convert::{self, ConvertOptions, Summary};
 use crate::error::{Error, Result};
+use crate::pipeline::{self, ConvertOptions, Summary};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
-
-/// The root file that says the shards' plans are all written: the cut is fixed.
-pub const PLAN: &str = "rico-plan.json";
-/// A shard's part of the plan, in its directory.
-pub const SHARD_PLAN: &str = "rico-plan.jsonl";
-/// The plan of every shard while it is being written (removed once cut).
-const SPOOL: &str = "rico-plan.spool";
-
-/// Name of the file a finished shard holds: its record count and key range.
-pub const SHARD_MARKER: &str = "rico-shard.json";
-pub use crate::reader::MANIFEST;
-
-/// The directory of shard `index` under `target`.
-pub fn shard_dir(target: &Path, index: usize) -> PathBuf {
-    target.join(format!("shard-{index:05}"))
-}
+use crate::target::{
+    self, read_plan, shard_dir, shard_marker, write_json, DATA_FILE, PLAN, SHARD_MARKER,
+    SHARD_PLAN, SPOOL,
+};
 
 /// The patches of shard `index` of `shards`: contiguous, deterministic, sizes differing by at most one.
 pub fn shard_range(patches: usize, shards: usize, index: usize) -> std::ops::Range<usize> {
@@ -62,105 +49,6 @@ pub(crate) fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
     Ok(n)
 }
 
-/// Whether the names in a target directory are those of a sharded dataset, finished or not: a
-/// run stopped while planning leaves only its spool, or shard plans without the root's plan.
-pub(crate) fn is_sharded(entries: &[String]) -> bool {
-    !entries.is_empty()
-        && entries
-            .iter()
-            .any(|n| n.starts_with("shard-") || n == PLAN || n == MANIFEST || n == SPOOL)
-        && entries.iter().all(|n| {
-            n.starts_with(MANIFEST) || n.starts_with("shard-") || n.starts_with("rico-plan")
-        })
-}
-
-/// The number of shards a sharded target was cut into: from its plan or manifest.
-pub(crate) fn planned_shards(target: &Path) -> Option<usize> {
-    read_plan(target)
-        .or_else(|| {
-            let text = fs::read_to_string(target.join(MANIFEST)).ok()?;
-            serde_json::from_str(&text).ok()
-        })
-        .and_then(|v| v["shards"].as_u64())
-        .map(|n| n as usize)
-}
-
-/// The number of shards the root's plan cuts the target into, if it is readable.
-pub(crate) fn planned_cut(target: &Path) -> Option<usize> {
-    read_plan(target)?["shards"].as_u64().map(|n| n as usize)
-}
-
-fn read_plan(target: &Path) -> Option<serde_json::Value> {
-    let text = fs::read_to_string(target.join(PLAN)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// The root of a sharded dataset is new or empty, or (with `resume`) one rico wrote.
-pub fn check_sharded_target(target: &Path, resume: bool) -> Result<()> {
-    let Some(entries) = convert::target_entries(target)? else {
-        return Ok(());
-    };
-    if entries.is_empty() {
-        return Ok(());
-    }
-    if entries.iter().any(|n| n == "data.mdb") {
-        return Err(Error::usage("the target holds one LMDB database, not a sharded dataset")
-            .at(target)
-            .hint("to finish it, run the same command without --shards, with --resume; or give a new directory"));
-    }
-    // Before judging what the target holds: another run may be creating it right now.
-    if planning_elsewhere(target) || converting_elsewhere(target, &entries) {
-        return Err(convert::another_writer(target));
-    }
-    if !is_sharded(&entries) {
-        return Err(Error::usage(
-            "the target directory is not empty and holds no sharded rico dataset",
-        )
-        .at(target)
-        .hint("give a new or empty directory for --target-dir"));
-    }
-    if !resume {
-        return Err(Error::usage("the target already holds a sharded dataset")
-            .at(target)
-            .hint("pass --resume to finish the shards of an interrupted conversion, or give a new directory"));
-    }
-    Ok(())
-}
-
-/// Takes the planner's lock: an exclusive `flock` on the spool, held while the plan is written.
-/// On a filesystem without locks, planning goes on without one.
-fn lock_spool(target: &Path, file: &fs::File) -> Result<()> {
-    // SAFETY: flock on a descriptor the caller owns for as long as the lock is meant to last.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0
-        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-    {
-        return Err(convert::another_writer(target));
-    }
-    Ok(())
-}
-
-/// True while another process plans the shards of `target` (it holds the spool's lock).
-fn planning_elsewhere(target: &Path) -> bool {
-    let Ok(file) = fs::File::open(target.join(SPOOL)) else {
-        return false;
-    };
-    // The lock, if taken here, is released when `file` closes.
-    lock_spool(target, &file).is_err()
-}
-
-/// True while another process converts a shard of `target` (it holds the writer's lock on the
-/// shard's `data.mdb`, see `convert::lock_target`).
-fn converting_elsewhere(target: &Path, entries: &[String]) -> bool {
-    entries.iter().filter(|n| n.starts_with("shard-")).any(|n| {
-        let Ok(file) = fs::File::open(target.join(n).join("data.mdb")) else {
-            return false;
-        };
-        // SAFETY: flock on a descriptor owned here; a lock taken is released when it closes.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-        locked != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-    })
-}
-
 /// The error of a plan that cannot be written: it says whether the disk is full, and that
 /// `--resume` plans again once the cause is gone.
 fn plan_write_error(e: std::io::Error, path: &Path) -> Error {
@@ -181,7 +69,7 @@ fn plan_write_error(e: std::io::Error, path: &Path) -> Error {
 /// Checks that a target's cut is one into `n` shards (a resume with another `--shards` would
 /// put records outside their shards' ranges).
 fn check_cut(target: &Path, n: usize) -> Result<()> {
-    let mut cut = planned_shards(target);
+    let mut cut = target::planned_shards(target);
     if cut.is_none() {
         // No plan or manifest (an older rico, or a plan being written): the shard markers and
         // directories still say how the target was cut.
@@ -193,11 +81,7 @@ fn check_cut(target: &Path, n: usize) -> Result<()> {
                     break;
                 }
             }
-            let index = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.strip_prefix("shard-"))
-                .and_then(|s| s.parse::<usize>().ok());
+            let index = entry.file_name().to_str().and_then(target::shard_index);
             if index.is_some_and(|i| i >= n) {
                 return Err(Error::usage(format!(
                     "the target has a shard {} but this run cuts it into {n} shards",
@@ -231,8 +115,8 @@ pub fn plan_shards(
 ) -> Result<u64> {
     check_shards(n, None)?;
     // The options and sources are checked before anything is written.
-    convert::with_sources(name, sources, options, |_| Ok(()))?;
-    check_sharded_target(target, options.resume)?;
+    pipeline::with_sources(name, sources, options, |_| Ok(()))?;
+    target::check_sharded_target(target, options.resume)?;
     if target.exists() {
         check_cut(target, n)?;
         for index in 0..n {
@@ -244,7 +128,7 @@ pub fn plan_shards(
         let _ = fs::remove_file(target.join(SPOOL));
         return Ok(patches);
     }
-    let converted = (0..n).any(|i| shard_dir(target, i).join("data.mdb").exists());
+    let converted = (0..n).any(|i| shard_dir(target, i).join(DATA_FILE).exists());
     if converted
         && read_plan(target).is_none()
         && !(0..n).any(|i| shard_dir(target, i).join(SHARD_PLAN).exists())
@@ -256,9 +140,7 @@ pub fn plan_shards(
         .hint("convert into a new directory"));
     }
     let created = !target.exists();
-    fs::create_dir_all(target).map_err(|e| {
-        Error::output(format!("cannot create the target directory: {e}")).at(target)
-    })?;
+    target::create(target)?;
     let spool_path = target.join(SPOOL);
     let spool = fs::OpenOptions::new()
         .read(true)
@@ -271,7 +153,7 @@ pub fn plan_shards(
     // stopped at any point of planning (killed, or out of space) leaves a target that
     // `--resume` recognises and plans again from the start, since no shard is written before
     // the plan is complete.
-    lock_spool(target, &spool)?;
+    target::lock_spool(target, &spool)?;
     if let Some(patches) = trusted_plan(target, n) {
         // Another planner finished while this one started.
         let _ = fs::remove_file(&spool_path);
@@ -352,7 +234,7 @@ fn write_plan(
             order.iter().position(|o| *o == flag).unwrap_or(usize::MAX)
         });
     }
-    convert::with_sources(name, &sources, options, |resolved| {
+    pipeline::with_sources(name, &sources, options, |resolved| {
         flags = resolved.iter().map(|s| s.option.clone()).collect();
         planning::stream(
             resolved,
@@ -756,7 +638,7 @@ pub(crate) fn shard_contents(dir: &Path) -> Result<(u64, Vec<u8>, Vec<u8>)> {
     let read = |e: crate::lmdb::LmdbError| {
         Error::data(format!("cannot read the shard's database: {e}")).at(dir)
     };
-    if !dir.join("data.mdb").is_file() {
+    if !dir.join(DATA_FILE).is_file() {
         return Err(Error::data("the shard's database (data.mdb) is missing").at(dir));
     }
     let env = crate::lmdb::Env::open_read_only(dir).map_err(read)?;
@@ -939,7 +821,7 @@ pub(crate) fn convert_sharded(
         .collect();
     let mut total = Summary::default();
     let bar = Progress::new(options.progress);
-    convert::with_sources(name, sources, options, |resolved| {
+    pipeline::with_sources(name, sources, options, |resolved| {
         let index_of = |planned: usize| -> Result<usize> {
             let flag = plan_flags.get(planned).ok_or_else(|| {
                 Error::usage(format!(
@@ -1025,8 +907,8 @@ pub(crate) fn convert_sharded(
                 resume: true,
                 ..options.clone()
             };
-            let depth = convert::plan_depth(resolved);
-            let summary = convert::write_patches(&plan, depth, &dir, &shard_options, &bar)?;
+            let depth = pipeline::plan_depth(resolved);
+            let summary = pipeline::write_patches(&plan, depth, &dir, &shard_options, &bar)?;
             mark_shard(&dir, index, n)?;
             total.records += summary.records;
             total.already_present += summary.already_present;
@@ -1040,22 +922,9 @@ pub(crate) fn convert_sharded(
     })?;
     bar.finish();
     if only.is_none() {
-        write_manifest(target, name, n)?;
+        target::write_manifest(target, name, n)?;
     }
     Ok(total)
-}
-
-pub(crate) fn shard_marker(dir: &Path) -> Option<serde_json::Value> {
-    let text = fs::read_to_string(dir.join(SHARD_MARKER)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::output(e.to_string()))?;
-    fs::write(&tmp, text + "\n")
-        .and_then(|_| fs::rename(&tmp, path))
-        .map_err(|e| Error::output(format!("cannot write {}: {e}", path.display())).at(path))
 }
 
 /// Marks a finished shard with its record count, first and last keys, and its place in the
@@ -1072,36 +941,6 @@ fn mark_shard(dir: &Path, index: usize, shards: usize) -> Result<serde_json::Val
     });
     write_json(&dir.join(SHARD_MARKER), &marker)?;
     Ok(marker)
-}
-
-/// Writes `rico-manifest.json` for the `n` shards under `target`; every shard must be finished.
-pub fn write_manifest(target: &Path, dataset: &str, n: usize) -> Result<serde_json::Value> {
-    let mut shards = Vec::with_capacity(n);
-    let mut records = 0u64;
-    for index in 0..n {
-        let dir = shard_dir(target, index);
-        let marker = shard_marker(&dir).ok_or_else(|| {
-            Error::usage(format!("shard {index} is not finished (no {SHARD_MARKER})"))
-                .at(&dir)
-                .hint("run the same conversion again with --resume to finish it")
-        })?;
-        records += marker["records"].as_u64().unwrap_or(0);
-        shards.push(serde_json::json!({
-            "path": format!("shard-{index:05}"),
-            "records": marker["records"],
-            "first_key": marker["first_key"],
-            "last_key": marker["last_key"],
-        }));
-    }
-    let manifest = serde_json::json!({
-        "format": "rico-sharded-1",
-        "rico_version": env!("CARGO_PKG_VERSION"),
-        "dataset": dataset,
-        "records": records,
-        "shards": shards,
-    });
-    write_json(&target.join(MANIFEST), &manifest)?;
-    Ok(manifest)
 }
 
 #[cfg(test)]

@@ -298,32 +298,6 @@ pub const DEFAULT_MAX_HELD_BYTES: u64 = 1 << 30;
 
 pub use crate::record::MAX_KEY_BYTES;
 
-/// Walks every source and groups its files into patches, sorted by source path. Fails before
-/// anything is written when a source is missing or empty, a key repeats, or a band is missing.
-pub fn plan(sources: &[Source<'_>]) -> Result<Vec<Patch>> {
-    Ok(plan_with(sources, false)?.0)
-}
-
-/// [`plan`], and with `skip_invalid` a patch missing a band is left out and listed with the
-/// reason (key, reason) instead of stopping the run. Collects the whole plan: conversions use
-/// [`crate::planning::stream`], which hands out each patch as soon as it is complete.
-#[allow(clippy::type_complexity)]
-pub fn plan_with(
-    sources: &[Source<'_>],
-    skip_invalid: bool,
-) -> Result<(Vec<Patch>, Vec<(String, String)>)> {
-    let mut patches = Vec::new();
-    let mut skipped = Vec::new();
-    crate::planning::stream(sources, skip_invalid, &|_| {}, &mut |item| {
-        match item {
-            crate::planning::Planned::Patch(p) => patches.push(p),
-            crate::planning::Planned::Skipped(k, r) => skipped.push((k, r)),
-        }
-        Ok(())
-    })?;
-    Ok((patches, skipped))
-}
-
 /// Every file below `root`, as `/`-separated paths relative to it, in sorted order.
 /// Symbolic links to files and directories are followed. (Planning uses [`walk_each`], which
 /// does not hold the list.)
@@ -356,16 +330,6 @@ pub(crate) fn link_loop(dir: &Path, depth: usize, target: &fs::Metadata) -> Opti
         .take(depth + 1)
         .find(|a| fs::metadata(a).is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino()))
         .map(Path::to_path_buf)
-}
-
-/// What is wrong with a link loop: `link` leads back to `holder`, a directory that holds it.
-pub(crate) fn link_loop_reason(link: &Path, holder: &Path) -> String {
-    use crate::planning::escape_path;
-    format!(
-        "{}: a symbolic link loop: this link leads back to {}, a directory that holds it, so following it would list the same files again without end",
-        escape_path(link),
-        escape_path(holder)
-    )
 }
 
 fn walk_dir(
@@ -422,6 +386,7 @@ fn walk_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planning::plan;
 
     #[test]
     fn key_template_renders_root_and_groups() {

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::convert::{build_record, with_sources, ConvertOptions, Record};
+use crate::decode::{build_record, Record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lmdb::Env;
+use crate::pipeline::{with_sources, ConvertOptions};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
-use crate::sharding::{self, MANIFEST};
+use crate::sharding;
 use crate::spec::Patch;
+use crate::target::{self, MANIFEST, SHARD_MARKER, SHARD_PLAN};
 
 /// What `rico verify` found.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -202,11 +204,11 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         return Ok(());
     };
     let n = shards.len();
-    let cut = sharding::planned_cut(target).unwrap_or(n);
+    let cut = target::planned_cut(target).unwrap_or(n);
     if cut != n {
         report.manifest.push(format!(
             "the manifest lists {n} shards, {} cuts the dataset into {cut}",
-            sharding::PLAN
+            target::PLAN
         ));
     }
     // Key -> the first shard that holds it.
@@ -215,7 +217,7 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
     let mut total = 0u64;
     for (index, shard) in shards.iter().enumerate() {
         let rel = shard["path"].as_str().unwrap_or_default();
-        let name = format!("shard-{index:05}");
+        let name = target::shard_name(index);
         if rel != name {
             report.manifest.push(format!(
                 "the manifest lists {rel:?} as shard {index}, where {name} belongs"
@@ -224,16 +226,14 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         listed.insert(rel.to_string());
         let dir = target.join(rel);
         // The plan of the shard in this directory (its own index, whatever the manifest says).
-        let own = rel
-            .strip_prefix("shard-")
-            .and_then(|i| i.parse::<usize>().ok());
+        let own = target::shard_index(rel);
         let damage = own
-            .filter(|_| dir.join(sharding::SHARD_PLAN).exists())
+            .filter(|_| dir.join(SHARD_PLAN).exists())
             .and_then(|i| sharding::plan_damage(target, i, cut));
         if let Some(damage) = &damage {
             report.manifest.push(format!(
                 "{rel}: its plan ({}) is damaged: {damage}; `--resume` plans it again",
-                sharding::SHARD_PLAN
+                SHARD_PLAN
             ));
         }
         let planned: Option<HashSet<String>> = damage
@@ -275,9 +275,9 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         if let Some(wrong) = sharding::disagreement("the manifest", shard, records, &first, &last) {
             report.manifest.push(format!("{rel}: {wrong}"));
         }
-        if let Some(marker) = sharding::shard_marker(&dir) {
+        if let Some(marker) = target::shard_marker(&dir) {
             if let Some(wrong) =
-                sharding::disagreement(sharding::SHARD_MARKER, &marker, records, &first, &last)
+                sharding::disagreement(SHARD_MARKER, &marker, records, &first, &last)
             {
                 report.manifest.push(format!("{rel}: {wrong}"));
             }
@@ -295,7 +295,7 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("shard-") && !listed.contains(name))
+        .filter(|name| target::is_shard_name(name) && !listed.contains(name))
         .collect();
     unlisted.sort();
     for name in unlisted {

@@ -4,11 +4,37 @@
 use std::path::Path;
 use std::sync::mpsc::Receiver;
 
-use crate::convert::Record;
-use crate::convert::{another_writer, lmdb_error, INITIAL_MAP_SIZE, TXN_MAX_RECORDS};
+use crate::decode::Record;
 use crate::error::{Error, Result};
 use crate::lmdb::{Env, LmdbError, PutMode};
 use crate::progress::Progress;
+use crate::target::another_writer;
+
+/// Map size of a new database; it doubles (up to +64 GiB a step) whenever a transaction needs more.
+pub const INITIAL_MAP_SIZE: u64 = 64 << 20;
+/// A write transaction commits after this many records, or after a quarter of the buffer
+/// ([`ConvertOptions::buffer_bytes`](crate::convert::ConvertOptions::buffer_bytes)) in bytes
+/// of values, whichever comes first: a kill loses at most one such batch.
+pub const TXN_MAX_RECORDS: usize = 512;
+
+/// The error of LMDB error `e` while the writer does `what` in the database at `target`: it
+/// says when the disk is full, the database damaged, descriptors used up, or another process
+/// writing into it.
+pub(crate) fn lmdb_error(target: &Path, what: &str, e: LmdbError) -> Error {
+    if e.0 == libc::EMFILE || e.0 == libc::ENFILE {
+        crate::error::out_of_descriptors("opening the database").at(target)
+    } else if e.is_damaged() {
+        crate::reader::damaged(target, e)
+    } else if e.is_disk_full() {
+        Error::output(format!("{what}: {e}: the disk is full (or a quota or file-size limit was reached)"))
+            .at(target)
+            .hint("free space (or move --target-dir), then run the same command again with --resume; the records committed so far are kept and valid")
+    } else if e.is_map_resized() {
+        another_writer(target)
+    } else {
+        Error::output(format!("{what}: {e}")).at(target)
+    }
+}
 
 /// What the writer committed.
 #[derive(Default)]

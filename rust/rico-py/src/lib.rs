@@ -341,7 +341,7 @@ fn write_manifest<'py>(
     shards: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let manifest = py
-        .allow_threads(|| rico_core::convert::write_manifest(&target_dir, &dataset, shards))
+        .allow_threads(|| rico_core::target::write_manifest(&target_dir, &dataset, shards))
         .map_err(to_py_err)?;
     let json = py.import("json")?;
     json.call_method1("loads", (manifest.to_string(),))
@@ -384,9 +384,7 @@ fn verify<'py>(
         },
     );
     let report = py
-        .allow_threads(|| {
-            rico_core::convert::verify_dataset(&dataset, &sources, &target_dir, &options)
-        })
+        .allow_threads(|| rico_core::verify_dataset(&dataset, &sources, &target_dir, &options))
         .map_err(to_py_err)?;
     let out = PyDict::new(py);
     out.set_item("ok", report.ok())?;

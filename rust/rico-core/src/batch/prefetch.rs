@@ -574,13 +574,16 @@ mod tests {
         assert!(first.next().unwrap().is_none());
         let numbers: &[&[u8]] = &[&[5], &[6], &[7]];
         let second = Prefetcher::start(db, Some(ring), plan(batches("k", numbers), 1)).unwrap();
-        let b0 = next(&second);
-        // a[1] and a[2] are still promised: the new epoch's first batch took a[0]'s slot.
-        assert_eq!(b0.buffer.as_ptr(), a[0].buffer.as_ptr());
-        assert_eq!(values(&b0), vec![5.0; 4]);
+        // a[1] and a[2] are still promised (the last batch yielded and `keep` = 1 before it):
+        // however far the new epoch's thread runs ahead, it fills a[0]'s slot only.
+        std::thread::sleep(Duration::from_millis(100));
         assert_eq!(values(&a[1]), vec![1.0; 4]);
         assert_eq!(values(&a[2]), vec![2.0; 4]);
-        // Now a[1] is released: the next batch goes there.
+        let b0 = next(&second);
+        assert_eq!(b0.buffer.as_ptr(), a[0].buffer.as_ptr());
+        assert_eq!(values(&b0), vec![5.0; 4]);
+        // Yielding b0 released a[1] (a[2] stays valid while one more is yielded): b1 goes there.
+        assert_eq!(values(&a[2]), vec![2.0; 4]);
         let b1 = next(&second);
         assert_eq!(b1.buffer.as_ptr(), a[1].buffer.as_ptr());
         assert_eq!(values(&b1), vec![6.0; 4]);

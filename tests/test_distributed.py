@@ -60,6 +60,22 @@ def test_local_shards_are_contiguous_sorted_ranges_whose_union_is_the_unsharded_
     assert merged == unsharded
 
 
+def test_the_names_python_uses_are_those_the_engine_writes(tree, tmp_path):
+    from rico import _rico
+    from rico.distributed import MANIFEST, SHARD_MARKER, shard_dir
+
+    target = tmp_path / "sharded"
+    rico.convert("bigearthnet", target, shards=2, **sources(tree))
+    assert (MANIFEST, SHARD_MARKER) == ("rico-manifest.json", "rico-shard.json")
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [_rico.MANIFEST, _rico.PLAN, _rico.shard_name(0), _rico.shard_name(1)]
+    )
+    for i in range(2):
+        assert shard_dir(target, i) == target / f"shard-{i:05d}"
+        assert (shard_dir(target, i) / SHARD_MARKER).is_file()
+        assert (shard_dir(target, i) / _rico.SHARD_PLAN).is_file()
+
+
 def test_sharded_dataset_opens_as_one_database(tree, unsharded, tmp_path):
     target = tmp_path / "sharded"
     rico.convert("bigearthnet", target, shards=3, **sources(tree))

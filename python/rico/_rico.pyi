@@ -30,6 +30,14 @@ __all__ = [
     "thread_count",
     "MAX_THREADS",
     "MAX_SIZE",
+    "shard_name",
+    "MANIFEST",
+    "SHARD_MARKER",
+    "PLAN",
+    "SHARD_PLAN",
+    "PLAN_SPOOL",
+    "SKIPPED_REPORT",
+    "LABELS_TABLE",
 ]
 
 __version__: str
@@ -40,6 +48,29 @@ MAX_THREADS: int
 
 #: The largest ``size`` (pixels per side) a batch takes.
 MAX_SIZE: int
+
+# The names of the files and folders rico writes into a target directory.
+
+#: The manifest at the root of a finished sharded dataset (``rico-manifest.json``).
+MANIFEST: str
+
+#: The marker a finished shard holds in its directory: its record count and key range.
+SHARD_MARKER: str
+
+#: The root file of a sharded dataset that says every shard's plan is written.
+PLAN: str
+
+#: A shard's part of the plan, in the shard's directory.
+SHARD_PLAN: str
+
+#: The plan of every shard while the planner writes it (at the root; removed once cut).
+PLAN_SPOOL: str
+
+#: The report of the patches left out with ``skip_invalid``.
+SKIPPED_REPORT: str
+
+#: The labels table written beside a database of a dataset with labels.
+LABELS_TABLE: str
 
 class RicoError(Exception):
     """Base class of rico's errors; the message names the file and what to do."""
@@ -113,6 +144,10 @@ def plan_shards(
 
 def write_manifest(target_dir: str, dataset: str, shards: int) -> dict[str, Any]:
     """Write ``rico-manifest.json`` once every shard is finished; returns it."""
+
+def shard_name(index: int) -> str:
+    """The name of the directory of shard ``index`` under a sharded dataset's root
+    (``shard-00042``)."""
 
 def verify(
     dataset: str,

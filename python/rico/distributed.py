@@ -25,13 +25,14 @@ from typing import Any, Optional
 
 from . import _rico
 
-MANIFEST = "rico-manifest.json"
-SHARD_MARKER = "rico-shard.json"
+# The names of the files and folders of a sharded dataset, as the engine writes them.
+MANIFEST = _rico.MANIFEST
+SHARD_MARKER = _rico.SHARD_MARKER
 
 
 def shard_dir(target: Path, index: int) -> Path:
     """The directory of shard ``index``."""
-    return target / f"shard-{index:05d}"
+    return target / _rico.shard_name(index)
 
 
 def _convert_shard(

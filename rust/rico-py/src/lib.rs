@@ -347,6 +347,12 @@ fn write_manifest<'py>(
     json.call_method1("loads", (manifest.to_string(),))
 }
 
+/// The name of the directory of shard `index` under a sharded dataset's root (`shard-00042`).
+#[pyfunction]
+fn shard_name(index: usize) -> String {
+    rico_core::target::shard_name(index)
+}
+
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
 #[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
@@ -534,6 +540,15 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
     m.add("MAX_THREADS", rico_core::MAX_THREADS)?;
     m.add("MAX_SIZE", rico_core::batch::MAX_SIZE)?;
+    // The names of the files and folders rico writes into a target (rico-core's target.rs).
+    m.add_function(wrap_pyfunction!(shard_name, m)?)?;
+    m.add("MANIFEST", rico_core::target::MANIFEST)?;
+    m.add("SHARD_MARKER", rico_core::target::SHARD_MARKER)?;
+    m.add("PLAN", rico_core::target::PLAN)?;
+    m.add("SHARD_PLAN", rico_core::target::SHARD_PLAN)?;
+    m.add("PLAN_SPOOL", rico_core::target::SPOOL)?;
+    m.add("SKIPPED_REPORT", rico_core::target::SKIPPED_REPORT)?;
+    m.add("LABELS_TABLE", rico_core::target::LABELS_TABLE)?;
     m.add_function(wrap_pyfunction!(reader::bench, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     Ok(())

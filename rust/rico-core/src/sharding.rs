@@ -24,8 +24,7 @@ use crate::pipeline::{self, ConvertOptions, Summary};
 use crate::planning::{self, Planned};
 use crate::progress::Progress;
 use crate::target::{
-    self, read_plan, shard_dir, shard_marker, write_json, DATA_FILE, PLAN, SHARD_MARKER,
-    SHARD_PLAN, SPOOL,
+    self, read_plan, shard_dir, shard_marker, write_json, DATA_FILE, PLAN, SHARD_MARKER, SHARD_PLAN,
 };
 
 /// The patches of shard `index` of `shards`: contiguous, deterministic, sizes differing by at most one.
@@ -47,23 +46,6 @@ pub(crate) fn check_shards(n: usize, index: Option<usize>) -> Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// The error of a plan that cannot be written: it says whether the disk is full, and that
-/// `--resume` plans again once the cause is gone.
-fn plan_write_error(e: std::io::Error, path: &Path) -> Error {
-    let full = matches!(
-        e.raw_os_error(),
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
-    );
-    let what = if full {
-        format!("cannot write the plan: {e}: the disk is full (or a quota or file-size limit was reached)")
-    } else {
-        format!("cannot write the plan: {e}")
-    };
-    Error::output(what).at(path).hint(
-        "free space (or move --target-dir) if need be, then run the same command again with --resume: it plans the shards again",
-    )
 }
 
 /// Checks that a target's cut is one into `n` shards (a resume with another `--shards` would
@@ -125,7 +107,7 @@ pub fn plan_shards(
     }
     if let Some(patches) = trusted_plan(target, n) {
         // A spool left by a planner stopped after the plan was written.
-        let _ = fs::remove_file(target.join(SPOOL));
+        target::remove_spool(target);
         return Ok(patches);
     }
     let converted = (0..n).any(|i| shard_dir(target, i).join(DATA_FILE).exists());
@@ -141,22 +123,14 @@ pub fn plan_shards(
     }
     let created = !target.exists();
     target::create(target)?;
-    let spool_path = target.join(SPOOL);
-    let spool = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&spool_path)
-        .map_err(|e| plan_write_error(e, &spool_path))?;
     // One planner at a time. The spool marks the target as a sharded one being planned: a run
     // stopped at any point of planning (killed, or out of space) leaves a target that
     // `--resume` recognises and plans again from the start, since no shard is written before
     // the plan is complete.
-    target::lock_spool(target, &spool)?;
+    let (spool, spool_path) = target::open_spool(target)?;
     if let Some(patches) = trusted_plan(target, n) {
         // Another planner finished while this one started.
-        let _ = fs::remove_file(&spool_path);
+        target::remove_spool(target);
         return Ok(patches);
     }
     let planned = write_plan(
@@ -171,15 +145,15 @@ pub fn plan_shards(
     if planned.is_err() {
         // The spool's space is given back, and a target this run created and left empty is
         // removed. Shard plans, if any, stay: `--resume` plans again.
-        let _ = fs::remove_file(&spool_path);
+        target::remove_spool(target);
         if created {
-            let _ = fs::remove_dir(target);
+            target::remove(target);
         }
         return planned;
     }
     // The root's plan is written first: a run stopped before the spool is removed resumes
     // from the plan.
-    let _ = fs::remove_file(&spool_path);
+    target::remove_spool(target);
     drop(spool); // releases the lock
     planned
 }
@@ -215,7 +189,7 @@ fn write_plan(
     (spool_file, spool_path): (&fs::File, &Path),
     converted: bool,
 ) -> Result<u64> {
-    let out_err = |e: std::io::Error, path: &Path| plan_write_error(e, path);
+    let out_err = |e: std::io::Error, path: &Path| target::plan_write_error(e, path);
     spool_file.set_len(0).map_err(|e| out_err(e, spool_path))?;
     let bar = Progress::new(options.progress);
     let mut spool = BufWriter::new(spool_file);
@@ -337,8 +311,8 @@ fn write_plan(
         .map(|(new, kept)| kept.unwrap_or(*new))
         .collect();
     let patches: u64 = sums.iter().map(|s| s.patches).sum();
-    write_json(
-        &target.join(PLAN),
+    target::write_plan(
+        target,
         &serde_json::json!({
             "format": "rico-plan-1",
             "dataset": name,

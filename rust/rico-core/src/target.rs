@@ -161,6 +161,11 @@ pub(crate) fn read_plan(target: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// Writes the root's plan ([`PLAN`]), once every shard's part of it is written.
+pub(crate) fn write_plan(target: &Path, plan: &serde_json::Value) -> Result<()> {
+    write_json(&target.join(PLAN), plan)
+}
+
 /// The number of shards a sharded target was cut into: from its plan or manifest.
 pub(crate) fn planned_shards(target: &Path) -> Option<usize> {
     read_plan(target)
@@ -220,7 +225,7 @@ pub(crate) fn lock(target: &Path) -> Result<fs::File> {
 
 /// Takes the planner's lock: an exclusive `flock` on the spool, held while the plan is written.
 /// On a filesystem without locks, planning goes on without one.
-pub(crate) fn lock_spool(target: &Path, file: &fs::File) -> Result<()> {
+fn lock_spool(target: &Path, file: &fs::File) -> Result<()> {
     // SAFETY: flock on a descriptor the caller owns for as long as the lock is meant to last.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0
         && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
@@ -228,6 +233,44 @@ pub(crate) fn lock_spool(target: &Path, file: &fs::File) -> Result<()> {
         return Err(another_writer(target));
     }
     Ok(())
+}
+
+/// Opens (or makes) the spool ([`SPOOL`]) at the root of `target` and takes the planner's lock
+/// on it, which lasts as long as the file returned (with the spool's path).
+pub(crate) fn open_spool(target: &Path) -> Result<(fs::File, PathBuf)> {
+    let path = target.join(SPOOL);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| plan_write_error(e, &path))?;
+    lock_spool(target, &file)?;
+    Ok((file, path))
+}
+
+/// Removes the spool, if it is there: its space is given back (its lock goes when its file
+/// closes).
+pub(crate) fn remove_spool(target: &Path) {
+    let _ = fs::remove_file(target.join(SPOOL));
+}
+
+/// The error of a plan that cannot be written: it says whether the disk is full, and that
+/// `--resume` plans again once the cause is gone.
+pub(crate) fn plan_write_error(e: std::io::Error, path: &Path) -> Error {
+    let full = matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    );
+    let what = if full {
+        format!("cannot write the plan: {e}: the disk is full (or a quota or file-size limit was reached)")
+    } else {
+        format!("cannot write the plan: {e}")
+    };
+    Error::output(what).at(path).hint(
+        "free space (or move --target-dir) if need be, then run the same command again with --resume: it plans the shards again",
+    )
 }
 
 /// True while another process plans the shards of `target` (it holds the spool's lock).

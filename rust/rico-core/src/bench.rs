@@ -468,11 +468,11 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
         .shards()
         .0
         .iter()
-        .map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len()))
+        .map(|s| std::fs::metadata(s.path.join(crate::layout::DATA_FILE)).map_or(0, |m| m.len()))
         .sum();
     let record_bytes = random.bytes / random.records.max(1);
     let device = device_reads(
-        &db.shards().0[0].path.join("data.mdb"),
+        &db.shards().0[0].path.join(crate::layout::DATA_FILE),
         record_bytes as usize,
         options.seconds,
     );

@@ -27,8 +27,7 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 
-/// File name of the labels table in the target directory.
-pub const LABELS_TABLE: &str = "labels.csv";
+pub use crate::layout::LABELS_TABLE;
 
 /// Where the labels of a patch come from.
 #[derive(Clone, Debug, Default)]

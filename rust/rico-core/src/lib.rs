@@ -12,6 +12,7 @@ mod decode;
 pub mod error;
 pub(crate) mod fault;
 pub mod labels;
+pub mod layout;
 pub mod lmdb;
 mod pipeline;
 pub mod planning;

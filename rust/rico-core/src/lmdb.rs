@@ -274,7 +274,7 @@ impl Env {
     /// `ulimit -v`, or with thousands of shards. A writer in another process that grows the
     /// file past the map makes later snapshots fail with MDB_MAP_RESIZED: see [`Env::remap`].
     pub fn open_read_only(path: &Path) -> LmdbResult<Env> {
-        let file = file_map_size(&path.join("data.mdb"));
+        let file = file_map_size(&path.join(crate::layout::DATA_FILE));
         let room = take_growth_room();
         let opened = match Self::open(path, true, file + room) {
             // No room for the room: the file alone.
@@ -510,7 +510,7 @@ impl Env {
             }
             st
         };
-        let path = std::fs::canonicalize(self.path.join("data.mdb")).ok();
+        let path = std::fs::canonicalize(self.path.join(crate::layout::DATA_FILE)).ok();
         Some(FileId {
             dev: (libc::major(st.st_dev), libc::minor(st.st_dev)),
             ino: st.st_ino,
@@ -584,7 +584,7 @@ impl Env {
             // Unregistered before LMDB unmaps it.
             *self.map.lock().unwrap_or_else(|p| p.into_inner()) = MapWatch::default();
         }
-        let size = file_map_size(&self.path.join("data.mdb")) + self.growth_room;
+        let size = file_map_size(&self.path.join(crate::layout::DATA_FILE)) + self.growth_room;
         check(ffi::mdb_env_set_mapsize(self.raw, size as _))
         // The map is found (and registered) again by the next `map_addr`.
     }

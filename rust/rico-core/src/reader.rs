@@ -85,7 +85,8 @@ fn parse_record_serde(key: &[u8], value: &[u8]) -> Result<Vec<TensorRef>> {
 }
 
 /// Name of the manifest at the root of a sharded dataset.
-pub const MANIFEST: &str = "rico-manifest.json";
+pub use crate::layout::MANIFEST;
+use crate::layout::{is_shard_name, DATA_FILE};
 
 /// One LMDB directory of a database: where it is, its key range and its record count (learnt
 /// when the database is opened), and its environment while that is open.
@@ -243,11 +244,11 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
             .at(path)
             .hint("give the directory that holds data.mdb")
     })?;
-    if !canonical.join("data.mdb").is_file() {
+    if !canonical.join(DATA_FILE).is_file() {
         let unfinished = std::fs::read_dir(&canonical)
             .map(|d| {
                 d.filter_map(|e| e.ok())
-                    .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+                    .any(|e| is_shard_name(&e.file_name().to_string_lossy()))
             })
             .unwrap_or(false);
         if unfinished {
@@ -259,7 +260,7 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
             .at(path)
             .hint("give the --target-dir of a conversion"));
     }
-    if std::fs::metadata(canonical.join("data.mdb")).is_ok_and(|m| m.len() == 0) {
+    if std::fs::metadata(canonical.join(DATA_FILE)).is_ok_and(|m| m.len() == 0) {
         return Err(Error::data("data.mdb is empty (0 bytes): this is not a database")
             .at(path)
             .hint("a conversion stopped before its first commit leaves an empty file: run it again (with --resume), or restore data.mdb from a copy"));
@@ -913,7 +914,7 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
         .shards()
         .0
         .iter()
-        .map(|s| std::fs::metadata(s.path.join("data.mdb")).map_or(0, |m| m.len()))
+        .map(|s| std::fs::metadata(s.path.join(DATA_FILE)).map_or(0, |m| m.len()))
         .sum();
     let step = (records as usize / sample.max(1)).max(1);
     let mut bands: std::collections::BTreeMap<String, (String, Vec<Vec<usize>>)> =

@@ -3,9 +3,8 @@
 //! planner's locks, its removal after a failed first run, the report of skipped patches, the
 //! markers of finished shards and the manifest of a sharded dataset.
 //!
-//! The names of the files and folders rico writes into a target are declared here, once (the
-//! manifest's by the reader, which opens a sharded dataset by it; the labels table's by
-//! [`crate::labels`], which writes it), and go to Python through the bindings.
+//! The names of the files and folders rico writes into a target are declared once, in
+//! [`crate::layout`] (the reader finds a sharded dataset by them too), and re-exported here.
 
 use std::fs;
 use std::io::Write;
@@ -15,45 +14,15 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::lmdb::Env;
 
-pub use crate::labels::LABELS_TABLE;
-pub use crate::reader::MANIFEST;
-
-/// Name of the report of skipped patches written with `skip_invalid`.
-pub const SKIPPED_REPORT: &str = "rico-skipped.tsv";
-/// The root file that says the shards' plans are all written: the cut is fixed.
-pub const PLAN: &str = "rico-plan.json";
-/// A shard's part of the plan, in its directory.
-pub const SHARD_PLAN: &str = "rico-plan.jsonl";
-/// The plan of every shard while it is being written (removed once cut); the planner holds
-/// its lock.
-pub const SPOOL: &str = "rico-plan.spool";
-/// Name of the file a finished shard holds: its record count and key range.
-pub const SHARD_MARKER: &str = "rico-shard.json";
-/// What the directory of every shard is named with, before its index (`shard-00000`).
-pub const SHARD_PREFIX: &str = "shard-";
-/// LMDB's data file in a database directory; the writer's lock is an `flock` on it.
-pub const DATA_FILE: &str = "data.mdb";
-/// LMDB's lock file in a database directory.
-pub const LOCK_FILE: &str = "lock.mdb";
-
-/// The name of the directory of shard `index` (`shard-00042`).
-pub fn shard_name(index: usize) -> String {
-    format!("{SHARD_PREFIX}{index:05}")
-}
+pub use crate::layout::{
+    shard_name, DATA_FILE, LABELS_TABLE, LOCK_FILE, MANIFEST, PLAN, SHARD_MARKER, SHARD_PLAN,
+    SHARD_PREFIX, SKIPPED_REPORT, SPOOL,
+};
+pub(crate) use crate::layout::{is_shard_name, shard_index};
 
 /// The directory of shard `index` under `target`.
 pub fn shard_dir(target: &Path, index: usize) -> PathBuf {
     target.join(shard_name(index))
-}
-
-/// The index of the shard whose directory is named `name`, if it is a shard's name.
-pub(crate) fn shard_index(name: &str) -> Option<usize> {
-    name.strip_prefix(SHARD_PREFIX)?.parse::<usize>().ok()
-}
-
-/// Whether `name` (an entry of a target) is named like a shard's directory.
-pub(crate) fn is_shard_name(name: &str) -> bool {
-    name.starts_with(SHARD_PREFIX)
 }
 
 // ---- before a run: what the target holds -------------------------------------------------
@@ -151,7 +120,7 @@ pub(crate) fn is_sharded(entries: &[String]) -> bool {
             .any(|n| is_shard_name(n) || n == PLAN || n == MANIFEST || n == SPOOL)
         && entries.iter().all(|n| {
             // The manifest's temporary file, the plans and the spool.
-            n.starts_with(MANIFEST) || is_shard_name(n) || n.starts_with("rico-plan")
+            n.starts_with(MANIFEST) || is_shard_name(n) || n.starts_with(PLAN) || n.starts_with(SPOOL)
         })
 }
 

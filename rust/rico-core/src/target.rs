@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::lmdb::Env;
 
+pub(crate) use crate::layout::{is_shard_name, shard_index};
 pub use crate::layout::{
     shard_name, DATA_FILE, LABELS_TABLE, LOCK_FILE, MANIFEST, PLAN, SHARD_MARKER, SHARD_PLAN,
     SHARD_PREFIX, SKIPPED_REPORT, SPOOL,
 };
-pub(crate) use crate::layout::{is_shard_name, shard_index};
 
 /// The directory of shard `index` under `target`.
 pub fn shard_dir(target: &Path, index: usize) -> PathBuf {
@@ -120,7 +120,10 @@ pub(crate) fn is_sharded(entries: &[String]) -> bool {
             .any(|n| is_shard_name(n) || n == PLAN || n == MANIFEST || n == SPOOL)
         && entries.iter().all(|n| {
             // The manifest's temporary file, the plans and the spool.
-            n.starts_with(MANIFEST) || is_shard_name(n) || n.starts_with(PLAN) || n.starts_with(SPOOL)
+            n.starts_with(MANIFEST)
+                || is_shard_name(n)
+                || n.starts_with(PLAN)
+                || n.starts_with(SPOOL)
         })
 }
 

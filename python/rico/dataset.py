@@ -60,7 +60,10 @@ class Dataset:
             raise ValueError(f"the dataset {self._path} is closed")
         if self._pid != os.getpid():
             # A forked child (a DataLoader worker) must not use its parent's LMDB environment:
-            # it opens its own, once. Views made in the parent stay valid.
+            # it drops its copy first (freeing the descriptors it inherited: under a tight
+            # `ulimit -n` the new one needs them), then opens its own, once. Views made in the
+            # parent stay valid.
+            self._db = None
             self._db, self._pid = _rico.Database(self._path), os.getpid()
         return self._db
 

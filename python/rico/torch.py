@@ -320,6 +320,7 @@ class RicoDataset(torch.utils.data.Dataset):
 
     def _open(self) -> Dataset:
         if self._ds is None or self._pid != os.getpid():
+            self._ds = None  # a forked child's copy of the parent's, dropped first
             self._ds, self._pid = Dataset(self.path), os.getpid()
         return self._ds
 

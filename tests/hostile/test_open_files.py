@@ -8,6 +8,7 @@ converter out of descriptors says the same, and blames no source file."""
 from __future__ import annotations
 
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -101,8 +102,68 @@ def test_a_hard_limit_below_the_shards_lets_them_take_turns_with_the_same_bytes(
     assert "records: 18" in info.stdout, info.stdout
 
 
+TWICE_AND_FORKED = """
+import os, sys
+import rico
+first = rico.open(sys.argv[1])
+second = rico.open(sys.argv[1])  # a val split beside a train split, say
+keys = first.keys()
+assert all(first.raw(k) == second.raw(k) for k in keys)
+pid = os.fork()
+if pid == 0:  # a fork-started DataLoader worker: inherits the parent's descriptors
+    ok = all(len(first[k]) > 0 for k in keys) and second.raw(keys[-1]) == first.raw(keys[-1])
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(len(keys), os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_under_a_hard_limit_a_second_handle_and_a_forked_worker_read_too(sharded):
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TWICE_AND_FORKED), str(sharded)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=files_limit(256, 256),
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["18", "0"], res.stderr[-2000:]
+
+
+REPLACED = """
+import json, os, shutil, sys
+import rico
+db = sys.argv[1]
+ds = rico.open(db)
+keys = ds.keys()  # every shard opened in turn: the first ones are closed again
+shard = next(s for s in json.load(open(os.path.join(db, "rico-manifest.json")))["shards"]
+             if s["records"])
+data = os.path.join(db, shard["path"], "data.mdb")
+shutil.copy(data, data + ".new")
+os.replace(data + ".new", data)  # same bytes, another file: not the one that was checked
+try:
+    ds.raw(shard["first_key"])
+except rico.DataError as e:
+    print("DataError", shard["path"] in str(e))
+"""
+
+
+def test_a_shard_replaced_while_shards_take_turns_is_a_data_error(sharded, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(sharded, db)
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(REPLACED), str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=files_limit(100, 100),
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["DataError", "True"], res.stderr[-2000:]
+
+
 def test_a_hard_limit_below_one_shard_is_a_clear_limit_not_damage(rico_bin, sharded):
-    info = run(rico_bin, "info", sharded, preexec_fn=files_limit(40, 40))
+    info = run(rico_bin, "info", sharded, preexec_fn=files_limit(12, 12))
     assert info.returncode == 2, info.stderr
     assert "ulimit -n" in info.stderr, info.stderr
     assert "damaged" not in info.stderr and "/proc/self/maps" not in info.stderr

@@ -242,6 +242,7 @@ class BigEarthNet:
     def dataset(self) -> Dataset:
         """The open database (re-opened after a fork)."""
         if self._ds is None or self._pid != os.getpid():
+            self._ds = None  # a forked child's copy of the parent's, dropped first
             self._ds, self._pid = Dataset(self.path), os.getpid()
         return self._ds
 

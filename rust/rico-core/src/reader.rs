@@ -110,8 +110,21 @@ pub struct Shard {
     /// When it was last used (a tick of its database), to close the least recently used.
     used: AtomicU64,
     /// Set once its B-tree pages have been checked (see `tree_check`): a reopened shard whose
-    /// record count is unchanged is not checked again.
+    /// data file is the same (see [`FileStamp`]) is not checked again.
     checked: AtomicBool,
+    /// Its data file when the database was opened: a shard reopened later must still have it.
+    stamp: Option<FileStamp>,
+}
+
+/// What tells a shard's data file apart between two openings: its device, inode, size and
+/// modification time (seconds, nanoseconds).
+type FileStamp = (u64, u64, u64, i64, i64);
+
+/// The [`FileStamp`] of the data file in the database directory `dir`.
+fn file_stamp(dir: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(DATA_FILE)).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 /// A shard's open environment: a read snapshot, and where its memory map starts.
@@ -430,6 +443,7 @@ fn open_shard(path: &Path) -> Result<(Shard, Arc<OpenShard>)> {
         open: Mutex::new(None),
         used: AtomicU64::new(0),
         checked,
+        stamp: file_stamp(path),
     };
     Ok((shard, Arc::new(open)))
 }
@@ -452,20 +466,24 @@ const FDS_TO_SPARE: u64 = 64;
 /// How many of a database's `shards` environments may be open at once. Raises this process's
 /// soft limit on open files towards its hard limit when the soft one is too low for all of
 /// them (as Go and the JVM do at start; a common `ulimit -n 1024` is a soft limit). Where even
-/// the hard limit is too low, the shards take turns within what it allows; where it does not
-/// allow one, this fails at once saying how far to raise `ulimit -n`.
+/// the hard limit is too low, the shards take turns within half of the descriptors still free
+/// (the other half is left to other databases this process opens, and to a forked
+/// `DataLoader` worker, which inherits this one's descriptors and opens its own); where not
+/// even one shard fits, this fails at once saying how far to raise `ulimit -n`.
 fn descriptor_budget(root: &Path, shards: usize) -> Result<usize> {
     // Descriptors already open.
     let open = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
-    let wanted = (shards as u64) * FDS_PER_SHARD + open + FDS_TO_SPARE;
+    let needed = (shards as u64) * FDS_PER_SHARD + open;
     // SAFETY: getrlimit/setrlimit on a plain struct.
     let limit = unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0
+            || limit.rlim_cur >= needed + FDS_TO_SPARE
+        {
             return Ok(shards);
         }
         let raised = libc::rlimit {
-            rlim_cur: wanted.min(limit.rlim_max),
+            rlim_cur: (needed + FDS_TO_SPARE).min(limit.rlim_max),
             rlim_max: limit.rlim_max,
         };
         if raised.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
@@ -473,19 +491,26 @@ fn descriptor_budget(root: &Path, shards: usize) -> Result<usize> {
         }
         limit
     };
-    let budget = limit.rlim_cur.saturating_sub(open + FDS_TO_SPARE) / FDS_PER_SHARD;
+    if limit.rlim_cur >= needed {
+        return Ok(shards);
+    }
+    let free = limit.rlim_cur.saturating_sub(open);
+    let half = free.saturating_sub(FDS_TO_SPARE) / 2 / FDS_PER_SHARD;
+    // A few descriptors beyond one shard's: the reader's own look-ups take one at a time.
+    let one = u64::from(free >= FDS_PER_SHARD + 8);
+    let budget = half.max(one);
     if budget >= 1 {
         return Ok((budget as usize).min(shards));
     }
-    let needed = FDS_PER_SHARD + open + FDS_TO_SPARE;
+    let least = open + FDS_PER_SHARD + 8;
     let hard = limit.rlim_max;
     Err(Error::usage(format!(
-        "reading this database takes at least {needed} open files, but `ulimit -n` allows {} (hard limit {})",
+        "this process has {open} files open and `ulimit -n` allows {} (hard limit {}): no room to open one shard of this database",
         limit.rlim_cur,
         if hard == libc::RLIM_INFINITY { "unlimited".to_string() } else { hard.to_string() }
     ))
     .at(root)
-    .hint(format!("raise the limit on open files to at least {needed} (`ulimit -n {needed}` in the shell that starts the reader); {} open files let all {shards} shards stay open at once", (shards as u64) * FDS_PER_SHARD + open + FDS_TO_SPARE)))
+    .hint(format!("raise the limit on open files to at least {least} (`ulimit -n {least}` in the shell that starts the reader), or close other files and databases; with {} open files all {shards} shards stay open at once", needed + FDS_TO_SPARE)))
 }
 
 /// The shard directories a manifest lists, in order.
@@ -599,10 +624,13 @@ impl Database {
         if let Some(open) = lock(&shard.open).as_ref() {
             return Ok(open.clone()); // opened by another thread meanwhile
         }
+        // The shard was checked and counted when the database was opened: a data file
+        // replaced or rewritten since is not what was checked, and its key ranges may not hold.
+        if file_stamp(&shard.path) != shard.stamp {
+            return Err(changed(&shard.path));
+        }
         self.make_room();
         let open = Arc::new(open_env(&shard.path, &shard.checked)?);
-        // The shard was counted when the database was opened; a different count now means its
-        // file was rewritten since, and the key ranges no longer hold.
         let records = open
             .snapshot
             .len()

@@ -31,7 +31,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "rust" / "rico-core" / "src"
 
 LAYERS = {
-    "base": {"error", "lmdb", "fault", "record", "labels", "progress", "buffer", "layout"},
+    "base": {"error", "lmdb", "fault", "record", "labels", "progress", "buffer", "layout", "fork"},
     "read": {"reader", "batch", "select", "stats", "bench"},
     "write": set(
         "spec datasets sources planning reading decode writing target pipeline convert sharding"

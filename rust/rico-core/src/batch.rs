@@ -399,10 +399,16 @@ pub fn pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     type Pools = HashMap<usize, Arc<rayon::ThreadPool>>;
     static POOLS: OnceLock<Mutex<(u32, Pools)>> = OnceLock::new();
     let n = crate::thread_count(threads)?;
-    // The pid is compared on every call: cheaper than a pthread_atfork hook, and it also
-    // covers a fork made by any library.
+    // The pid is compared on every call (it also covers a fork made by any library); the lock
+    // itself is free in a forked child even if a thread of the parent held it (`fork`).
     let mut guard = POOLS
-        .get_or_init(|| Mutex::new((std::process::id(), HashMap::new())))
+        .get_or_init(|| {
+            crate::fork::register(crate::fork::Rank::BatchPools, || match POOLS.get() {
+                Some(m) => Box::new(m.lock().unwrap_or_else(|p| p.into_inner())),
+                None => Box::new(()),
+            });
+            Mutex::new((std::process::id(), HashMap::new()))
+        })
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();

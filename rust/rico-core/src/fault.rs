@@ -121,6 +121,16 @@ pub fn watch(
     flag: &Arc<AtomicBool>,
     install: bool,
 ) -> Option<Watch> {
+    static FORK_SAFE: std::sync::Once = std::sync::Once::new();
+    FORK_SAFE.call_once(|| {
+        // Free in a forked child even if a thread of the parent held them (`fork`).
+        crate::fork::register(crate::fork::Rank::FaultInstall, || {
+            Box::new(INSTALL.lock().unwrap_or_else(|p| p.into_inner()))
+        });
+        crate::fork::register(crate::fork::Rank::FaultSlots, || {
+            Box::new(FREE.lock().unwrap_or_else(|p| p.into_inner()))
+        });
+    });
     if install || PREVIOUS.load(Ordering::Acquire).is_null() {
         ensure_installed();
     }

@@ -11,6 +11,7 @@ pub mod datasets;
 mod decode;
 pub mod error;
 pub(crate) mod fault;
+mod fork;
 pub mod labels;
 pub mod layout;
 pub mod lmdb;

@@ -292,7 +292,14 @@ fn open_snapshot(path: &Path) -> Result<Snapshot> {
         }
     };
     let mut open = OPEN
-        .get_or_init(Default::default)
+        .get_or_init(|| {
+            // Free in a forked child even if a thread of the parent was opening (`fork`).
+            crate::fork::register(crate::fork::Rank::OpenDatabases, || match OPEN.get() {
+                Some(m) => Box::new(m.lock().unwrap_or_else(|p| p.into_inner())),
+                None => Box::new(()),
+            });
+            Default::default()
+        })
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let cache_key = (std::process::id(), canonical.clone());

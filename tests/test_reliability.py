@@ -16,6 +16,7 @@ import pytest
 import rico
 from support import cli
 from support.bigearthnet import convert, flags, sources
+from support.conversions import generated_tree
 from support.lmdb_records import read_lmdb
 from support.trees import link_tree, make_dataset
 
@@ -43,9 +44,7 @@ def convert_s2(binary, src: Path, target: Path, *extra, **kw) -> subprocess.Comp
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=12, workers=1)
-    return root
+    return generated_tree(tmp_path_factory, patches=12)
 
 
 @pytest.fixture()

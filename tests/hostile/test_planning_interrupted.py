@@ -17,25 +17,20 @@ import pytest
 import rico
 from support.bigearthnet import flags
 from support.cli import kill_when, run
-from support.lmdb_records import read_lmdb, read_shards
-from support.trees import make_dataset
+from support.conversions import clean_records, generated_tree
+from support.lmdb_records import read_shards
 
 SHARDS = 4
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=40, workers=1)
-    return root
+    return generated_tree(tmp_path_factory, patches=40)
 
 
 @pytest.fixture(scope="module")
 def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
-    target = tmp_path_factory.mktemp("clean") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target)
-    assert res.returncode == 0, res.stderr
-    return read_lmdb(target)
+    return clean_records(rico_bin, tree, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,29 @@ pub(crate) fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
+/// Keys as a Python list: str, or bytes where a key is not UTF-8.
+fn key_list<'py>(py: Python<'py>, keys: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for k in keys {
+        match String::from_utf8(k) {
+            Ok(s) => list.append(s)?,
+            Err(e) => list.append(PyBytes::new(py, e.as_bytes()))?,
+        }
+    }
+    Ok(list)
+}
+
+/// The engine's selection of the records that start with `prefix` and hold every band.
+fn selection(
+    prefix: Option<&Bound<'_, PyAny>>,
+    bands: Option<Vec<String>>,
+) -> PyResult<rico_core::select::Selection> {
+    Ok(rico_core::select::Selection {
+        prefix: prefix.map(key_bytes).transpose()?,
+        bands: bands.unwrap_or_default(),
+    })
+}
+
 /// The spec of a batch, checked (`resample` parsed, `validate`d).
 pub(crate) fn batch_spec(
     bands: Vec<String>,
@@ -83,14 +106,7 @@ impl Database {
     /// Every key, sorted, as str (bytes where a key is not UTF-8).
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let keys = py.allow_threads(|| self.inner.keys()).map_err(to_py_err)?;
-        let list = PyList::empty(py);
-        for k in keys {
-            match String::from_utf8(k) {
-                Ok(s) => list.append(s)?,
-                Err(e) => list.append(PyBytes::new(py, e.as_bytes()))?,
-            }
-        }
-        Ok(list)
+        key_list(py, keys)
     }
 
     /// Keys (sorted) of the records that start with `prefix` and hold every band of `bands`;
@@ -102,22 +118,12 @@ impl Database {
         prefix: Option<Bound<'py, PyAny>>,
         bands: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let selection = rico_core::select::Selection {
-            prefix: prefix.as_ref().map(key_bytes).transpose()?,
-            bands: bands.unwrap_or_default(),
-        };
+        let selection = selection(prefix.as_ref(), bands)?;
         let db = &*self.inner;
         let keys = py
             .allow_threads(|| rico_core::select::select_keys(db, &selection))
             .map_err(to_py_err)?;
-        let list = PyList::empty(py);
-        for k in keys {
-            match String::from_utf8(k) {
-                Ok(s) => list.append(s)?,
-                Err(e) => list.append(PyBytes::new(py, e.as_bytes()))?,
-            }
-        }
-        Ok(list)
+        key_list(py, keys)
     }
 
     /// Why `select_keys(prefix, bands)` keeps no record (the message of a usage error that
@@ -129,10 +135,7 @@ impl Database {
         prefix: Option<Bound<'py, PyAny>>,
         bands: Option<Vec<String>>,
     ) -> PyResult<Option<String>> {
-        let selection = rico_core::select::Selection {
-            prefix: prefix.as_ref().map(key_bytes).transpose()?,
-            bands: bands.unwrap_or_default(),
-        };
+        let selection = selection(prefix.as_ref(), bands)?;
         let db = &*self.inner;
         let why = py
             .allow_threads(|| rico_core::select::why_empty(db, &selection))

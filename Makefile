@@ -98,7 +98,7 @@ test-dist: dist build
 # Fuzzing (not part of `make test`): cargo-fuzz on stable Rust via RUSTC_BOOTSTRAP, each target
 # for FUZZ_SECONDS. See rust/fuzz/README.md.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= tiff_decode tiff_decode_limits safetensors_header
+FUZZ_TARGETS ?= tiff_decode tiff_decode_limits safetensors_header parquet_rows
 
 .PHONY: fuzz
 fuzz: $(DEPS)

@@ -6,6 +6,8 @@ OUT/tiff_decode/          tiny GeoTIFFs as GDAL writes them: every compression a
                           rico decodes, strips and tiles, pixel- and band-interleaved, every
                           sample type, BigTIFF, big-endian, sparse blocks with nodata; plus a
                           JPEG and a PNG for the format sniffing in rico_raster::decode.
+OUT/parquet_rows/         Parquet files of Major-TOM's hub schema (each codec, with and
+                          without page checksums).
 OUT/safetensors_header/   safetensors buffers made with safetensors.numpy.save, shaped like
                           rico's records (one tensor per band, metadata) and odd ones (empty
                           tensors, scalars, many dtypes).
@@ -133,12 +135,41 @@ def safetensors_buffers(out: Path) -> None:
         (out / f"{name}.safetensors").write_bytes(save(tensors, metadata=metadata))
 
 
+def parquet_files(out: Path) -> None:
+    """Tiny Parquet files of Major-TOM's hub schema: a row of two band columns holding
+    GeoTIFFs, with and without page checksums, dictionary pages and each codec."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    tif = next(iter(sorted((out.parent / "tiff_decode").glob("*.tif"))), None)
+    band = tif.read_bytes() if tif else b"II*\x00"
+    table = pa.table(
+        {
+            "product_id": ["S2A_MSIL2A_20200101T000000_N0000_R000_T00XXX_20200101T000000"],
+            "grid_cell": ["1U_1R"],
+            "B04": pa.array([band], pa.binary()),
+            "B08": pa.array([band[::-1]], pa.binary()),
+        }
+    )
+    for codec in ("none", "snappy", "zstd", "gzip"):
+        for checksums in (False, True):
+            pq.write_table(
+                table,
+                out / f"{codec}_{'crc' if checksums else 'plain'}.parquet",
+                compression=codec,
+                write_page_checksum=checksums,
+                use_dictionary=codec == "none",
+            )
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "corpus"
     tiffs(out / "tiff_decode")
     tiffs(out / "tiff_decode_limits")  # the same files; that target decodes every size
     safetensors_buffers(out / "safetensors_header")
-    for target in ("tiff_decode", "tiff_decode_limits", "safetensors_header"):
+    parquet_files(out / "parquet_rows")
+    for target in ("tiff_decode", "tiff_decode_limits", "safetensors_header", "parquet_rows"):
         files = sorted((out / target).iterdir())
         print(f"{target}: {len(files)} files, {sum(f.stat().st_size for f in files)} bytes")
 

@@ -169,7 +169,10 @@ def test_a_hard_limit_below_one_shard_is_a_clear_limit_not_damage(rico_bin, shar
     assert "damaged" not in info.stderr and "/proc/self/maps" not in info.stderr
 
 
-@pytest.mark.parametrize("limit", [5, 8])  # out while opening the database; reading sources
+# 5: always out while opening the database. 6 to 8: out while reading sources or not, as the
+# reads in flight happen to overlap; either the run finishes with every record, or it stops
+# naming the limit, never a file.
+@pytest.mark.parametrize("limit", [5, 6, 7, 8])
 def test_the_converter_out_of_descriptors_names_the_limit_not_a_file(
     rico_bin, tree, tmp_path, limit
 ):
@@ -181,6 +184,10 @@ def test_the_converter_out_of_descriptors_names_the_limit_not_a_file(
         tmp_path / "db",
         preexec_fn=files_limit(limit, limit),
     )
-    assert res.returncode != 0
+    if limit == 5:
+        assert res.returncode != 0, res.stderr
+    if res.returncode == 0:
+        assert "wrote" in res.stderr and "records" in res.stderr, res.stderr
+        return
     assert "too many open files" in res.stderr and "ulimit -n" in res.stderr, res.stderr
     assert "readable by this user" not in res.stderr and "LMDB code" not in res.stderr

@@ -38,6 +38,10 @@ pub struct Error {
     pub path: Option<PathBuf>,
     /// What the user can do about it; shown on its own line after the message.
     pub hint: Option<String>,
+    /// The keys whose records this run must not keep: those made from a container whose
+    /// compressed stream failed its integrity check after their members were read (the
+    /// damage may lie in any of them). The writer removes the ones this run wrote.
+    pub discard: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl Error {
@@ -48,6 +52,7 @@ impl Error {
             message: message.into(),
             path: None,
             hint: None,
+            discard: None,
         }
     }
     /// An [`ErrorKind::Usage`] error.
@@ -128,6 +133,7 @@ impl From<rico_raster::RasterError> for Error {
             message: e.message,
             path: e.path,
             hint: Some(hint.to_string()),
+            discard: None,
         }
     }
 }

@@ -687,6 +687,17 @@ impl WriteTxn<'_> {
         get(self.raw, self.env.dbi, key)
     }
 
+    /// Removes `key`'s record; returns whether there was one.
+    pub fn delete(&mut self, key: &[u8]) -> LmdbResult<bool> {
+        let mut k = val(key);
+        // SAFETY: k points to a live slice for the duration of the call.
+        match unsafe { ffi::mdb_del(self.raw, self.env.dbi, &mut k, ptr::null_mut()) } {
+            0 => Ok(true),
+            ffi::MDB_NOTFOUND => Ok(false),
+            rc => Err(LmdbError(rc)),
+        }
+    }
+
     /// The greatest key in the database, if any.
     pub fn last_key(&self) -> LmdbResult<Option<Vec<u8>>> {
         // SAFETY: cursor confined to this call.

@@ -22,7 +22,7 @@ use crate::progress::Progress;
 use crate::reading::{Fetched, FileReaders};
 use crate::spec::{self, Patch, Source};
 use crate::target::{self, SKIPPED_REPORT};
-use crate::writing::{lmdb_error, write_records, INITIAL_MAP_SIZE};
+use crate::writing::{key_hash128, lmdb_error, write_records, INITIAL_MAP_SIZE};
 
 /// Bytes of source files and records a conversion holds at once by default. A quarter of it is
 /// a transaction (the writer holds its records and LMDB's copy of them until the commit), a
@@ -212,6 +212,7 @@ pub(crate) fn with_sources<T>(
                 spec,
                 max_held_bytes,
                 keys: options.keys.clone(),
+                in_flight_bytes: buffer_bytes(options) as u64,
             });
         }
     }
@@ -282,15 +283,6 @@ fn present_keys(env: &Env, target: &Path) -> Result<HashSet<u128>> {
     Ok(keys)
 }
 
-fn key_hash128(key: &[u8]) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut a);
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    (0xA5u8, key).hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
-}
-
 /// Runs the planner, sending what it hands out (or its error) down `sender`.
 fn run_planner(plan: &Plan<'_>, sender: SyncSender<Result<Planned>>, bar: &Progress) {
     let mut emit = |item: Planned| -> Result<()> {
@@ -332,8 +324,11 @@ fn fetch(
     let mut done = false;
     while !done {
         let mut chunk: Vec<Patch> = Vec::with_capacity(chunk_len);
+        // Container members arrive with their bytes: a chunk is full at a quarter of the buffer
+        // of them, however few patches that is (an archive's members can be any size).
+        let mut held = 0usize;
         let mut failed = None;
-        while chunk.len() < chunk_len {
+        while chunk.len() < chunk_len && held < chunk_bytes {
             match planned.next() {
                 None => {
                     done = true;
@@ -355,6 +350,11 @@ fn fetch(
                         out.already_present += 1;
                         bar.done(1);
                     } else {
+                        held += patch
+                            .files
+                            .iter()
+                            .map(|f| f.data.as_ref().map_or(0, |d| d.len()))
+                            .sum::<usize>();
                         chunk.push(patch);
                     }
                 }
@@ -441,12 +441,13 @@ fn write_planned(
     let (fetch_tx, fetch_rx) = sync_channel::<Result<Fetched>>(2);
     let (sender, receiver) = sync_channel::<Vec<Result<Record>>>(2);
     let (write_result, fetching) = std::thread::scope(|scope| {
-        let (env, txn_bytes) = (&env, buffer_bytes(options) / 4);
-        let writer = scope.spawn(move || write_records(env, target, receiver, txn_bytes, bar));
+        let (env, txn_bytes, present) = (&env, buffer_bytes(options) / 4, &present);
+        let writer =
+            scope.spawn(move || write_records(env, target, receiver, txn_bytes, present, bar));
         let readers = FileReaders::start(options.io_depth.unwrap_or(DEFAULT_IO_DEPTH));
         let fetcher = scope.spawn(|| {
             fetch(
-                planned, fetch_tx, &present, readers, threads, options, target, bar,
+                planned, fetch_tx, present, readers, threads, options, target, bar,
             )
         });
         for fetched in fetch_rx {

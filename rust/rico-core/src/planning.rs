@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::labels::{LabelRule, Labels, TableRows};
-use crate::spec::{BandRule, FileBands, Patch, PatchFile, Source, Spec, MAX_KEY_BYTES};
+use crate::spec::{
+    BandRule, FileBands, HeldBytes, InFlight, Patch, PatchFile, Source, Spec, MAX_KEY_BYTES,
+};
 
 /// What the planner hands out, in plan order.
 #[derive(Debug)]
@@ -104,7 +106,11 @@ pub fn stream(
             match event {
                 Event::File(dir, rel) => {
                     files += 1;
-                    if group.add(dir, rel)? {
+                    let added = group.add(dir, rel);
+                    for (path, reason) in group.skipped.drain(..) {
+                        emit(Planned::Skipped(path, reason))?;
+                    }
+                    if added? {
                         found += 1;
                     }
                 }
@@ -169,6 +175,7 @@ fn read_containers(
     use std::sync::mpsc::{sync_channel, Receiver};
 
     let read: Vec<AtomicU64> = indices.iter().map(|_| AtomicU64::new(0)).collect();
+    let in_flight = InFlight::new(sources[indices[0]].in_flight_bytes);
     let total: u64 = indices.iter().map(|&i| sources[i].location.size()).sum();
     std::thread::scope(|scope| {
         let start = |slot: usize| -> (usize, Receiver<FromReader>) {
@@ -214,14 +221,15 @@ fn read_containers(
                 FromReader::Failed(Error::output("a container's reader thread stopped"))
             });
             match message {
-                FromReader::Item(item) => {
-                    if let Planned::Patch(p) = &item {
+                FromReader::Item(mut item) => {
+                    if let Planned::Patch(p) = &mut item {
                         if !emitted.insert(key_hash(&p.key)) {
                             let spec = sources[p.source].spec;
                             let this = p.files[0].path();
                             let first = Path::new("a file of another part");
                             return Err(duplicate(spec, &p.key, first, &this));
                         }
+                        in_flight.admit(&mut p.files);
                     }
                     emit(item)?;
                     window.push_back((slot, rx));
@@ -235,7 +243,9 @@ fn read_containers(
                         next += 1;
                     }
                 }
-                FromReader::Failed(e) => return Err(e),
+                FromReader::Failed(e) => {
+                    return Err(with_suspect_keys(sources, indices[slot], skip_invalid, e))
+                }
             }
             scanned(Scanned::Bytes {
                 read: read.iter().map(|r| r.load(Ordering::Relaxed)).sum(),
@@ -244,6 +254,52 @@ fn read_containers(
         }
         Ok(())
     })
+}
+
+/// A container whose compressed stream failed its integrity check (a gzip CRC, a zstd frame
+/// checksum) or ended early: its members were decompressed before the check could tell, so the
+/// records made from any of them may be wrong. The error then carries every key the container
+/// handed out ([`Error::discard`]), found by reading it again up to the same failure (the same
+/// bytes give the same patches), and the writer removes those it wrote. A zip member and a
+/// Parquet page are checked before they are handed out; a plain tar has no checksum.
+fn with_suspect_keys(
+    sources: &[Source<'_>],
+    index: usize,
+    skip_invalid: bool,
+    mut e: Error,
+) -> Error {
+    let suspect = e.discard.take().is_some();
+    let compressed = matches!(
+        sources[index].container,
+        Some(rico_source::Container::Tar(
+            rico_source::Compression::Gzip | rico_source::Compression::Zstd
+        ))
+    );
+    if !(suspect && compressed) {
+        return e;
+    }
+    let mut keys = Vec::new();
+    let mut collect = |item: Planned| {
+        if let Planned::Patch(p) = item {
+            keys.push(p.key);
+        }
+        Ok(())
+    };
+    let container = sources[index].container.expect("a container source");
+    let _ = stream_container(
+        sources,
+        index,
+        container,
+        skip_invalid,
+        &mut HashSet::new(),
+        &|_| {},
+        &mut collect,
+    );
+    e.discard = Some(Arc::new(keys));
+    e.hint = Some(
+        "download it again (compare its checksum with the one the dataset publishes), then run the same command with --resume: this run's records from this archive were not kept".to_string(),
+    );
+    e
 }
 
 fn no_patch(source: &Source<'_>) -> Error {
@@ -349,12 +405,25 @@ impl rico_source::Visitor for ContainerVisitor<'_, '_> {
                 dir
             }
         };
-        let Some(key) = self
-            .group
-            .add_with(&dir, member.rel, Some(Arc::new(member.bytes)))?
-        else {
+        let added = self.group.add_with(
+            &dir,
+            member.rel,
+            Some(Arc::new(HeldBytes::new(member.bytes))),
+        );
+        for (path, reason) in self.group.skipped.drain(..) {
+            (self.emit)(Planned::Skipped(path, reason))?;
+        }
+        let Some(key) = added? else {
             return Ok(());
         };
+        if self.emitted.contains(&key_hash(&key)) {
+            // Its patch was complete and handed out: the archive holds this file twice.
+            return Err(Error::data(format!(
+                "{}: this member repeats a file of patch {key}, which the archive already gave; an unpacked folder holds one file of a name",
+                rico_source::member_location(&self.source.root, member.name)
+            ))
+            .hint("repack the archive with one copy of each file, or download it again"));
+        }
         self.found += 1;
         if let Some(ready) = self.group.take_if_complete(&key) {
             self.group
@@ -396,6 +465,11 @@ impl From<rico_source::SourceError> for Error {
             K::Io => Error::usage(message),
             K::Corrupt | K::Hostile | K::Limit | K::Layout => Error::new(ErrorKind::Data, message),
         };
+        if e.kind == K::Corrupt {
+            // A mark for the planner: the records of this container may be wrong
+            // (see `with_suspect_keys`, which fills in the keys).
+            err.discard = Some(Arc::new(Vec::new()));
+        }
         if e.member.is_none() {
             err = err.at(&e.container);
         }
@@ -673,8 +747,23 @@ struct Grouper<'s> {
     prefix: Option<Arc<str>>,
     band_names: HashSet<Arc<str>>,
     group_labels: HashMap<String, Arc<[String]>>,
-    /// Bytes of container members held in pending patches.
+    /// Bytes of container members held in pending patches, with their bookkeeping.
     pending_bytes: u64,
+    /// With `skip_invalid`: files left out as they were added (path, reason), for the caller
+    /// to report.
+    skipped: Vec<(String, String)>,
+}
+
+/// What a member held in a pending patch costs beside its bytes (its file entry, its name, its
+/// patch's share of the map): counted with the bytes, so that a million empty members are
+/// bounded by the same limit as a few large ones.
+const MEMBER_BOOKKEEPING: u64 = 256;
+
+/// What a planned file holds in memory: its container member's bytes and their bookkeeping.
+fn held_by(file: &PatchFile) -> u64 {
+    file.data.as_ref().map_or(0, |d| {
+        d.len() as u64 + MEMBER_BOOKKEEPING + file.name.len() as u64
+    })
 }
 
 impl<'s> Grouper<'s> {
@@ -709,6 +798,7 @@ impl<'s> Grouper<'s> {
             band_names: HashSet::new(),
             group_labels: HashMap::new(),
             pending_bytes: 0,
+            skipped: Vec::new(),
         }
     }
 
@@ -730,7 +820,7 @@ impl<'s> Grouper<'s> {
         &mut self,
         dir: &Arc<Path>,
         rel: &str,
-        data: Option<Arc<Vec<u8>>>,
+        data: Option<Arc<HeldBytes>>,
     ) -> Result<Option<String>> {
         let spec = self.spec;
         let Some(caps) = spec.pattern.captures(rel) else {
@@ -746,11 +836,26 @@ impl<'s> Grouper<'s> {
             return Ok(None);
         }
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(Error::data(format!(
+            let reason = format!(
                 "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",
                 key.len()
-            ))
-            .at(self.source.root.join(rel)));
+            );
+            // A container's member is named `container!member`, a file by its path.
+            let shown = match self.source.container {
+                Some(_) => {
+                    let stored = match self.root_name.as_str() {
+                        "" => rel.to_string(),
+                        root => format!("{root}/{rel}"),
+                    };
+                    rico_source::member_location(&self.source.root, &stored)
+                }
+                None => self.source.root.join(rel).display().to_string(),
+            };
+            if self.skip_invalid {
+                self.skipped.push((shown, reason));
+                return Ok(None);
+            }
+            return Err(Error::data(reason).at(shown));
         }
         let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
         let bands = match &spec.bands {
@@ -773,7 +878,6 @@ impl<'s> Grouper<'s> {
             }
         };
         let whole_file = !matches!(bands, FileBands::One(_));
-        let held = data.as_ref().map_or(0, |d| d.len() as u64);
         let file = PatchFile {
             dir: dir.clone(),
             name: name.into(),
@@ -822,8 +926,8 @@ impl<'s> Grouper<'s> {
                 _ => None,
             };
         }
+        self.pending_bytes += held_by(&file);
         entry.files.push(file);
-        self.pending_bytes += held;
         Ok(Some(key))
     }
 
@@ -869,11 +973,7 @@ impl<'s> Grouper<'s> {
         emit: &mut dyn FnMut(Planned) -> Result<()>,
     ) -> Result<()> {
         for (_, pending) in &ready {
-            let held: u64 = pending
-                .files
-                .iter()
-                .map(|f| f.data.as_ref().map_or(0, |d| d.len() as u64))
-                .sum();
+            let held: u64 = pending.files.iter().map(held_by).sum();
             self.pending_bytes -= held;
         }
         for (_, pending) in &mut ready {

@@ -943,6 +943,7 @@ impl Summary {
 }
 
 /// Records, size and bands (dtype, shapes) from up to `sample` records spread over the keys.
+/// Every key is walked, and their count checked against the records the database counts.
 pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     let records = db.len()?;
     let bytes = db
@@ -986,6 +987,15 @@ pub fn summarize(db: &Database, sample: usize) -> Result<Summary> {
     })?;
     if let Some(e) = failure {
         return Err(e);
+    }
+    // Every key was walked: a tree whose pages lost keys (a damaged leaf) counts more records
+    // than it holds, and says so here instead of at a later read.
+    if index as u64 != records {
+        return Err(Error::data(format!(
+            "the database is damaged: its tree holds {index} keys, but it counts {records} records"
+        ))
+        .at(db.path())
+        .hint("restore data.mdb from a copy, or convert the dataset again"));
     }
     let bands = bands
         .into_iter()

@@ -18,7 +18,7 @@ pub(crate) enum FileBytes {
     /// Read from a file on disk.
     Read(Vec<u8>),
     /// A container member's bytes, shared with its planned patch.
-    Held(std::sync::Arc<Vec<u8>>),
+    Held(std::sync::Arc<crate::spec::HeldBytes>),
 }
 
 impl std::ops::Deref for FileBytes {

@@ -203,7 +203,105 @@ pub struct PatchFile {
     /// The bands it gives its patch.
     pub bands: FileBands,
     /// A container member's bytes; `None` for a file on disk, read by the reading stage.
-    pub data: Option<Arc<Vec<u8>>>,
+    pub data: Option<Arc<HeldBytes>>,
+}
+
+/// A container member's bytes, held from the pass over its container until its patch is
+/// decoded. Bytes handed to the stages below the planner count against the run's
+/// [`InFlight`] budget until they are dropped.
+#[derive(Debug)]
+pub struct HeldBytes {
+    bytes: Vec<u8>,
+    budget: Option<Arc<InFlight>>,
+}
+
+impl HeldBytes {
+    /// Bytes not (yet) counted against a budget.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        HeldBytes {
+            bytes,
+            budget: None,
+        }
+    }
+}
+
+impl std::ops::Deref for HeldBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.bytes.len() as u64);
+        }
+    }
+}
+
+/// The bytes of container members in flight between the planner and the decoders, bounded:
+/// the planner waits before it hands out a patch that would take them past the limit (one
+/// patch always goes, whatever its size). Whatever the archive declares, a run holds at most
+/// about the limit, plus one patch, plus what each container's reader holds.
+#[derive(Debug)]
+pub struct InFlight {
+    limit: u64,
+    held: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+impl InFlight {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(InFlight {
+            limit,
+            held: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Counts the held bytes of `files` against the budget, first waiting while other bytes in
+    /// flight would take them past the limit. The wait gives up after a few seconds without any
+    /// release, so that a stage that keeps bytes for longer cannot stall the run.
+    pub fn admit(self: &Arc<Self>, files: &mut [PatchFile]) {
+        let n: u64 = files
+            .iter()
+            .map(|f| f.data.as_ref().map_or(0, |d| d.len() as u64))
+            .sum();
+        if n == 0 {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = 0;
+        while *held > 0 && *held + n > self.limit && idle < 100 {
+            let before = *held;
+            held = self
+                .freed
+                .wait_timeout(held, std::time::Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            idle = if *held < before { 0 } else { idle + 1 };
+        }
+        *held += n;
+        drop(held);
+        for file in files {
+            if let Some(data) = file.data.as_mut() {
+                match Arc::get_mut(data) {
+                    Some(d) => d.budget = Some(self.clone()),
+                    // Shared (never, for a member held once): count it free now.
+                    None => self.release(data.len() as u64),
+                }
+            }
+        }
+    }
+
+    fn release(&self, n: u64) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held = held.saturating_sub(n);
+        drop(held);
+        self.freed.notify_all();
+    }
 }
 
 impl PatchFile {
@@ -266,6 +364,9 @@ pub struct Source<'a> {
     pub max_held_bytes: u64,
     /// Only the patches with these keys (a subset of the dataset); `None`: every patch.
     pub keys: Option<Arc<std::collections::HashSet<String>>>,
+    /// With a container: the most bytes of its members handed to the stages below at once
+    /// (see [`InFlight`]).
+    pub in_flight_bytes: u64,
 }
 
 impl<'a> Source<'a> {
@@ -279,6 +380,7 @@ impl<'a> Source<'a> {
             location: rico_source::Location::Local(root.to_path_buf()),
             max_held_bytes: DEFAULT_MAX_HELD_BYTES,
             keys: None,
+            in_flight_bytes: DEFAULT_MAX_HELD_BYTES,
         }
     }
 

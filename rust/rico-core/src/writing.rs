@@ -1,6 +1,7 @@
 //! The writing stage of a conversion: the single writer that puts records into LMDB in
 //! arrival order and commits them in bounded transactions.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
 
@@ -50,11 +51,16 @@ pub(crate) struct Written {
 /// The single writer: puts records in arrival order (= sorted source order), commits in bounded
 /// transactions (at most [`TXN_MAX_RECORDS`] records or `txn_bytes` bytes of values), grows the
 /// map when it fills.
+///
+/// An error that carries keys to discard ([`Error::discard`]) removes, after the records before
+/// it are committed, the records of those keys that were not in the database when the run
+/// started (`present`, as [`key_hash128`]s): a resumed run keeps what an earlier run wrote.
 pub(crate) fn write_records(
     env: &Env,
     target: &Path,
     receiver: Receiver<Vec<Result<Record>>>,
     txn_bytes: usize,
+    present: &HashSet<u128>,
     bar: &Progress,
 ) -> Result<Written> {
     let mut written = Written::default();
@@ -80,7 +86,14 @@ pub(crate) fn write_records(
                     bar.done(1);
                 }
                 Err(e) => {
+                    if let Some(discard) = &e.discard {
+                        let discard: HashSet<&str> = discard.iter().map(String::as_str).collect();
+                        pending.retain(|r| !discard.contains(r.key.as_str()));
+                    }
                     commit(env, target, &mut pending, &mut last_key, &mut written)?;
+                    if let Some(discard) = &e.discard {
+                        written.records -= remove(env, target, discard, present)?;
+                    }
                     written.error = Some(e);
                     return Ok(written);
                 }
@@ -89,6 +102,40 @@ pub(crate) fn write_records(
     }
     commit(env, target, &mut pending, &mut last_key, &mut written)?;
     Ok(written)
+}
+
+/// Removes the records of `keys` that are not in `present`, in one transaction; returns how
+/// many there were.
+fn remove(env: &Env, target: &Path, keys: &[String], present: &HashSet<u128>) -> Result<u64> {
+    let mut txn = env
+        .begin_write()
+        .map_err(|e| lmdb_error(target, "cannot start a transaction", e))?;
+    let mut removed = 0;
+    for key in keys {
+        if present.contains(&key_hash128(key.as_bytes())) {
+            continue;
+        }
+        if txn
+            .delete(key.as_bytes())
+            .map_err(|e| lmdb_error(target, "cannot remove a record", e))?
+        {
+            removed += 1;
+        }
+    }
+    txn.commit()
+        .map_err(|e| lmdb_error(target, "cannot commit a transaction", e))?;
+    Ok(removed)
+}
+
+/// A key as a 128-bit hash (two SipHashes with fixed keys): 16 bytes a record, for the set of
+/// keys a resumed run leaves out.
+pub(crate) fn key_hash128(key: &[u8]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (0xA5u8, key).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
 /// Commits `pending` in one transaction, growing the map and retrying if it is full.

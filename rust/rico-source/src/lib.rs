@@ -33,11 +33,12 @@ use std::path::{Path, PathBuf};
 mod credentials;
 mod names;
 mod parquet_rows;
+mod quiet_panics;
 mod remote;
 mod tar_members;
 mod zip_members;
 
-pub use names::{archive_stem, normalize_member_name};
+pub use names::{archive_stem, is_os_metadata, normalize_member_name};
 pub use remote::{is_url, list_folder, open_remote, redact, RemoteObject, RemoteOptions};
 
 /// How a tar archive's bytes are compressed.
@@ -443,6 +444,85 @@ mod tests {
             ]
         );
         assert_eq!(got.members[0].1, "s1/0000200/x/VH.tif");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_tar_cut_at_a_member_boundary_or_with_a_bad_checksum_is_damaged() {
+        let dir = scratch("ends");
+        let raw = tar_of(&[("d/a.tif", &[7u8; 5000]), ("d/b.tif", &[8u8; 5000])]);
+        // Cut right before the second member's header: every member read is whole.
+        let boundary = 512 * (1 + 10);
+        let cut = dir.join("cut.tar");
+        std::fs::write(&cut, &raw[..boundary]).unwrap();
+        let err = read_tar(&cut, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Corrupt, "{err}");
+        assert!(err.message.contains("end-of-archive"), "{err}");
+        // The whole archive reads, compressed or not.
+        for (name, bytes) in [
+            ("whole.tar", raw.clone()),
+            ("whole.tar.zst", zstd::encode_all(&raw[..], 3).unwrap()),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(
+                read_tar(&path, &Limits::default()).unwrap().members.len(),
+                2
+            );
+        }
+        // A gzip whose CRC (the trailer's first 4 bytes) is off by one bit: the data inflates
+        // right, only the check can tell.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let mut gz = gz.finish().unwrap();
+        let at = gz.len() - 8;
+        gz[at] ^= 4;
+        let bad = dir.join("bad.tar.gz");
+        std::fs::write(&bad, gz).unwrap();
+        let err = read_tar(&bad, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Corrupt, "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_zip_naming_a_member_twice_is_refused_and_macos_metadata_is_skipped() {
+        use std::io::Write;
+        let dir = scratch("zip");
+        let zip_of = |entries: &[(&str, &[u8])]| {
+            let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for (name, bytes) in entries {
+                z.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                z.write_all(bytes).unwrap();
+            }
+            z.finish().unwrap().into_inner()
+        };
+        let path = dir.join("x.zip");
+        std::fs::write(
+            &path,
+            zip_of(&[
+                ("d/a.tif", b"a"),
+                ("__MACOSX/d/._a.tif", b"fork"),
+                ("d/._a.tif", b"fork"),
+                ("d/.DS_Store", b"Bud1"),
+            ]),
+        )
+        .unwrap();
+        let got = read_tar(&path, &Limits::default()).unwrap();
+        assert_eq!(got.root, "d");
+        assert_eq!(
+            got.members,
+            [("a.tif".into(), "d/a.tif".into(), b"a".to_vec())]
+        );
+        // The zip crate refuses to write a name twice: the central directory is edited to
+        // name the second member as the first.
+        let mut twice = zip_of(&[("d/a.tif", b"a"), ("d/b.tif", b"b")]);
+        let central = twice.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+        twice[central + 46 + 2] = b'a';
+        std::fs::write(&path, twice).unwrap();
+        let err = read_tar(&path, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Layout, "{err}");
+        assert_eq!(err.member.as_deref(), Some("d/a.tif"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -38,6 +38,24 @@ pub fn normalize_member_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether a (normalized) member name is operating-system metadata that an archiver adds
+/// beside the files: macOS's `__MACOSX/` folder and `._*` resource forks, and `.DS_Store`.
+/// Such members are skipped, as if the archive had been made without them.
+///
+/// ```
+/// use rico_source::is_os_metadata;
+/// assert!(is_os_metadata("__MACOSX/EuroSAT_MS/._x.tif"));
+/// assert!(is_os_metadata("EuroSAT_MS/AnnualCrop/._AnnualCrop_1.tif"));
+/// assert!(is_os_metadata("EuroSAT_MS/.DS_Store"));
+/// assert!(!is_os_metadata("EuroSAT_MS/AnnualCrop/AnnualCrop_1.tif"));
+/// ```
+pub fn is_os_metadata(normalized: &str) -> bool {
+    let last = normalized.rsplit('/').next().unwrap_or("");
+    normalized.split('/').next() == Some("__MACOSX")
+        || last.starts_with("._")
+        || last == ".DS_Store"
+}
+
 /// The name of the folder a container without one top-level folder stands for: its file name
 /// without the container ending (`parts.tar.gz` gives `parts`).
 ///

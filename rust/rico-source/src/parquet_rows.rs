@@ -24,7 +24,35 @@ pub(crate) fn read<V: Visitor>(
 }
 
 /// Reads a Parquet file through `chunks` (`total` bytes); `path` names it in messages.
+///
+/// Damaged input can make the parquet crate panic (an index out of bounds in its RLE decoder
+/// on a flipped bit): such a panic is caught here and becomes a [`SourceErrorKind::Corrupt`]
+/// error naming the file, never an abort of the process.
 pub(crate) fn read_from<V, R>(
+    path: &Path,
+    chunks: R,
+    prefetch: &dyn crate::Prefetch,
+    total: u64,
+    limits: &Limits,
+    visitor: &mut V,
+) -> Result<(), V::Error>
+where
+    V: Visitor,
+    R: parquet::file::reader::ChunkReader + 'static,
+{
+    crate::quiet_panics::catch(|| read_rows(path, chunks, prefetch, total, limits, visitor))
+        .unwrap_or_else(|panic| {
+            Err(SourceError::new(
+                SourceErrorKind::Corrupt,
+                path,
+                format!("cannot read this Parquet file: it is damaged (the Parquet decoder stopped: {panic})"),
+            )
+            .hint("download it again (compare its checksum with the hub's); records committed so far are kept, finish with --resume")
+            .into())
+        })
+}
+
+fn read_rows<V, R>(
     path: &Path,
     chunks: R,
     prefetch: &dyn crate::Prefetch,

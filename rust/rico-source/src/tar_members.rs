@@ -24,6 +24,27 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Notes whether the tar stream ran dry: a tar archive ends with its end-of-archive blocks, so a
+/// stream that ends before them is truncated (the `tar` crate takes either as the end).
+struct Tracked<R> {
+    inner: R,
+    dry: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.dry.set(true);
+        }
+        Ok(n)
+    }
+}
+
+/// The most bytes reserved for a member before its bytes arrive: a header's size is a claim,
+/// and a hostile one (1 TiB) must not be allocated up front. Larger members grow as they read.
+const MAX_RESERVE: u64 = 16 << 20;
+
 /// Reads the archive file in large blocks: a cold disk or a network filesystem then streams.
 const READ_BUFFER: usize = 1 << 20;
 
@@ -60,7 +81,12 @@ pub(crate) fn read_from<V: Visitor>(
                 .map_err(|e| corrupt(path, None, &e))?,
         ),
     };
-    let mut archive = tar::Archive::new(reader);
+    let dry = Rc::new(Cell::new(false));
+    let tracked = Tracked {
+        inner: reader,
+        dry: dry.clone(),
+    };
+    let mut archive = tar::Archive::new(tracked);
     let entries = archive.entries().map_err(|e| corrupt(path, None, &e))?;
     let mut root = RootFinder::new();
     let mut last: Option<String> = None;
@@ -96,6 +122,9 @@ pub(crate) fn read_from<V: Visitor>(
         let Some(normalized) = normalize_member_name(&name) else {
             return Err(crate::hostile_name(path, &name).into());
         };
+        if crate::is_os_metadata(&normalized) {
+            continue;
+        }
         if let Some(root_name) = root.first(path, &normalized, !regular) {
             visitor.root(&root_name)?;
         }
@@ -123,7 +152,7 @@ pub(crate) fn read_from<V: Visitor>(
         if size > limits.max_member_bytes {
             return Err(too_large(path, &name, size, limits).into());
         }
-        let mut bytes = Vec::with_capacity(size as usize);
+        let mut bytes = Vec::with_capacity(size.min(MAX_RESERVE) as usize);
         (&mut entry)
             .take(size)
             .read_to_end(&mut bytes)
@@ -143,6 +172,29 @@ pub(crate) fn read_from<V: Visitor>(
         })?;
         visitor.progress(count.get());
     }
+    if dry.get() {
+        return Err(crate::damaged(
+            path,
+            None,
+            "it ends before its end-of-archive blocks (the last member read was complete, but the archive is cut after it)",
+        )
+        .into());
+    }
+    // The rest of the stream (the end blocks' padding, then the compression's trailer) is read
+    // to its end, so that the decompressor checks it: the gzip CRC and size of every member,
+    // the zstd content checksum of every frame that has one.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| {
+        let err = corrupt(path, None, &e);
+        match e.get_ref().and_then(|x| x.downcast_ref::<SourceError>()) {
+            Some(_) => err,
+            None => crate::damaged(
+                path,
+                None,
+                &format!("its compressed stream fails its integrity check ({e})"),
+            ),
+        }
+    })?;
     if root.top().is_none() && last.is_none() {
         // An empty archive: still a folder (with nothing in it).
         if let Some(root_name) = root.first(path, "", false) {

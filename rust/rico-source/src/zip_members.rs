@@ -1,7 +1,7 @@
 //! Zip archives: the central directory is read first (so the root folder is known exactly),
 //! then the members in the order they are stored.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::names::{normalize_member_name, RootFinder};
@@ -37,8 +37,8 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
     limits: &Limits,
     visitor: &mut V,
 ) -> Result<(), V::Error> {
-    let mut archive =
-        zip::ZipArchive::new(reader).map_err(|e| corrupt(path, None, &e.to_string()))?;
+    let archive = zip::ZipArchive::new(reader).map_err(|e| corrupt(path, None, &e.to_string()))?;
+    let mut archive = refuse_repeated_names(path, archive)?;
     // The names first: the root folder is the one top-level folder every member lies in.
     let mut by_index = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
@@ -46,24 +46,37 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
             .by_index_raw(i)
             .map_err(|e| corrupt(path, None, &e.to_string()))?;
         let name = entry.name().to_string();
+        if entry.encrypted() {
+            return Err(SourceError::new(
+                SourceErrorKind::Layout,
+                path,
+                "this member is encrypted; rico reads archives without passwords",
+            )
+            .member(&name)
+            .hint("unpack it with its password (unzip -P …) and give the folder, or download the dataset's unencrypted archive")
+            .into());
+        }
         let normalized = normalize_member_name(&name);
-        by_index.push((name, normalized, entry.is_dir()));
+        if normalized.as_deref().is_some_and(crate::is_os_metadata) {
+            continue;
+        }
+        by_index.push((i, name, normalized, entry.is_dir()));
     }
     let top = RootFinder::common_top(
         by_index
             .iter()
-            .filter_map(|(_, n, d)| n.as_deref().map(|n| (n, *d))),
+            .filter_map(|(_, _, n, d)| n.as_deref().map(|n| (n, *d))),
     );
     let root_name = top.clone().unwrap_or_else(|| crate::archive_stem(path));
     let root = RootFinder::fixed(top);
     visitor.root(&root_name)?;
     let mut done_bytes = 0u64;
-    for (i, (name, normalized, is_dir)) in by_index.iter().enumerate() {
+    for (i, name, normalized, is_dir) in &by_index {
         let Some(normalized) = normalized else {
             return Err(crate::hostile_name(path, name).into());
         };
         let mut entry = archive
-            .by_index(i)
+            .by_index(*i)
             .map_err(|e| corrupt(path, Some(name), &e.to_string()))?;
         done_bytes += entry.compressed_size();
         if let Some(mode) = entry.unix_mode() {
@@ -99,7 +112,8 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
         }
         // At most the declared size plus one byte: a member that inflates past its declared
         // size (a zip bomb's trick) is caught without holding more.
-        let mut bytes = Vec::with_capacity(size as usize);
+        // A declared size is a claim: reserve at most MAX_RESERVE before the bytes arrive.
+        let mut bytes = Vec::with_capacity(size.min(MAX_RESERVE) as usize);
         (&mut entry)
             .take(size + 1)
             .read_to_end(&mut bytes)
@@ -120,6 +134,70 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
     }
     visitor.progress(total);
     Ok(())
+}
+
+/// The most bytes reserved for a member before its bytes arrive.
+const MAX_RESERVE: u64 = 16 << 20;
+
+/// The zip crate keeps one entry per name (the last); an archive whose central directory holds
+/// a name twice would then convert one of two different files, silently. Counts the central
+/// directory's records and refuses the archive when they outnumber its names, naming the
+/// repeated one.
+fn refuse_repeated_names<R: Read + Seek>(
+    path: &Path,
+    archive: zip::ZipArchive<R>,
+) -> Result<zip::ZipArchive<R>, SourceError> {
+    let names = archive.len();
+    let start = archive.central_directory_start();
+    let metadata = archive.metadata();
+    let mut reader = archive.into_inner();
+    let repeated = (|| -> std::io::Result<Option<String>> {
+        reader.seek(SeekFrom::Start(start))?;
+        let mut reader = BufReader::with_capacity(64 << 10, &mut reader);
+        let mut seen = std::collections::HashSet::with_capacity(names);
+        let mut fixed = [0u8; 46];
+        loop {
+            match reader.read_exact(&mut fixed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if fixed[..4] != [0x50, 0x4b, 0x01, 0x02] {
+                return Ok(None);
+            }
+            let len = |at: usize| u64::from(u16::from_le_bytes([fixed[at], fixed[at + 1]]));
+            let mut name = vec![0u8; len(28) as usize];
+            reader.read_exact(&mut name)?;
+            std::io::copy(
+                &mut (&mut reader).take(len(30) + len(32)),
+                &mut std::io::sink(),
+            )?;
+            if !seen.insert(name.clone()) {
+                return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+            }
+            if seen.len() > names {
+                return Ok(Some(String::new()));
+            }
+        }
+    })()
+    .map_err(|e| {
+        corrupt(
+            path,
+            None,
+            &format!("cannot read its central directory: {e}"),
+        )
+    })?;
+    if let Some(name) = repeated {
+        return Err(SourceError::new(
+            SourceErrorKind::Layout,
+            path,
+            "the archive holds two entries of this name; an unpacked folder holds one file of a name, and rico cannot tell which is meant",
+        )
+        .member(&name)
+        .hint("repack the archive with one copy of each file, or download it again"));
+    }
+    // SAFETY: `metadata` was read from this very reader, which nothing has changed since.
+    Ok(unsafe { zip::ZipArchive::unsafe_new_with_metadata(reader, metadata) })
 }
 
 fn corrupt(path: &Path, member: Option<&str>, e: &str) -> SourceError {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import resource
 import subprocess
 import sys
 import tarfile
@@ -260,16 +261,22 @@ def test_a_tar_member_that_declares_a_tebibyte_is_truncated_not_allocated(tmp_pa
         archive,
         "--max-held-mb",
         2_000_000,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)),
     )
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert "truncated" in r.stderr and str(archive) in r.stderr, r.stderr
 
 
-def peak_rss_mb(*command: object) -> tuple[float, subprocess.CompletedProcess]:
-    """Runs ``command`` in a fresh Python process that reports its child's peak RSS."""
+def peak_rss_mb(
+    *command: object, address_space_mb: int = 0
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Runs ``command`` in a fresh Python process that reports its child's peak RSS; with
+    ``address_space_mb``, under that ``ulimit -v``."""
     probe = (
         "import resource, subprocess, sys\n"
-        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        f"n = {address_space_mb} << 20\n"
+        "limit = (lambda: resource.setrlimit(resource.RLIMIT_AS, (n, n))) if n else None\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True, preexec_fn=limit)\n"
         "sys.stderr.write(r.stderr)\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
     )
@@ -294,8 +301,8 @@ def test_a_zip_bomb_stays_within_the_memory_bound(tmp_path, rico_bin):
             z.writestr(f"EuroSAT_MS/AnnualCrop/AnnualCrop_{i + 1}.tif", zeros)
     del zeros
     assert archive.stat().st_size < 8 << 20
-    for extra in ([], ["--max-held-mb", 200, "--buffer-mb", 4]):
-        target = tmp_path / f"db{len(extra)}"
+    for n, extra in enumerate(([], ["--max-held-mb", 200, "--buffer-mb", 4], [])):
+        target = tmp_path / f"db{n}"
         rss, r = peak_rss_mb(
             rico_bin,
             "eurosat-multi-spectral",
@@ -305,6 +312,7 @@ def test_a_zip_bomb_stays_within_the_memory_bound(tmp_path, rico_bin):
             archive,
             "--skip-invalid",
             *extra,
+            address_space_mb=1024 if n == 2 else 0,
         )
         assert r.returncode == 0, r.stderr
         assert "skipped 12" in r.stderr or "12 skipped" in r.stderr, r.stderr
@@ -372,3 +380,32 @@ def test_parquet_bit_flips_give_a_data_error_never_a_panic_or_a_wrong_record(
         else:
             assert got == want, offset
     assert errors >= 8
+
+
+def test_info_walks_every_key_and_names_a_leaf_that_lost_some(ben_records, tmp_path, rico_bin):
+    import shutil
+    import struct
+
+    from support.lmdb_records import write_records
+
+    target = tmp_path / "db"
+    target.mkdir()
+    write_records(target, ben_records)
+    shutil.copy(target / "data.mdb", tmp_path / "good.mdb")
+    r = run(rico_bin, "info", target)
+    assert r.returncode == 0 and f"records: {len(ben_records)}" in r.stdout, r.stderr
+    # A leaf page (flags P_LEAF, 0x02) whose `lower` field lost one node pointer: its last key
+    # is gone from the tree while the database still counts it.
+    data = bytearray((tmp_path / "good.mdb").read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data), page):
+        flags, lower = struct.unpack_from("<HH", data, start + 10)
+        if flags & 0x02 and not flags & 0x04 and lower > 18:
+            struct.pack_into("<H", data, start + 12, lower - 2)
+            break
+    else:
+        pytest.fail("no leaf page found")
+    (target / "data.mdb").write_bytes(bytes(data))
+    r = run(rico_bin, "info", target)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "damaged" in r.stderr and str(target) in r.stderr, r.stderr

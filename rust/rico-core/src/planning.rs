@@ -148,8 +148,8 @@ pub fn stream(
 
 /// What a container's reader thread sends to the planner.
 enum FromReader {
-    /// A patch (or a skipped one), in the container's order.
-    Item(Planned),
+    /// A patch (or a skipped one), in the container's order, with its members' bytes.
+    Item(Planned, u64),
     /// The container is read: the number of its files that were image data.
     Done(usize),
     /// Reading stopped on this error.
@@ -175,18 +175,34 @@ fn read_containers(
     use std::sync::mpsc::{sync_channel, Receiver};
 
     let read: Vec<AtomicU64> = indices.iter().map(|_| AtomicU64::new(0)).collect();
-    let in_flight = InFlight::new(sources[indices[0]].in_flight_bytes);
+    // Bytes of complete patches: handed to the stages below (`in_flight`), and sent by each
+    // reader thread but not yet taken (`queued`, one budget a container): both bounded.
+    let limit = sources[indices[0]].in_flight_bytes;
+    let in_flight = InFlight::new(limit);
+    let queued: Vec<Arc<InFlight>> = indices.iter().map(|_| InFlight::new(limit)).collect();
+    struct CloseOnDrop<'q>(&'q [Arc<InFlight>]);
+    impl Drop for CloseOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.iter().for_each(|q| q.close());
+        }
+    }
     let total: u64 = indices.iter().map(|&i| sources[i].location.size()).sum();
     std::thread::scope(|scope| {
         let start = |slot: usize| -> (usize, Receiver<FromReader>) {
             let (tx, rx) = sync_channel::<FromReader>(4);
             let read = &read[slot];
+            let queue = &queued[slot];
             let index = indices[slot];
             scope.spawn(move || {
                 let container = sources[index].container.expect("a container source");
                 let mut mine = HashSet::new();
                 let mut send = |item: Planned| {
-                    tx.send(FromReader::Item(item))
+                    let n = match &item {
+                        Planned::Patch(p) => InFlight::bytes_of(&p.files),
+                        Planned::Skipped(..) => 0,
+                    };
+                    queue.acquire(n);
+                    tx.send(FromReader::Item(item, n))
                         .map_err(|_| Error::output("the conversion stopped"))
                 };
                 let progress = |s: Scanned| {
@@ -210,6 +226,8 @@ fn read_containers(
             });
             (slot, rx)
         };
+        // Ends the reader threads' waits when this loop returns (an error stops the run).
+        let _close = CloseOnDrop(&queued);
         let mut next = 0;
         let mut window: VecDeque<(usize, Receiver<FromReader>)> = VecDeque::new();
         while window.len() < width.max(1) && next < indices.len() {
@@ -221,7 +239,8 @@ fn read_containers(
                 FromReader::Failed(Error::output("a container's reader thread stopped"))
             });
             match message {
-                FromReader::Item(mut item) => {
+                FromReader::Item(mut item, n) => {
+                    queued[slot].release(n);
                     if let Planned::Patch(p) = &mut item {
                         if !emitted.insert(key_hash(&p.key)) {
                             let spec = sources[p.source].spec;

@@ -249,6 +249,7 @@ pub struct InFlight {
     limit: u64,
     held: std::sync::Mutex<u64>,
     freed: std::sync::Condvar,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
@@ -258,23 +259,31 @@ impl InFlight {
             limit,
             held: std::sync::Mutex::new(0),
             freed: std::sync::Condvar::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Counts the held bytes of `files` against the budget, first waiting while other bytes in
-    /// flight would take them past the limit. The wait gives up after a few seconds without any
-    /// release, so that a stage that keeps bytes for longer cannot stall the run.
-    pub fn admit(self: &Arc<Self>, files: &mut [PatchFile]) {
-        let n: u64 = files
+    /// The bytes of the container members of `files`.
+    pub fn bytes_of(files: &[PatchFile]) -> u64 {
+        files
             .iter()
             .map(|f| f.data.as_ref().map_or(0, |d| d.len() as u64))
-            .sum();
-        if n == 0 {
-            return;
-        }
+            .sum()
+    }
+
+    /// Counts `n` bytes against the budget, first waiting while other bytes in flight would
+    /// take them past the limit. The wait ends when the budget is [closed](Self::close), and
+    /// gives up after a few seconds without any release, so that a stage that keeps bytes for
+    /// longer cannot stall the run.
+    pub fn acquire(&self, n: u64) {
+        use std::sync::atomic::Ordering;
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut idle = 0;
-        while *held > 0 && *held + n > self.limit && idle < 100 {
+        while *held > 0
+            && *held + n > self.limit
+            && idle < 100
+            && !self.closed.load(Ordering::Acquire)
+        {
             let before = *held;
             held = self
                 .freed
@@ -284,7 +293,23 @@ impl InFlight {
             idle = if *held < before { 0 } else { idle + 1 };
         }
         *held += n;
-        drop(held);
+    }
+
+    /// Ends every wait, now and later: the run is over.
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.freed.notify_all();
+    }
+
+    /// Counts the held bytes of `files` against the budget (see [`Self::acquire`]); they are
+    /// released when the files' bytes are dropped.
+    pub fn admit(self: &Arc<Self>, files: &mut [PatchFile]) {
+        let n = Self::bytes_of(files);
+        if n == 0 {
+            return;
+        }
+        self.acquire(n);
         for file in files {
             if let Some(data) = file.data.as_mut() {
                 match Arc::get_mut(data) {
@@ -296,7 +321,8 @@ impl InFlight {
         }
     }
 
-    fn release(&self, n: u64) {
+    /// Gives back `n` bytes counted by [`Self::acquire`].
+    pub fn release(&self, n: u64) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         *held = held.saturating_sub(n);
         drop(held);

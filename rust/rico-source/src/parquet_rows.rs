@@ -113,6 +113,25 @@ where
         let ext = if column == "thumbnail" { "png" } else { "tif" };
         format!("{cell}/{product}/{column}.{ext}")
     };
+    // Every column chunk must lie inside the file: a length is a claim, and the chunk is read
+    // (and its buffer allocated) by what the footer declares.
+    for group in metadata.row_groups() {
+        for column in group.columns() {
+            let (start, len) = column.byte_range();
+            if start.checked_add(len).is_none_or(|end| end > total) {
+                return Err(SourceError::new(
+                    SourceErrorKind::Corrupt,
+                    path,
+                    format!(
+                        "cannot read this Parquet file: the footer puts column {} at bytes {start}..+{len}, past the file's end ({total} bytes); it is truncated or damaged",
+                        column.column_descr().name()
+                    ),
+                )
+                .hint("download it again (compare its checksum with the hub's); records committed so far are kept, finish with --resume")
+                .into());
+            }
+        }
+    }
     let mut done = 0u64;
     for group in 0..reader.num_row_groups() {
         done += metadata.row_group(group).compressed_size().max(0) as u64;

@@ -468,7 +468,18 @@ fn write_planned(
                 fetched
                     .into_par_iter()
                     .map(|(patch, files)| {
-                        let record = files.and_then(|files| decode_patch(&patch, files));
+                        // A panic of a decoder on hostile bytes names the patch's file as
+                        // damaged; it never takes the process down.
+                        let record = files.and_then(|files| {
+                            rico_source::catch_panics(|| decode_patch(&patch, files))
+                                .unwrap_or_else(|panic| {
+                                    Err(Error::data(format!(
+                                        "the decoder stopped on this file's bytes ({panic}); it is damaged"
+                                    ))
+                                    .at(patch.files[0].path())
+                                    .hint("re-download this patch (or pass --skip-invalid to leave it out)"))
+                                })
+                        });
                         (patch, record)
                     })
                     .collect()

@@ -388,47 +388,18 @@ fn recover(
     Ok(keep)
 }
 
-/// CRC-32 as zlib computes it (IEEE polynomial, reflected): the checksum of a plan's lines.
-#[derive(Clone, Copy)]
-struct Crc32(u32);
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            bit += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-impl Default for Crc32 {
-    fn default() -> Self {
-        Crc32(!0)
-    }
-}
+/// CRC-32 as zlib computes it (IEEE polynomial, reflected): the checksum of a plan's lines,
+/// by the crc32fast crate (also flate2's and parquet's).
+#[derive(Clone, Default)]
+struct Crc32(crc32fast::Hasher);
 
 impl Crc32 {
     fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for &b in bytes {
-            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
+        self.0.update(bytes);
     }
 
-    fn value(self) -> u32 {
-        !self.0
+    fn value(&self) -> u32 {
+        self.0.clone().finalize()
     }
 }
 

@@ -39,6 +39,7 @@ mod tar_members;
 mod zip_members;
 
 pub use names::{archive_stem, is_os_metadata, normalize_member_name};
+pub use quiet_panics::catch as catch_panics;
 pub use remote::{is_url, list_folder, open_remote, redact, RemoteObject, RemoteOptions};
 
 /// How a tar archive's bytes are compressed.

@@ -28,8 +28,14 @@ fn install_hook() {
     });
 }
 
-/// Runs `f`; a panic inside it comes back as `Err` with the panic's message.
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+/// Runs `f`; a panic inside it comes back as `Err` with the panic's message, and the panic
+/// hook stays silent for it.
+///
+/// ```
+/// let got = rico_source::catch_panics(|| -> u8 { panic!("hostile bytes") });
+/// assert_eq!(got.unwrap_err(), "hostile bytes");
+/// ```
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     install_hook();
     QUIET.with(|q| q.set(q.get() + 1));
     let result = panic::catch_unwind(AssertUnwindSafe(f));

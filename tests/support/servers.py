@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ class Faults:
         self.stall_head = False
         self.stall_get = False
         self.login: str | None = None  # "user:password" for HTTP Basic authentication
+        self.delay = 0.0  # seconds before each answer: a far server's round trip
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.release = threading.Event()  # set when the server stops: stalled handlers end
         self.fail = 0
@@ -87,6 +89,8 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
             """Answers what ``faults`` say instead of serving; whether it did."""
             with faults.lock:
                 faults.requests.append((method, self.path))
+            if faults.delay:
+                time.sleep(faults.delay)
             if faults.login is not None:
                 want = "Basic " + base64.b64encode(faults.login.encode()).decode()
                 if self.headers.get("Authorization") != want:

@@ -402,7 +402,10 @@ impl RemoteObject {
             range: Some(GetRange::Bounded(0..1)),
             ..GetOptions::default()
         };
-        let get = tokio::time::timeout(budget, self.store.get_opts(&self.path, options));
+        // One budget for both: a server that refuses HEAD and stalls its GET is given up as
+        // soon as one that stalls at once.
+        let left = budget.saturating_sub(started.elapsed());
+        let get = tokio::time::timeout(left, self.store.get_opts(&self.path, options));
         match get.await {
             Ok(Ok(result)) => Ok(result.meta),
             // The GET's own answer says best what is wrong, unless it is a plain 404 after a
@@ -417,7 +420,10 @@ impl RemoteObject {
                     Err(self.store_error(e))
                 }
             }
-            Err(_) => Err(self.stalled("a GET of the first byte (after a HEAD refused)", started.elapsed())),
+            Err(_) => Err(self.stalled(
+                "a GET of the first byte (after a HEAD refused)",
+                started.elapsed(),
+            )),
         }
     }
 }

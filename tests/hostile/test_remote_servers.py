@@ -35,15 +35,17 @@ def ben(tmp_path_factory) -> tuple[Path, dict[bytes, bytes]]:
     served.mkdir()
     pack_tar(root / "tree" / S2, served / f"{S2}.tar.zst")
     pack_zip(root / "tree" / S2, served / f"{S2}.zip")
-    rico.convert("bigearthnet", root / "want", progress=False, bigearthnet_s2_dir=root / "tree" / S2)
+    rico.convert(
+        "bigearthnet", root / "want", progress=False, bigearthnet_s2_dir=root / "tree" / S2
+    )
     return root, read_lmdb(root / "want")
 
 
 def peak_rss(*args: object, timeout: float = 120) -> tuple[int, str, int]:
-    """Runs a command with stderr to a file; (exit code, stderr, peak RSS in bytes) of that one
+    """Runs a command; (exit code, stderr, peak resident memory in bytes) of that one
     process (``wait4``, not the sum of every child the test process ever had)."""
-    with open(os.devnull, "wb") as devnull, subprocess.Popen(
-        [str(a) for a in args], stdout=devnull, stderr=subprocess.PIPE
+    with subprocess.Popen(
+        [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as proc:
         deadline = time.monotonic() + timeout
         err = b""
@@ -67,7 +69,9 @@ def peak_rss(*args: object, timeout: float = 120) -> tuple[int, str, int]:
 
 @pytest.mark.parametrize("declared", [2**50, 2**63 - 1])
 @pytest.mark.parametrize("ending", [".tar.zst", ".zip"])
-def test_a_huge_declared_size_is_an_error_in_bounded_memory(ben, tmp_path, rico_bin, declared, ending):
+def test_a_huge_declared_size_is_an_error_in_bounded_memory(
+    ben, tmp_path, rico_bin, declared, ending
+):
     """A HEAD answer's Content-Length sized a list of every range up front: 2^50 took 16.8 GB,
     2^63 - 1 aborted the process. Ranges are now made as they are fetched, and the size the
     ranged GET reports disagrees: an error naming the URL, in little memory."""
@@ -84,7 +88,9 @@ def test_a_huge_declared_size_is_an_error_in_bounded_memory(ben, tmp_path, rico_
     assert rss < 300 << 20, rss
 
 
-def test_a_body_that_stalls_after_its_headers_is_an_error_within_the_budget(ben, tmp_path, rico_bin):
+def test_a_body_that_stalls_after_its_headers_is_an_error_within_the_budget(
+    ben, tmp_path, rico_bin
+):
     """Slowloris: headers, then nothing. Each request is abandoned after --read-timeout without
     a byte, and the range gives up after three of them, naming the URL, what was asked and for
     how long (30 s and 90 s by default; here 1 s and 3 s)."""
@@ -168,8 +174,18 @@ def test_a_login_over_http_is_sent_and_never_printed(ben, tmp_path, rico_bin):
             bigearthnet_s2_dir=f"{secret}/{S2}.tar.zst",
         )  # fmt: skip
         assert read_lmdb(tmp_path / "db") == want
-        for url in (f"{base}/{S2}.tar.zst", f"{base.replace('http://', 'http://reader:wrong@')}/{S2}.zip"):
-            r = run(rico_bin, "bigearthnet", "--target-dir", tmp_path / "no", "--bigearthnet-s2-dir", url)
+        for url in (
+            f"{base}/{S2}.tar.zst",
+            f"{base.replace('http://', 'http://reader:wrong@')}/{S2}.zip",
+        ):
+            r = run(
+                rico_bin,
+                "bigearthnet",
+                "--target-dir",
+                tmp_path / "no",
+                "--bigearthnet-s2-dir",
+                url,
+            )
             assert r.returncode == 2, r.stderr
             assert "401" in r.stderr and "USER:PASSWORD@" in r.stderr, r.stderr
             assert "AWS" not in r.stderr and "wrong" not in r.stderr and "reader" not in r.stderr
@@ -184,7 +200,11 @@ def test_s3_keys_with_spaces_and_non_ascii_letters(ben, tmp_path, monkeypatch):
     tree = root / "tree" / S2
     files = {f"{prefix}/{S2}.tar.zst": root / "served" / f"{S2}.tar.zst"}
     files.update(
-        {f"{prefix}/tree/{S2}/{p.relative_to(tree).as_posix()}": p for p in tree.rglob("*") if p.is_file()}
+        {
+            f"{prefix}/tree/{S2}/{p.relative_to(tree).as_posix()}": p
+            for p in tree.rglob("*")
+            if p.is_file()
+        }
     )
     with s3_server() as endpoint:
         upload(endpoint, "datasets", files)

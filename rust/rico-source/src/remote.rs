@@ -798,7 +798,7 @@ impl RandomRead {
     /// The part streamed ahead that holds `position`, if the stream has it next: parts that
     /// end before `position` are dropped (the reader has gone past them); a part that starts
     /// after it is kept for later.
-    fn from_ahead(&self, position: u64) -> io::Result<Option<(u64, bytes::Bytes)>> {
+    fn streamed_part(&self, position: u64) -> io::Result<Option<(u64, bytes::Bytes)>> {
         let Ok(mut ahead) = self.ahead.lock() else {
             return Ok(None);
         };
@@ -848,7 +848,7 @@ impl Read for RandomRead {
             });
             if let Some(block) = hit {
                 self.block = Some(block);
-            } else if let Some(block) = self.from_ahead(self.position)? {
+            } else if let Some(block) = self.streamed_part(self.position)? {
                 self.block = Some(block);
             }
         }

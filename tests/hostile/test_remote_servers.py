@@ -194,11 +194,11 @@ def test_a_login_over_http_is_sent_and_never_printed(ben, tmp_path, rico_bin):
 
 def test_s3_keys_with_spaces_and_non_ascii_letters(ben, tmp_path, monkeypatch):
     """``s3://bucket/weird dir/ünï cödé/...`` as the AWS CLI takes it, and its percent-encoded
-    form: an archive and a folder (a prefix) under such names."""
+    form: archives (a tar and a zip) and a folder (a prefix) under such names."""
     root, want = ben
     prefix = "weird dir/ünï cödé"
     tree = root / "tree" / S2
-    files = {f"{prefix}/{S2}.tar.zst": root / "served" / f"{S2}.tar.zst"}
+    files = {f"{prefix}/{S2}{e}": root / "served" / f"{S2}{e}" for e in (".tar.zst", ".zip")}
     files.update(
         {
             f"{prefix}/tree/{S2}/{p.relative_to(tree).as_posix()}": p
@@ -218,6 +218,12 @@ def test_s3_keys_with_spaces_and_non_ascii_letters(ben, tmp_path, monkeypatch):
                 bigearthnet_s2_dir=f"s3://datasets/{base}/{S2}.tar.zst",
             )  # fmt: skip
             assert read_lmdb(tmp_path / f"a{n}") == want
+            # A zip over S3: its central directory, then its members in ranged parts.
+            rico.convert(
+                "bigearthnet", tmp_path / f"z{n}", progress=False,
+                bigearthnet_s2_dir=f"s3://datasets/{base}/{S2}.zip",
+            )  # fmt: skip
+            assert read_lmdb(tmp_path / f"z{n}") == want
             rico.convert(
                 "bigearthnet", tmp_path / f"f{n}", progress=False,
                 bigearthnet_s2_dir=f"s3://datasets/{base}/tree/{S2}",
@@ -276,3 +282,26 @@ def test_a_few_members_of_a_zip_over_http(ben, tmp_path):
             bigearthnet_s2_dir=f"{base}/{S2}.zip",
         )  # fmt: skip
     assert read_lmdb(tmp_path / "db") == {key: want[key]}
+
+
+def test_a_zip_whose_directory_is_not_in_file_order(ben, tmp_path):
+    """Members streamed ahead are read in the central directory's order; a directory listed in
+    another order than the members lie (here reversed) still gives every record, each member
+    the stream has passed fetched where it lies."""
+    root, want = ben
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(root / "served" / f"{S2}.zip") as src:
+        with zipfile.ZipFile(served / f"{S2}.zip", "w", zipfile.ZIP_DEFLATED) as out:
+            for info in src.infolist():
+                out.writestr(info, src.read(info))
+            out.filelist.reverse()  # the central directory, written on close, reversed
+    with zipfile.ZipFile(served / f"{S2}.zip") as check:
+        offsets = [i.header_offset for i in check.infolist()]
+    assert offsets == sorted(offsets, reverse=True)
+    with http_server(served) as (base, _):
+        rico.convert(
+            "bigearthnet", tmp_path / "db", progress=False, fetch_part_mb=1,
+            bigearthnet_s2_dir=f"{base}/{S2}.zip",
+        )  # fmt: skip
+    assert read_lmdb(tmp_path / "db") == want

@@ -112,6 +112,7 @@ def convert(
     insecure_tls: bool = False,
     keys: Optional[list[str]] = None,
     buffer_mb: Optional[int] = None,
+    read_timeout: Optional[float] = None,
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan
@@ -130,6 +131,7 @@ def plan_shards(
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
     keys: Optional[list[str]] = None,
+    read_timeout: Optional[float] = None,
 ) -> int:
     """Plan a sharded conversion once and write each shard's part of the plan into its
     directory (a resume reuses the plan, and refuses another ``shards``); the number of
@@ -161,6 +163,7 @@ def verify(
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
     keys: Optional[list[str]] = None,
+    read_timeout: Optional[float] = None,
 ) -> dict[str, Any]:
     """Compare a database with its sources; see :func:`rico.verify`."""
 

@@ -73,6 +73,7 @@ def convert(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    read_timeout: Optional[float] = None,
     keys: Optional[Sequence[str]] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> ConvertSummary:
@@ -100,6 +101,9 @@ def convert(
             object; ``None`` = 4.
         fetch_part_mb: with URLs, megabytes asked for by one ranged request; ``None`` = 4.
         insecure_tls: accept ``https://`` certificates that do not verify (off by default).
+        read_timeout: with URLs, seconds a request may go without receiving a byte before it
+            is abandoned and retried; ``None`` = 30. A range that gets nothing for three times
+            this stops the conversion with an error naming the URL. Above 0, at most 86400.
         keys: convert only the patches with these keys; files of other patches are not read
             (archive members skipped, Parquet row groups not fetched).
         progress: draw a progress bar on stderr; ``None`` = only when stderr is a terminal.
@@ -143,6 +147,7 @@ def convert(
         "fetch_parts": fetch_parts,
         "fetch_part_mb": fetch_part_mb,
         "insecure_tls": insecure_tls,
+        "read_timeout": read_timeout,
     }
     if client is not None:
         if not shards:
@@ -190,6 +195,7 @@ def verify(
     fetch_parts: Optional[int] = None,
     fetch_part_mb: Optional[int] = None,
     insecure_tls: bool = False,
+    read_timeout: Optional[float] = None,
     **options: Union[PathLike, int, Sequence[str]],
 ) -> dict:
     """Re-decode the sources of a conversion and compare them with the database record by record.
@@ -216,6 +222,7 @@ def verify(
             fetch_parts=fetch_parts,
             fetch_part_mb=fetch_part_mb,
             insecure_tls=insecure_tls,
+            read_timeout=read_timeout,
         )
     )
 

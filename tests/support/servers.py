@@ -1,13 +1,17 @@
 """Servers the remote-source tests start on loopback (127.0.0.1) only: an HTTP server with Range,
 ETag and If-Match support that can misbehave on request (5xx, bodies cut short, a file
-replaced mid-run), and an S3 server (moto)."""
+replaced mid-run, a HEAD that lies or hangs, a body that stalls, a login), and an S3 server
+(moto)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +25,17 @@ class Faults:
     ETag changes (as if it were replaced)."""
 
     def __init__(self) -> None:
+        # Hostile servers: a HEAD that declares another size, answers another status, or hangs
+        # (sends nothing); a GET that sends its headers and then nothing; a login required.
+        self.head_size: int | None = None
+        self.head_status: int | None = None
+        self.get_status: int | None = None
+        self.stall_head = False
+        self.stall_get = False
+        self.login: str | None = None  # "user:password" for HTTP Basic authentication
+        self.delay = 0.0  # seconds before each answer: a far server's round trip
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.release = threading.Event()  # set when the server stops: stalled handlers end
         self.fail = 0
         self.cut = 0
         self.cut_at = 0.5
@@ -41,7 +56,8 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _file(self) -> Path | None:
-            path = (root / self.path.split("?")[0].lstrip("/")).resolve()
+            name = urllib.parse.unquote(self.path.split("?")[0].lstrip("/"))
+            path = (root / name).resolve()
             if root.resolve() not in path.parents or not path.is_file():
                 return None
             return path
@@ -69,14 +85,44 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
 
+        def _refused(self, method: str) -> bool:
+            """Answers what ``faults`` say instead of serving; whether it did."""
+            with faults.lock:
+                faults.requests.append((method, self.path))
+            if faults.delay:
+                time.sleep(faults.delay)
+            if faults.login is not None:
+                want = "Basic " + base64.b64encode(faults.login.encode()).decode()
+                if self.headers.get("Authorization") != want:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="data"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+            status = faults.head_status if method == "HEAD" else faults.get_status
+            if status is not None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+            if method == "HEAD" and faults.stall_head:
+                faults.release.wait(600)  # nothing at all: not even a status line
+                return True
+            return False
+
         def do_HEAD(self) -> None:
+            if self._refused("HEAD"):
+                return
             path = self._file()
             if path is None:
                 self.send_error(404 if "forbidden" not in self.path else 403)
                 return
-            self._headers(path, path.stat().st_size)
+            size = path.stat().st_size if faults.head_size is None else faults.head_size
+            self._headers(path, size)
 
         def do_GET(self) -> None:
+            if self._refused("GET"):
+                return
             path = self._file()
             if "forbidden" in self.path:
                 self.send_error(403)
@@ -111,9 +157,20 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 first, _, last = rng.removeprefix("bytes=").partition("-")
                 start = int(first)
                 end = min(int(last) + 1, size) if last else size
+                if start >= size:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = 206
                 extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
             self._headers(path, end - start, status, extra)
+            if faults.stall_get:
+                self.wfile.flush()
+                faults.release.wait(600)  # headers sent, then nothing (slowloris)
+                self.close_connection = True
+                return
             send = int((end - start) * faults.cut_at) if cut else end - start
             with faults.lock:
                 faults.sent += send
@@ -143,6 +200,7 @@ def http_server(root: Path) -> Iterator[tuple[str, Faults]]:
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", faults
     finally:
+        faults.release.set()
         server.shutdown()
         server.server_close()
 

@@ -78,6 +78,13 @@ fn common_args(cmd: Command) -> Command {
             .help("With URLs: megabytes asked for by one ranged request (default: 4); parts in flight times this is about the memory fetching holds per object"),
     )
     .arg(
+        Arg::new("read-timeout")
+            .long("read-timeout")
+            .value_name("SECONDS")
+            .value_parser(parse_read_timeout)
+            .help("With URLs: a request that receives no byte for this long is abandoned and retried (default: 30); a range that gets nothing for three times this stops the run with an error"),
+    )
+    .arg(
         Arg::new("insecure-tls")
             .long("insecure-tls")
             .action(ArgAction::SetTrue)
@@ -222,11 +229,34 @@ fn read_key_list(path: &std::path::Path) -> Result<std::collections::HashSet<Str
         .collect())
 }
 
+/// The longest `--read-timeout` (a day): longer is a mistake, not a slow link.
+pub const MAX_READ_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+/// A read timeout in seconds, as `--read-timeout` and `read_timeout=` take it: a number above
+/// 0 and at most a day.
+pub fn read_timeout(seconds: f64) -> Result<std::time::Duration, String> {
+    if !(seconds > 0.0 && seconds <= MAX_READ_TIMEOUT_SECONDS) {
+        return Err(format!(
+            "the read timeout must be a number of seconds above 0 and at most {MAX_READ_TIMEOUT_SECONDS}, not {seconds}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+fn parse_read_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {text}"))?;
+    read_timeout(seconds)
+}
+
 /// How URLs are fetched: the defaults, with what was given.
 pub fn remote_options(
     parts: Option<usize>,
     part_mb: Option<u64>,
     insecure_tls: bool,
+    read_timeout: Option<std::time::Duration>,
 ) -> rico_core::RemoteOptions {
     let mut options = rico_core::RemoteOptions::default();
     if let Some(parts) = parts {
@@ -236,6 +266,9 @@ pub fn remote_options(
         options.part_bytes = mb << 20;
     }
     options.insecure_tls = insecure_tls;
+    if let Some(timeout) = read_timeout {
+        options.read_timeout = timeout;
+    }
     options
 }
 
@@ -291,6 +324,9 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
             matches.get_one::<u64>("fetch-parts").map(|n| *n as usize),
             matches.get_one::<u64>("fetch-part-mb").copied(),
             matches.get_flag("insecure-tls"),
+            matches
+                .get_one::<std::time::Duration>("read-timeout")
+                .copied(),
         ),
         keys,
     };

@@ -124,7 +124,12 @@ fn expand_url(
             let base = url.trim_end_matches('/');
             let mut out = Vec::new();
             for rel in files {
-                let object_url = format!("{base}/{rel}");
+                // The URL's path is percent-decoded once: a key's own %, ? and # are escaped.
+                let escaped = rel
+                    .replace('%', "%25")
+                    .replace('?', "%3F")
+                    .replace('#', "%23");
+                let object_url = format!("{base}/{escaped}");
                 out.push(Resolved {
                     shown: PathBuf::from(rico_source::redact(&object_url)),
                     location: Location::Remote(rico_source::open_remote(

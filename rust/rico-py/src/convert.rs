@@ -34,7 +34,12 @@ fn options(
         shard_index,
         cancel: None,
         max_held_bytes: fetch.max_held_mb.map(|mb| mb << 20),
-        remote: rico_cli::remote_options(fetch.parts, fetch.part_mb, fetch.insecure_tls),
+        remote: rico_cli::remote_options(
+            fetch.parts,
+            fetch.part_mb,
+            fetch.insecure_tls,
+            fetch.read_timeout,
+        ),
         keys: fetch
             .keys
             .map(|keys| std::sync::Arc::new(keys.into_iter().collect())),
@@ -48,6 +53,14 @@ struct Fetch {
     parts: Option<usize>,
     part_mb: Option<u64>,
     insecure_tls: bool,
+    read_timeout: Option<std::time::Duration>,
+}
+
+/// `read_timeout=` as the engine takes it; a ValueError for a number out of range.
+fn read_timeout(seconds: Option<f64>) -> PyResult<Option<std::time::Duration>> {
+    seconds
+        .map(|s| rico_cli::read_timeout(s).map_err(pyo3::exceptions::PyValueError::new_err))
+        .transpose()
 }
 
 /// A source option's value: one path, or several (the parts of one source).
@@ -98,7 +111,7 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, buffer_mb=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, buffer_mb=None, read_timeout=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert<'py>(
     py: Python<'py>,
@@ -119,6 +132,7 @@ pub(crate) fn convert<'py>(
     insecure_tls: bool,
     keys: Option<Vec<String>>,
     buffer_mb: Option<usize>,
+    read_timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let mut options = options(
@@ -136,6 +150,7 @@ pub(crate) fn convert<'py>(
             parts: fetch_parts,
             part_mb: fetch_part_mb,
             insecure_tls,
+            read_timeout: self::read_timeout(read_timeout)?,
         },
     );
     options.buffer_bytes = buffer_mb.map(|mb| mb.saturating_mul(1 << 20));
@@ -169,7 +184,7 @@ pub(crate) fn convert<'py>(
 /// run) and writes each shard's part of the plan into its directory; returns the number of
 /// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, read_timeout=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_shards(
     py: Python<'_>,
@@ -185,6 +200,7 @@ pub(crate) fn plan_shards(
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
     keys: Option<Vec<String>>,
+    read_timeout: Option<f64>,
 ) -> PyResult<u64> {
     let sources = source_list(sources);
     let options = options(
@@ -202,6 +218,7 @@ pub(crate) fn plan_shards(
             parts: fetch_parts,
             part_mb: fetch_part_mb,
             insecure_tls,
+            read_timeout: self::read_timeout(read_timeout)?,
         },
     );
     py.allow_threads(|| {
@@ -233,7 +250,7 @@ pub(crate) fn shard_name(index: usize) -> String {
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None))]
+#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, read_timeout=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify<'py>(
     py: Python<'py>,
@@ -248,6 +265,7 @@ pub(crate) fn verify<'py>(
     fetch_part_mb: Option<u64>,
     insecure_tls: bool,
     keys: Option<Vec<String>>,
+    read_timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
     let options = options(
@@ -265,6 +283,7 @@ pub(crate) fn verify<'py>(
             parts: fetch_parts,
             part_mb: fetch_part_mb,
             insecure_tls,
+            read_timeout: self::read_timeout(read_timeout)?,
         },
     );
     let report = py

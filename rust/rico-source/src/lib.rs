@@ -40,7 +40,9 @@ mod zip_members;
 
 pub use names::{archive_stem, is_os_metadata, normalize_member_name};
 pub use quiet_panics::catch as catch_panics;
-pub use remote::{is_url, list_folder, open_remote, redact, RemoteObject, RemoteOptions};
+pub use remote::{
+    is_url, list_folder, open_remote, redact, RemoteObject, RemoteOptions, DEFAULT_READ_TIMEOUT,
+};
 
 /// How a tar archive's bytes are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +280,8 @@ pub fn read_members_at<V: Visitor>(
         }
         Container::Zip => {
             let reader = remote::RandomRead::new(object.clone());
-            zip_members::read_from(&shown, reader, object.size(), limits, visitor)
+            let ahead = reader.share();
+            zip_members::read_from(&shown, reader, &ahead, object.size(), limits, visitor)
         }
         Container::Parquet => {
             let reader = remote::RandomRead::new(object.clone());
@@ -290,11 +293,14 @@ pub fn read_members_at<V: Visitor>(
 }
 
 /// Fetches byte ranges ahead of reading them: a Parquet row group's column chunks, asked for
-/// at once instead of page by page (a local file needs nothing).
+/// at once instead of page by page, or a zip archive's members, streamed in parts in flight
+/// while the reader goes forward through them (a local file needs nothing).
 pub(crate) trait Prefetch {
     fn prefetch(&self, _ranges: Vec<std::ops::Range<u64>>) -> Result<(), SourceError> {
         Ok(())
     }
+    /// Starts fetching `span` in parts, ahead of reads that go forward through it.
+    fn stream_ahead(&self, _span: std::ops::Range<u64>) {}
 }
 
 /// A local file: read where it lies.

@@ -1,5 +1,7 @@
 //! Zip archives: the central directory is read first (so the root folder is known exactly),
-//! then the members in the order they are stored.
+//! then the members in the order they are stored. Over a network the members' bytes are
+//! streamed ahead in parts in flight (the ranged, parallel fetching tar archives use), instead
+//! of one small request per member header and per block.
 
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -23,44 +25,36 @@ pub(crate) fn read<V: Visitor>(
     read_from(
         path,
         BufReader::with_capacity(1 << 20, file),
+        &crate::NoPrefetch,
         total,
         limits,
         visitor,
     )
 }
 
-/// Reads a zip archive from `reader` (`total` bytes); `path` names it in messages.
+/// Reads a zip archive from `reader` (`total` bytes); `path` names it in messages. `ahead`
+/// streams the members' bytes ahead of the reads (a remote archive).
 pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
     path: &Path,
     reader: R,
+    ahead: &dyn crate::Prefetch,
     total: u64,
     limits: &Limits,
     visitor: &mut V,
 ) -> Result<(), V::Error> {
-    let archive = zip::ZipArchive::new(reader).map_err(|e| corrupt(path, None, &e.to_string()))?;
+    let archive = zip::ZipArchive::new(reader).map_err(|e| corrupt(path, None, &e))?;
     let mut archive = refuse_repeated_names(path, archive)?;
-    // The names first: the root folder is the one top-level folder every member lies in.
-    let mut by_index = Vec::with_capacity(archive.len());
+    // The names first, from the central directory alone (no member's header is read): the root
+    // folder is the one top-level folder every member lies in.
+    let mut by_index = Vec::with_capacity(archive.len().min(1 << 20));
     for i in 0..archive.len() {
-        let entry = archive
-            .by_index_raw(i)
-            .map_err(|e| corrupt(path, None, &e.to_string()))?;
-        let name = entry.name().to_string();
-        if entry.encrypted() {
-            return Err(SourceError::new(
-                SourceErrorKind::Layout,
-                path,
-                "this member is encrypted; rico reads archives without passwords",
-            )
-            .member(&name)
-            .hint("unpack it with its password (unzip -P …) and give the folder, or download the dataset's unencrypted archive")
-            .into());
-        }
+        let name = archive.name_for_index(i).unwrap_or_default().to_string();
         let normalized = normalize_member_name(&name);
+        let is_dir = name.ends_with('/') || name.ends_with('\\');
         if normalized.as_deref().is_some_and(crate::is_os_metadata) {
             continue;
         }
-        by_index.push((i, name, normalized, entry.is_dir()));
+        by_index.push((i, name, normalized, is_dir));
     }
     let top = RootFinder::common_top(
         by_index
@@ -70,14 +64,36 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
     let root_name = top.clone().unwrap_or_else(|| crate::archive_stem(path));
     let root = RootFinder::fixed(top);
     visitor.root(&root_name)?;
+    // Which members are read, asked once each.
+    let wanted: Vec<bool> = by_index
+        .iter()
+        .map(|(_, _, normalized, is_dir)| {
+            !is_dir
+                && normalized
+                    .as_deref()
+                    .and_then(|n| root.relative(n))
+                    .is_some_and(|rel| visitor.wants(rel))
+        })
+        .collect();
+    let files = by_index.iter().filter(|(_, _, _, d)| !d).count();
+    let reading = wanted.iter().filter(|w| **w).count();
+    // Most members read (a whole conversion): everything before the central directory is
+    // streamed ahead in parts, in flight. A few members of many (a key list): each is read
+    // where it lies.
+    if reading > 0 && reading * 4 >= files {
+        ahead.stream_ahead(archive.offset()..archive.central_directory_start());
+    }
     let mut done_bytes = 0u64;
-    for (i, name, normalized, is_dir) in &by_index {
+    for (at, (i, name, normalized, is_dir)) in by_index.iter().enumerate() {
         let Some(normalized) = normalized else {
             return Err(crate::hostile_name(path, name).into());
         };
-        let mut entry = archive
-            .by_index(*i)
-            .map_err(|e| corrupt(path, Some(name), &e.to_string()))?;
+        let mut entry = archive.by_index(*i).map_err(|e| match e {
+            zip::result::ZipError::UnsupportedArchive(m) if m.contains("assword") => {
+                encrypted(path, name)
+            }
+            e => corrupt(path, Some(name), &e),
+        })?;
         done_bytes += entry.compressed_size();
         if let Some(mode) = entry.unix_mode() {
             let kind = mode & S_IFMT;
@@ -103,7 +119,7 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
         let Some(rel) = root.relative(normalized) else {
             return Err(outside_root(path, &root, name).into());
         };
-        if !visitor.wants(rel) {
+        if !wanted[at] {
             continue;
         }
         let size = entry.size();
@@ -117,9 +133,9 @@ pub(crate) fn read_from<V: Visitor, R: Read + std::io::Seek>(
         (&mut entry)
             .take(size + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(path, Some(name), &e.to_string()))?;
+            .map_err(|e| corrupt(path, Some(name), &zip::result::ZipError::Io(e)))?;
         if bytes.len() as u64 != size {
-            return Err(corrupt(
+            return Err(crate::damaged(
                 path,
                 Some(name),
                 &format!(
@@ -181,7 +197,7 @@ fn refuse_repeated_names<R: Read + Seek>(
         }
     })()
     .map_err(|e| {
-        corrupt(
+        crate::damaged(
             path,
             None,
             &format!("cannot read its central directory: {e}"),
@@ -200,6 +216,27 @@ fn refuse_repeated_names<R: Read + Seek>(
     Ok(unsafe { zip::ZipArchive::unsafe_new_with_metadata(reader, metadata) })
 }
 
-fn corrupt(path: &Path, member: Option<&str>, e: &str) -> SourceError {
-    crate::damaged(path, member, e)
+/// The error of an encrypted member.
+fn encrypted(path: &Path, name: &str) -> SourceError {
+    SourceError::new(
+        SourceErrorKind::Layout,
+        path,
+        "this member is encrypted; rico reads archives without passwords",
+    )
+    .member(name)
+    .hint("unpack it with its password (unzip -P …) and give the folder, or download the dataset's unencrypted archive")
+}
+
+fn corrupt(path: &Path, member: Option<&str>, e: &zip::result::ZipError) -> SourceError {
+    // A fetching error (a remote archive) says what went wrong better than "damaged".
+    if let zip::result::ZipError::Io(io) = e {
+        if let Some(fetch) = io.get_ref().and_then(|x| x.downcast_ref::<SourceError>()) {
+            let mut err = fetch.clone();
+            if let (None, Some(m)) = (&err.member, member) {
+                err = err.member(m);
+            }
+            return err;
+        }
+    }
+    crate::damaged(path, member, &e.to_string())
 }

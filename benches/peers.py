@@ -531,7 +531,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where peers.json goes")
     parser.add_argument(
-        "--chart", type=Path, default=ROOT / "docs" / "assets" / "peers.png", help="the chart"
+        "--chart", type=Path, default=HERE / "results" / "peers.png", help="the chart"
     )
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (a temp dir)")
     args = parser.parse_args(argv)

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def commit() -> dict:
-    """The checked-out commit, and whether tracked files differed from it (benches/results/
-    and the rendered pages aside: a report run rewrites them)."""
+    """The checked-out commit, and whether the code measured differed from it (uncommitted
+    changes to the sources, the build files or the benchmark scripts; pages and results are
+    not code: a report run rewrites them)."""
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -32,11 +33,16 @@ def commit() -> dict:
             "--porcelain",
             "--untracked-files=no",
             "--",
-            ".",
+            "rust",
+            "python",
+            "benches",
+            "tests/support",
+            "Cargo.toml",
+            "Cargo.lock",
+            "pyproject.toml",
+            "Makefile",
+            "requirements-bench.txt",
             ":!benches/results",
-            ":!docs/assets",
-            ":!README.md",
-            ":!docs/benchmarks.md",
         ],
         cwd=ROOT,
         capture_output=True,

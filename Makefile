@@ -3,6 +3,9 @@
 #   make demo    convert a generated BigEarthNet-shaped tree, read a record back
 #   make test    the whole suite: cargo tests and pytest
 #   make bench   benchmarks (pytest-benchmark suites and the side-by-side comparison)
+#   make bench-report  rico against the real peers (ConfigILM, LitData, TorchGeo) and the
+#                      reference-style converter, on the current code: benches/results/*.json,
+#                      docs/assets/*.png, and the tables of README.md and docs/benchmarks.md
 #   make lint    rustfmt, clippy, rustdoc (warnings denied), rico-core's layers, ruff, and the typed stubs checked against the extension
 #   make dist    dist/: abi3 manylinux2014 wheel, portable `rico` binary (glibc >= 2.17), sdist
 #   make test-dist  make dist, then the tests of what it made (tests/test_dist.py)
@@ -14,7 +17,7 @@ PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 CARGO ?= cargo
 
-.PHONY: build demo test test-rust test-python bench clean lint dist test-dist docs
+.PHONY: build demo test test-rust test-python bench bench-report clean lint dist test-dist docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +47,32 @@ bench: build
 	$(PY) benches/compare.py
 	$(PY) benches/bench_bilinear.py
 
+# The peers live in their own environment: ConfigILM 0.7.1 pins numpy<2, which .venv's JAX
+# refuses; rico's wheel, from the same build as `make build`'s, is installed into it. One
+# generated tree of BENCH_PATCHES patches (cached under $$RICO_BENCH_CACHE) serves both
+# scripts; about 15 minutes on 2 cores.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_DEPS := $(BENCH_VENV)/.deps-installed
+BENCH_PATCHES ?= 2000
+
+$(BENCH_DEPS): requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q -r requirements-bench.txt
+	touch $@
+
+bench-report: build $(BENCH_DEPS)
+	rm -rf target/bench-wheel
+	$(VENV)/bin/maturin build --release --locked -q -i $(PY) -o target/bench-wheel
+	$(BENCH_PY) -m pip install -q --force-reinstall --no-deps target/bench-wheel/rico_eo-*.whl
+	$(BENCH_PY) benches/peers.py --patches $(BENCH_PATCHES) --chart docs/assets/peers.png
+	$(BENCH_PY) benches/compare.py --patches $(BENCH_PATCHES) --bigearthnet --threads 1 2 \
+		--repeat 3 --baseline-repeat 1 --chart docs/assets/compare.png
+	$(PY) tools/render_figures.py
+
 clean:
-	rm -rf $(VENV) target demo-out dist site
+	rm -rf $(VENV) $(BENCH_VENV) target demo-out dist site
 
 PY_SOURCES := python tests benches examples docs tools
 

@@ -7,7 +7,8 @@ Makes (or reuses) a BigEarthNet-shaped tree of ``--patches`` patches, then measu
   at each ``--threads`` count; the reference database must equal rico's record for record;
 - reading (page cache warm, one thread unless said): ``ds[key]`` against py-lmdb +
   ``safetensors.numpy.load``, ``ds.batch`` of the 12 S2 bands at 120x120 float32 against the
-  ConfigILM-style sample (values asserted identical), the Loader with 2 threads, rasterio on
+  numpy sample (py-lmdb, safetensors, ``np.repeat``, stack: ConfigILM's sample path without
+  torch; values asserted identical; ConfigILM itself is measured by ``peers.py``), the Loader with 2 threads, rasterio on
   the GeoTIFFs, and numpy's memcpy bandwidth as the ceiling;
 
 each contender in its own process, best of ``--repeat`` runs, with its peak RSS. Prints one
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,19 +43,12 @@ sys.path.insert(0, str(HERE))
 
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
+import stamp  # noqa: E402
 from support.bands import S2_BANDS  # noqa: E402
 from support.bigearthnet import flags, sources  # noqa: E402
 
 BATCH = 32
 SIZE = 120
-#: The issue's targets.
-TARGETS = {
-    "convert_vs_reference": 15.0,  # at least, records/s at the same cores
-    "convert_vs_floor": 2.0,  # at most, time
-    "convert_rss_mb": 300.0,  # at most
-    "get_vs_lmdb": 3.0,  # at least
-    "batch_vs_configilm": 2.0,  # at least
-}
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -334,7 +327,7 @@ def assert_same_database(reference: Path, ours: Path) -> int:
 
 
 def assert_batches_identical(db: Path, batches: int = 8) -> None:
-    """``ds.batch`` equals the ConfigILM-style batch, value for value."""
+    """``ds.batch`` equals the numpy batch, value for value."""
     import numpy as np
     import rico
 
@@ -347,7 +340,7 @@ def assert_batches_identical(db: Path, batches: int = 8) -> None:
             got.shape,
             want.shape,
         )
-        assert np.array_equal(got, want), "ds.batch differs from the ConfigILM-style batch"
+        assert np.array_equal(got, want), "ds.batch differs from the numpy batch"
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -429,23 +422,6 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-    }
-
-
 def rss_of_conversion(tree: Path, work: Path, threads: int) -> dict:
     """Peak RSS of a binary conversion of ``tree``: in all, private (anonymous), file-backed."""
     target = work / "rss-db"
@@ -498,6 +474,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=HERE / "results", help="where compare.json and compare.png go"
     )
+    parser.add_argument("--chart", type=Path, default=None, help="the chart (OUT/compare.png)")
+    parser.add_argument(
+        "--bigearthnet",
+        action="store_true",
+        help="use benches/peers.py's tree (with metadata tables) instead of make_dataset.py's",
+    )
     parser.add_argument(
         "--work",
         type=Path,
@@ -508,7 +490,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not BINARY.is_file():
         raise SystemExit(f"{BINARY} is missing: run `make build` first")
-    tree = ensure_tree(args.patches)
+    if args.bigearthnet:
+        import peers
+
+        tree = peers.ensure_tree(args.patches)
+    else:
+        tree = ensure_tree(args.patches)
     work = Path(tempfile.mkdtemp(prefix="rico-compare-", dir=args.work))
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -601,7 +588,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     shutil.rmtree(path, ignore_errors=True)
 
         # -- reading --
-        log("reading: checking ds.batch against the ConfigILM-style batch ...")
+        log("reading: checking ds.batch against the numpy batch ...")
         assert_batches_identical(read_db)
         s2 = len(baselines.s2_keys(read_db))
         read = f"Reading: {s2} S2 records (12 bands), page cache warm, 1 thread unless said"
@@ -622,7 +609,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "--repeat",
             args.baseline_repeat,
         )
-        log("reading: ConfigILM-style batches ...")
+        log("reading: numpy batches ...")
         cfg = run_baseline(
             "configilm", "--db", read_db, "--batch", BATCH, "--size", SIZE, "--repeat", args.repeat
         )
@@ -663,7 +650,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ),
             row(
                 read,
-                f"ConfigILM-style batch of {BATCH} (load, np.repeat, stack, float32)",
+                f"numpy batch of {BATCH} (py-lmdb, safetensors, np.repeat, stack, float32)",
                 cfg,
                 s2,
                 cfg["bytes"],
@@ -715,44 +702,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    conv_rows = [r for r in rows if r["section"] == conv]
-    checks = {}
-    for threads in args.threads:
-        ours = [
-            r
-            for r in conv_rows
-            if r["name"].startswith("rico binary") and r.get("threads") == threads
-        ][0]
-        checks[
-            f"convert {threads} thread(s) >= {TARGETS['convert_vs_reference']:.0f}x reference"
-        ] = ours["vs_baseline"] >= TARGETS["convert_vs_reference"]
-        checks[f"convert {threads} thread(s) <= {TARGETS['convert_vs_floor']:.0f}x copy floor"] = (
-            ours["vs_floor"] <= TARGETS["convert_vs_floor"]
-        )
-        checks[f"convert {threads} thread(s) peak RSS < {TARGETS['convert_rss_mb']:.0f} MB"] = (
-            ours["rss_mb"] < TARGETS["convert_rss_mb"]
-        )
-    by_name = {r["name"]: r for r in rows}
-    checks[f"ds[key] >= {TARGETS['get_vs_lmdb']:.0f}x lmdb+safetensors"] = (
-        by_name["rico ds[key] (zero-copy views)"]["vs_baseline"] >= TARGETS["get_vs_lmdb"]
-    )
-    batch_row = next(r for r in rows if r["name"].startswith("rico ds.batch"))
-    checks[f"ds.batch >= {TARGETS['batch_vs_configilm']:.0f}x ConfigILM-style"] = (
-        batch_row["vs_baseline"] >= TARGETS["batch_vs_configilm"]
-    )
-    if scaling:
-        a, b = scaling[str(args.patches)], scaling[str(args.rss_scaling)]
-        checks[f"peak RSS flat: {args.patches} vs {args.rss_scaling} patches within 15%"] = (
-            b["rss_mb"] <= a["rss_mb"] * 1.15 + 10
-        )
-        checks[
-            f"private (anonymous) RSS flat: {args.patches} vs {args.rss_scaling} patches within 15%"
-        ] = b["anon_rss_mb"] <= a["anon_rss_mb"] * 1.15 + 10
-
     text = table(rows)
     text += (
         "\n\nvs base: records/s over the baseline's (conversion: the reference-style converter at the same cores;"
-        "\n  reading: lmdb+safetensors for records, the ConfigILM-style batch for batches)."
+        "\n  reading: lmdb+safetensors for records, the numpy batch for batches)."
         "\nvs floor: conversion: time over the copy floor's; reading: MB/s over memcpy's."
         "\nMB/s: conversion: source bytes; records: record bytes; batches: float32 bytes produced."
         "\nRSS MB: the largest process's peak; all MB: all processes of a contender together (sampled)."
@@ -765,28 +718,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"\n  {n:>6} patches: {r['rss_mb']:.0f} MB in all (VmHWM); peaks of its parts: "
                 f"{r['anon_rss_mb']:.0f} MB private, {r['file_rss_mb']:.0f} MB of the database's memory map"
             )
-    text += "\n\nTargets:\n" + "\n".join(
-        f"  [{'x' if ok else ' '}] {name}" for name, ok in checks.items()
-    )
     print(text)
 
     report = {
-        "command": "python benches/compare.py " + " ".join(argv),
         "patches": args.patches,
-        "machine": machine(),
+        "stamp": stamp.stamp(
+            "python benches/compare.py " + " ".join(argv),
+            work=args.work,
+            packages=["rasterio", "lmdb", "safetensors"],
+        ),
         "memcpy_mb_per_second": memcpy_mb,
         "rows": rows,
         "rss_scaling": scaling,
-        "targets": checks,
         "table": text,
     }
     (args.out / "compare.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    chart_path = args.chart or args.out / "compare.png"
     chart(
         rows,
-        args.out / "compare.png",
-        f"rico vs baselines: {args.patches}-patch BigEarthNet-shaped tree, {machine()['cores']} cores",
+        chart_path,
+        f"rico vs baselines: {args.patches}-patch BigEarthNet-shaped tree, {os.cpu_count()} cores",
     )
-    print(f"\nwrote {args.out / 'compare.json'} and {args.out / 'compare.png'}", file=sys.stderr)
+    print(f"\nwrote {args.out / 'compare.json'} and {chart_path}", file=sys.stderr)
     return 0
 
 

@@ -126,27 +126,6 @@ fn dot(values: impl Iterator<Item = f64>, weights: &[f64]) -> f64 {
     a + b
 }
 
-/// The same sum as GDAL's vector code adds it for rows taken three at a time: the products of
-/// whole blocks (of 4 taps when the kernel's radius is under 4, of 8 otherwise) into four lanes
-/// (lane k takes taps k, k + 4, ...), the lanes added as `(l0 + l1) + (l2 + l3)`, then the
-/// taps left one by one.
-#[inline(always)]
-fn dot_lanes(values: &[f64], weights: &[f64], block: usize) -> f64 {
-    if weights.len() < 4 {
-        return dot(values.iter().copied(), weights);
-    }
-    let full = weights.len() / block * block;
-    let mut lanes = [0.0f64; 4];
-    for (k, (v, w)) in values[..full].iter().zip(&weights[..full]).enumerate() {
-        lanes[k % 4] += v * w;
-    }
-    let mut acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (v, w) in values[full..].iter().zip(&weights[full..]) {
-        acc += v * w;
-    }
-    acc
-}
-
 /// The integer range of a band type, and whether its work type is float32.
 fn band_kind(dtype: Dtype) -> Option<(Option<(f64, f64)>, bool)> {
     Some(match dtype {
@@ -170,7 +149,18 @@ pub fn round_to_int(v: f32, (lo, hi): (f64, f64)) -> f64 {
         return 0.0;
     }
     let r = if v >= 0.0 { v + 0.5 } else { v - 0.5 };
-    (r.trunc() as f64).clamp(lo, hi)
+    // + 0.0: an integer has no negative zero.
+    (r.trunc() as f64).clamp(lo, hi) + 0.0
+}
+
+/// [`round_to_int`] of a double (GDAL's float64 work type): half away from zero, clamped.
+#[inline(always)]
+pub fn round_to_int_f64(v: f64, (lo, hi): (f64, f64)) -> f64 {
+    if v.is_nan() {
+        return 0.0;
+    }
+    let r = if v >= 0.0 { v + 0.5 } else { v - 0.5 };
+    r.trunc().clamp(lo, hi) + 0.0
 }
 
 /// Resamples one band (`values`, `h x w`, already widened to f64 from `dtype`) to `oh x ow` as
@@ -195,8 +185,9 @@ pub fn resample(
                 None => f as f64,
             }
         } else {
+            // Float64 work: the result stays a double until rounded to the band's type.
             match int_range {
-                Some(r) => round_to_int(v as f32, r),
+                Some(r) => round_to_int_f64(v, r),
                 None => v,
             }
         }
@@ -207,9 +198,6 @@ pub fn resample(
         None => true,
     };
     let xs = taps(w, ow, masked.is_none(), false);
-    // Rows in whole threes take GDAL's vector code, the rest its scalar loop.
-    let triples = h / 3 * 3;
-    let block = if (w as f64 / ow as f64) < 4.0 { 4 } else { 8 };
     let ys = taps(h, oh, masked.is_none(), true);
     // First pass: every source row along x (with its validity where masked).
     let mut rows = vec![0.0f64; h * ow];
@@ -219,11 +207,7 @@ pub fn resample(
         for (j, t) in xs.iter().enumerate() {
             let taps = &src[t.start..t.start + t.weights.len()];
             if masked.is_none() {
-                rows[r * ow + j] = if r < triples {
-                    dot_lanes(taps, &t.weights, block)
-                } else {
-                    dot(taps.iter().copied(), &t.weights)
-                };
+                rows[r * ow + j] = dot(taps.iter().copied(), &t.weights);
             } else {
                 let (mut acc, mut sum) = (0.0, 0.0);
                 for (&v, &wt) in taps.iter().zip(&t.weights) {
@@ -249,7 +233,8 @@ pub fn resample(
             let at = |k: usize| (t.start + k) * ow + j;
             let out = match masked {
                 None => {
-                    let v = if j < grouped || t.weights.len() < 4 {
+                    // Float64 work takes GDAL's scalar loop for every column.
+                    let v = if (work_f32 && j < grouped) || t.weights.len() < 4 {
                         let mut acc = 0.0;
                         for (k, wt) in t.weights.iter().enumerate() {
                             acc += rows[at(k)] * wt;

@@ -100,8 +100,12 @@ def main() -> None:
         f"BigEarthNet v2, {len(theirs)} train rows, bands=all, batch {BATCH}, one shuffled "
         f"epoch, page cache warm, {os.cpu_count()} cores ({platform.machine()})"
     )
-    print(f"  TorchGeo BigEarthNetV2 + DataLoader({args.workers} workers): {results['torchgeo']:10.1f} samples/s")
-    print(f"  rico.torchgeo BigEarthNetV2DataModule:               {results['rico']:10.1f} samples/s")
+    print(
+        f"  TorchGeo BigEarthNetV2 + DataLoader({args.workers} workers): {results['torchgeo']:10.1f} samples/s"
+    )
+    print(
+        f"  rico.torchgeo BigEarthNetV2DataModule:               {results['rico']:10.1f} samples/s"
+    )
     print(f"  rico / TorchGeo: {ratio:.1f}x")
     if args.out is not None:
         args.out.write_text(

@@ -82,8 +82,10 @@ def check(tmp_path: Path, cases: list[tuple[str, np.ndarray, int, object]]) -> i
                 want = rasterio_read(tif, size, dtype)
                 assert got.dtype == want.dtype and got.shape == want.shape
                 if got.tobytes() != want.tobytes():
-                    bad = np.argwhere(got.view(np.uint64 if dtype == "float64" else np.uint32)
-                                      != want.view(np.uint64 if dtype == "float64" else np.uint32))
+                    bad = np.argwhere(
+                        got.view(np.uint64 if dtype == "float64" else np.uint32)
+                        != want.view(np.uint64 if dtype == "float64" else np.uint32)
+                    )
                     y, x = bad[0]
                     raise AssertionError(
                         f"{name} {a.dtype} {a.shape} -> {size} as {dtype} (nodata {nodata}): "
@@ -103,14 +105,18 @@ def test_every_band_type_and_shape_equals_rasterio(tmp_path, dtype):
     assert check(tmp_path, cases) > 0
 
 
-@pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("uint16", 7), ("uint8", 255), ("int16", -1)])
+@pytest.mark.parametrize(
+    "dtype,nodata", [("uint16", 0), ("uint16", 7), ("uint8", 255), ("int16", -1)]
+)
 def test_integer_nodata_is_left_out_as_gdal_does(tmp_path, dtype, nodata):
     rng = np.random.default_rng(nodata + 100)
     cases = []
     for (h, w), size in SHAPES:
         # Small values: many pixels are nodata, and many results land on it (GDAL moves them).
         info = np.iinfo(dtype)
-        a = rng.integers(max(info.min, nodata - 6), min(info.max, nodata + 6), (h, w), endpoint=True)
+        a = rng.integers(
+            max(info.min, nodata - 6), min(info.max, nodata + 6), (h, w), endpoint=True
+        )
         cases.append((f"{dtype}_{h}x{w}_{size}", a.astype(dtype), size, nodata))
     # All nodata, and one valid pixel among nodata.
     cases.append(("all_nodata", np.full((4, 4), nodata, dtype=dtype), 8, nodata))
@@ -161,7 +167,7 @@ def test_bigearthnet_samples_equal_rasterio(tmp_path):
             cases.append((f"{tif.stem}_{size}", a, size, nodata))
     db = write_records(tmp_path / "db", {name: {"b": a} for name, a, _, _ in cases})
     with rico.open(db) as ds:
-        for name, a, size, nodata in cases:
+        for name, _a, size, nodata in cases:
             tif = next(SAMPLES.rglob(name.rsplit("_", 1)[0] + ".tif"))
             resample = "bilinear-gdal" if nodata is None else f"bilinear-gdal:nodata={nodata}"
             for dtype in ("float32", "float64"):

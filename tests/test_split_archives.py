@@ -68,7 +68,11 @@ def test_a_missing_part_is_an_error_naming_it(tree, tmp_path):
     archive = pack_tar(root / "BigEarthNet-S2", tmp_path / "BigEarthNet-S2.tar.gz")
     parts = split_file(archive, 4, letters)
     parts[2].unlink()
-    for given in (parts[0], str(tmp_path / "BigEarthNet-S2.tar.gz*"), [parts[0], parts[1], parts[3]]):
+    for given in (
+        parts[0],
+        str(tmp_path / "BigEarthNet-S2.tar.gz*"),
+        [parts[0], parts[1], parts[3]],
+    ):
         with pytest.raises(rico.RicoError) as e:
             rico.convert("bigearthnet", tmp_path / "db", progress=False, bigearthnet_s2_dir=given)
         assert "BigEarthNet-S2.tar.gzac" in str(e.value), str(e.value)

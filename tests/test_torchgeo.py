@@ -50,11 +50,17 @@ def root(tmp_path_factory) -> Path:
         add_nodata(s2 / f"{s2.name}_B01.tif", slice(0, 3 + i), slice(2, 9))
         add_nodata(s2 / f"{s2.name}_B05.tif", slice(10, 30), slice(0, 1 + i))
         add_nodata(s2 / f"{s2.name}_B8A.tif", slice(59, 60), slice(0, 60))
-    shutil.copytree(SAMPLES / "BigEarthNet-S2" / S2_TILE / REAL_S2, root / "BigEarthNet-S2" / S2_TILE / REAL_S2)
-    shutil.copytree(SAMPLES / "BigEarthNet-S1" / S1_TILE / REAL_S1, root / "BigEarthNet-S1" / S1_TILE / REAL_S1)
+    shutil.copytree(
+        SAMPLES / "BigEarthNet-S2" / S2_TILE / REAL_S2, root / "BigEarthNet-S2" / S2_TILE / REAL_S2
+    )
+    shutil.copytree(
+        SAMPLES / "BigEarthNet-S1" / S1_TILE / REAL_S1, root / "BigEarthNet-S1" / S1_TILE / REAL_S1
+    )
     real_map = map_path(root, REAL_S2)
     real_map.parent.mkdir(parents=True)
-    shutil.copy(SAMPLES / "Reference_Maps" / S2_TILE / REAL_MAP / f"{REAL_MAP}_reference_map.tif", real_map)
+    shutil.copy(
+        SAMPLES / "Reference_Maps" / S2_TILE / REAL_MAP / f"{REAL_MAP}_reference_map.tif", real_map
+    )
     with rasterio.open(real_map) as src:
         codes = np.unique(src.read(1))
     rows = pq.read_table(metadata).to_pylist()
@@ -71,12 +77,23 @@ def assert_same(ours: dict, theirs: dict, where: str) -> None:
     for k in theirs:
         a, b = ours[k], theirs[k]
         assert isinstance(a, torch.Tensor), (where, k)
-        assert (a.dtype, a.shape) == (b.dtype, b.shape), (where, k, a.dtype, a.shape, b.dtype, b.shape)
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), (
+            where,
+            k,
+            a.dtype,
+            a.shape,
+            b.dtype,
+            b.shape,
+        )
         if a.numpy().tobytes() != b.numpy().tobytes():
-            diff = (a.reshape(-1).numpy().view(np.uint8) != b.reshape(-1).numpy().view(np.uint8)).nonzero()[0]
+            diff = (
+                a.reshape(-1).numpy().view(np.uint8) != b.reshape(-1).numpy().view(np.uint8)
+            ).nonzero()[0]
             assert len(diff), (where, k)
             at = int(diff[0]) // a.element_size()
-            raise AssertionError(f"{where} {k}: {len(diff)} bytes differ, first in value {at}: {a.reshape(-1)[at]!r} != {b.reshape(-1)[at]!r}")
+            raise AssertionError(
+                f"{where} {k}: {len(diff)} bytes differ, first in value {at}: {a.reshape(-1)[at]!r} != {b.reshape(-1)[at]!r}"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +174,9 @@ def test_datamodule_batches_are_the_samples(root, converted):
             s = ds[i]
             image = torch.cat([s["image_s1"], s["image_s2"]])
             assert batch["image"][j].numpy().tobytes() == image.numpy().tobytes()
-            assert torch.equal(batch["mask"][j], s["mask"]) and torch.equal(batch["label"][j], s["label"])
+            assert torch.equal(batch["mask"][j], s["mask"]) and torch.equal(
+                batch["label"][j], s["label"]
+            )
             i += 1
     assert i == len(ds)
     # Shuffled train batches: every row once.

@@ -120,7 +120,10 @@ pub fn check_parts(parts: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     let Some((first, first_path)) = named.first().cloned() else {
         return Ok(Vec::new());
     };
-    let dir = first_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = first_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     for (n, p) in &named {
         if n.archive != first.archive
             || n.kind != first.kind
@@ -182,7 +185,11 @@ pub fn find_parts(part: &Path) -> Result<Vec<PathBuf>, SourceError> {
         _ => PathBuf::from("."),
     };
     let entries = std::fs::read_dir(&dir).map_err(|e| {
-        SourceError::new(SourceErrorKind::Io, &dir, format!("cannot list the folder: {e}"))
+        SourceError::new(
+            SourceErrorKind::Io,
+            &dir,
+            format!("cannot list the folder: {e}"),
+        )
     })?;
     let mut found = Vec::new();
     for entry in entries.flatten() {
@@ -251,9 +258,15 @@ mod tests {
     #[test]
     fn part_names() {
         let n = part_name(Path::new("d/BigEarthNet-S1.tar.gzab")).unwrap();
-        assert_eq!((n.archive.as_str(), n.suffix.as_str()), ("BigEarthNet-S1.tar.gz", "ab"));
+        assert_eq!(
+            (n.archive.as_str(), n.suffix.as_str()),
+            ("BigEarthNet-S1.tar.gz", "ab")
+        );
         let n = part_name(Path::new("x.tar.zst.002")).unwrap();
-        assert_eq!((n.archive.as_str(), n.suffix.as_str()), ("x.tar.zst", "002"));
+        assert_eq!(
+            (n.archive.as_str(), n.suffix.as_str()),
+            ("x.tar.zst", "002")
+        );
         assert!(part_name(Path::new("x.tar.gz")).is_none());
         assert!(part_name(Path::new("x.txtaa")).is_none());
         assert!(part_name(Path::new("x.tar.gz.01")).is_none());

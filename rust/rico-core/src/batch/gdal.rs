@@ -175,7 +175,11 @@ pub fn resample(
     mut emit: impl FnMut(f64),
 ) -> Option<()> {
     let (int_range, work_f32) = band_kind(dtype)?;
-    assert_eq!(values.len(), h * w, "GDAL bilinear source of the wrong size");
+    assert_eq!(
+        values.len(),
+        h * w,
+        "GDAL bilinear source of the wrong size"
+    );
     // The result in the work type, then in the band's type.
     let finish = |v: f64| -> f64 {
         if work_f32 {
@@ -353,17 +357,29 @@ mod tests {
     fn nodata_is_left_out_and_never_produced() {
         // 1 x 2 -> 1 x 4 with nodata 0: the zero pixel weighs nothing, so every output is 3.
         let mut v = Vec::new();
-        resample(&[0.0, 3.0], Dtype::U16, (1, 2), (1, 4), Some(0.0), |x| v.push(x)).unwrap();
+        resample(&[0.0, 3.0], Dtype::U16, (1, 2), (1, 4), Some(0.0), |x| {
+            v.push(x)
+        })
+        .unwrap();
         assert_eq!(v, [3.0, 3.0, 3.0, 3.0]);
         // All nodata: nodata out. A valid 7 -> 7 with nodata 7 becomes 8.
         let mut v = Vec::new();
-        resample(&[7.0, 7.0], Dtype::U16, (1, 2), (1, 3), Some(0.0), |x| v.push(x)).unwrap();
+        resample(&[7.0, 7.0], Dtype::U16, (1, 2), (1, 3), Some(0.0), |x| {
+            v.push(x)
+        })
+        .unwrap();
         assert_eq!(v, [7.0; 3]);
         let mut v = Vec::new();
-        resample(&[5.0, 9.0], Dtype::U16, (1, 2), (1, 4), Some(6.0), |x| v.push(x)).unwrap();
+        resample(&[5.0, 9.0], Dtype::U16, (1, 2), (1, 4), Some(6.0), |x| {
+            v.push(x)
+        })
+        .unwrap();
         assert_eq!(v, [5.0, 7.0, 8.0, 9.0]);
         let mut v = Vec::new();
-        resample(&[0.0, 0.0], Dtype::U16, (1, 2), (1, 3), Some(0.0), |x| v.push(x)).unwrap();
+        resample(&[0.0, 0.0], Dtype::U16, (1, 2), (1, 3), Some(0.0), |x| {
+            v.push(x)
+        })
+        .unwrap();
         assert_eq!(v, [0.0; 3]);
     }
 

@@ -35,6 +35,9 @@ import torch  # noqa: E402
 from support.bigearthnet import convert  # noqa: E402
 from support.trees import make_bigearthnet  # noqa: E402
 
+# This file is named torchgeo.py: its folder must not shadow the torchgeo package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
 BATCH = 32
 
 

@@ -138,17 +138,16 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
             self.ordinal_map[ordinal] = corine
 
         wanted = {"s1": S1_BANDS, "s2": S2_BANDS, "all": S2_BANDS + S1_BANDS}[bands]
-        self._ben = _BigEarthNet(
-            self.database,
+        self._ben_args: dict[str, Any] = dict(
             metadata=metadata,
             split=self.split_map[split],
-            bands=wanted,
             size=_SIZE,
             resample=_RESAMPLE,
             include_snow_cloud=True,
             masks=False,
             threads=threads,
         )
+        self._ben = _BigEarthNet(self.database, bands=wanted, **self._ben_args)
         # Labels in TorchGeo's class order, as int64.
         order = [self._ben.classes.index(c) for c in self.class_set]
         self._labels = self._ben.labels[:, order].astype(np.int64)
@@ -225,8 +224,14 @@ class _Batches:
         self, ds: BigEarthNetV2, batch_size: int, shuffle: bool, seed: int, drop_last: bool
     ) -> None:
         self.ds = ds
+        # The image's channels in the batch's order (S1 first for "all"), so that Rust writes
+        # each sensor's bands in place: no joining copy.
+        ben = ds._ben
+        if ds.bands == "all":
+            ben = _BigEarthNet(ds._ben.dataset, bands=S1_BANDS + S2_BANDS, **ds._ben_args)
+        self.s1 = slice(0, 2) if ds.bands in ("s1", "all") else None
         # keep=2: Lightning fetches one batch ahead of the one in training.
-        self.loader = ds._ben.loader(
+        self.loader = ben.loader(
             batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
             threads=ds.threads, keep=2,
         )  # fmt: skip
@@ -242,10 +247,8 @@ class _Batches:
         ds = self.ds
         for batch in self.loader:
             image = batch["image"]
-            if ds._s1 is not None:
-                _as_int32(image[:, ds._s1])
-            if ds.bands == "all":  # S1 then S2, as one image
-                image = np.concatenate([image[:, 12:14], image[:, :12]], axis=1)
+            if self.s1 is not None:
+                _as_int32(image[:, self.s1])
             keys = batch["key"]
             rows = [self.rows[k] for k in keys]
             yield {

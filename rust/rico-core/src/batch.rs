@@ -314,6 +314,8 @@ struct Scratch<T: Sample> {
     bilinear: bilinear::Scratch<T>,
     /// GDAL's bilinear: a band's values as f64.
     wide: Vec<f64>,
+    /// GDAL's bilinear: its plans and buffers.
+    gdal: gdal::Scratch,
 }
 
 /// Fills `out` (one record: C x H x W) from the record `key`. On success every slot of `out` has
@@ -409,18 +411,21 @@ fn fill_record<T: Sample>(
             Resample::GdalBilinear { nodata } => {
                 scratch.wide.resize(h * w, 0.0);
                 convert_into(t.dtype, bytes, 0.0, 1.0, as_uninit_mut(&mut scratch.wide))?;
-                let mut slots = plane.iter_mut();
-                let identity = mean.to_bits() == 0 && inv_std == 1.0;
-                let done = gdal::resample(&scratch.wide, t.dtype, (h, w), (oh, ow), nodata, |v| {
-                    if let Some(o) = slots.next() {
-                        o.write(if identity {
-                            T::from_f64(v)
-                        } else {
-                            T::from_f64((v - mean) * inv_std)
-                        });
+                let done = scratch
+                    .gdal
+                    .resample(&scratch.wide, t.dtype, (h, w), (oh, ow), nodata);
+                if done.is_some() {
+                    // gdal.out has oh * ow values: every slot of the plane is written.
+                    if mean.to_bits() == 0 && inv_std == 1.0 {
+                        for (o, &v) in plane.iter_mut().zip(&scratch.gdal.out) {
+                            o.write(T::from_f64(v));
+                        }
+                    } else {
+                        for (o, &v) in plane.iter_mut().zip(&scratch.gdal.out) {
+                            o.write(T::from_f64((v - mean) * inv_std));
+                        }
                     }
-                });
-                if done.is_none() {
+                } else {
                     return Err(Error::usage(format!(
                         "band {band} of record {:?} is {:?}: resample=\"bilinear-gdal\" takes 8-, \
                          16- and 32-bit integer and float bands",

@@ -163,112 +163,195 @@ pub fn round_to_int_f64(v: f64, (lo, hi): (f64, f64)) -> f64 {
     r.trunc().clamp(lo, hi) + 0.0
 }
 
-/// Resamples one band (`values`, `h x w`, already widened to f64 from `dtype`) to `oh x ow` as
-/// GDAL does, calling `emit` with each output value (row by row) in the band's type as f64.
-/// `None` if the dtype is not one GDAL resamples this way (64-bit integers).
+/// The taps of one resampling, `(h, w) -> (oh, ow)`, with or without nodata.
+struct Plan {
+    key: ((usize, usize), (usize, usize), bool),
+    xs: Vec<Taps>,
+    ys: Vec<Taps>,
+}
+
+/// Plans of the shapes met so far (a batch mixes a few) and the buffers of one resampling; one
+/// per thread, reused from band to band.
+#[derive(Default)]
+pub struct Scratch {
+    plans: Vec<Plan>,
+    rows: Vec<f64>,
+    ok: Vec<bool>,
+    valid: Vec<bool>,
+    column: Vec<f64>,
+    /// The output of the last [`Scratch::resample`], row by row.
+    pub out: Vec<f64>,
+}
+
+impl Scratch {
+    fn plan(&mut self, (h, w): (usize, usize), (oh, ow): (usize, usize), masked: bool) -> usize {
+        let key = ((h, w), (oh, ow), masked);
+        if let Some(i) = self.plans.iter().position(|p| p.key == key) {
+            return i;
+        }
+        self.plans.push(Plan {
+            key,
+            xs: taps(w, ow, !masked, false),
+            ys: taps(h, oh, !masked, true),
+        });
+        self.plans.len() - 1
+    }
+
+    /// Resamples one band (`values`, `h x w`, already widened to f64 from `dtype`) to
+    /// `oh x ow` as GDAL does, into [`Scratch::out`] (row by row, in the band's type as f64).
+    /// `None` if the dtype is not one GDAL resamples this way (64-bit integers).
+    pub fn resample(
+        &mut self,
+        values: &[f64],
+        dtype: Dtype,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        nodata: Option<f64>,
+    ) -> Option<()> {
+        let (int_range, work_f32) = band_kind(dtype)?;
+        assert_eq!(
+            values.len(),
+            h * w,
+            "GDAL bilinear source of the wrong size"
+        );
+        // The result in the work type, then in the band's type.
+        let finish = |v: f64| -> f64 {
+            if work_f32 {
+                let f = v as f32;
+                match int_range {
+                    Some(r) => round_to_int(f, r),
+                    None => f as f64,
+                }
+            } else {
+                // Float64 work: the result stays a double until rounded to the band's type.
+                match int_range {
+                    Some(r) => round_to_int_f64(v, r),
+                    None => v,
+                }
+            }
+        };
+        let plan = self.plan((h, w), (oh, ow), nodata.is_some());
+        let Scratch {
+            plans,
+            rows,
+            ok,
+            valid,
+            column,
+            out,
+        } = self;
+        let Plan { xs, ys, .. } = &plans[plan];
+        rows.clear();
+        rows.resize(h * ow, 0.0);
+        out.clear();
+        out.resize(oh * ow, 0.0);
+        match nodata {
+            None => {
+                // First pass: every source row along x.
+                for (line, src) in rows.chunks_exact_mut(ow).zip(values.chunks_exact(w)) {
+                    for (o, t) in line.iter_mut().zip(xs) {
+                        *o = dot(src[t.start..].iter().copied(), &t.weights);
+                    }
+                }
+                // Second pass: along y. GDAL adds a line's first columns in groups of 8
+                // (vector code, in order) and the last `ow % 8` one at a time (in pairs of
+                // running sums); float64 work takes the scalar loop for every column.
+                let grouped = if work_f32 { ow / 8 * 8 } else { 0 };
+                for (line, t) in out.chunks_exact_mut(ow).zip(ys) {
+                    let n = t.weights.len();
+                    let in_order = if n < 4 { ow } else { grouped };
+                    for (k, wt) in t.weights.iter().enumerate() {
+                        let src = &rows[(t.start + k) * ow..][..in_order];
+                        for (o, v) in line[..in_order].iter_mut().zip(src) {
+                            *o += v * wt;
+                        }
+                    }
+                    for (j, o) in line.iter_mut().enumerate().skip(in_order) {
+                        column.clear();
+                        column.extend((0..n).map(|k| rows[(t.start + k) * ow + j]));
+                        *o = dot(column.iter().copied(), &t.weights);
+                    }
+                    for o in line.iter_mut() {
+                        *o = finish(*o);
+                    }
+                }
+            }
+            Some(nd) => {
+                valid.clear();
+                valid.extend(
+                    values
+                        .iter()
+                        .map(|&v| v != nd && !(v.is_nan() && nd.is_nan())),
+                );
+                ok.clear();
+                ok.resize(h * ow, true);
+                for r in 0..h {
+                    let src = &values[r * w..][..w];
+                    let mask = &valid[r * w..][..w];
+                    for (j, t) in xs.iter().enumerate() {
+                        let (mut acc, mut sum) = (0.0, 0.0);
+                        for ((&v, &m), &wt) in
+                            src[t.start..].iter().zip(&mask[t.start..]).zip(&t.weights)
+                        {
+                            let wt = if m { wt } else { 0.0 };
+                            acc += v * wt;
+                            sum += wt;
+                        }
+                        if sum > 0.0 {
+                            rows[r * ow + j] = acc / sum;
+                        } else {
+                            ok[r * ow + j] = false;
+                        }
+                    }
+                }
+                // Along y, a whole output line at a time (each column's sums in tap order).
+                column.clear();
+                column.resize(ow, 0.0);
+                for (line, t) in out.chunks_exact_mut(ow).zip(ys) {
+                    line.fill(0.0);
+                    column.fill(0.0);
+                    for (k, &wt) in t.weights.iter().enumerate() {
+                        let at = (t.start + k) * ow;
+                        let (src, good) = (&rows[at..][..ow], &ok[at..][..ow]);
+                        for (((acc, sum), &v), &g) in
+                            line.iter_mut().zip(column.iter_mut()).zip(src).zip(good)
+                        {
+                            let wt = if g { wt } else { 0.0 };
+                            *acc += v * wt;
+                            *sum += wt;
+                        }
+                    }
+                    for (o, &sum) in line.iter_mut().zip(column.iter()) {
+                        let acc = *o;
+                        *o = if sum > 0.0 {
+                            let v = finish(acc / sum);
+                            if v == nd {
+                                replacement(nd, int_range, work_f32)
+                            } else {
+                                v
+                            }
+                        } else {
+                            nd
+                        };
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// Resamples one band as [`Scratch::resample`] does, calling `emit` with each output value.
 pub fn resample(
     values: &[f64],
     dtype: Dtype,
-    (h, w): (usize, usize),
-    (oh, ow): (usize, usize),
+    hw: (usize, usize),
+    ohw: (usize, usize),
     nodata: Option<f64>,
     mut emit: impl FnMut(f64),
 ) -> Option<()> {
-    let (int_range, work_f32) = band_kind(dtype)?;
-    assert_eq!(
-        values.len(),
-        h * w,
-        "GDAL bilinear source of the wrong size"
-    );
-    // The result in the work type, then in the band's type.
-    let finish = |v: f64| -> f64 {
-        if work_f32 {
-            let f = v as f32;
-            match int_range {
-                Some(r) => round_to_int(f, r),
-                None => f as f64,
-            }
-        } else {
-            // Float64 work: the result stays a double until rounded to the band's type.
-            match int_range {
-                Some(r) => round_to_int_f64(v, r),
-                None => v,
-            }
-        }
-    };
-    let masked = nodata;
-    let valid = |v: f64| match masked {
-        Some(nd) => v != nd && !(v.is_nan() && nd.is_nan()),
-        None => true,
-    };
-    let xs = taps(w, ow, masked.is_none(), false);
-    let ys = taps(h, oh, masked.is_none(), true);
-    // First pass: every source row along x (with its validity where masked).
-    let mut rows = vec![0.0f64; h * ow];
-    let mut ok = vec![true; if masked.is_some() { h * ow } else { 0 }];
-    for r in 0..h {
-        let src = &values[r * w..][..w];
-        for (j, t) in xs.iter().enumerate() {
-            let taps = &src[t.start..t.start + t.weights.len()];
-            if masked.is_none() {
-                rows[r * ow + j] = dot(taps.iter().copied(), &t.weights);
-            } else {
-                let (mut acc, mut sum) = (0.0, 0.0);
-                for (&v, &wt) in taps.iter().zip(&t.weights) {
-                    let wt = if valid(v) { wt } else { 0.0 };
-                    acc += v * wt;
-                    sum += wt;
-                }
-                if sum > 0.0 {
-                    rows[r * ow + j] = acc / sum;
-                } else {
-                    rows[r * ow + j] = 0.0;
-                    ok[r * ow + j] = false;
-                }
-            }
-        }
-    }
-    // Second pass: along y. GDAL adds a line's first columns in groups of 8 (vector code, in
-    // order) and the last `ow % 8` one at a time (in pairs of running sums).
-    let grouped = ow / 8 * 8;
-    let mut column = Vec::new();
-    for t in &ys {
-        for j in 0..ow {
-            let at = |k: usize| (t.start + k) * ow + j;
-            let out = match masked {
-                None => {
-                    // Float64 work takes GDAL's scalar loop for every column.
-                    let v = if (work_f32 && j < grouped) || t.weights.len() < 4 {
-                        let mut acc = 0.0;
-                        for (k, wt) in t.weights.iter().enumerate() {
-                            acc += rows[at(k)] * wt;
-                        }
-                        acc
-                    } else {
-                        column.clear();
-                        column.extend((0..t.weights.len()).map(|k| rows[at(k)]));
-                        dot(column.iter().copied(), &t.weights)
-                    };
-                    Some(finish(v))
-                }
-                Some(_) => {
-                    let (mut acc, mut sum) = (0.0, 0.0);
-                    for (k, &wt) in t.weights.iter().enumerate() {
-                        let wt = if ok[at(k)] { wt } else { 0.0 };
-                        acc += rows[at(k)] * wt;
-                        sum += wt;
-                    }
-                    (sum > 0.0).then(|| finish(acc / sum))
-                }
-            };
-            emit(match (out, nodata) {
-                (None, Some(nd)) => nd,
-                (None, None) => 0.0,
-                (Some(v), Some(nd)) if v == nd => replacement(nd, int_range, work_f32),
-                (Some(v), _) => v,
-            });
-        }
-    }
+    let mut scratch = Scratch::default();
+    scratch.resample(values, dtype, hw, ohw, nodata)?;
+    scratch.out.iter().for_each(|&v| emit(v));
     Some(())
 }
 

@@ -200,3 +200,29 @@ def test_multilabel_task_fits_two_steps_on_cpu(root, converted, tmp_path):
     trainer.fit(task, datamodule=dm)
     assert trainer.global_step == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, task.parameters()))
+
+
+def test_converts_the_split_archives_torchgeo_downloads(root, converted, tmp_path):
+    """A root holding what TorchGeo downloads (BigEarthNet-S1.tar.gzaa, .tar.gzab, ...,
+    Reference_Maps.tar.gzaa, metadata.parquet) and no folder: the first dataset converts the
+    parts, read as one stream, and its samples equal those of the folders."""
+    from support.archives import pack_tar
+
+    parts_root = tmp_path / "data"
+    parts_root.mkdir()
+    for key, name in TorchGeoBigEarthNetV2.dir_file_names.items():
+        if key == "metadata":
+            shutil.copy(root / name, parts_root / name)
+            continue
+        files = sorted(TorchGeoBigEarthNetV2.metadata_locs[key]["files"])
+        data = pack_tar(root / name, tmp_path / f"{name}.tar.gz").read_bytes()
+        step = -(-len(data) // len(files))
+        for i, part in enumerate(files):
+            (parts_root / part).write_bytes(data[i * step : (i + 1) * step])
+    ds = BigEarthNetV2(root=parts_root, split="val", bands="all")
+    assert (parts_root / "BigEarthNet.lmdb" / "data.mdb").exists()
+    assert not (parts_root / "BigEarthNet-S1").exists()
+    folders = BigEarthNetV2(root=root, split="val", bands="all")
+    assert len(ds) == len(folders)
+    for i in range(len(ds)):
+        assert_same(ds[i], folders[i], f"parts[{i}]")

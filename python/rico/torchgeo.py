@@ -91,8 +91,10 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
 
     ``database`` (default ``<root>/BigEarthNet.lmdb``): the converted database. When it does not
     exist yet and ``root`` holds the unpacked folders (``BigEarthNet-S1``, ``BigEarthNet-S2``,
-    ``Reference_Maps``), they are converted into it first. ``download=True`` downloads and
-    unpacks them as TorchGeo does when they are missing too.
+    ``Reference_Maps``) or the split archives TorchGeo downloads (``BigEarthNet-S1.tar.gzaa``,
+    ``.tar.gzab``...), they are converted into it first, the archives read as one stream
+    without unpacking. ``download=True`` downloads those archives (as TorchGeo does) when they
+    are missing too.
 
     >>> from rico.torchgeo import BigEarthNetV2
     >>> ds = BigEarthNetV2(root="data", split="val", bands="all")  # doctest: +SKIP
@@ -154,25 +156,43 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
         # Channels of S1 values (float32 files read as int32 by TorchGeo: rounded).
         self._s1 = slice(0, 2) if bands == "s1" else slice(12, 14) if bands == "all" else None
 
+    def _sources(self) -> Optional[dict[str, str]]:
+        """The sources under ``root`` as ``rico.convert`` options: each unpacked folder, or else
+        the first part of its split archive as TorchGeo downloads it (``.tar.gzaa``; rico
+        reads the parts as one stream, never joined on disk); None if one is missing."""
+        options = {"s1": "bigearthnet_s1_dir", "s2": "bigearthnet_s2_dir"}
+        options["maps"] = "bigearthnet_reference_maps_dir"
+        sources = {}
+        for key, option in options.items():
+            folder = os.path.join(self.root, self.dir_file_names[key])
+            first = os.path.join(self.root, sorted(self.metadata_locs[key]["files"])[0])
+            if os.path.isdir(folder):
+                sources[option] = folder
+            elif os.path.isfile(first):
+                sources[option] = first
+            else:
+                return None
+        return sources
+
     def _convert(self) -> None:
-        """Converts the unpacked folders under ``root`` into the database (downloading them
-        first if asked, as TorchGeo does)."""
+        """Converts the unpacked folders or the downloaded archive parts under ``root`` into
+        the database (downloading the parts first if asked, as TorchGeo does)."""
         import rico
 
-        dirs = {k: os.path.join(self.root, self.dir_file_names[k]) for k in ("s1", "s2", "maps")}
-        if not all(os.path.isdir(d) for d in dirs.values()):
+        sources = self._sources()
+        if sources is None:
             if not self.download:
                 raise DatasetNotFoundError(self)
             self._download()
-            self._extract()
+            sources = self._sources()
+            if sources is None:
+                raise DatasetNotFoundError(self)
         rico.convert(
             "bigearthnet",
             target_dir=self.database,
-            bigearthnet_s1_dir=dirs["s1"],
-            bigearthnet_s2_dir=dirs["s2"],
-            bigearthnet_reference_maps_dir=dirs["maps"],
             threads=self.threads,
             progress=False,
+            **sources,
         )
 
     def __len__(self) -> int:

@@ -438,14 +438,15 @@ mod tests {
 
     #[test]
     fn nodata_is_left_out_and_never_produced() {
-        // 1 x 2 -> 1 x 4 with nodata 0: the zero pixel weighs nothing, so every output is 3.
+        // 1 x 2 -> 1 x 4 with nodata 0: the zero pixel weighs nothing, so every output with a
+        // valid tap is 3; the first output's only tap is the zero: nodata.
         let mut v = Vec::new();
         resample(&[0.0, 3.0], Dtype::U16, (1, 2), (1, 4), Some(0.0), |x| {
             v.push(x)
         })
         .unwrap();
-        assert_eq!(v, [3.0, 3.0, 3.0, 3.0]);
-        // All nodata: nodata out. A valid 7 -> 7 with nodata 7 becomes 8.
+        assert_eq!(v, [0.0, 3.0, 3.0, 3.0]);
+        // Valid values stay; a valid result equal to nodata (6) becomes 7; all nodata: nodata.
         let mut v = Vec::new();
         resample(&[7.0, 7.0], Dtype::U16, (1, 2), (1, 3), Some(0.0), |x| {
             v.push(x)

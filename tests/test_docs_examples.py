@@ -142,6 +142,11 @@ def workspace(tmp_path_factory) -> Path:
     for part in ("BigEarthNet-S2", "BigEarthNet-S1", "Reference_Maps"):
         pack_tar(ws / part, ws / f"{part}.tar.zst")
     pack_tar(SAMPLES / "HySpecNet-11k", ws / "hyspecnet-11k-01.tar.gz")
+    # BigEarthNet-S1 split into two parts as the hub publishes it (.tar.gzaa, .tar.gzab).
+    joined = pack_tar(ws / "BigEarthNet-S1", ws / "BigEarthNet-S1.tar.gz").read_bytes()
+    (ws / "BigEarthNet-S1.tar.gz").unlink()
+    (ws / "BigEarthNet-S1.tar.gzaa").write_bytes(joined[: len(joined) // 2])
+    (ws / "BigEarthNet-S1.tar.gzab").write_bytes(joined[len(joined) // 2 :])
     images = ws / "Core-S2L2A" / "images"
     images.mkdir(parents=True)
     products = [p for p in (SAMPLES / "Major-TOM-Core" / "S2L2A").rglob("S2*") if p.is_dir()]

@@ -292,7 +292,8 @@ class Database:
     ) -> npt.NDArray[np.floating[Any]]:
         """An ``(N, C, H, W)`` batch assembled in Rust (into ``out`` when given); ``resample`` is ``"nearest"`` (whole
         factors), ``"nearest-any"``, ``"bilinear"`` (torch's ``align_corners=True``) or
-        ``"bilinear-half-pixel"`` (``align_corners=False``); see :meth:`rico.Dataset.batch`."""
+        ``"bilinear-half-pixel"`` (``align_corners=False``) or ``"bilinear-gdal"`` (rasterio's bilinear,
+        ``"bilinear-gdal:nodata=V"`` with nodata); see :meth:`rico.Dataset.batch`."""
 
 @final
 class Prefetcher:

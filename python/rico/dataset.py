@@ -148,7 +148,10 @@ class Dataset:
                 ``torch.nn.functional.interpolate(mode="bilinear", align_corners=True)`` on
                 float32, ConfigILM's BigEarthNet upsampling) or ``"bilinear-half-pixel"``
                 (the same with ``align_corners=False``). Bilinear resamples in the batch's
-                dtype, then normalises.
+                dtype, then normalises. ``"bilinear-gdal"``: rasterio's bilinear reads
+                (GDAL's arithmetic, byte for byte: ``read(out_shape=..., out_dtype=dtype,
+                resampling=Resampling.bilinear)``), ``"bilinear-gdal:nodata=V"`` for bands whose
+                files declare nodata ``V``; see the TorchGeo page of the docs.
             dtype: ``"float32"`` or ``"float64"``.
             mean, std: per band; the batch holds ``(value - mean) / std``.
             threads: threads to use, 1 to 1024 (default: one per core); another count

@@ -62,8 +62,10 @@ class BigEarthNet:
         bands: a preset name (see the module's table: ``"S1"``, ``"S2"``, ``"ALL"``, ``"RGB"``,
             ``"10m"``, ``"20m"``, ``"60m"``, ``10``, ``12``, ...) or a list of band names.
         size: every band is resampled to ``size x size`` (the masks too, nearest).
-        resample: ``"nearest"`` (whole factors: repetition) or ``"bilinear"`` (torch's
-            ``align_corners=True``, ConfigILM's convention).
+        resample: ``"nearest"`` (whole factors: repetition), ``"bilinear"`` (torch's
+            ``align_corners=True``, ConfigILM's convention) or ``"bilinear-gdal"`` (rasterio's
+            bilinear reads, TorchGeo's convention; ``"bilinear-gdal:nodata=0"`` for
+            BigEarthNet's Sentinel-2 files, which declare nodata 0).
         normalize: ``None`` (raw values); ``"bigearthnet-v2"`` (ConfigILM's published train-split
             statistics at ``size`` and ``resample``); the path of a ``rico stats`` JSON file;
             or ``(mean, std)`` / ``{"mean": [...], "std": [...]}``, one value per band.
@@ -122,8 +124,13 @@ class BigEarthNet:
             self._ds = None
         self._pid: Optional[int] = os.getpid() if self._ds is not None else None
         self.bands = resolve_bands(bands)
-        if resample not in ("nearest", "bilinear"):
-            raise UsageError(f'unknown resample {resample!r}; use "nearest" or "bilinear"')
+        if resample not in ("nearest", "bilinear") and not (
+            resample == "bilinear-gdal" or str(resample).startswith("bilinear-gdal:nodata=")
+        ):
+            raise UsageError(
+                f'unknown resample {resample!r}; use "nearest", "bilinear" or "bilinear-gdal" '
+                '(rasterio\'s bilinear, "bilinear-gdal:nodata=V" for bands with nodata V)'
+            )
         if on_missing not in ("raise", "drop"):
             raise UsageError(f'on_missing must be "raise" or "drop", not {on_missing!r}')
         self.size, self.resample = check_size(size), resample

@@ -13,12 +13,13 @@ use crate::reader::{parse_record, Database, TensorRef};
 
 mod bilinear;
 pub mod fill;
+pub mod gdal;
 pub mod prefetch;
 pub mod read_ahead;
 pub mod ring;
 
 /// How bands are brought to the batch's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Resample {
     /// `out[y][x] = in[y * h / H][x * w / W]` for whole factors (each side a multiple or a
     /// divisor of the other): for an upsampling factor f this is numpy's
@@ -35,6 +36,15 @@ pub enum Resample {
         /// edges do (`false`).
         align_corners: bool,
     },
+    /// Bilinear as GDAL computes it (rasterio's `read(out_shape=..., resampling=bilinear)`):
+    /// pixel centres, the kernel widened when shrinking, edge taps cut and reweighted, results
+    /// rounded to the band's type as GDAL does ([`gdal`]); `"bilinear-gdal"`, or
+    /// `"bilinear-gdal:nodata=V"` for bands whose files declare nodata `V` (left out of the sums,
+    /// as GDAL does).
+    GdalBilinear {
+        /// The source bands' nodata value, if they have one.
+        nodata: Option<f64>,
+    },
 }
 
 impl Resample {
@@ -50,10 +60,41 @@ impl Resample {
             "bilinear-half-pixel" => Ok(Resample::Bilinear {
                 align_corners: false,
             }),
-            other => Err(Error::usage(format!(
-                "unknown resample {other:?}; use \"nearest\", \"nearest-any\", \"bilinear\" \
-                 (torch's align_corners=True) or \"bilinear-half-pixel\" (align_corners=False)"
-            ))),
+            "bilinear-gdal" => Ok(Resample::GdalBilinear { nodata: None }),
+            other => match other.strip_prefix("bilinear-gdal:nodata=") {
+                Some(v) => match v.trim().parse::<f64>() {
+                    Ok(nodata) => Ok(Resample::GdalBilinear {
+                        nodata: Some(nodata),
+                    }),
+                    Err(_) => Err(Error::usage(format!(
+                        "resample {other:?}: the nodata value {v:?} is not a number"
+                    ))),
+                },
+                None => Err(Error::usage(format!(
+                    "unknown resample {other:?}; use \"nearest\", \"nearest-any\", \"bilinear\" \
+                     (torch's align_corners=True), \"bilinear-half-pixel\" (align_corners=False) \
+                     or \"bilinear-gdal\" (rasterio's bilinear; \"bilinear-gdal:nodata=V\" for \
+                     bands with nodata V)"
+                ))),
+            },
+        }
+    }
+}
+
+impl Resample {
+    /// The name [`Resample::parse`] reads back.
+    pub fn name(&self) -> String {
+        match self {
+            Resample::Nearest => "nearest".into(),
+            Resample::NearestAny => "nearest-any".into(),
+            Resample::Bilinear {
+                align_corners: true,
+            } => "bilinear".into(),
+            Resample::Bilinear {
+                align_corners: false,
+            } => "bilinear-half-pixel".into(),
+            Resample::GdalBilinear { nodata: None } => "bilinear-gdal".into(),
+            Resample::GdalBilinear { nodata: Some(v) } => format!("bilinear-gdal:nodata={v}"),
         }
     }
 }
@@ -271,6 +312,10 @@ struct Scratch<T: Sample> {
     narrow: Vec<T>,
     /// Bilinear: the plan of the last shapes resampled, and its intermediate rows.
     bilinear: bilinear::Scratch<T>,
+    /// GDAL's bilinear: a band's values as f64.
+    wide: Vec<f64>,
+    /// GDAL's bilinear: its plans and buffers.
+    gdal: gdal::Scratch,
 }
 
 /// Fills `out` (one record: C x H x W) from the record `key`. On success every slot of `out` has
@@ -361,6 +406,32 @@ fn fill_record<T: Sample>(
                         }
                     }
                     previous = sy;
+                }
+            }
+            Resample::GdalBilinear { nodata } => {
+                scratch.wide.resize(h * w, 0.0);
+                convert_into(t.dtype, bytes, 0.0, 1.0, as_uninit_mut(&mut scratch.wide))?;
+                let done = scratch
+                    .gdal
+                    .resample(&scratch.wide, t.dtype, (h, w), (oh, ow), nodata);
+                if done.is_some() {
+                    // gdal.out has oh * ow values: every slot of the plane is written.
+                    if mean.to_bits() == 0 && inv_std == 1.0 {
+                        for (o, &v) in plane.iter_mut().zip(&scratch.gdal.out) {
+                            o.write(T::from_f64(v));
+                        }
+                    } else {
+                        for (o, &v) in plane.iter_mut().zip(&scratch.gdal.out) {
+                            o.write(T::from_f64((v - mean) * inv_std));
+                        }
+                    }
+                } else {
+                    return Err(Error::usage(format!(
+                        "band {band} of record {:?} is {:?}: resample=\"bilinear-gdal\" takes 8-, \
+                         16- and 32-bit integer and float bands",
+                        key_str(key),
+                        t.dtype
+                    )));
                 }
             }
             Resample::Bilinear { align_corners } => {

@@ -204,6 +204,15 @@ pub(crate) fn with_sources<T>(
     let mut resolved: Vec<Source<'_>> = Vec::new();
     for (flag, root, spec) in &specs {
         for found in crate::sources::expand(flag, root, name, &options.remote)? {
+            // Parts of a split archive given as a list: each names the whole archive once.
+            if let rico_source::Location::Parts(p) = &found.location {
+                if resolved.iter().any(|s| {
+                    s.option == *flag
+                        && matches!(&s.location, rico_source::Location::Parts(q) if q == p)
+                }) {
+                    continue;
+                }
+            }
             resolved.push(Source {
                 option: flag.to_string(),
                 container: found.container,

@@ -30,6 +30,20 @@ pub fn container(path: &Path) -> Option<Container> {
     rico_source::container_of(path)
 }
 
+/// The parts of a split archive, as one source (the container of the joined archive).
+fn parts(paths: Vec<PathBuf>) -> Resolved {
+    let container = paths
+        .first()
+        .and_then(|p| rico_source::parts::part_name(p))
+        .and_then(|n| rico_source::container_of(Path::new(&n.archive)));
+    let location = Location::Parts(paths);
+    Resolved {
+        shown: location.shown(),
+        container,
+        location,
+    }
+}
+
 fn local(path: PathBuf) -> Resolved {
     Resolved {
         shown: path.clone(),
@@ -48,6 +62,10 @@ pub fn expand(
     let text = path.to_string_lossy();
     if rico_source::is_url(&text) {
         return expand_url(flag, &text, dataset, remote);
+    }
+    if path.is_file() && rico_source::parts::part_name(path).is_some() {
+        // One part of a split archive (any of them): all of its parts, in name order.
+        return Ok(vec![parts(rico_source::parts::find_parts(path)?)]);
     }
     if path.exists() {
         if dataset == "major-tom-core" && path.is_dir() {
@@ -73,6 +91,13 @@ pub fn expand(
             .hint(format!("check the pattern; quote it so that rico, not the shell, expands it, or give each part with its own --{flag}")));
     }
     found.sort();
+    if found
+        .iter()
+        .all(|p| rico_source::parts::part_name(p).is_some())
+    {
+        // The parts of one split archive, given as a glob: one source, none missing.
+        return Ok(vec![parts(rico_source::parts::check_parts(&found)?)]);
+    }
     Ok(found.into_iter().map(local).collect())
 }
 

@@ -341,12 +341,7 @@ pub fn to_json(
         "database": db.display().to_string(),
         "split": split,
         "size": options.size,
-        "resample": match options.resample {
-            Resample::Nearest => "nearest",
-            Resample::NearestAny => "nearest-any",
-            Resample::Bilinear { align_corners: true } => "bilinear",
-            Resample::Bilinear { align_corners: false } => "bilinear-half-pixel",
-        },
+        "resample": options.resample.name(),
         "order": options.bands,
         "bands": bands,
     })

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 mod credentials;
 mod names;
 mod parquet_rows;
+pub mod parts;
 mod quiet_panics;
 mod remote;
 mod tar_members;
@@ -238,6 +239,9 @@ pub enum Location {
     Remote(std::sync::Arc<RemoteObject>),
     /// The objects under an `s3://` prefix, read as the files of a folder.
     RemoteFolder(std::sync::Arc<RemoteObject>),
+    /// The parts of a split archive (`X.tar.gzaa`, `X.tar.gzab`, ...), read as one stream in
+    /// this order.
+    Parts(Vec<PathBuf>),
 }
 
 impl Location {
@@ -246,6 +250,7 @@ impl Location {
         match self {
             Location::Local(p) => p.clone(),
             Location::Remote(o) | Location::RemoteFolder(o) => PathBuf::from(o.shown()),
+            Location::Parts(parts) => parts.first().cloned().unwrap_or_default(),
         }
     }
 
@@ -255,6 +260,10 @@ impl Location {
             Location::Local(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
             Location::Remote(o) => o.size(),
             Location::RemoteFolder(_) => 0,
+            Location::Parts(parts) => parts
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum(),
         }
     }
 }
@@ -270,6 +279,24 @@ pub fn read_members_at<V: Visitor>(
     let object = match location {
         Location::Local(path) => return read_members(path, container, limits, visitor),
         Location::RemoteFolder(object) => return remote::read_folder(object, limits, visitor),
+        Location::Parts(paths) => {
+            let shown = location.shown();
+            return match container {
+                Container::Tar(compression) => tar_members::read_from(
+                    &shown,
+                    Box::new(parts::Chain::new(paths.clone())),
+                    compression,
+                    limits,
+                    visitor,
+                ),
+                _ => Err(SourceError::new(
+                    SourceErrorKind::Layout,
+                    &shown,
+                    "only tar archives (.tar, .tar.gz, .tar.zst) are read from parts",
+                )
+                .into()),
+            };
+        }
         Location::Remote(object) => object,
     };
     let shown = PathBuf::from(object.shown());

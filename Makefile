@@ -69,6 +69,8 @@ bench-report: build $(BENCH_DEPS)
 	$(BENCH_PY) benches/peers.py --patches $(BENCH_PATCHES) --chart docs/assets/peers.png
 	$(BENCH_PY) benches/compare.py --patches $(BENCH_PATCHES) --bigearthnet --threads 1 2 \
 		--repeat 3 --baseline-repeat 1 --chart docs/assets/compare.png
+	$(BENCH_PY) benches/torchgeo.py --patches $(BENCH_PATCHES) --workers 2 --repeat 3 \
+		--out benches/results/torchgeo.json
 	$(PY) tools/render_figures.py
 
 clean:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import torch  # noqa: E402
+from stamp import stamp  # noqa: E402
 from support.bigearthnet import convert  # noqa: E402
 from support.trees import make_bigearthnet  # noqa: E402
 
@@ -113,7 +114,10 @@ def main() -> None:
     if args.out is not None:
         args.out.write_text(
             json.dumps({**results, "ratio": ratio, "rows": len(theirs), "cores": os.cpu_count(),
-                        "workers": args.workers, "patches": args.patches}, indent=2) + "\n"
+                        "workers": args.workers, "patches": args.patches,
+                        "stamp": stamp(" ".join(["python", "benches/torchgeo.py", *sys.argv[1:]]),
+                                       packages=["torchgeo", "torch"])},
+                       indent=2) + "\n"
         )  # fmt: skip
 
 

@@ -15,7 +15,6 @@ import io
 import random
 import resource
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -25,6 +24,7 @@ from support.archives import major_tom_parquet, pack_tar, pack_zip
 from support.bigearthnet import SOURCES
 from support.cli import run
 from support.lmdb_records import read_lmdb
+from support.memory import peak_rss
 from support.trees import make_dataset
 
 FLAGS = {option: "--" + option.replace("_", "-") for option in SOURCES}
@@ -191,7 +191,14 @@ def first_member(samples: Path) -> tuple[str, Path]:
 def test_a_zip_with_two_entries_of_one_name_is_refused_naming_it(samples, tmp_path, rico_bin):
     name, tif = first_member(samples)
     archive = eurosat_zip(samples, tmp_path / "EuroSAT_MS.zip", [(name, tif.read_bytes()[::-1])])
-    r = run(rico_bin, "eurosat-multi-spectral", "--target-dir", tmp_path / "db", "--dataset-dir", archive)
+    r = run(
+        rico_bin,
+        "eurosat-multi-spectral",
+        "--target-dir",
+        tmp_path / "db",
+        "--dataset-dir",
+        archive,
+    )
     assert r.returncode == 1, r.stderr
     assert f"{archive}!{name}" in r.stderr and "two entries of this name" in r.stderr
     assert not (tmp_path / "db" / "data.mdb").exists()
@@ -204,7 +211,9 @@ def test_a_tar_member_repeated_after_its_patch_is_named_as_repeated(ben_tree, tm
     items = members(folder)
     again = next((n, p) for n, p in items if p is not None and n.endswith("_VV.tif"))
     archive = pack_tar(folder, tmp_path / "BigEarthNet-S1.tar", entries=[*items, again])
-    r = run(rico_bin, "bigearthnet", "--target-dir", tmp_path / "db", "--bigearthnet-s1-dir", archive)
+    r = run(
+        rico_bin, "bigearthnet", "--target-dir", tmp_path / "db", "--bigearthnet-s1-dir", archive
+    )
     assert r.returncode == 1, r.stderr
     assert f"{archive}!{again[0]}" in r.stderr and "repeats a file of patch" in r.stderr, r.stderr
 
@@ -220,13 +229,27 @@ def test_an_encrypted_zip_member_is_named_as_encrypted(samples, tmp_path, rico_b
             data[i + at] |= 1
             start = i + 4
     archive.write_bytes(bytes(data))
-    r = run(rico_bin, "eurosat-multi-spectral", "--target-dir", tmp_path / "db", "--dataset-dir", archive)
+    r = run(
+        rico_bin,
+        "eurosat-multi-spectral",
+        "--target-dir",
+        tmp_path / "db",
+        "--dataset-dir",
+        archive,
+    )
     assert r.returncode == 1 and "encrypted" in r.stderr and "truncated" not in r.stderr, r.stderr
 
 
 def test_macos_metadata_in_a_zip_is_skipped(samples, tmp_path, rico_bin):
     folder = tmp_path / "db-folder"
-    r = run(rico_bin, "eurosat-multi-spectral", "--target-dir", folder, "--dataset-dir", samples / "EuroSAT_MS")
+    r = run(
+        rico_bin,
+        "eurosat-multi-spectral",
+        "--target-dir",
+        folder,
+        "--dataset-dir",
+        samples / "EuroSAT_MS",
+    )
     assert r.returncode == 0, r.stderr
     name, _ = first_member(samples)
     parent, base = name.rsplit("/", 1)
@@ -267,28 +290,10 @@ def test_a_tar_member_that_declares_a_tebibyte_is_truncated_not_allocated(tmp_pa
     assert "truncated" in r.stderr and str(archive) in r.stderr, r.stderr
 
 
-def peak_rss_mb(
-    *command: object, address_space_mb: int = 0
-) -> tuple[float, subprocess.CompletedProcess]:
-    """Runs ``command`` in a fresh Python process that reports its child's peak RSS; with
-    ``address_space_mb``, under that ``ulimit -v``."""
-    probe = (
-        "import resource, subprocess, sys\n"
-        f"n = {address_space_mb} << 20\n"
-        "limit = (lambda: resource.setrlimit(resource.RLIMIT_AS, (n, n))) if n else None\n"
-        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True, preexec_fn=limit)\n"
-        "sys.stderr.write(r.stderr)\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *map(str, command)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    kb, rc = done.stdout.split()
-    done.returncode = int(rc)
-    return int(kb) / 1024, done
+def peak_rss_mb(*command: object, address_space_mb: int = 0):
+    """(peak RSS in MB, finished process) of ``command`` alone (see support.memory)."""
+    code, stderr, rss = peak_rss(*command, timeout=300, address_space_mb=address_space_mb)
+    return rss / 2**20, subprocess.CompletedProcess(command, code, "", stderr)
 
 
 def test_a_zip_bomb_stays_within_the_memory_bound(tmp_path, rico_bin):

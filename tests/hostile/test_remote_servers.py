@@ -7,8 +7,6 @@ one on loopback (127.0.0.1): Python's HTTP server, and moto's S3 server."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import urllib.parse
 import zipfile
@@ -19,6 +17,7 @@ import rico
 from support.archives import pack_tar, pack_zip
 from support.cli import run
 from support.lmdb_records import read_lmdb
+from support.memory import peak_rss
 from support.servers import http_server, s3_env, s3_server, upload
 from support.trees import make_dataset
 
@@ -39,32 +38,6 @@ def ben(tmp_path_factory) -> tuple[Path, dict[bytes, bytes]]:
         "bigearthnet", root / "want", progress=False, bigearthnet_s2_dir=root / "tree" / S2
     )
     return root, read_lmdb(root / "want")
-
-
-def peak_rss(*args: object, timeout: float = 120) -> tuple[int, str, int]:
-    """Runs a command; (exit code, stderr, peak resident memory in bytes) of that one
-    process (``wait4``, not the sum of every child the test process ever had)."""
-    with subprocess.Popen(
-        [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    ) as proc:
-        deadline = time.monotonic() + timeout
-        err = b""
-        assert proc.stderr is not None
-        os.set_blocking(proc.stderr.fileno(), False)
-        while True:
-            chunk = proc.stderr.read()
-            if chunk:
-                err += chunk
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                rest = proc.stderr.read()
-                err += rest or b""
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                return proc.returncode, err.decode(), usage.ru_maxrss * 1024
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"{args} ran past {timeout} s")
-            time.sleep(0.05)
 
 
 @pytest.mark.parametrize("declared", [2**50, 2**63 - 1])

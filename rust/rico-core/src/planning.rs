@@ -484,7 +484,7 @@ impl From<rico_source::SourceError> for Error {
             K::Io => Error::usage(message),
             K::Corrupt | K::Hostile | K::Limit | K::Layout => Error::new(ErrorKind::Data, message),
         };
-        if e.kind == K::Corrupt {
+        if e.damage {
             // A mark for the planner: the records of this container may be wrong
             // (see `with_suspect_keys`, which fills in the keys).
             err.discard = Some(Arc::new(Vec::new()));

@@ -137,6 +137,10 @@ pub struct SourceError {
     pub message: String,
     /// What the user can do about it.
     pub hint: Option<String>,
+    /// The container's own bytes failed a check (a checksum, an end before the end): members
+    /// already read from a compressed stream may be wrong. A fetching error (the bytes did not
+    /// arrive) is not such damage.
+    pub damage: bool,
 }
 
 impl SourceError {
@@ -147,6 +151,7 @@ impl SourceError {
             member: None,
             message: message.into(),
             hint: None,
+            damage: false,
         }
     }
 
@@ -364,6 +369,10 @@ pub(crate) fn damaged(path: &Path, member: Option<&str>, message: &str) -> Sourc
         format!("the archive is truncated or damaged: {message}"),
     )
     .hint("download it again (compare its checksum with the one the dataset publishes); records committed so far are kept, finish with --resume");
+    let err = SourceError {
+        damage: true,
+        ..err
+    };
     match member {
         Some(m) => err.member(m),
         None => err,

@@ -115,7 +115,9 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
         threads: Optional[int] = None,
     ) -> None:
         assert split in self.valid_splits, f"split must be one of {self.valid_splits}"
-        assert bands in ["s1", "s2", "all"]
+        assert bands in ["s1", "s2", "all"], (
+            f"bands must be one of 's1', 's2', 'all', not {bands!r}"
+        )
         self.root = root
         self.split = split
         self.bands = bands
@@ -129,6 +131,9 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
             database if database is not None else os.path.join(root, "BigEarthNet.lmdb")
         )
         metadata = os.path.join(root, self.dir_file_names["metadata"])
+        if not os.path.exists(metadata) and not download:
+            # Checked before a conversion, which would be lost without the rows to read.
+            raise DatasetNotFoundError(self)
         if not os.path.exists(os.path.join(self.database, "data.mdb")) and not os.path.exists(
             self.database + ".shards"
         ):
@@ -165,11 +170,13 @@ class BigEarthNetV2(_TorchGeoBigEarthNetV2):
         sources = {}
         for key, option in options.items():
             folder = os.path.join(self.root, self.dir_file_names[key])
-            first = os.path.join(self.root, sorted(self.metadata_locs[key]["files"])[0])
+            parts = [os.path.join(self.root, f) for f in sorted(self.metadata_locs[key]["files"])]
             if os.path.isdir(folder):
                 sources[option] = folder
-            elif os.path.isfile(first):
-                sources[option] = first
+            elif all(os.path.isfile(p) for p in parts):
+                # Every part, not only the first: a missing last part would show only as a
+                # truncated archive at the end of a long conversion.
+                sources[option] = parts[0]
             else:
                 return None
         return sources

@@ -188,11 +188,14 @@ fn refuse_repeated_names<R: Read + Seek>(
                 &mut (&mut reader).take(len(30) + len(32)),
                 &mut std::io::sink(),
             )?;
-            if !seen.insert(name.clone()) {
+            if seen.contains(&name) {
                 return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
             }
+            seen.insert(name);
             if seen.len() > names {
-                return Ok(Some(String::new()));
+                return Err(std::io::Error::other(format!(
+                    "its central directory holds more entries than the {names} its end record declares"
+                )));
             }
         }
     })()

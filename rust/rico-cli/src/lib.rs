@@ -556,7 +556,7 @@ fn run_info(matches: &ArgMatches) -> Result<(), Error> {
         .unwrap_or_default();
     let sample = matches.get_one::<usize>("sample").copied().unwrap_or(64);
     let db = rico_core::read::reader::Database::open(&path)?;
-    let summary = rico_core::read::reader::summarize(&db, sample)?;
+    let summary = rico_core::read::info::summarize(&db, sample)?;
     print!("{}", summary.text(&path));
     Ok(())
 }

@@ -187,7 +187,7 @@ impl Database {
     fn summary<'py>(&self, py: Python<'py>, sample: usize) -> PyResult<Bound<'py, PyDict>> {
         let db = &*self.inner;
         let summary = py
-            .allow_threads(|| reader::summarize(db, sample))
+            .allow_threads(|| rico_core::read::info::summarize(db, sample))
             .map_err(to_py_err)?;
         let out = PyDict::new(py);
         out.set_item("path", db.path().to_path_buf())?;

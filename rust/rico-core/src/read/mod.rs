@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod info;
 pub mod reader;
 pub mod select;
 pub mod stats;

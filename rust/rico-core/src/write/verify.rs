@@ -13,7 +13,6 @@ use crate::base::progress::Progress;
 use crate::write::decode::{build_record, Record};
 use crate::write::pipeline::{with_sources, ConvertOptions};
 use crate::write::plan::{self, Planned};
-use crate::write::sharding;
 use crate::write::spec::Patch;
 use crate::write::target::{self, MANIFEST, SHARD_MARKER, SHARD_PLAN};
 
@@ -229,7 +228,7 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         let own = target::shard_index(rel);
         let damage = own
             .filter(|_| dir.join(SHARD_PLAN).exists())
-            .and_then(|i| sharding::plan_damage(target, i, cut));
+            .and_then(|i| target::plan_damage(target, i, cut));
         if let Some(damage) = &damage {
             report.manifest.push(format!(
                 "{rel}: its plan ({}) is damaged: {damage}; `--resume` plans it again",
@@ -238,7 +237,7 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         }
         let planned: Option<HashSet<String>> = damage
             .is_none()
-            .then(|| sharding::planned_keys(&dir))
+            .then(|| target::planned_keys(&dir))
             .flatten()
             .map(|keys| keys.into_iter().collect());
         let env = Env::open_read_only(&dir)
@@ -272,12 +271,11 @@ fn check_shards(target: &Path, report: &mut VerifyReport) -> Result<()> {
         .map_err(|e| Error::data(format!("cannot read shard {index}: {e}")).at(&dir))?;
         total += records;
         let first = first.unwrap_or_default();
-        if let Some(wrong) = sharding::disagreement("the manifest", shard, records, &first, &last) {
+        if let Some(wrong) = target::disagreement("the manifest", shard, records, &first, &last) {
             report.manifest.push(format!("{rel}: {wrong}"));
         }
         if let Some(marker) = target::shard_marker(&dir) {
-            if let Some(wrong) =
-                sharding::disagreement(SHARD_MARKER, &marker, records, &first, &last)
+            if let Some(wrong) = target::disagreement(SHARD_MARKER, &marker, records, &first, &last)
             {
                 report.manifest.push(format!("{rel}: {wrong}"));
             }

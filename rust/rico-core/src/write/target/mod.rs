@@ -1,10 +1,9 @@
-//! The target directory of a conversion, from the first check to the last file: what it may
-//! hold before a run begins (`check`, [`check_sharded_target`]), the writer's and the
-//! planner's locks, its removal after a failed first run, the report of skipped patches, the
-//! markers of finished shards and the manifest of a sharded dataset.
-//!
-//! The names of the files and folders rico writes into a target are declared once, in
-//! [`crate::base::layout`] (the reader finds a sharded dataset by them too), and re-exported here.
+//! The target directory of a conversion, from the first check to the last file, and the one
+//! owner of everything a run puts on disk beside the records: what the target may hold before a
+//! run begins (`check`, [`check_sharded_target`]), the writer's and the planner's locks and
+//! the spool, its removal after a failed first run, the plan files of a sharded run and their
+//! checksums (`plan_file`), the markers of finished shards (`marker`), the report of skipped
+//! patches and the manifest of a sharded dataset.
 
 use std::fs;
 use std::io::Write;
@@ -13,6 +12,12 @@ use std::path::{Path, PathBuf};
 
 use crate::base::error::{Error, Result};
 use crate::base::lmdb::Env;
+
+mod marker;
+mod plan_file;
+
+pub(crate) use marker::*;
+pub(crate) use plan_file::*;
 
 pub(crate) use crate::base::layout::{is_shard_name, shard_index};
 pub use crate::base::layout::{

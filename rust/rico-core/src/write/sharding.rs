@@ -1,6 +1,7 @@
 //! Sharded conversion, the cut and the schedule: the sorted plan is cut into contiguous shards,
-//! each an LMDB directory
-//! `shard-NNNNN/` under the target, with `rico-manifest.json` at the root once all are done.
+//! each an LMDB directory `shard-NNNNN/` under the target, with `rico-manifest.json` at the
+//! root once all are done. The files themselves are the target's (`target::plan_file`,
+//! `target::marker`).
 //!
 //! The sources are walked once. Each shard's part of the plan goes into its directory
 //! (`shard-NNNNN/rico-plan.jsonl`: the shard's place in the cut, then one line per patch:

@@ -190,7 +190,7 @@ impl Snapshot {
         &self.env
     }
 
-    /// The value of `key`, pointing into the memory map. Fails with [`CHANGED`] once a read
+    /// The value of `key`, pointing into the memory map. Fails with [`CHANGED`](super::CHANGED) once a read
     /// of the map met a page that no longer exists (what LMDB read then was zeros).
     #[inline]
     pub fn get(&self, key: &[u8]) -> LmdbResult<Option<&[u8]>> {
@@ -200,7 +200,7 @@ impl Snapshot {
     }
 
     /// Every key in order, and its value, through `visit` (stop by returning false). Stops
-    /// with [`CHANGED`] before visiting anything read from a page that no longer exists.
+    /// with [`CHANGED`](super::CHANGED) before visiting anything read from a page that no longer exists.
     pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> LmdbResult<()> {
         let txn = ReadTxn {
             env: &self.env,

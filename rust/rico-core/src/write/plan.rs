@@ -11,18 +11,24 @@
 //! is a duplicate; the walk is then repeated to name the file that gave it first.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::base::error::{Error, ErrorKind, Result};
-use crate::base::labels::{LabelRule, Labels, TableRows};
-use crate::write::spec::{
-    BandRule, FileBands, HeldBytes, InFlight, Patch, PatchFile, Source, Spec, MAX_KEY_BYTES,
-};
+use crate::base::error::{Error, Result};
+use crate::base::labels::{LabelRule, TableRows};
+use crate::write::sources::members::read_members;
+use crate::write::sources::walk::walk_dirs;
+use crate::write::sources::{check_source, read_tables, Event, Member};
+
+mod duplicates;
+mod group;
+
+use crate::write::spec::{InFlight, Patch, Source};
+pub use duplicates::is_duplicate_key;
+use duplicates::{duplicate, first_file_with_key};
+use group::Grouper;
 
 /// What the planner hands out, in plan order.
 #[derive(Debug)]
@@ -104,9 +110,9 @@ pub fn stream(
         let mut found = 0usize;
         let mut step = |event: Event<'_>| -> Result<()> {
             match event {
-                Event::File(dir, rel) => {
+                Event::Member(member) => {
                     files += 1;
-                    let added = group.add(dir, rel);
+                    let added = group.add(member.dir, member.rel);
                     for (path, reason) in group.skipped.drain(..) {
                         emit(Planned::Skipped(path, reason))?;
                     }
@@ -121,6 +127,7 @@ pub fn stream(
                     }
                 }
                 Event::Invalid(path, reason) => emit(Planned::Skipped(path, reason))?,
+                Event::Root(_) | Event::Progress(_) => {}
             }
             Ok(())
         };
@@ -357,146 +364,65 @@ fn stream_container(
         .hint("unpack it and give the folder"));
     }
     let total = source.location.size();
-    let mut visitor = ContainerVisitor {
-        sources,
-        source,
-        group: Grouper::new(source, index, None, skip_invalid),
-        emitted,
-        emit,
-        scanned,
-        total,
-        found: 0,
-        dir: None,
-    };
-    let limits = rico_source::Limits {
-        max_member_bytes: source.max_held_bytes,
-    };
-    rico_source::read_members_at(&source.location, container, &limits, &mut visitor)?;
-    let found = visitor.found;
-    visitor
-        .group
-        .flush(sources, visitor.emitted, visitor.emit)?;
+    let mut group = Grouper::new(source, index, None, skip_invalid);
+    let mut found = 0usize;
+    read_members(source, container, &mut |event| {
+        match event {
+            Event::Root(name) => group.root_name = name.to_string(),
+            Event::Member(member) => {
+                if take_member(sources, source, &mut group, member, emitted, emit)? {
+                    found += 1;
+                }
+            }
+            Event::Progress(read) => scanned(Scanned::Bytes { read, total }),
+            Event::DirDone | Event::Invalid(..) => {}
+        }
+        Ok(())
+    })?;
+    group.flush(sources, emitted, emit)?;
     Ok(found)
 }
 
-/// Groups a container's members into patches as they are read.
-struct ContainerVisitor<'v, 's> {
-    sources: &'v [Source<'s>],
-    source: &'v Source<'s>,
-    group: Grouper<'v>,
-    emitted: &'v mut HashSet<u64>,
-    emit: &'v mut dyn FnMut(Planned) -> Result<()>,
-    scanned: &'v dyn Fn(Scanned),
-    total: u64,
-    found: usize,
-    /// The last member's folder (as stored) and its `<container>!<folder>` path, shared by the
-    /// files of a patch.
-    dir: Option<(String, Arc<Path>)>,
-}
-
-impl rico_source::Visitor for ContainerVisitor<'_, '_> {
-    type Error = Error;
-
-    fn root(&mut self, name: &str) -> Result<()> {
-        self.group.root_name = name.to_string();
-        Ok(())
+/// Groups a container's member as it is read: hands out its patch once complete, and stops
+/// the run when the archive repeats a file or holds more incomplete patches than allowed.
+/// Returns whether the member was image data.
+fn take_member(
+    sources: &[Source<'_>],
+    source: &Source<'_>,
+    group: &mut Grouper<'_>,
+    member: Member<'_>,
+    emitted: &mut HashSet<u64>,
+    emit: &mut dyn FnMut(Planned) -> Result<()>,
+) -> Result<bool> {
+    let added = group.add_with(member.dir, member.rel, member.held);
+    for (path, reason) in group.skipped.drain(..) {
+        emit(Planned::Skipped(path, reason))?;
     }
-
-    fn wants(&mut self, rel: &str) -> bool {
-        let spec = self.group.spec;
-        match &self.source.keys {
-            None => spec.pattern.is_match(rel),
-            Some(keys) => spec
-                .pattern
-                .captures(rel)
-                .is_some_and(|caps| keys.contains(&spec.key.render(&self.group.root_name, &caps))),
-        }
+    let Some(key) = added? else {
+        return Ok(false);
+    };
+    if emitted.contains(&key_hash(&key)) {
+        // Its patch was complete and handed out: the archive holds this file twice.
+        return Err(Error::data(format!(
+            "{}: this member repeats a file of patch {key}, which the archive already gave; an unpacked folder holds one file of a name",
+            rico_source::member_location(&source.root, member.name)
+        ))
+        .hint("repack the archive with one copy of each file, or download it again"));
     }
-
-    fn member(&mut self, member: rico_source::Member<'_>) -> Result<()> {
-        let folder = member.name.rsplit_once('/').map_or("", |(d, _)| d);
-        let dir = match &self.dir {
-            Some((f, dir)) if f == folder => dir.clone(),
-            _ => {
-                let dir: Arc<Path> =
-                    PathBuf::from(rico_source::member_location(&self.source.root, folder)).into();
-                self.dir = Some((folder.to_string(), dir.clone()));
-                dir
-            }
-        };
-        let added = self.group.add_with(
-            &dir,
-            member.rel,
-            Some(Arc::new(HeldBytes::new(member.bytes))),
-        );
-        for (path, reason) in self.group.skipped.drain(..) {
-            (self.emit)(Planned::Skipped(path, reason))?;
-        }
-        let Some(key) = added? else {
-            return Ok(());
-        };
-        if self.emitted.contains(&key_hash(&key)) {
-            // Its patch was complete and handed out: the archive holds this file twice.
-            return Err(Error::data(format!(
-                "{}: this member repeats a file of patch {key}, which the archive already gave; an unpacked folder holds one file of a name",
-                rico_source::member_location(&self.source.root, member.name)
-            ))
-            .hint("repack the archive with one copy of each file, or download it again"));
-        }
-        self.found += 1;
-        if let Some(ready) = self.group.take_if_complete(&key) {
-            self.group
-                .hand_out(vec![(key, ready)], self.sources, self.emitted, self.emit)?;
-        }
-        if self.group.pending_bytes > self.source.max_held_bytes {
-            return Err(Error::data(format!(
-                "{} MB of incomplete patches are held, above the limit of {} MB: the files of a patch lie far apart in this {}",
-                self.group.pending_bytes >> 20,
-                self.source.max_held_bytes >> 20,
-                self.source.what()
-            ))
-            .at(&self.source.root)
-            .hint("raise the limit with --max-held-mb (max_held_mb= in Python), or repack the archive in name order (tar --sort=name)"));
-        }
-        Ok(())
+    if let Some(ready) = group.take_if_complete(&key) {
+        group.hand_out(vec![(key, ready)], sources, emitted, emit)?;
     }
-
-    fn progress(&mut self, read: u64) {
-        (self.scanned)(Scanned::Bytes {
-            read,
-            total: self.total,
-        });
+    if group.pending_bytes > source.max_held_bytes {
+        return Err(Error::data(format!(
+            "{} MB of incomplete patches are held, above the limit of {} MB: the files of a patch lie far apart in this {}",
+            group.pending_bytes >> 20,
+            source.max_held_bytes >> 20,
+            source.what()
+        ))
+        .at(&source.root)
+        .hint("raise the limit with --max-held-mb (max_held_mb= in Python), or repack the archive in name order (tar --sort=name)"));
     }
-}
-
-impl From<rico_source::SourceError> for Error {
-    fn from(e: rico_source::SourceError) -> Error {
-        use rico_source::SourceErrorKind as K;
-        let message = match &e.member {
-            Some(m) => format!(
-                "{}: {}",
-                rico_source::member_location(&e.container, m),
-                e.message
-            ),
-            None => e.message.clone(),
-        };
-        let mut err = match e.kind {
-            K::Io => Error::usage(message),
-            K::Corrupt | K::Hostile | K::Limit | K::Layout => Error::new(ErrorKind::Data, message),
-        };
-        if e.damage {
-            // A mark for the planner: the records of this container may be wrong
-            // (see `with_suspect_keys`, which fills in the keys).
-            err.discard = Some(Arc::new(Vec::new()));
-        }
-        if e.member.is_none() {
-            err = err.at(&e.container);
-        }
-        match e.hint {
-            Some(h) => err.hint(h),
-            None => err,
-        }
-    }
+    Ok(true)
 }
 
 /// Re-makes planned patches from their listed files, without walking: each item of `listed`
@@ -539,588 +465,14 @@ pub fn replan(
     Ok(())
 }
 
-/// The label tables of a source whose labels come from tables (read before any image is
-/// looked up in them); `None` for other sources.
-fn read_tables(source: &Source<'_>) -> Result<Option<TableRows>> {
-    let LabelRule::Tables { tables, .. } = &source.spec.labels else {
-        return Ok(None);
-    };
-    let mut paths: Vec<PathBuf> = Vec::new();
-    crate::write::spec::walk_each(&source.root, &mut |rel| {
-        if tables.is_match(rel) {
-            paths.push(source.root.join(rel));
-        }
-        Ok(())
-    })?;
-    if paths.is_empty() {
-        return Err(Error::usage(format!(
-            "no label table found in the directory given with --{} (files whose path matches {:?})",
-            source.option,
-            tables.as_str()
-        ))
-        .at(&source.root)
-        .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
-    }
-    Ok(Some(TableRows::read(&paths)?))
-}
-
-fn check_source(source: &Source<'_>) -> Result<()> {
-    if !matches!(source.location, rico_source::Location::Local(_)) {
-        return Ok(()); // opened (and its size and version asked for) when it was resolved
-    }
-    if source.container.is_some() {
-        return match fs::File::open(&source.root) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Error::usage(format!(
-                "cannot open the {} given with --{}: {e}",
-                source.what(),
-                source.option
-            ))
-            .at(&source.root)
-            .hint("check the path; it must exist and be readable")),
-        };
-    }
-    match fs::metadata(&source.root) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::usage(format!(
-            "--{} must be a directory, an archive ({}) or a Parquet file; this is another kind of file",
-            source.option,
-            rico_source::CONTAINER_ENDINGS
-        ))
-        .at(&source.root)),
-        Err(e) => Err(Error::usage(format!(
-            "cannot open the directory given with --{}: {e}",
-            source.option
-        ))
-        .at(&source.root)
-        .hint("check the path; it must exist and be readable")),
-    }
-}
-
-// ---- the walk ----------------------------------------------------------------------------------
-
-enum Event<'a> {
-    /// A file (anything that is not a directory): its directory and `/`-separated relative path.
-    File(&'a Arc<Path>, &'a str),
-    /// The files of a directory have all been given (its subdirectories come next).
-    DirDone,
-    /// With `skip_invalid`: a path left out (escaped), with the reason.
-    Invalid(String, String),
-}
-
-/// A path's bytes, printable: valid UTF-8 as it is, other bytes as `\xNN`.
-pub fn escape_path(path: &Path) -> String {
-    path.as_os_str()
-        .as_bytes()
-        .utf8_chunks()
-        .map(|chunk| {
-            let mut s = chunk.valid().to_string();
-            for b in chunk.invalid() {
-                s.push_str(&format!("\\x{b:02X}"));
-            }
-            s
-        })
-        .collect()
-}
-
-/// What is wrong with a link loop: `link` leads back to `holder`, a directory that holds it.
-pub(crate) fn link_loop_reason(link: &Path, holder: &Path) -> String {
-    format!(
-        "{}: a symbolic link loop: this link leads back to {}, a directory that holds it, so following it would list the same files again without end",
-        escape_path(link),
-        escape_path(holder)
-    )
-}
-
-/// Lists `dir`: its files first (sorted), then each subdirectory (sorted), recursively.
-/// Symbolic links to files and directories are followed, except a link to a directory that
-/// holds it (a link loop, see [`crate::write::spec::link_loop`]): that stops the walk naming the link,
-/// or with `skip_invalid` is left out and listed. With `skip_invalid`, a directory below the
-/// root that cannot be listed is left out and listed too.
-fn walk_dirs(
-    dir: &Arc<Path>,
-    rel: &mut String,
-    depth: usize,
-    skip_invalid: bool,
-    visit: &mut dyn FnMut(Event<'_>) -> Result<()>,
-) -> Result<()> {
-    if depth > 64 {
-        return Err(
-            Error::data("directory nesting deeper than 64 levels (a symbolic link loop?)").at(dir),
-        );
-    }
-    let unlistable = |e: std::io::Error| {
-        if crate::base::error::is_out_of_descriptors(&e) {
-            return crate::base::error::out_of_descriptors("listing a source directory");
-        }
-        Error::data(format!("cannot list directory: {e}"))
-            .at(dir)
-            .hint("check that this user may read it, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)")
-    };
-    // A directory below the root that cannot be listed: with skip_invalid, its patches are
-    // left out (whatever it held is unknown) and it is listed; else the walk stops.
-    let entries = match fs::read_dir(dir).map_err(unlistable) {
-        Ok(entries) => entries,
-        Err(e) if skip_invalid && depth > 0 && e.kind == ErrorKind::Data => {
-            return visit(Event::Invalid(escape_path(dir), e.message));
-        }
-        Err(e) => return Err(e),
-    };
-    let mut files: Vec<String> = Vec::new();
-    let mut dirs: Vec<String> = Vec::new();
-    // Links that lead back to a directory holding them: (name, that directory).
-    let mut loops: Vec<(String, PathBuf)> = Vec::new();
-    for entry in entries {
-        let entry = match entry.map_err(unlistable) {
-            Ok(entry) => entry,
-            Err(e) if skip_invalid && depth > 0 && e.kind == ErrorKind::Data => {
-                return visit(Event::Invalid(escape_path(dir), e.message));
-            }
-            Err(e) => return Err(e),
-        };
-        let os_name = entry.file_name();
-        let Some(name) = os_name.to_str() else {
-            let shown = escape_path(&dir.join(&os_name));
-            let reason = format!(
-                "{shown}: this name is not valid UTF-8 (bytes shown as \\xNN); rico matches patterns and makes keys from UTF-8 names"
-            );
-            if skip_invalid {
-                visit(Event::Invalid(shown, reason))?;
-                continue;
-            }
-            return Err(Error::data(reason).hint(
-                "rename it to a UTF-8 name, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)",
-            ));
-        };
-        let file_type = entry.file_type().ok();
-        let mut is_dir = file_type.is_some_and(|t| t.is_dir());
-        if file_type.is_some_and(|t| t.is_symlink()) {
-            let target = fs::metadata(entry.path()).ok().filter(|m| m.is_dir());
-            if let Some(target) = target {
-                if let Some(holder) = crate::write::spec::link_loop(dir, depth, &target) {
-                    loops.push((name.to_string(), holder));
-                    continue;
-                }
-                is_dir = true;
-            }
-        }
-        if is_dir {
-            dirs.push(name.to_string());
-        } else {
-            files.push(name.to_string());
-        }
-    }
-    // In name order, so that the loop reported is the same on every run.
-    loops.sort_unstable();
-    for (name, holder) in loops {
-        let link = dir.join(name);
-        let reason = link_loop_reason(&link, &holder);
-        if !skip_invalid {
-            return Err(Error::data(reason).hint(
-                "remove the link, or pass --skip-invalid to leave it out (it is listed in rico-skipped.tsv)",
-            ));
-        }
-        visit(Event::Invalid(escape_path(&link), reason))?;
-    }
-    files.sort_unstable();
-    dirs.sort_unstable();
-    let len = rel.len();
-    for name in &files {
-        rel.push_str(name);
-        visit(Event::File(dir, rel))?;
-        rel.truncate(len);
-    }
-    drop(files);
-    visit(Event::DirDone)?;
-    for name in &dirs {
-        rel.push_str(name);
-        rel.push('/');
-        let sub: Arc<Path> = dir.join(name).into();
-        walk_dirs(&sub, rel, depth + 1, skip_invalid, visit)?;
-        rel.truncate(len);
-    }
-    Ok(())
-}
-
-// ---- grouping files into patches ---------------------------------------------------------------
-
-struct Pending {
-    files: Vec<PatchFile>,
-    whole_file: bool,
-    labels: Option<Labels>,
-}
-
-/// Groups the files of one source into patches.
-struct Grouper<'s> {
-    source: &'s Source<'s>,
-    index: usize,
-    spec: &'s Spec,
-    tables: Option<&'s TableRows>,
-    skip_invalid: bool,
-    root_name: String,
-    pending: BTreeMap<String, Pending>,
-    /// With `uniform_bands`: every band seen, in order of first appearance.
-    seen_bands: Vec<String>,
-    /// Shared by every file of the source: one allocation, not one per file.
-    names: Option<Arc<[String]>>,
-    prefix: Option<Arc<str>>,
-    band_names: HashSet<Arc<str>>,
-    group_labels: HashMap<String, Arc<[String]>>,
-    /// Bytes of container members held in pending patches, with their bookkeeping.
-    pending_bytes: u64,
-    /// With `skip_invalid`: files left out as they were added (path, reason), for the caller
-    /// to report.
-    skipped: Vec<(String, String)>,
-}
-
-/// What a member held in a pending patch costs beside its bytes (its file entry, its name, its
-/// patch's share of the map): counted with the bytes, so that a million empty members are
-/// bounded by the same limit as a few large ones.
-const MEMBER_BOOKKEEPING: u64 = 256;
-
-/// What a planned file holds in memory: its container member's bytes and their bookkeeping.
-fn held_by(file: &PatchFile) -> u64 {
-    file.data.as_ref().map_or(0, |d| {
-        d.len() as u64 + MEMBER_BOOKKEEPING + file.name.len() as u64
-    })
-}
-
-impl<'s> Grouper<'s> {
-    fn new(
-        source: &'s Source<'s>,
-        index: usize,
-        tables: Option<&'s TableRows>,
-        skip_invalid: bool,
-    ) -> Self {
-        let spec = source.spec;
-        Grouper {
-            source,
-            index,
-            spec,
-            tables,
-            skip_invalid,
-            root_name: source
-                .root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            pending: BTreeMap::new(),
-            seen_bands: Vec::new(),
-            names: match &spec.bands {
-                BandRule::Names(names) => Some(names.clone().into()),
-                _ => None,
-            },
-            prefix: match &spec.bands {
-                BandRule::Numbered(prefix) => Some(prefix.as_str().into()),
-                _ => None,
-            },
-            band_names: HashSet::new(),
-            group_labels: HashMap::new(),
-            pending_bytes: 0,
-            skipped: Vec::new(),
-        }
-    }
-
-    /// Whether a patch is complete once its directory has been listed: whole-file patches
-    /// always are; one-file-per-band patches when the spec says they share a directory.
-    fn local(&self) -> bool {
-        !self.spec.uniform_bands
-            && (!matches!(self.spec.bands, BandRule::FromPath) || self.spec.patch_per_directory)
-    }
-
-    /// Adds the file at `rel` (in `dir`); returns whether it is image data of this source.
-    fn add(&mut self, dir: &Arc<Path>, rel: &str) -> Result<bool> {
-        Ok(self.add_with(dir, rel, None)?.is_some())
-    }
-
-    /// Adds the file at `rel` (in `dir`, with a container member's bytes in `data`); returns
-    /// the key of its patch when it is image data of this source.
-    fn add_with(
-        &mut self,
-        dir: &Arc<Path>,
-        rel: &str,
-        data: Option<Arc<HeldBytes>>,
-    ) -> Result<Option<String>> {
-        let spec = self.spec;
-        let Some(caps) = spec.pattern.captures(rel) else {
-            return Ok(None);
-        };
-        let key = spec.key.render(&self.root_name, &caps);
-        if self
-            .source
-            .keys
-            .as_ref()
-            .is_some_and(|keys| !keys.contains(&key))
-        {
-            return Ok(None);
-        }
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            let reason = format!(
-                "the key made for this file is {} bytes long; LMDB keys must be 1 to {MAX_KEY_BYTES} bytes",
-                key.len()
-            );
-            // A container's member is named `container!member`, a file by its path.
-            let shown = match self.source.container {
-                Some(_) => {
-                    let stored = match self.root_name.as_str() {
-                        "" => rel.to_string(),
-                        root => format!("{root}/{rel}"),
-                    };
-                    rico_source::member_location(&self.source.root, &stored)
-                }
-                None => self.source.root.join(rel).display().to_string(),
-            };
-            if self.skip_invalid {
-                self.skipped.push((shown, reason));
-                return Ok(None);
-            }
-            return Err(Error::data(reason).at(shown));
-        }
-        let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
-        let bands = match &spec.bands {
-            BandRule::FromPath => {
-                let band = caps.name("band").map_or("", |m| m.as_str());
-                FileBands::One(match self.band_names.get(band) {
-                    Some(band) => band.clone(),
-                    None => {
-                        let arc: Arc<str> = band.into();
-                        self.band_names.insert(arc.clone());
-                        arc
-                    }
-                })
-            }
-            BandRule::Names(_) => {
-                FileBands::Names(self.names.clone().expect("set for BandRule::Names"))
-            }
-            BandRule::Numbered(_) => {
-                FileBands::Numbered(self.prefix.clone().expect("set for BandRule::Numbered"))
-            }
-        };
-        let whole_file = !matches!(bands, FileBands::One(_));
-        let file = PatchFile {
-            dir: dir.clone(),
-            name: name.into(),
-            bands,
-            data,
-        };
-        if let (true, FileBands::One(band)) = (spec.uniform_bands, &file.bands) {
-            if !self.seen_bands.iter().any(|b| b.as_str() == &**band) {
-                self.seen_bands.push(band.to_string());
-            }
-        }
-        let entry = self.pending.entry(key.clone()).or_insert_with(|| Pending {
-            files: Vec::new(),
-            whole_file,
-            labels: None,
-        });
-        // Two whole-file patches, or the same band twice, under one key: refuse, naming both.
-        let clash = entry.files.iter().find(|f| {
-            whole_file
-                || entry.whole_file
-                || matches!((&f.bands, &file.bands), (FileBands::One(a), FileBands::One(b)) if a == b)
-        });
-        if let Some(other) = clash {
-            return Err(duplicate(spec, &key, &other.path(), &file.path()));
-        }
-        if entry.labels.is_none() {
-            entry.labels = match (&spec.labels, self.tables) {
-                (LabelRule::Group(g), _) => {
-                    let name = caps.name(g).map_or("", |m| m.as_str());
-                    let names = match self.group_labels.get(name) {
-                        Some(names) => names.clone(),
-                        None => {
-                            let names = Labels::one(name).names;
-                            self.group_labels.insert(name.to_string(), names.clone());
-                            names
-                        }
-                    };
-                    Some(Labels {
-                        names,
-                        values: vec![true],
-                    })
-                }
-                (LabelRule::Tables { row, .. }, Some(tables)) => {
-                    Some(tables.get(caps.name(row).map_or("", |m| m.as_str()), &file.path())?)
-                }
-                _ => None,
-            };
-        }
-        self.pending_bytes += held_by(&file);
-        entry.files.push(file);
-        Ok(Some(key))
-    }
-
-    /// Takes the pending patch `key` out when it is complete whatever comes next: a whole-file
-    /// patch, or one that has every band its spec lists.
-    fn take_if_complete(&mut self, key: &str) -> Option<Pending> {
-        let pending = self.pending.get(key)?;
-        let complete = pending.whole_file
-            || (!self.spec.required_bands.is_empty()
-                && self.spec.required_bands.iter().all(|band| {
-                    pending
-                        .files
-                        .iter()
-                        .any(|f| matches!(&f.bands, FileBands::One(b) if **b == **band))
-                }));
-        if complete {
-            self.pending.remove(key)
-        } else {
-            None
-        }
-    }
-
-    /// Hands out every pending patch, in the order of their first files.
-    fn flush(
-        &mut self,
-        sources: &[Source<'_>],
-        emitted: &mut HashSet<u64>,
-        emit: &mut dyn FnMut(Planned) -> Result<()>,
-    ) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let ready: Vec<(String, Pending)> = std::mem::take(&mut self.pending).into_iter().collect();
-        self.hand_out(ready, sources, emitted, emit)
-    }
-
-    /// Hands out `ready` patches (taken out of `pending`), in the order of their first files.
-    fn hand_out(
-        &mut self,
-        mut ready: Vec<(String, Pending)>,
-        sources: &[Source<'_>],
-        emitted: &mut HashSet<u64>,
-        emit: &mut dyn FnMut(Planned) -> Result<()>,
-    ) -> Result<()> {
-        for (_, pending) in &ready {
-            let held: u64 = pending.files.iter().map(held_by).sum();
-            self.pending_bytes -= held;
-        }
-        for (_, pending) in &mut ready {
-            pending.files.sort_by(PatchFile::cmp_path);
-        }
-        ready.sort_by(|a, b| a.1.files[0].cmp_path(&b.1.files[0]));
-        let spec = self.spec;
-        let listed = !spec.required_bands.is_empty();
-        let required = if listed {
-            Some(&spec.required_bands)
-        } else if spec.uniform_bands {
-            Some(&self.seen_bands)
-        } else {
-            None
-        };
-        // Bands are checked for every ready patch before any is handed out: a source handed out
-        // at its end (see `local`) then fails before any of its records is written.
-        let mut missing: Vec<Option<Error>> = Vec::with_capacity(ready.len());
-        for (key, pending) in &ready {
-            let mut err = None;
-            if let Some(required) = required {
-                if let Some(band) = required.iter().find(|band| {
-                    !pending
-                        .files
-                        .iter()
-                        .any(|f| matches!(&f.bands, FileBands::One(b) if **b == ***band))
-                }) {
-                    let why = if listed {
-                        ""
-                    } else {
-                        " (other patches of this source have one)"
-                    };
-                    let e = Error::data(format!("patch {key} has no file for band {band}{why}"))
-                        .at(&pending.files[0].dir)
-                        .hint("the download is probably incomplete; re-download this patch (or pass --skip-invalid to leave it out)");
-                    if !self.skip_invalid {
-                        return Err(e);
-                    }
-                    err = Some(e);
-                }
-            }
-            missing.push(err);
-        }
-        for ((key, pending), missing) in ready.into_iter().zip(missing) {
-            if !emitted.insert(key_hash(&key)) {
-                let this = pending.files[0].path();
-                if let Some(first) = first_file_with_key(sources, &key, &this)? {
-                    return Err(duplicate(spec, &key, &first, &this));
-                }
-                if sources.iter().any(|s| s.container.is_some()) {
-                    // Containers are read once: the earlier file is not looked for again.
-                    return Err(duplicate(spec, &key, Path::new("an earlier file"), &this));
-                }
-                // Two keys with one hash (about one chance in 10^19): not a duplicate.
-            }
-            if let Some(err) = missing {
-                emit(Planned::Skipped(key, err.to_string()))?;
-                continue;
-            }
-            let mut files = pending.files;
-            files.shrink_to_fit();
-            emit(Planned::Patch(Patch {
-                key,
-                files,
-                labels: pending.labels,
-                source: self.index,
-            }))?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether `e` is planning's duplicate-key error.
-pub fn is_duplicate_key(e: &Error) -> bool {
-    e.kind == crate::base::error::ErrorKind::Data && e.message.starts_with(DUPLICATE)
-}
-
-const DUPLICATE: &str = "duplicate key ";
-
-fn duplicate(spec: &Spec, key: &str, first: &Path, second: &Path) -> Error {
-    Error::data(format!(
-        "{DUPLICATE}{key:?}: both {} and {} would be stored under it",
-        first.display(),
-        second.display()
-    ))
-    .hint(spec.duplicate_hint.clone().unwrap_or_else(|| {
-        "keys must be unique within one database; convert these sources into separate databases, or rename one of them".to_string()
-    }))
-}
-
-/// The first file (other than `not`) whose key is `key`: walks the sources again. Only for
-/// the error of a duplicate key, which stops the run.
-fn first_file_with_key(sources: &[Source<'_>], key: &str, not: &Path) -> Result<Option<PathBuf>> {
-    let mut order: Vec<&Source<'_>> = sources.iter().filter(|s| s.container.is_none()).collect();
-    order.sort_by(|a, b| a.root.cmp(&b.root));
-    for source in order {
-        let root_name = source
-            .root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut found = None;
-        let root: Arc<Path> = source.root.clone().into();
-        let _ = walk_dirs(&root, &mut String::new(), 0, true, &mut |event| {
-            if let Event::File(_, rel) = event {
-                if let Some(caps) = source.spec.pattern.captures(rel) {
-                    let path = source.root.join(rel);
-                    if source.spec.key.render(&root_name, &caps) == key && path != not {
-                        found = Some(path);
-                        // Stops the walk: the error is dropped.
-                        return Err(Error::data("found"));
-                    }
-                }
-            }
-            Ok(())
-        });
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write::spec::{BandRule, Spec};
     use std::cell::Cell;
+    use std::fs;
     use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
 
     /// A scratch source tree of empty files (planning never opens image files).
     fn tree(name: &str, files: &[&str]) -> PathBuf {

@@ -2,6 +2,10 @@
 //! glob of archive parts (`hyspecnet-11k-*.tar.gz`), for Major-TOM a folder of Parquet files as
 //! the hub publishes them (`images/part_XXXXX.parquet`), or any of these behind a URL
 //! (`https://`, `s3://`; over S3 a folder too).
+//!
+//! A source gives its files as one stream of [`Event`]s, the same [`Member`] for every kind:
+//! a directory's files from [`walk`] (their bytes read later, by the fetch stage), a
+//! container's members from [`members`] (their bytes held, read in the container's one pass).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,46 @@ use std::sync::Arc;
 use rico_source::{Container, Location, RemoteOptions};
 
 use crate::base::error::{Error, Result};
+use crate::base::labels::{LabelRule, TableRows};
+use crate::write::spec::{HeldBytes, Source};
+
+pub(crate) mod members;
+pub(crate) mod walk;
+
+/// One file of a source, as every kind of source gives it.
+pub(crate) struct Member<'a> {
+    /// Its folder: a directory, or `<container>!<folder>` for a container's member.
+    pub dir: &'a Arc<Path>,
+    /// Its `/`-separated path relative to the source's root.
+    pub rel: &'a str,
+    /// Its name as stored (in a container: with the container's top folder), for messages.
+    pub name: &'a str,
+    /// A container member's bytes, read with the container; `None` for a directory's file,
+    /// read by the fetch stage.
+    pub held: Option<Arc<HeldBytes>>,
+}
+
+/// What a source gives, in its order.
+pub(crate) enum Event<'a> {
+    /// A container's name for the folder it stands for (keys are rendered with it).
+    Root(&'a str),
+    /// A file of the source.
+    Member(Member<'a>),
+    /// A directory's files have all been given (its subdirectories come next).
+    DirDone,
+    /// With `skip_invalid`: a path left out (escaped), with the reason.
+    Invalid(String, String),
+    /// Bytes of a container read so far.
+    Progress(u64),
+}
+
+/// The name of the folder a source stands for until a container names its own: the last
+/// component of its root.
+pub(crate) fn root_name(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 /// One source a path stands for.
 #[derive(Clone, Debug)]
@@ -193,4 +237,64 @@ fn parquet_files(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
         }
     }
     Ok(None)
+}
+
+/// The label tables of a source whose labels come from tables (read before any image is
+/// looked up in them); `None` for other sources.
+pub(crate) fn read_tables(source: &Source<'_>) -> Result<Option<TableRows>> {
+    let LabelRule::Tables { tables, .. } = &source.spec.labels else {
+        return Ok(None);
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    crate::write::spec::walk_each(&source.root, &mut |rel| {
+        if tables.is_match(rel) {
+            paths.push(source.root.join(rel));
+        }
+        Ok(())
+    })?;
+    if paths.is_empty() {
+        return Err(Error::usage(format!(
+            "no label table found in the directory given with --{} (files whose path matches {:?})",
+            source.option,
+            tables.as_str()
+        ))
+        .at(&source.root)
+        .hint("point the option at the dataset's root, the directory that holds both the images and the labels directory"));
+    }
+    Ok(Some(TableRows::read(&paths)?))
+}
+
+/// Checks that a source can be opened, before any is walked: a typo in the third option
+/// should not cost a long walk.
+pub(crate) fn check_source(source: &Source<'_>) -> Result<()> {
+    if !matches!(source.location, rico_source::Location::Local(_)) {
+        return Ok(()); // opened (and its size and version asked for) when it was resolved
+    }
+    if source.container.is_some() {
+        return match fs::File::open(&source.root) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::usage(format!(
+                "cannot open the {} given with --{}: {e}",
+                source.what(),
+                source.option
+            ))
+            .at(&source.root)
+            .hint("check the path; it must exist and be readable")),
+        };
+    }
+    match fs::metadata(&source.root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::usage(format!(
+            "--{} must be a directory, an archive ({}) or a Parquet file; this is another kind of file",
+            source.option,
+            rico_source::CONTAINER_ENDINGS
+        ))
+        .at(&source.root)),
+        Err(e) => Err(Error::usage(format!(
+            "cannot open the directory given with --{}: {e}",
+            source.option
+        ))
+        .at(&source.root)
+        .hint("check the path; it must exist and be readable")),
+    }
 }

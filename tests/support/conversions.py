@@ -24,7 +24,12 @@ def generated_tree(tmp_path_factory, patches: int, workers: int | None = 1) -> P
 
 
 def converted(
-    rico_bin: Path, tree: Path, tmp_path_factory, *more: object, name: str = "db", timeout=120
+    rico_bin: Path,
+    tree: Path,
+    tmp_path_factory,
+    *more: object,
+    name: str = "db",
+    timeout: float = 120,
 ) -> Path:
     """``tree`` converted by ``rico bigearthnet`` (with the flags ``more``) into a new
     temporary directory, which it returns; the run must succeed within ``timeout`` seconds."""
@@ -35,7 +40,7 @@ def converted(
 
 
 def clean_records(
-    rico_bin: Path, tree: Path, tmp_path_factory, *more: object, timeout=120
+    rico_bin: Path, tree: Path, tmp_path_factory, *more: object, timeout: float = 120
 ) -> dict[bytes, bytes]:
     """``key -> value`` of ``tree`` converted by ``rico bigearthnet`` (with the flags ``more``)
     in one clean run."""

@@ -28,25 +28,15 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 from commands import shell, timed
+from packed import RESULTS, packed_tree, rico_convert, work_options
 from pagecache import drop_caches
 from support.bigearthnet import SOURCES
 from support.lmdb_records import read_lmdb
-from support.trees import make_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benches" / "results"
-BINARY = ROOT / "target" / "release" / "rico"
-NAMES = list(SOURCES.values())
-
-
-def rico_flags(paths: dict[str, Path]) -> list[str]:
-    return [a for option, p in paths.items() for a in ("--" + option.replace("_", "-"), str(p))]
 
 
 def python_baseline(archives: list[Path], target: Path) -> int:
@@ -94,26 +84,11 @@ def python_baseline(archives: list[Path], target: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patches", type=int, default=2000)
-    parser.add_argument(
-        "--work", type=Path, default=None, help="scratch folder (default: a temp dir)"
-    )
+    work_options(parser)
     parser.add_argument("--no-baseline", action="store_true", help="skip the Python baseline")
     args = parser.parse_args()
-    if not BINARY.is_file():
-        raise SystemExit(f"{BINARY} is missing: run `make build`")
-    work = Path(args.work or tempfile.mkdtemp(prefix="rico-archives-"))
-    work.mkdir(parents=True, exist_ok=True)
-    tree = work / "tree"
-    if not (tree / "BigEarthNet-S2").is_dir():
-        print(f"writing a {args.patches}-patch tree ...", file=sys.stderr)
-        make_dataset(tree, args.patches)
-    packed = work / "archives"
-    packed.mkdir(exist_ok=True)
+    work, tree, packed = packed_tree(args, "rico-archives-")
     archives = {o: packed / f"{name}.tar.zst" for o, name in SOURCES.items()}
-    for option, path in archives.items():
-        if not path.exists():
-            shell(f"tar -C {tree} -cf - {SOURCES[option]} | zstd -q -3 -T0 -o {path}")
     arch_list = " ".join(str(p) for p in archives.values())
     sizes = {p.name: p.stat().st_size for p in archives.values()}
     unpacked_bytes = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
@@ -162,24 +137,13 @@ def main() -> None:
         unpacked.mkdir()
         untar = shell(" && ".join(f"tar --zstd -xf {p} -C {unpacked}" for p in archives.values()))
         dirs = {o: unpacked / name for o, name in SOURCES.items()}
-        convert, _ = timed(
-            [str(BINARY), "bigearthnet", "-q", "--target-dir", str(from_dirs), *rico_flags(dirs)]
-        )
+        convert, _ = timed(rico_convert(from_dirs, dirs))
         results.setdefault("split", {})["tar -x"] = untar
         results["split"]["rico on the folders"] = convert
         return untar + convert
 
     def rico_archives() -> float:
-        seconds, rss = timed(
-            [
-                str(BINARY),
-                "bigearthnet",
-                "-q",
-                "--target-dir",
-                str(from_archives),
-                *rico_flags(archives),
-            ]
-        )
+        seconds, rss = timed(rico_convert(from_archives, archives))
         results["rico_peak_rss_mb"] = max(results.get("rico_peak_rss_mb", 0), rss)
         return seconds
 

@@ -47,6 +47,39 @@ S1 = {"VV", "VH"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def converted_tree(root: Path | None, patches: int, prefix: str) -> tuple[Path, Path, Path]:
+    """(source tree, database, its ``metadata.parquet``): a BigEarthNet v2 tree of ``patches``
+    patches in ``src/`` of ``root`` (default: a new temporary folder named from ``prefix``) and
+    its conversion in ``ben.lmdb/``, both made unless the database is there already."""
+    root = root or Path(tempfile.mkdtemp(prefix=prefix))
+    src, db = root / "src", root / "ben.lmdb"
+    if not (db / "data.mdb").exists():
+        make_bigearthnet(src, patches)
+        convert(src, db, progress=False)
+    return src, db, src / "metadata.parquet"
+
+
+def split_rows(metadata: Path, split: str) -> pd.DataFrame:
+    """The rows of ``split`` in ``metadata`` (``metadata.parquet``) without seasonal snow or
+    cloud: the rows every contender reads."""
+    table = pd.read_parquet(metadata)
+    return table[
+        (table.split == split) & ~table.contains_seasonal_snow & ~table.contains_cloud_or_shadow
+    ]
+
+
+def stacked_at_120(bands: dict[str, np.ndarray], names: list[str]) -> torch.Tensor:
+    """The bands ``names`` of ``bands`` as float32, each resampled (nearest) to 120x120 with
+    ``torch.nn.functional.interpolate`` as ConfigILM's reader does, stacked."""
+    planes = []
+    for b in names:
+        x = torch.from_numpy(np.float32(bands[b]))
+        if x.shape != (120, 120):
+            x = F.interpolate(x[None, None], (120, 120), mode="nearest")[0, 0]
+        planes.append(x)
+    return torch.stack(planes)
+
+
 def best_of(fn, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
@@ -61,10 +94,7 @@ class ConfigILMStyle:
     labels from pandas, as ConfigILM's BENv2 reader does."""
 
     def __init__(self, db: Path, metadata: Path, split: str) -> None:
-        table = pd.read_parquet(metadata)
-        table = table[
-            (table.split == split) & ~table.contains_seasonal_snow & ~table.contains_cloud_or_shadow
-        ]
+        table = split_rows(metadata, split)
         self.keys = list(table.patch_id)
         self.s1 = dict(zip(table.patch_id, table.s1_name))
         self.labels = dict(zip(table.patch_id, table.labels))
@@ -77,25 +107,16 @@ class ConfigILMStyle:
         with self.env.begin(buffers=True) as txn:
             bands.update(st_load(bytes(txn.get(key.encode()))))
             bands.update(st_load(bytes(txn.get(self.s1[key].encode()))))
-        planes = []
-        for b in BANDS:
-            x = torch.from_numpy(np.float32(bands[b]))
-            if x.shape != (120, 120):
-                x = F.interpolate(x[None, None], (120, 120), mode="nearest")[0, 0]
-            planes.append(x)
         label = np.zeros(len(CLASSES), dtype=np.float32)
         label[[self.index[n] for n in self.labels[key]]] = 1.0
-        return torch.stack(planes), torch.from_numpy(label)
+        return stacked_at_120(bands, BANDS), torch.from_numpy(label)
 
 
 class TorchGeoStyle:
     """Per sample: rasterio opens each band's GeoTIFF and reads it at 120x120."""
 
     def __init__(self, root: Path, metadata: Path, split: str) -> None:
-        table = pd.read_parquet(metadata)
-        self.table = table[
-            (table.split == split) & ~table.contains_seasonal_snow & ~table.contains_cloud_or_shadow
-        ].reset_index(drop=True)
+        self.table = split_rows(metadata, split).reset_index(drop=True)
         self.root = root
         self.index = {c: i for i, c in enumerate(CLASSES)}
 
@@ -139,12 +160,7 @@ def main() -> None:
     # One torch thread, as in a DataLoader worker: torch's intra-op threads only add contention
     # to per-band interpolation and to collation (10x slower on a busy 2-core machine).
     torch.set_num_threads(1)
-    root = args.root or Path(tempfile.mkdtemp(prefix="rico-ben-"))
-    src, db = root / "src", root / "ben.lmdb"
-    if not (db / "data.mdb").exists():
-        make_bigearthnet(src, args.patches)
-        convert(src, db, progress=False)
-    metadata = src / "metadata.parquet"
+    src, db, metadata = converted_tree(args.root, args.patches, "rico-ben-")
     split = "train"
 
     ben = rico.BigEarthNet(db, metadata=metadata, split=split, bands=BANDS, masks=False)

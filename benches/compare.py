@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
+import charts  # noqa: E402
 import stamp  # noqa: E402
 from support.bands import S2_BANDS  # noqa: E402
 from support.bigearthnet import flags, sources  # noqa: E402
@@ -398,28 +399,23 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
         part = [r for r in rows if r["section"] == section and not r.get("no_chart")]
         names = [r["name"] for r in part][::-1]
         values = [r["records_per_second"] for r in part][::-1]
-        colors = ["#d95f02" if r["name"].startswith("rico") else "#7f7f7f" for r in part][::-1]
-        bars = ax.barh(names, values, color=colors)
-        ax.set_xscale("log")
+        rico = [r["name"].startswith("rico") for r in part][::-1]
+        labels = []
+        for r in part[::-1]:
+            label = f" {r['records_per_second']:,.0f}/s"
+            if r.get("vs_baseline") and r["name"].startswith("rico"):
+                label += f"  ({r['vs_baseline']:.1f}x baseline)"
+            labels.append(label)
+        charts.bars(ax, names, values, rico, labels, fontsize=8)
         ax.set_xlabel(
             "records per second (log scale)"
             if "onversion" in section
             else "records (samples) per second (log scale)"
         )
         ax.set_title(section, fontsize=10, loc="left")
-        for bar, r in zip(bars, part[::-1]):
-            label = f" {r['records_per_second']:,.0f}/s"
-            if r.get("vs_baseline") and r["name"].startswith("rico"):
-                label += f"  ({r['vs_baseline']:.1f}x baseline)"
-            ax.text(
-                bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8
-            )
         ax.set_xlim(min(values) / 2, max(values) * 30)
         ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    charts.save(fig, title, 11, path)
 
 
 def rss_of_conversion(tree: Path, work: Path, threads: int) -> dict:
@@ -620,60 +616,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lm_rate, cfg_rate = s2 / lm["seconds"], s2 / cfg["seconds"]
         record_bytes = lm["bytes"]
         mem = lambda r: r["bytes"] / r["seconds"] / 1e6 / memcpy_mb  # noqa: E731
+
+        def read_row(name: str, result: dict, records: int, nbytes: int, base: float | None):
+            """A reading row: its rate against ``base`` records/s (None: it is that baseline)
+            and its bytes/s against memcpy's."""
+            vs = 1.0 if base is None else (records / result["seconds"]) / base
+            return row(read, name, result, records, nbytes, vs_baseline=vs, vs_floor=mem(result))
+
         rows += [
-            row(
-                read,
+            read_row(
                 f"rasterio: open + read the GeoTIFFs ({rio['records']} patches)",
                 rio,
                 rio["records"],
                 rio["bytes"],
-                vs_baseline=(rio["records"] / rio["seconds"]) / lm_rate,
-                vs_floor=mem(rio),
+                lm_rate,
             ),
-            row(
-                read,
-                "py-lmdb get + safetensors.numpy.load",
-                lm,
-                s2,
-                record_bytes,
-                vs_baseline=1.0,
-                vs_floor=mem(lm),
-            ),
-            row(
-                read,
-                "rico ds[key] (zero-copy views)",
-                get,
-                s2,
-                get["bytes"],
-                vs_baseline=(s2 / get["seconds"]) / lm_rate,
-                vs_floor=mem(get),
-            ),
-            row(
-                read,
+            read_row("py-lmdb get + safetensors.numpy.load", lm, s2, record_bytes, None),
+            read_row("rico ds[key] (zero-copy views)", get, s2, get["bytes"], lm_rate),
+            read_row(
                 f"numpy batch of {BATCH} (py-lmdb, safetensors, np.repeat, stack, float32)",
                 cfg,
                 s2,
                 cfg["bytes"],
-                vs_baseline=1.0,
-                vs_floor=mem(cfg),
+                None,
             ),
-            row(
-                read,
+            read_row(
                 f"rico ds.batch of {BATCH}, 12 bands at {SIZE}x{SIZE} float32, threads=1",
                 bat,
                 s2,
                 bat["bytes"],
-                vs_baseline=(s2 / bat["seconds"]) / cfg_rate,
-                vs_floor=mem(bat),
+                cfg_rate,
             ),
-            row(
-                read,
+            read_row(
                 f"rico Loader, batch {BATCH}, 2 threads",
                 loa,
                 loa["records"],
                 loa["bytes"],
-                vs_baseline=(loa["records"] / loa["seconds"]) / cfg_rate,
-                vs_floor=mem(loa),
+                cfg_rate,
             ),
             {
                 "section": read,

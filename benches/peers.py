@@ -49,6 +49,7 @@ sys.path.insert(0, str(HERE))
 
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
+import charts  # noqa: E402
 import stamp  # noqa: E402
 from support.bands import S2_BANDS  # noqa: E402
 
@@ -149,6 +150,11 @@ def epochs(make_iter: Callable[[int], Any], count: int, n_epochs: int) -> dict:
         seconds.append(time.perf_counter() - start)
         if seen != count:
             raise SystemExit(f"an epoch yielded {seen} samples, not {count}")
+    return best_of(count, seconds)
+
+
+def best_of(count: int, seconds: list[float]) -> dict:
+    """The result of passes over ``count`` samples that took ``seconds`` each: the best's."""
     best = min(seconds)
     return {
         "samples": count,
@@ -174,13 +180,7 @@ def per_sample(get: Callable[[int], Any], count: int, repeat: int) -> dict:
         for i in range(count):
             get(i)
         seconds.append(time.perf_counter() - start)
-    best = min(seconds)
-    return {
-        "samples": count,
-        "seconds": best,
-        "all_seconds": seconds,
-        "samples_per_second": count / best,
-    }
+    return best_of(count, seconds)
 
 
 # -- contenders (each in its own process) -----------------------------------------------------
@@ -213,6 +213,20 @@ def rico_dataset(p: dict) -> dict:
     return per_sample(ben.__getitem__, len(ben), p["repeat"])
 
 
+def set_up(datamodule: Any, p: dict, **kwargs: Any) -> Any:
+    """A BigEarthNet v2 data module (ConfigILM's or rico's) of the tree and database in ``p``,
+    of the batch and image size every contender takes, set up for fitting."""
+    dm = datamodule(
+        data_dirs(Path(p["tree"]), Path(p["db"])),
+        batch_size=BATCH,
+        img_size=(CONFIGILM_CHANNELS, SIZE, SIZE),
+        **kwargs,
+    )
+    dm.setup("fit")
+    assert dm.train_ds is not None
+    return dm
+
+
 def configilm_datamodule(p: dict) -> dict:
     import torch
     from configilm.extra._defaults import default_transform
@@ -224,15 +238,7 @@ def configilm_datamodule(p: dict) -> dict:
         # The same work as rico's loader: normalisation, no augmentation.
         mean, std = band_combi_to_mean_std(CONFIGILM_CHANNELS)
         kwargs["train_transforms"] = default_transform(img_size=(SIZE, SIZE), mean=mean, std=std)
-    dm = BENv2DataModule(
-        data_dirs(Path(p["tree"]), Path(p["db"])),
-        batch_size=BATCH,
-        img_size=(CONFIGILM_CHANNELS, SIZE, SIZE),
-        num_workers_dataloader=WORKERS,
-        **kwargs,
-    )
-    dm.setup("fit")
-    assert dm.train_ds is not None
+    dm = set_up(BENv2DataModule, p, num_workers_dataloader=WORKERS, **kwargs)
     if p["best"]:
         loader = torch.utils.data.DataLoader(
             dm.train_ds,
@@ -249,14 +255,7 @@ def configilm_datamodule(p: dict) -> dict:
 def rico_datamodule(p: dict) -> dict:
     from rico.lightning import BigEarthNetDataModule
 
-    dm = BigEarthNetDataModule(
-        data_dirs(Path(p["tree"]), Path(p["db"])),
-        batch_size=BATCH,
-        img_size=(CONFIGILM_CHANNELS, SIZE, SIZE),
-        threads=WORKERS,
-    )
-    dm.setup("fit")
-    assert dm.train_ds is not None
+    dm = set_up(BigEarthNetDataModule, p, threads=WORKERS)
     loader = dm.train_dataloader()
     return epochs(lambda _e: loader, len(dm.train_ds), p["epochs"])
 
@@ -489,25 +488,13 @@ def chart(groups: list[dict], path: Path, title: str) -> None:
     for ax, g in zip(axes, groups):
         names = [r["name"] for r in g["rows"]][::-1]
         values = [r[g["unit_key"]] for r in g["rows"]][::-1]
-        colors = ["#d95f02" if r["peer"] == "rico" else "#7f7f7f" for r in g["rows"]][::-1]
-        bars = ax.barh(names, values, color=colors)
-        ax.set_xscale("log")
+        rico = [r["peer"] == "rico" for r in g["rows"]][::-1]
+        charts.bars(ax, names, values, rico, [f" {value:,.0f}" for value in values], fontsize=7)
         ax.set_xlabel(g["unit"] + " (log scale)", fontsize=8)
         ax.set_title(g["title"], fontsize=9, loc="left")
-        for bar, value in zip(bars, values):
-            ax.text(
-                bar.get_width(),
-                bar.get_y() + bar.get_height() / 2,
-                f" {value:,.0f}",
-                va="center",
-                fontsize=7,
-            )
         ax.set_xlim(min(values) / 2, max(values) * 6)
         ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    charts.save(fig, title, 10, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

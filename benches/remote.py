@@ -22,42 +22,21 @@ import json
 import os
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 from commands import shell, timed
+from packed import RESULTS, packed_tree, rico_convert, work_options
 from support.bigearthnet import SOURCES
 from support.lmdb_records import read_lmdb
 from support.servers import http_server
-from support.trees import make_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benches" / "results"
-BINARY = ROOT / "target" / "release" / "rico"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patches", type=int, default=2000)
-    parser.add_argument(
-        "--work", type=Path, default=None, help="scratch folder (default: a temp dir)"
-    )
+    work_options(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each row; the best is kept")
     args = parser.parse_args()
-    if not BINARY.is_file():
-        raise SystemExit(f"{BINARY} is missing: run `make build`")
-    work = Path(args.work or tempfile.mkdtemp(prefix="rico-remote-"))
-    work.mkdir(parents=True, exist_ok=True)
-    tree = work / "tree"
-    if not (tree / "BigEarthNet-S2").is_dir():
-        print(f"writing a {args.patches}-patch tree ...", file=sys.stderr)
-        make_dataset(tree, args.patches)
-    served = work / "archives"
-    served.mkdir(exist_ok=True)
-    for name in SOURCES.values():
-        if not (served / f"{name}.tar.zst").exists():
-            shell(f"tar -C {tree} -cf - {name} | zstd -q -3 -T0 -o {served / name}.tar.zst")
+    work, tree, served = packed_tree(args, "rico-remote-")
     one = work / "one-file"
     downloads = work / "downloads"
     unpacked = work / "unpacked"
@@ -72,13 +51,10 @@ def main() -> None:
     with http_server(served) as (base, _):
         urls = {o: f"{base}/{n}.tar.zst" for o, n in SOURCES.items()}
         listed = " ".join(urls.values())
-        flags = [a for o, u in urls.items() for a in ("--" + o.replace("_", "-"), u)]
 
-        def to_null() -> float:
-            return shell(f"for u in {listed}; do curl -sf $u | zstd -q -dc > /dev/null; done")
-
-        def floor() -> float:
-            return shell(f"for u in {listed}; do curl -sf $u | zstd -q -dc >> {one}; done; sync")
+        def curl_zstd(out: str) -> str:
+            """The script that downloads and decompresses each archive in turn into ``out``."""
+            return f"for u in {listed}; do curl -sf $u | zstd -q -dc {out}; done"
 
         def download_unpack_convert() -> float:
             downloads.mkdir()
@@ -95,26 +71,21 @@ def main() -> None:
                     for n in SOURCES.values()
                 )
             )
-            dirs = [
-                a
-                for o, n in SOURCES.items()
-                for a in ("--" + o.replace("_", "-"), str(unpacked / n))
-            ]
-            seconds += timed(
-                [str(BINARY), "bigearthnet", "-q", "--target-dir", str(from_dirs), *dirs]
-            )[0]
+            dirs = {o: unpacked / n for o, n in SOURCES.items()}
+            seconds += timed(rico_convert(from_dirs, dirs))[0]
             return seconds
 
         def rico_urls() -> float:
-            seconds, rss = timed(
-                [str(BINARY), "bigearthnet", "-q", "--target-dir", str(from_urls), *flags]
-            )
+            seconds, rss = timed(rico_convert(from_urls, urls))
             results["rico_peak_rss_mb"] = max(results.get("rico_peak_rss_mb", 0), rss)
             return seconds
 
         rows = [
-            ("curl | zstd -dc to /dev/null", to_null),
-            ("floor: curl | zstd -dc to one file + sync", floor),
+            ("curl | zstd -dc to /dev/null", lambda: shell(curl_zstd("> /dev/null"))),
+            (
+                "floor: curl | zstd -dc to one file + sync",
+                lambda: shell(curl_zstd(f">> {one}") + "; sync"),
+            ),
             ("download, tar --zstd -x, rico on the folders", download_unpack_convert),
             ("rico from the URLs", rico_urls),
         ]

@@ -30,22 +30,17 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import _tests_path  # noqa: F401  (first: tests/ on sys.path)
 import lmdb
-import numpy as np
-import pandas as pd
 import rico
 import rico.torch
 import torch
-import torch.nn.functional as F
+from bigearthnet import converted_tree, split_rows, stacked_at_120
 from rico.bigearthnet import CLASSES, published_stats, resolve_bands
 from safetensors.numpy import load as st_load
-from support.bigearthnet import convert
-from support.trees import make_bigearthnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from train_bigearthnet import make_model  # noqa: E402
@@ -59,10 +54,7 @@ class ConfigILMStyle(torch.utils.data.Dataset):
     normalisation; labels from pandas."""
 
     def __init__(self, db: Path, metadata: Path, split: str) -> None:
-        table = pd.read_parquet(metadata)
-        table = table[
-            (table.split == split) & ~table.contains_seasonal_snow & ~table.contains_cloud_or_shadow
-        ]
+        table = split_rows(metadata, split)
         self.db, self.keys = str(db), list(table.patch_id)
         self.labels = dict(zip(table.patch_id, table.labels))
         self.index = {c: i for i, c in enumerate(CLASSES)}
@@ -80,15 +72,9 @@ class ConfigILMStyle(torch.utils.data.Dataset):
         key = self.keys[i]
         with self.env.begin(buffers=True) as txn:
             bands = st_load(bytes(txn.get(key.encode())))
-        planes = []
-        for b in BANDS:
-            x = torch.from_numpy(np.float32(bands[b]))
-            if x.shape != (120, 120):
-                x = F.interpolate(x[None, None], (120, 120), mode="nearest")[0, 0]
-            planes.append(x)
         label = torch.zeros(len(CLASSES))
         label[[self.index[n] for n in self.labels[key]]] = 1.0
-        return (torch.stack(planes) - self.mean) / self.std, label
+        return (stacked_at_120(bands, BANDS) - self.mean) / self.std, label
 
 
 def train_loop(batches, model, steps: int, warmup: int) -> dict:
@@ -153,12 +139,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="rico threads")
     args = p.parse_args()
-    root = args.root or Path(tempfile.mkdtemp(prefix="rico-train-"))
-    src, db = root / "src", root / "ben.lmdb"
-    if not (db / "data.mdb").exists():
-        make_bigearthnet(src, args.patches)
-        convert(src, db, progress=False)
-    metadata = src / "metadata.parquet"
+    _, db, metadata = converted_tree(args.root, args.patches, "rico-train-")
     ben = rico.BigEarthNet(
         db, metadata=metadata, split="train", bands=BANDS, normalize="bigearthnet-v2", masks=False
     )

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import rico
 from support.archives import major_tom_parquet, pack_tar, pack_zip
-from support.bigearthnet import SOURCES
+from support.bigearthnet import SOURCES, option_flags
 from support.cli import run
+from support.conversions import tree_fixture
 from support.lmdb_records import read_lmdb, read_shards
 from support.trees import make_dataset
-
-BEN_FLAGS = {option: "--" + option.replace("_", "-") for option in SOURCES}
 
 
 def convert(dataset: str, target: Path, **options) -> dict[bytes, bytes]:
@@ -27,12 +26,8 @@ def convert(dataset: str, target: Path, **options) -> dict[bytes, bytes]:
     return read_lmdb(target)
 
 
-@pytest.fixture(scope="module")
-def ben_tree(tmp_path_factory) -> Path:
-    """A generated 40-patch BigEarthNet tree (S1, S2 and reference maps)."""
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, 40)
-    return root
+#: A generated 40-patch BigEarthNet tree (S1, S2 and reference maps).
+ben_tree = tree_fixture(40, workers=None)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +56,7 @@ def test_bigearthnet_archives_give_the_records_of_the_folders(
 
 def test_the_binary_reads_archives_with_the_same_flags(ben_tree, ben_records, tmp_path, rico_bin):
     archives = ben_archives(ben_tree, tmp_path / "arch", ".tar.zst")
-    args = [a for o, p in archives.items() for a in (BEN_FLAGS[o], p)]
+    args = option_flags(archives)
     for threads in (1, 2):
         target = tmp_path / f"db{threads}"
         r = run(rico_bin, "bigearthnet", "--target-dir", target, "--threads", threads, *args)

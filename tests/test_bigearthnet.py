@@ -187,30 +187,22 @@ def test_python_errors_name_the_problem(tmp_path):
 def test_cli_converts_and_prints_a_summary(rico_bin, samples, tmp_path):
     root = samples / "BigEarthNet"
     res = run(
-        rico_bin,
-        "bigearthnet",
-        "--bigearthnet-s2-dir",
-        root / "BigEarthNet-S2",
-        "--bigearthnet-s1-dir",
-        root / "BigEarthNet-S1",
-        "--target-dir",
-        tmp_path / "db",
-        "--num-workers",
-        2,
-    )
+        rico_bin, "bigearthnet",
+        "--bigearthnet-s2-dir", root / "BigEarthNet-S2",
+        "--bigearthnet-s1-dir", root / "BigEarthNet-S1",
+        "--target-dir", tmp_path / "db",
+        "--num-workers", 2,
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("\n") == 1  # no progress bar when piped, one summary line
     assert "wrote 2 records from 14 files" in res.stderr and "records/s" in res.stderr
     assert len(read_lmdb(tmp_path / "db")) == 2
     quiet = run(
-        rico_bin,
-        "bigearthnet",
-        "--bigearthnet-s1-dir",
-        root / "BigEarthNet-S1",
-        "--target-dir",
-        tmp_path / "db2",
+        rico_bin, "bigearthnet",
+        "--bigearthnet-s1-dir", root / "BigEarthNet-S1",
+        "--target-dir", tmp_path / "db2",
         "--quiet",
-    )
+    )  # fmt: skip
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
 
 

@@ -12,20 +12,12 @@ from pathlib import Path
 
 import pytest
 import rico
-from support.bigearthnet import flags
+from support.bigearthnet import cli_args, flags
 from support.cli import kill_when, run
-from support.conversions import clean_records, generated_tree
+from support.conversions import tree_fixtures
 from support.lmdb_records import read_lmdb, read_shards, write_records
 
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generated_tree(tmp_path_factory, patches=40)
-
-
-@pytest.fixture(scope="module")
-def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
-    return clean_records(rico_bin, tree, tmp_path_factory)
+tree, clean = tree_fixtures(patches=40)
 
 
 @pytest.fixture()
@@ -47,17 +39,8 @@ def test_streamed_conversion_equals_the_clean_run_whatever_the_threads_and_io_de
     rico_bin, tree, clean, tmp_path, threads
 ):
     target = tmp_path / "db"
-    res = run(
-        rico_bin,
-        "bigearthnet",
-        *flags(tree),
-        "--target-dir",
-        target,
-        "--threads",
-        threads,
-        "--io-depth",
-        {"1": "1", "2": "7", "3": "64"}[threads],
-    )
+    depth = {"1": "1", "2": "7", "3": "64"}[threads]
+    res = run(rico_bin, *cli_args(tree, target, "--threads", threads, "--io-depth", depth))
     assert res.returncode == 0, res.stderr
     assert "records/s" in res.stderr and "patches/s" not in res.stderr
     assert read_lmdb(target) == clean

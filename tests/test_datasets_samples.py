@@ -298,31 +298,13 @@ def test_subcommand_help_shows_the_contract_flags(rico_bin, name, flags):
 
 def test_cli_converts_ssl4eo_from_three_dirs(rico_bin, samples, tmp_path):
     root = samples / "SSL4EO-S12"
-    res = run(
-        rico_bin,
-        "ssl4eo-s12",
-        "--s1-dir",
-        root / "s1",
-        "--s2-l1c-dir",
-        root / "s2c",
-        "--s2-l2a-dir",
-        root / "s2a",
-        "--target-dir",
-        tmp_path / "db",
-        "--threads",
-        2,
-    )
+    dirs = ["--s1-dir", root / "s1", "--s2-l1c-dir", root / "s2c", "--s2-l2a-dir", root / "s2a"]
+    res = run(rico_bin, "ssl4eo-s12", *dirs, "--target-dir", tmp_path / "db", "--threads", 2)
     assert res.returncode == 0, res.stderr
     assert read_lmdb(tmp_path / "db") == expected("ssl4eo-s12", samples)
     missing = run(
-        rico_bin,
-        "ssl4eo-s12",
-        "--s1-dir",
-        root / "s1",
-        "--s2-l2a-dir",
-        tmp_path / "nope",
-        "--target-dir",
-        tmp_path / "db2",
-    )
+        rico_bin, "ssl4eo-s12", "--s1-dir", root / "s1", "--s2-l2a-dir", tmp_path / "nope",
+        "--target-dir", tmp_path / "db2",
+    )  # fmt: skip
     assert missing.returncode == 2 and "--s2-l2a-dir" in missing.stderr
     assert not (tmp_path / "db2" / "data.mdb").exists()

@@ -14,17 +14,14 @@ import rico
 from support.bigearthnet import flags, sources
 from support.cli import run
 from support.cluster import local_cluster
+from support.conversions import tree_fixture
 from support.lmdb_records import read_lmdb, read_shards
 from support.trees import make_dataset
 
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=60)
-    return root
+tree = tree_fixture(patches=60, workers=None)
 
 
 @pytest.fixture(scope="module")

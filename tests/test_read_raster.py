@@ -112,11 +112,16 @@ def sample_data(dtype: str, bands: int, height: int, width: int, seed: int) -> n
     return np.ascontiguousarray(data)
 
 
-def write(path: Path, data: np.ndarray, **options) -> Path:
+def profile_of(data: np.ndarray, **options) -> dict:
+    """The GeoTIFF profile of ``data`` (bands, rows, columns), with the ``options`` not None."""
     bands, height, width = data.shape
     profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype=data.dtype)
     profile.update({k: v for k, v in options.items() if v is not None})
-    with rasterio.open(path, "w", **profile) as dst:
+    return profile
+
+
+def write(path: Path, data: np.ndarray, **options) -> Path:
+    with rasterio.open(path, "w", **profile_of(data, **options)) as dst:
         dst.write(data)
     return path
 
@@ -471,18 +476,8 @@ def test_tiny_file_claiming_a_gigabyte_of_sparse_tiles_is_refused(tmp_path):
 )
 def test_sparse_blocks_read_as_nodata(tmp_path, dtype, nodata, options):
     data = sample_data(dtype, 2, HEIGHT, WIDTH, seed=5)
-    bands, height, width = data.shape
     path = tmp_path / "sparse.tif"
-    profile = dict(
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=bands,
-        dtype=dtype,
-        nodata=nodata,
-        sparse_ok=True,
-    )
-    profile.update(options)
+    profile = profile_of(data, nodata=nodata, sparse_ok=True, **options)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data[:, :8, :16], window=Window(0, 0, 16, 8))  # only the first block(s)
     assert_same(path)
@@ -515,15 +510,7 @@ def test_photometric_variants_read_raw_samples(tmp_path, photometric):
     bands = 3 if photometric == "RGB" else 1
     data = sample_data("uint8", bands, HEIGHT, WIDTH, seed=17)
     path = tmp_path / "photo.tif"
-    profile = dict(
-        driver="GTiff",
-        width=WIDTH,
-        height=HEIGHT,
-        count=bands,
-        dtype="uint8",
-        photometric=photometric,
-    )
-    with rasterio.open(path, "w", **profile) as dst:
+    with rasterio.open(path, "w", **profile_of(data, photometric=photometric)) as dst:
         dst.write(data)
         if photometric == "palette":
             dst.write_colormap(1, {i: (i, 255 - i, i // 2, 255) for i in range(256)})

@@ -16,9 +16,9 @@ import pytest
 import rico
 from support import cli
 from support.bigearthnet import convert, flags, sources
-from support.conversions import generated_tree
+from support.conversions import clean_records, tree_fixture
 from support.lmdb_records import read_lmdb
-from support.trees import link_tree, make_dataset
+from support.trees import link_tree
 
 
 def s2_root(root: Path) -> Path:
@@ -42,9 +42,7 @@ def convert_s2(binary, src: Path, target: Path, *extra, **kw) -> subprocess.Comp
     )
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generated_tree(tmp_path_factory, patches=12)
+tree = tree_fixture(patches=12)
 
 
 @pytest.fixture()
@@ -239,19 +237,12 @@ def test_skip_invalid_skips_whole_patches_and_reports_them(rico_bin, damaged, tm
 # -- item 3: --resume after SIGKILL -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def big_tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("big")
-    make_dataset(root, patches=300)
-    return root
+big_tree = tree_fixture(patches=300, workers=None)
 
 
 @pytest.fixture(scope="module")
 def clean_run(rico_bin, big_tree, tmp_path_factory) -> dict[bytes, bytes]:
-    target = tmp_path_factory.mktemp("clean") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(big_tree), "--target-dir", target, "--threads", "2")
-    assert res.returncode == 0, res.stderr
-    return read_lmdb(target)
+    return clean_records(rico_bin, big_tree, tmp_path_factory, "--threads", "2", timeout=300)
 
 
 def record_count(target: Path) -> int:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import rico
 from support.archives import major_tom_parquet, pack_tar, pack_zip
-from support.bigearthnet import SOURCES
+from support.bigearthnet import SOURCES, option_flags
 from support.cli import run
 from support.lmdb_records import read_lmdb
 from support.servers import http_server, s3_env, s3_server, upload
@@ -40,6 +41,11 @@ def ben(tmp_path_factory) -> tuple[Path, dict[bytes, bytes]]:
 
 def urls(base: str) -> dict[str, str]:
     return {o: f"{base}/{n}.tar.zst" for o, n in SOURCES.items()}
+
+
+def convert_s2(rico_bin: Path, target: Path, url: str, **kw) -> subprocess.CompletedProcess:
+    """``rico bigearthnet`` of the S2 source at ``url`` alone into ``target``."""
+    return run(rico_bin, "bigearthnet", "--target-dir", target, "--bigearthnet-s2-dir", url, **kw)
 
 
 def test_archives_over_http_give_the_records_of_the_folders(ben, tmp_path):
@@ -102,25 +108,13 @@ def test_missing_and_forbidden_urls_are_named_without_secrets(ben, tmp_path, ric
     with http_server(root / "served") as (base, _):
         secret = base.replace("http://", "http://reader:hunter2@")
         for name, words in [("missing.tar.zst", "404"), ("forbidden.tar.zst", "denied")]:
-            r = run(
-                rico_bin,
-                "bigearthnet",
-                "--target-dir",
-                tmp_path / "db",
-                "--bigearthnet-s2-dir",
-                f"{secret}/{name}",
-            )
+            r = convert_s2(rico_bin, tmp_path / "db", f"{secret}/{name}")
             assert r.returncode == 2, r.stderr
             assert f"{base}/{name}" in r.stderr and words in r.stderr, r.stderr
             assert "hunter2" not in r.stderr and "reader" not in r.stderr
             assert not (tmp_path / "db").exists()
-        r = run(
-            rico_bin,
-            "bigearthnet",
-            "--target-dir",
-            tmp_path / "db",
-            "--bigearthnet-s2-dir",
-            f"{base}/BigEarthNet-S2.tar.zst?X-Amz-Signature=abc",
+        r = convert_s2(
+            rico_bin, tmp_path / "db", f"{base}/BigEarthNet-S2.tar.zst?X-Amz-Signature=abc"
         )
         assert r.returncode == 2 and "abc" not in r.stderr and "<redacted>" in r.stderr
 
@@ -207,23 +201,11 @@ def test_s3_credentials_from_the_profile_file(ben, s3, tmp_path, rico_bin):
         AWS_ENDPOINT_URL=s3, AWS_SHARED_CREDENTIALS_FILE=str(credentials), AWS_PROFILE="lab",
         AWS_REGION="us-east-1",
     )  # fmt: skip
-    flags = [
-        a
-        for o, n in SOURCES.items()
-        for a in ("--" + o.replace("_", "-"), f"s3://datasets/archives/{n}.tar.zst")
-    ]
+    flags = option_flags({o: f"s3://datasets/archives/{n}.tar.zst" for o, n in SOURCES.items()})
     r = run(rico_bin, "bigearthnet", "--target-dir", tmp_path / "db", *flags, env=env)
     assert r.returncode == 0, r.stderr
     assert read_lmdb(tmp_path / "db") == want
-    r = run(
-        rico_bin,
-        "bigearthnet",
-        "--target-dir",
-        tmp_path / "db2",
-        "--bigearthnet-s2-dir",
-        "s3://datasets/archives/nope.tar.zst",
-        env=env,
-    )
+    r = convert_s2(rico_bin, tmp_path / "db2", "s3://datasets/archives/nope.tar.zst", env=env)
     assert (
         r.returncode == 2
         and "s3://datasets/archives/nope.tar.zst" in r.stderr

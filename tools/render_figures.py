@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +44,27 @@ def secs(x: float) -> str:
 
 def mb(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
+
+
+def cells(*values: object) -> str:
+    """A row of a markdown table."""
+    return "| " + " | ".join(map(str, values)) + " |"
+
+
+def grid(columns: str, align: str, rows: Iterable[str]) -> list[str]:
+    """The lines of a markdown table: its header (``columns``, as ``"a | b"``), its rule
+    (``align``: ``l`` or ``r`` a column) and ``rows``."""
+    rule = "|" + "".join(" ---: |" if a == "r" else " --- |" for a in align)
+    return [f"| {columns} |", rule, *rows]
+
+
+def figure(*blocks: str | list[str]) -> str:
+    """The text of a figure: its blocks (a paragraph, or the lines of a table) one after another,
+    a blank line between two."""
+    out: list[str] = []
+    for block in blocks:
+        out += ([""] if out else []) + ([block] if isinstance(block, str) else block)
+    return "\n".join(out) + "\n"
 
 
 def machine_line(st: dict) -> str:
@@ -167,33 +189,31 @@ def scale_sentence() -> str:
 
 def compare_table() -> str:
     c, conv, read = compare_rows()
-    out = [
-        f"Measured at {stamp_line(c['stamp'])}.",
-        "",
-        "| conversion | time | records/s | ÷ baseline | × copy floor | peak RSS MB | all processes MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in conv:
-        vs = ratio(r["vs_baseline"], 2) if r.get("vs_baseline") else "-"
-        out.append(
-            f"| {r['name']} | {secs(r['seconds'])} | {rate(r['records_per_second'])} | {vs} | "
-            f"{r['vs_floor']:.2f} | {mb(r['rss_mb'])} | {mb(r['tree_rss_mb'])} |"
-        )
-    out += [
-        "",
-        "| reading (1 thread unless said) | records/s | MB/s | ÷ baseline | peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in read:
+
+    def vs(r: dict) -> str:
+        return ratio(r["vs_baseline"], 2) if r.get("vs_baseline") else "-"
+
+    def reading(r: dict) -> str:
         if r.get("records_per_second") is None:
-            out.append(f"| {r['name']} | - | {rate(r['mb_per_second'])} | - | - |")
-            continue
-        vs = ratio(r["vs_baseline"], 2) if r.get("vs_baseline") else "-"
-        out.append(
-            f"| {r['name']} | {rate(r['records_per_second'])} | {rate(r['mb_per_second'])} | "
-            f"{vs} | {mb(r['rss_mb'])} |"
-        )
-    return "\n".join(out) + "\n"
+            return cells(r["name"], "-", rate(r["mb_per_second"]), "-", "-")
+        speed = rate(r["records_per_second"]), rate(r["mb_per_second"])
+        return cells(r["name"], *speed, vs(r), mb(r["rss_mb"]))
+
+    conversions = grid(
+        "conversion | time | records/s | ÷ baseline | × copy floor | peak RSS MB | all processes MB",
+        "lrrrrrr",
+        (
+            cells(r["name"], secs(r["seconds"]), rate(r["records_per_second"]), vs(r),
+                  f"{r['vs_floor']:.2f}", mb(r["rss_mb"]), mb(r["tree_rss_mb"]))
+            for r in conv
+        ),
+    )  # fmt: skip
+    reads = grid(
+        "reading (1 thread unless said) | records/s | MB/s | ÷ baseline | peak RSS MB",
+        "lrrrr",
+        map(reading, read),
+    )
+    return figure(measured(c["stamp"]), conversions, reads)
 
 
 def peers_tables() -> str:
@@ -207,32 +227,30 @@ def peers_tables() -> str:
     for g in p["groups"]:
         unit = g["unit"]
         out += [f"**{g['title']}**", ""]
-        out += [f"| contender | settings | {unit} | time | peak RSS MB | all processes MB |"]
-        out += ["| --- | --- | ---: | ---: | ---: | ---: |"]
-        for r in g["rows"]:
-            name = f"**{r['name']}**" if r["peer"] == "rico" else r["name"]
-            out.append(
-                f"| {name} | {r['settings']} | {rate(r[g['unit_key']])} | {secs(r['seconds'])} | "
-                f"{mb(r.get('rss_mb'))} | {mb(r.get('tree_rss_mb'))} |"
-            )
+        out += grid(
+            f"contender | settings | {unit} | time | peak RSS MB | all processes MB",
+            "llrrrr",
+            (
+                cells(f"**{r['name']}**" if r["peer"] == "rico" else r["name"], r["settings"],
+                      rate(r[g["unit_key"]]), secs(r["seconds"]), mb(r.get("rss_mb")),
+                      mb(r.get("tree_rss_mb")))
+                for r in g["rows"]
+            ),
+        )  # fmt: skip
         ratios = "; ".join(f"{k.replace('_', ' ')} {ratio(v, 2)}" for k, v in g["ratios"].items())
         out += ["", f"rico ÷ peer: {ratios}.", ""]
     return "\n".join(out)
 
 
 def provenance() -> str:
-    out = [
-        "| results file | commit | date | machine | made by |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for path in sorted(RESULTS.glob("*.json")):
+    def row(path: Path) -> str:
         st = json.loads(path.read_text())["stamp"]
         dirty = " (+ changes)" if st.get("dirty") else ""
-        out.append(
-            f"| `{path.name}` | `{st['commit'][:10]}`{dirty} | {st['date'][:10]} | "
-            f"{machine_line(st)} | `{st['command']}` |"
-        )
-    return "\n".join(out) + "\n"
+        return cells(f"`{path.name}`", f"`{st['commit'][:10]}`{dirty}", st["date"][:10],
+                     machine_line(st), f"`{st['command']}`")  # fmt: skip
+
+    rows = map(row, sorted(RESULTS.glob("*.json")))
+    return "\n".join(grid("results file | commit | date | machine | made by", "lllll", rows)) + "\n"
 
 
 # -- figures of earlier runs (scripts make bench-report does not run) -------------------------
@@ -257,24 +275,18 @@ def archives_table() -> str:
             "Python: `zstandard` + `tarfile` + `rasterio.MemoryFile` + py-lmdb",
         ),
     ]
-    out = [
-        measured(a["stamp"]),
-        "",
-        f"| row ({a['cpus']} cores) | warm | cold |",
-        "| --- | ---: | ---: |",
-    ]
-    for key, label in rows:
+
+    def row(key: str, label: str) -> str:
         warm, cold = a["rows"][f"{key} (warm)"], a["rows"].get(f"{key} (cold)")
-        out.append(f"| {label} | {secs(warm)} | {secs(cold) if cold else '-'} |")
-    out += [
-        "",
-        f"rico from the archives: {ratio(a['ratio_to_floor_warm'], 2)} the archive floor warm, "
-        f"{ratio(a['ratio_to_floor_cold'], 2)} cold; peak RSS {a['rico_peak_rss_mb']:.0f} MB.",
-    ]
+        return cells(label, secs(warm), secs(cold) if cold else "-")
+
     r = load("remote")
     rr = r["rows"]
-    out += [
-        "",
+    return figure(
+        measured(a["stamp"]),
+        grid(f"row ({a['cpus']} cores) | warm | cold", "lrr", (row(*r) for r in rows)),
+        f"rico from the archives: {ratio(a['ratio_to_floor_warm'], 2)} the archive floor warm, "
+        f"{ratio(a['ratio_to_floor_cold'], 2)} cold; peak RSS {a['rico_peak_rss_mb']:.0f} MB.",
         f"From the same archives over HTTP on loopback (`benches/remote.py`, best of 3): "
         f"`curl | zstd -dc` to `/dev/null` {secs(rr['curl | zstd -dc to /dev/null'])}; the floor, "
         f"`curl | zstd -dc` into one file then `sync`, "
@@ -282,40 +294,31 @@ def archives_table() -> str:
         f"on the folders {secs(rr['download, tar --zstd -x, rico on the folders'])}; **rico from "
         f"the URLs {secs(rr['rico from the URLs'])}** ({ratio(r['ratio_to_floor'], 2)} the floor, "
         f"peak RSS {r['rico_peak_rss_mb']:.0f} MB). {measured(r['stamp'])}",
-    ]
-    return "\n".join(out) + "\n"
+    )
 
 
 def decode_table() -> str:
     d = load("decode")
-    out = [
-        measured(d["stamp"]) + f" Medians of {d['repeat']} reads each.",
-        "",
-        "| sample | layout | rasterio | rico | rasterio ÷ rico |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    for r in d["rows"]:
-        out.append(
-            f"| {r['name']} | {r['what']} | {r['rasterio_ms']:.2f} ms | {r['rico_ms']:.2f} ms | "
-            f"{ratio(r['rasterio_over_rico'], 2)} |"
-        )
-    return "\n".join(out) + "\n"
+    rows = (
+        cells(r["name"], r["what"], f"{r['rasterio_ms']:.2f} ms", f"{r['rico_ms']:.2f} ms",
+              ratio(r["rasterio_over_rico"], 2))
+        for r in d["rows"]
+    )  # fmt: skip
+    intro = measured(d["stamp"]) + f" Medians of {d['repeat']} reads each."
+    return figure(intro, grid("sample | layout | rasterio | rico | rasterio ÷ rico", "llrrr", rows))
 
 
 def scale_table() -> str:
     s = load("scale")
-    out = [
-        measured(s["stamp"]) + " 12x12 rasters, hard-linked.",
-        "",
-        "| patches (records) | peak RSS | first record committed | records/s | time |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in s["sizes"]:
-        out.append(
-            f"| {r['patches']:,} ({r['records']:,}) | {r['peak_rss_mb']:.1f} MB | "
-            f"{r['first_record_s']:.2f} s | {rate(r['records_per_s'])} | {r['seconds']:.1f} s |"
-        )
-    return "\n".join(out) + "\n"
+    rows = (
+        cells(f"{r['patches']:,} ({r['records']:,})", f"{r['peak_rss_mb']:.1f} MB",
+              f"{r['first_record_s']:.2f} s", rate(r["records_per_s"]), f"{r['seconds']:.1f} s")
+        for r in s["sizes"]
+    )  # fmt: skip
+    columns = "patches (records) | peak RSS | first record committed | records/s | time"
+    return figure(
+        measured(s["stamp"]) + " 12x12 rasters, hard-linked.", grid(columns, "lrrrr", rows)
+    )
 
 
 def scale_real_table() -> str:
@@ -323,50 +326,31 @@ def scale_real_table() -> str:
     names = list(dict.fromkeys(r["binary"] for r in s["sizes"]))
     sizes = sorted({r["patches"] for r in s["sizes"]})
     head = " | ".join(f"{n}, {k}" for k in ("real-size", "12x12") for n in names)
-    out = [
-        measured(s["stamp"]) + " Peak RSS by `wait4`.",
-        "",
-        f"| patches | {head} |",
-        "| --- |" + " ---: |" * (2 * len(names)),
-    ]
-    for n in sizes:
-        cells = []
-        for kind in ("real", "tiny"):
-            for b in names:
-                r = next(
-                    (
-                        x
-                        for x in s["sizes"]
-                        if x["patches"] == n and x["binary"] == b and x["record_size"] == kind
-                    ),
-                    None,
-                )
-                cells.append("-" if r is None else f"{r['peak_rss_mb']:.1f} MB")
-        out.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
+    peaks = {(x["patches"], x["binary"], x["record_size"]): x for x in reversed(s["sizes"])}
+
+    def row(n: int) -> str:
+        runs = [peaks.get((n, b, kind)) for kind in ("real", "tiny") for b in names]
+        return cells(f"{n:,}", *("-" if r is None else f"{r['peak_rss_mb']:.1f} MB" for r in runs))
+
+    out = grid(f"patches | {head}", "l" + "r" * (2 * len(names)), map(row, sizes))
+    return figure(measured(s["stamp"]) + " Peak RSS by `wait4`.", out)
 
 
 def read_scale_table() -> str:
     d = load("read_scale")
-    out = [
-        measured(d["stamp"]) + f" {d['records']:,} S2 records of {d['record_bytes'] / 1e3:.0f} KB.",
-        "",
-        "| batch | rico.Loader (ring) | ds.batch(out=) | ds.batch (new array) | numpy baseline |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in d["warm"]:
-        out.append(
-            f"| {r['batch']} | {rate(r['loader'])} | {rate(r['batch_out'])} | "
-            f"{rate(r['batch_new'])} | {rate(r['baseline'])} |"
-        )
+    rates = ("loader", "batch_out", "batch_new", "baseline")
     g = d["getitem_warm"]
-    out += [
-        "",
+    return figure(
+        measured(d["stamp"]) + f" {d['records']:,} S2 records of {d['record_bytes'] / 1e3:.0f} KB.",
+        grid(
+            "batch | rico.Loader (ring) | ds.batch(out=) | ds.batch (new array) | numpy baseline",
+            "rrrrr",
+            (cells(r["batch"], *(rate(r[k]) for k in rates)) for r in d["warm"]),
+        ),
         f"samples/s. Warm `ds[key]` in the same run: {rate(g['rico'])} records/s against "
         f"{rate(g['lmdb_safetensors'])}/s for py-lmdb + `safetensors.numpy.load` "
         f"({ratio(g['ratio'], 2)}).",
-    ]
-    return "\n".join(out) + "\n"
+    )
 
 
 def cold_disks() -> str:
@@ -389,26 +373,23 @@ def cold_disks() -> str:
 def cold_epochs_table() -> str:
     d = load("read_scale_cold")
     c = d["cold"]
-    out = [
-        measured(d["stamp"]),
-        "",
-        "| run | fio, reads/s | Loader epoch, samples/s | ratio | steady state (after 5%) | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for i, r in enumerate(c["runs"], 1):
-        out.append(
-            f"| {i} | {rate(r['fio'])} | {rate(r['loader'])} | {r['loader_vs_fio']:.2f} | "
-            f"{rate(r['loader_steady'])} | {r['steady_vs_fio']:.2f} |"
-        )
+    rows = (
+        cells(i, rate(r["fio"]), rate(r["loader"]), f"{r['loader_vs_fio']:.2f}",
+              rate(r["loader_steady"]), f"{r['steady_vs_fio']:.2f}")
+        for i, r in enumerate(c["runs"], 1)
+    )  # fmt: skip
+    columns = (
+        "run | fio, reads/s | Loader epoch, samples/s | ratio | steady state (after 5%) | ratio"
+    )
     steady = c["steady_vs_warm"]
-    out += [
-        "",
+    return figure(
+        measured(d["stamp"]),
+        grid(columns, "lrrrrr", rows),
         f"The same epoch warm reached {rate(c['loader_warm'])} samples/s in that run: the cold "
         f"steady state is {min(steady):.2f}-{max(steady):.2f} of the loader's own ceiling. Single "
         f"cold reads at queue depth 1 (`ds[key]`, every byte touched): {rate(c['getitem'])}/s, "
         f"against {rate(c['getitem_baseline'])}/s for py-lmdb + `safetensors.numpy.load`.",
-    ]
-    return "\n".join(out) + "\n"
+    )
 
 
 def bigearthnet_text() -> str:

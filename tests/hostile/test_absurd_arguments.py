@@ -15,17 +15,13 @@ import rico
 from rico import _rico
 from support.bigearthnet import convert, flags, sources
 from support.cli import run
-from support.trees import make_dataset
+from support.conversions import tree_fixture
 
 #: What every refused thread count says.
 RANGE = f"threads must be between 1 and {_rico.MAX_THREADS}"
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=6, workers=1)
-    return root
+tree = tree_fixture(patches=6)
 
 
 @pytest.fixture(scope="module")

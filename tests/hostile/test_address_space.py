@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from support.bigearthnet import flags
-from support.cli import run
-from support.trees import make_dataset
+from support.bigearthnet import cli_args, flags
+from support.cli import run, run_script
+from support.conversions import converted, tree_fixture
 
 #: ``ulimit -v 4000000`` (KiB), about 3.8 GiB.
 LIMIT = 4_000_000 * 1024
@@ -29,26 +26,17 @@ def limited(limit: int = LIMIT):
     return set_limit
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=40, workers=1)
-    return root
+tree = tree_fixture(patches=40)
 
 
 @pytest.fixture(scope="module")
 def dbs(rico_bin, tree, tmp_path_factory) -> dict[str, Path]:
     """The tree converted plainly and into 64 and 300 shards (most of the 300 are empty)."""
-    out = tmp_path_factory.mktemp("dbs")
-    made = {}
-    for name, more in (
-        ("plain", []),
-        ("shards64", ["--shards", 64]),
-        ("shards300", ["--shards", 300]),
-    ):
-        res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", out / name, *more)
-        assert res.returncode == 0, res.stderr
-        made[name] = out / name
+    made = {"plain": converted(rico_bin, tree, tmp_path_factory, name="plain")}
+    for shards in (64, 300):
+        made[f"shards{shards}"] = converted(
+            rico_bin, tree, tmp_path_factory, "--shards", shards, name=f"shards{shards}"
+        )
     return made
 
 
@@ -70,12 +58,8 @@ print(json.dumps({"records": len(ds), "keys": len(keys), "total": total,
 
 
 def read_all(db: Path, limit: int | None) -> dict:
-    res = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(READ_ALL), str(db)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=None if limit is None else limited(limit),
+    res = run_script(
+        READ_ALL, db, timeout=300, preexec_fn=None if limit is None else limited(limit)
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -124,13 +108,7 @@ print(sum(sizes), os.path.getsize(path))
 
 @pytest.mark.parametrize("limit", [None, LIMIT])
 def test_a_reader_maps_the_file_and_room_to_grow_only_where_address_space_is_free(dbs, limit):
-    res = subprocess.run(
-        [sys.executable, "-c", MAPPED, str(dbs["plain"])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=None if limit is None else limited(limit),
-    )
+    res = run_script(MAPPED, dbs["plain"], preexec_fn=None if limit is None else limited(limit))
     assert res.returncode == 0, res.stderr
     mapped, size = map(int, res.stdout.split())
     room = 0 if limit else 64 << 30
@@ -170,12 +148,8 @@ def test_a_database_that_grew_since_it_was_opened_reads_its_new_records(
     assert run(rico_bin, "bigearthnet", *s1, "--target-dir", db).returncode == 0
     cmd = [str(rico_bin), "bigearthnet", *map(str, flags(tree)), "--target-dir", str(db)]
     cmd += ["--resume", "--quiet"]
-    res = subprocess.run(
-        [sys.executable, "-c", GROW, str(db), json.dumps(cmd)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=None if limit is None else limited(limit),
+    res = run_script(
+        GROW, db, json.dumps(cmd), timeout=300, preexec_fn=None if limit is None else limited(limit)
     )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -203,13 +177,7 @@ def test_a_database_of_2100_shards_opens_and_reads(rico_bin, tree, tmp_path):
 
     res = run(rico_bin, "info", db, preexec_fn=more_files)
     assert res.returncode == 0 and "records: 120" in res.stdout, res.stderr
-    res = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(READ_ALL), str(db)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=more_files,
-    )
+    res = run_script(READ_ALL, db, timeout=300, preexec_fn=more_files)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["records"] == 120
 
@@ -222,16 +190,7 @@ def test_a_conversion_under_ulimit_v_1gb_gives_the_records_of_an_unlimited_one(
     its map grows only into address space that a reservation proves free: under ``ulimit -v
     1048576`` it finishes, even with 16 decoder threads, byte for byte as without a limit."""
     target = tmp_path / "db"
-    res = run(
-        rico_bin,
-        "bigearthnet",
-        *flags(tree),
-        "--target-dir",
-        target,
-        "--threads",
-        threads,
-        preexec_fn=limited(1024**3),
-    )
+    res = run(rico_bin, *cli_args(tree, target, "--threads", threads), preexec_fn=limited(1024**3))
     assert res.returncode == 0, res.stderr
     import rico
 

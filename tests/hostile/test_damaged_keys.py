@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 import rico
-from support.bigearthnet import flags
 from support.cli import run
-from support.trees import make_dataset
+from support.conversions import converted, generated_tree
 
 
 @pytest.fixture(scope="module")
 def db(rico_bin, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=6, workers=1)
-    target = tmp_path_factory.mktemp("db") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(root), "--target-dir", target)
-    assert res.returncode == 0, res.stderr
-    return target
+    return converted(rico_bin, generated_tree(tmp_path_factory, 6), tmp_path_factory)
 
 
 def damage_key(db: Path, tmp_path: Path, which: int) -> Path:

@@ -5,15 +5,11 @@ at its first use (2 forks in 100 did, before rico took its locks around ``fork()
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from support.bigearthnet import flags
-from support.cli import run
-from support.trees import make_dataset
+from support.cli import run_script
+from support.conversions import converted, generated_tree
 
 FORKS = """
 import os, sys, threading, time
@@ -60,20 +56,10 @@ print(hung, failed)
 
 @pytest.fixture(scope="module")
 def db(rico_bin, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=4, workers=1)
-    target = tmp_path_factory.mktemp("db") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(root), "--target-dir", target)
-    assert res.returncode == 0, res.stderr
-    return target
+    return converted(rico_bin, generated_tree(tmp_path_factory, 4), tmp_path_factory)
 
 
 def test_children_forked_while_threads_open_and_read_never_hang(db):
-    res = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FORKS), str(db)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = run_script(FORKS, db, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["0", "0"], (res.stdout, res.stderr[-2000:])

@@ -18,37 +18,30 @@ import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.archives import major_tom_parquet, pack_tar, pack_zip
-from support.bigearthnet import SOURCES
+from support.bigearthnet import SOURCES, option_flags
 from support.cli import run
+from support.conversions import clean_records, tree_fixture
 from support.lmdb_records import read_lmdb
 from support.memory import peak_rss
-from support.trees import make_dataset
 
-FLAGS = {option: "--" + option.replace("_", "-") for option in SOURCES}
-
-
-@pytest.fixture(scope="module")
-def ben_tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, 24)
-    return root
+ben_tree = tree_fixture(24, workers=None)
 
 
 @pytest.fixture(scope="module")
 def ben_records(ben_tree, tmp_path_factory, rico_bin) -> dict[bytes, bytes]:
-    target = tmp_path_factory.mktemp("ben-db") / "db"
-    args = [a for o, n in SOURCES.items() for a in (FLAGS[o], ben_tree / n)]
-    r = run(rico_bin, "bigearthnet", "--target-dir", target, *args)
-    assert r.returncode == 0, r.stderr
-    return read_lmdb(target)
+    return clean_records(rico_bin, ben_tree, tmp_path_factory)
 
 
-def convert_ben(rico_bin, target: Path, sources: dict[str, Path], *extra: object):
-    args = [a for o, p in sources.items() for a in (FLAGS[o], p)]
-    return run(rico_bin, "bigearthnet", "--target-dir", target, *args, *extra)
+def ben_args(target: Path, sources: dict[str, Path], *extra: object) -> list[object]:
+    return ["bigearthnet", "--target-dir", target, *option_flags(sources), *extra]
+
+
+def convert_ben(rico_bin, target: Path, sources: dict[str, Path], *extra: object, **kw: Any):
+    return run(rico_bin, *ben_args(target, sources, *extra), **kw)
 
 
 def s1_keys(records) -> set[bytes]:
@@ -101,14 +94,7 @@ def test_a_flipped_bit_in_a_compressed_archive_never_leaves_a_wrong_record(
         assert all(got[k] == ben_records[k] for k in got)
         # `verify` checks the sources' checksums too.
         if got:
-            v = run(
-                rico_bin,
-                "verify",
-                "bigearthnet",
-                "--target-dir",
-                target,
-                *[a for o, p in {**good, "bigearthnet_s1_dir": bad}.items() for a in (FLAGS[o], p)],
-            )
+            v = run(rico_bin, "verify", *ben_args(target, {**good, "bigearthnet_s1_dir": bad}))
             assert v.returncode == 1 and str(bad) in v.stderr, v.stdout + v.stderr
         # The good archive then completes the database, byte for byte.
         r = convert_ben(rico_bin, target, good, "--resume")
@@ -130,15 +116,7 @@ def test_a_tar_cut_at_a_member_boundary_is_truncated(ben_tree, tmp_path, rico_bi
     assert r.returncode == 1, r.stderr
     assert str(cut) in r.stderr and "truncated" in r.stderr and "end-of-archive" in r.stderr
     # With --skip-invalid too: a cut archive is not an invalid patch.
-    r = run(
-        rico_bin,
-        "bigearthnet",
-        "--target-dir",
-        tmp_path / "db2",
-        "--bigearthnet-s2-dir",
-        cut,
-        "--skip-invalid",
-    )
+    r = convert_ben(rico_bin, tmp_path / "db2", {"bigearthnet_s2_dir": cut}, "--skip-invalid")
     assert r.returncode == 1 and "truncated" in r.stderr, r.stderr
 
 
@@ -257,13 +235,10 @@ def test_a_tar_member_that_declares_a_tebibyte_is_truncated_not_allocated(tmp_pa
     info.size = 1 << 40
     archive = tmp_path / "BigEarthNet-S1.tar"
     archive.write_bytes(info.tobuf(format=tarfile.PAX_FORMAT) + bytes(1 << 20))
-    r = run(
+    r = convert_ben(
         rico_bin,
-        "bigearthnet",
-        "--target-dir",
         tmp_path / "db",
-        "--bigearthnet-s1-dir",
-        archive,
+        {"bigearthnet_s1_dir": archive},
         "--max-held-mb",
         2_000_000,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)),
@@ -317,16 +292,8 @@ def test_a_million_empty_members_count_against_the_held_bytes(tmp_path, rico_bin
                 f"BigEarthNet-S1/S1A_IW_GRDH_1SDV_20170613T165043/{patch}/{patch}_VV.tif"
             )
             tar.addfile(info, io.BytesIO(b""))
-    rss, r = peak_rss_mb(
-        rico_bin,
-        "bigearthnet",
-        "--target-dir",
-        tmp_path / "db",
-        "--bigearthnet-s1-dir",
-        archive,
-        "--max-held-mb",
-        1,
-    )
+    args = ben_args(tmp_path / "db", {"bigearthnet_s1_dir": archive}, "--max-held-mb", 1)
+    rss, r = peak_rss_mb(rico_bin, *args)
     assert r.returncode == 1, r.stderr
     assert "incomplete patches are held" in r.stderr and "--max-held-mb" in r.stderr, r.stderr
     assert rss < 200, rss

@@ -10,31 +10,22 @@ from __future__ import annotations
 import resource
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from support.bigearthnet import flags
-from support.cli import run
-from support.trees import make_dataset
+from support.cli import run, run_script
+from support.conversions import converted, tree_fixture
 
 SHARDS = 300
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=6, workers=1)
-    return root
+tree = tree_fixture(patches=6)
 
 
 @pytest.fixture(scope="module")
 def sharded(rico_bin, tree, tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("db") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target, "--shards", SHARDS)
-    assert res.returncode == 0, res.stderr
-    return target
+    return converted(rico_bin, tree, tmp_path_factory, "--shards", SHARDS)
 
 
 def files_limit(soft: int, hard: int):
@@ -66,13 +57,7 @@ print(len(keys), sum(len(r) for r in held), len(ds), digest.hexdigest(), batch.s
 
 
 def read_all(db: Path, soft: int, hard: int) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(READ_ALL), str(db)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=files_limit(soft, hard),
-    )
+    return run_script(READ_ALL, db, timeout=60, preexec_fn=files_limit(soft, hard))
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +104,7 @@ print(len(keys), os.waitstatus_to_exitcode(status))
 
 
 def test_under_a_hard_limit_a_second_handle_and_a_forked_worker_read_too(sharded):
-    res = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(TWICE_AND_FORKED), str(sharded)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=files_limit(256, 256),
-    )
+    res = run_script(TWICE_AND_FORKED, sharded, timeout=120, preexec_fn=files_limit(256, 256))
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["18", "0"], res.stderr[-2000:]
 
@@ -151,13 +130,7 @@ except rico.DataError as e:
 def test_a_shard_replaced_while_shards_take_turns_is_a_data_error(sharded, tmp_path):
     db = tmp_path / "db"
     shutil.copytree(sharded, db)
-    res = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(REPLACED), str(db)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=files_limit(100, 100),
-    )
+    res = run_script(REPLACED, db, timeout=120, preexec_fn=files_limit(100, 100))
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["DataError", "True"], res.stderr[-2000:]
 

@@ -17,20 +17,12 @@ import pytest
 import rico
 from support.bigearthnet import flags
 from support.cli import kill_when, run
-from support.conversions import clean_records, generated_tree
-from support.lmdb_records import read_shards
+from support.conversions import resumes_exactly, sharded_args, tree_fixtures
 
 SHARDS = 4
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generated_tree(tmp_path_factory, patches=40)
-
-
-@pytest.fixture(scope="module")
-def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
-    return clean_records(rico_bin, tree, tmp_path_factory)
+tree, clean = tree_fixtures(patches=40)
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +40,11 @@ def planned(tree, tmp_path_factory) -> Path:
 
 
 def args(tree: Path, target: Path, *more: object) -> list[object]:
-    return ["bigearthnet", *flags(tree), "--target-dir", target, "--shards", SHARDS, *more]
+    return sharded_args(tree, target, SHARDS, *more)
 
 
 def assert_resumes_exactly(rico_bin, tree: Path, target: Path, clean) -> None:
-    res = run(rico_bin, *args(tree, target, "--resume", "--quiet"))
-    assert res.returncode == 0, res.stderr
-    parts = read_shards(target)
-    assert len(parts) == SHARDS
-    merged: dict[bytes, bytes] = {}
-    for part in parts:
-        assert not set(part) & set(merged)
-        merged.update(part)
-    assert merged == clean
+    resumes_exactly(rico_bin, tree, target, clean, SHARDS)
     assert not (target / "rico-plan.spool").exists()
 
 

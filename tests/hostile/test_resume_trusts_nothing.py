@@ -16,7 +16,7 @@ import pytest
 import rico
 from support.bigearthnet import flags, sources
 from support.cli import run
-from support.conversions import clean_records, generated_tree
+from support.conversions import converted, resumes_exactly, sharded_args, tree_fixtures
 from support.lmdb_records import read_shards
 from support.trees import make_dataset
 
@@ -24,27 +24,17 @@ SHARDS = 4
 PLAN = "rico-plan.jsonl"
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generated_tree(tmp_path_factory, patches=40)
-
-
-@pytest.fixture(scope="module")
-def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
-    return clean_records(rico_bin, tree, tmp_path_factory)
+tree, clean = tree_fixtures(patches=40)
 
 
 @pytest.fixture(scope="module")
 def done(rico_bin, tree, tmp_path_factory) -> Path:
     """A finished conversion of the tree into 4 shards."""
-    target = tmp_path_factory.mktemp("done") / "db"
-    res = run(rico_bin, *args(tree, target, "--quiet"))
-    assert res.returncode == 0, res.stderr
-    return target
+    return converted(rico_bin, tree, tmp_path_factory, "--shards", SHARDS, "--quiet", name="done")
 
 
 def args(tree: Path, target: Path, *more: object) -> list[object]:
-    return ["bigearthnet", *flags(tree), "--target-dir", target, "--shards", SHARDS, *more]
+    return sharded_args(tree, target, SHARDS, *more)
 
 
 def shard(target: Path, i: int) -> Path:
@@ -64,16 +54,7 @@ def interrupted(done: Path, target: Path, unfinished: tuple[int, ...] = (1, 2)) 
 
 
 def assert_resumes_exactly(rico_bin, tree: Path, target: Path, clean) -> str:
-    res = run(rico_bin, *args(tree, target, "--resume", "--quiet"))
-    assert res.returncode == 0, res.stderr
-    parts = read_shards(target)
-    assert len(parts) == SHARDS
-    merged: dict[bytes, bytes] = {}
-    for part in parts:
-        assert not set(part) & set(merged)
-        merged.update(part)
-    assert merged == clean
-    return res.stderr
+    return resumes_exactly(rico_bin, tree, target, clean, SHARDS)
 
 
 def edit_lines(path: Path, change: Callable[[list[str]], list[str]]) -> None:
@@ -275,22 +256,13 @@ def swapped(m: dict) -> None:
 @pytest.mark.parametrize(
     "change, named",
     [
-        (fewer, "shard-00001"),
-        (fewer_in_all, "shard-00001"),
-        (total, "records"),
-        (first_key, "shard-00002"),
-        (last_key, "shard-00002"),
-        (dropped, "shard-00003"),
-        (swapped, "shard-00000"),
-    ],
-    ids=[
-        "a shard's count",
-        "a shard's count and the total",
-        "the total",
-        "a first key",
-        "a last key",
-        "a shard left out",
-        "two shards swapped",
+        pytest.param(fewer, "shard-00001", id="a shard's count"),
+        pytest.param(fewer_in_all, "shard-00001", id="a shard's count and the total"),
+        pytest.param(total, "records", id="the total"),
+        pytest.param(first_key, "shard-00002", id="a first key"),
+        pytest.param(last_key, "shard-00002", id="a last key"),
+        pytest.param(dropped, "shard-00003", id="a shard left out"),
+        pytest.param(swapped, "shard-00000", id="two shards swapped"),
     ],
 )
 def test_verify_finds_a_manifest_that_disagrees_with_the_shards(

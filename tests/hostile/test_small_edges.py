@@ -14,23 +14,15 @@ import pytest
 import rico
 from support.bigearthnet import flags
 from support.cli import run
+from support.conversions import converted, tree_fixture
 from support.lmdb_records import read_lmdb
-from support.trees import make_dataset
 
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ben")
-    make_dataset(root, patches=6, workers=1)
-    return root
+tree = tree_fixture(patches=6)
 
 
 @pytest.fixture(scope="module")
 def db(rico_bin, tree, tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("db") / "db"
-    res = run(rico_bin, "bigearthnet", *flags(tree), "--target-dir", target)
-    assert res.returncode == 0, res.stderr
-    return target
+    return converted(rico_bin, tree, tmp_path_factory)
 
 
 @pytest.mark.parametrize("key", ["", b"", "k" * 512])

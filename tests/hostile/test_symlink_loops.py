@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 from support.bigearthnet import flags
 from support.cli import run
-from support.conversions import clean_records, generated_tree
+from support.conversions import tree_fixtures
 from support.lmdb_records import read_lmdb
 
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generated_tree(tmp_path_factory, patches=8)
-
-
-@pytest.fixture(scope="module")
-def clean(rico_bin, tree, tmp_path_factory) -> dict[bytes, bytes]:
-    return clean_records(rico_bin, tree, tmp_path_factory)
+tree, clean = tree_fixtures(patches=8)
 
 
 def looped(tree: Path, tmp_path: Path, kind: str) -> tuple[Path, Path]:

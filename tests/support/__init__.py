@@ -9,6 +9,6 @@
 - :mod:`support.lmdb_records`: databases written and read record by record (py-lmdb);
 - :mod:`support.expected_records`: what a record must hold (rasterio, Pillow, safetensors);
 - :mod:`support.jpeg_writer`: baseline JPEGs of chosen Huffman codes;
-- :mod:`support.cli`: the binary run as a subprocess;
+- :mod:`support.cli`: the binary, or a Python script, run as a subprocess;
 - :mod:`support.cluster`: a local Dask cluster on loopback.
 """

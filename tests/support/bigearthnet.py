@@ -41,12 +41,17 @@ def sources(root: Path) -> dict[str, Path]:
     return {option: root / name for option, name in SOURCES.items()}
 
 
+def option_flags(options: dict[str, Any]) -> list[Any]:
+    """``rico.convert`` options (``{"bigearthnet_s2_dir": path, ...}``) as command-line flags
+    (``["--bigearthnet-s2-dir", path, ...]``)."""
+    return [
+        a for option, value in options.items() for a in ("--" + option.replace("_", "-"), value)
+    ]
+
+
 def flags(root: Path) -> list[str]:
     """The tree under ``root`` as command-line flags (every source directory)."""
-    out = []
-    for option, name in SOURCES.items():
-        out += ["--" + option.replace("_", "-"), str(root / name)]
-    return out
+    return option_flags({option: str(root / name) for option, name in SOURCES.items()})
 
 
 def convert(root: Path, target: Path, **options: Any) -> Any:
@@ -54,3 +59,9 @@ def convert(root: Path, target: Path, **options: Any) -> Any:
     import rico
 
     return rico.convert("bigearthnet", target, **sources(root), **options)
+
+
+def cli_args(root: Path, target: Path, *more: object) -> list[object]:
+    """The arguments of ``rico bigearthnet`` converting the tree under ``root`` into
+    ``target``, then ``more``."""
+    return ["bigearthnet", *flags(root), "--target-dir", target, *more]

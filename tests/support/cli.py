@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,14 @@ def run(
     return subprocess.run(
         [str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+def run_script(
+    script: str, *args: object, timeout: float = 120, **kw: Any
+) -> subprocess.CompletedProcess:
+    """Runs the Python code ``script`` (dedented) in a new interpreter, this one's, with ``args``
+    as its ``sys.argv[1:]``, as :func:`run` runs a binary."""
+    return run(sys.executable, "-c", textwrap.dedent(script), *args, timeout=timeout, **kw)
 
 
 def kill_when(

@@ -106,10 +106,11 @@ pub(super) fn decode_scan(
                         let Some(table) = ac[si] else {
                             return Err(missing("AC", 0));
                         };
+                        let pass = AcPass(table, scan, &mut eobrun);
                         if scan.ah == 0 {
-                            ac_first(&mut reader, table, scan, &mut eobrun, dst)?;
+                            ac_first(&mut reader, pass, dst)?;
                         } else {
-                            ac_refine(&mut reader, table, scan, &mut eobrun, dst)?;
+                            ac_refine(&mut reader, pass, dst)?;
                         }
                     }
                 }
@@ -161,13 +162,12 @@ fn decode_baseline(
     Ok(())
 }
 
-fn ac_first(
-    r: &mut BitReader<'_>,
-    table: &Huffman,
-    scan: &Scan,
-    eobrun: &mut u32,
-    block: &mut [i16],
-) -> Result<()> {
+/// What a progressive AC pass over one block reads with: the scan's Huffman table, the scan
+/// (its band `ss..=se` and bit position `al`) and the scan's end-of-band run.
+struct AcPass<'a>(&'a Huffman, &'a Scan, &'a mut u32);
+
+fn ac_first(r: &mut BitReader<'_>, pass: AcPass<'_>, block: &mut [i16]) -> Result<()> {
+    let AcPass(table, scan, eobrun) = pass;
     if *eobrun > 0 {
         *eobrun -= 1;
         return Ok(());
@@ -195,13 +195,8 @@ fn ac_first(
     Ok(())
 }
 
-fn ac_refine(
-    r: &mut BitReader<'_>,
-    table: &Huffman,
-    scan: &Scan,
-    eobrun: &mut u32,
-    block: &mut [i16],
-) -> Result<()> {
+fn ac_refine(r: &mut BitReader<'_>, pass: AcPass<'_>, block: &mut [i16]) -> Result<()> {
+    let AcPass(table, scan, eobrun) = pass;
     let p1: i32 = 1 << scan.al;
     let m1: i32 = -1 << scan.al;
     let mut k = scan.ss;

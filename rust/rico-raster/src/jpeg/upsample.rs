@@ -23,10 +23,7 @@ pub(super) fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u
             if cw > 2 {
                 h2v1_fancy(row(y), &mut line);
             } else {
-                row(y)
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
+                h2_narrow(row(y), &mut line);
             }
             out[y * w..(y + 1) * w].copy_from_slice(&line[..w]);
         }
@@ -57,10 +54,7 @@ pub(super) fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u
             if cw > 2 {
                 h2v2_fancy(row(iy), row(other), &mut line);
             } else {
-                row(iy)
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, &v)| line[2 * i..2 * i + 2].fill(v));
+                h2_narrow(row(iy), &mut line);
             }
             out[y * w..(y + 1) * w].copy_from_slice(&line[..w]);
         }
@@ -80,6 +74,15 @@ pub(super) fn upsample(c: &Component, plane: Vec<u8>, f: &Frame) -> Result<Vec<u
         )));
     }
     Ok(out)
+}
+
+/// A component row of at most 2 samples, too narrow for the triangle filters: each sample
+/// twice.
+fn h2_narrow(input: &[u8], out: &mut [u8]) {
+    input
+        .iter()
+        .enumerate()
+        .for_each(|(i, &v)| out[2 * i..2 * i + 2].fill(v));
 }
 
 /// h2v1_fancy_upsample: 3/4 of the nearer sample plus 1/4 of the further one.

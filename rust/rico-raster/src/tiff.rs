@@ -34,11 +34,15 @@
 mod codec;
 mod half;
 mod ifd;
+mod placement;
 mod predictor;
+mod tags;
 
 use codec::{Compression, Decoders, INFLATE_SLACK};
-use ifd::{Bytes, Entry, UintArray};
+use ifd::{Bytes, UintArray};
+use placement::Placement;
 use rayon::prelude::*;
+use tags::{dimension, dtype_for, fill_value, per_sample, scalar};
 
 use crate::{DType, ErrorKind, Limits, Raster, RasterError, RasterInfo, Result};
 
@@ -122,136 +126,6 @@ enum Predictor {
     None,
     Horizontal,
     Float,
-}
-
-/// Reads an optional scalar tag, `default` when absent.
-fn scalar(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64) -> Result<u64> {
-    entry.map_or(Ok(default), |e| e.uint(bytes))
-}
-
-/// Reads a per-sample tag (BitsPerSample, SampleFormat) whose values must all be equal.
-fn per_sample(bytes: &Bytes<'_>, entry: Option<Entry>, default: u64, what: &str) -> Result<u64> {
-    let Some(entry) = entry else {
-        return Ok(default);
-    };
-    let values = entry.uints(bytes)?;
-    let first = values
-        .get(0)
-        .ok_or_else(|| RasterError::corrupt(format!("TIFF {what} tag has no value")))?;
-    if values.iter().any(|v| v != first) {
-        return Err(RasterError::unsupported(format!(
-            "TIFF with a different {what} per band; rico needs one {what} for all bands"
-        )));
-    }
-    Ok(first)
-}
-
-fn dimension(bytes: &Bytes<'_>, entry: Option<Entry>, what: &str) -> Result<usize> {
-    let entry = entry
-        .ok_or_else(|| RasterError::corrupt(format!("TIFF directory lacks the {what} tag")))?;
-    let value = entry.uint(bytes)?;
-    if value == 0 {
-        return Err(RasterError::corrupt(format!("TIFF {what} is zero")));
-    }
-    if value > MAX_DIMENSION {
-        return Err(too_large(format!(
-            "TIFF {what} {value} exceeds rico's limit of {MAX_DIMENSION}"
-        )));
-    }
-    Ok(value as usize) // <= 2^20: fits any usize rico runs on
-}
-
-fn dtype_for(sample_format: u64, bits: u64) -> Result<DType> {
-    Ok(match (sample_format, bits) {
-        // 4 (void) is read as unsigned by GDAL.
-        (1 | 4, 8) => DType::U8,
-        (2, 8) => DType::I8,
-        (1 | 4, 16) => DType::U16,
-        (2, 16) => DType::I16,
-        (1 | 4, 32) => DType::U32,
-        (2, 32) => DType::I32,
-        (1 | 4, 64) => DType::U64,
-        (2, 64) => DType::I64,
-        // Half floats are widened to float32 (exactly), as GDAL before 3.11 reads them.
-        (3, 16 | 32) => DType::F32,
-        (3, 64) => DType::F64,
-        (3, b) => {
-            return Err(RasterError::unsupported(format!(
-                "unsupported TIFF sample type: {b}-bit floats; rico decodes 16, 32 and 64"
-            )))
-        }
-        (5 | 6, _) => {
-            return Err(RasterError::unsupported(
-                "unsupported TIFF sample type: complex numbers",
-            ))
-        }
-        (1 | 2 | 4, b) => {
-            return Err(RasterError::unsupported(format!(
-                "unsupported TIFF sample type: {b} bits per sample; rico decodes 8, 16, 32 and 64"
-            )))
-        }
-        (f, _) => {
-            return Err(RasterError::corrupt(format!(
-                "invalid TIFF SampleFormat {f}"
-            )))
-        }
-    })
-}
-
-/// Parses GDAL_NODATA and converts it to a sample the way GDAL fills sparse blocks
-/// (GDALCopyWords from double: round to nearest, clamp to the type's range, NaN -> 0).
-///
-/// 64-bit integer nodata is parsed as an integer first (GDAL keeps it exact). 16-bit float
-/// images are float32 to GDAL, and their sparse blocks hold the float32 nodata value.
-fn fill_value(bytes: &Bytes<'_>, entry: Option<Entry>, dtype: DType) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    let Some(text) = entry
-        .and_then(|e| e.raw(bytes).ok())
-        .and_then(|raw| std::str::from_utf8(raw).ok())
-        .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
-    else {
-        return out;
-    };
-    match dtype {
-        DType::I64 => {
-            if let Ok(v) = text.parse::<i64>() {
-                return v.to_le_bytes();
-            }
-        }
-        DType::U64 => {
-            if let Ok(v) = text.parse::<u64>() {
-                return v.to_le_bytes();
-            }
-        }
-        _ => {}
-    }
-    let Ok(value) = text.parse::<f64>() else {
-        return out;
-    };
-
-    let int = |min: f64, max: f64| {
-        if value.is_nan() {
-            0.0
-        } else {
-            value.round().clamp(min, max)
-        }
-    };
-    match dtype {
-        DType::U8 => out[0] = int(0.0, 255.0) as u8,
-        DType::I8 => out[0] = (int(-128.0, 127.0) as i8) as u8,
-        DType::U16 => out[..2].copy_from_slice(&(int(0.0, 65535.0) as u16).to_le_bytes()),
-        DType::I16 => out[..2].copy_from_slice(&(int(-32768.0, 32767.0) as i16).to_le_bytes()),
-        DType::U32 => out[..4].copy_from_slice(&(int(0.0, u32::MAX as f64) as u32).to_le_bytes()),
-        DType::I32 => {
-            out[..4].copy_from_slice(&(int(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes())
-        }
-        // `as` saturates, and 2^63 and 2^64 are exact doubles: the types' clamps.
-        DType::U64 => out = (int(0.0, u64::MAX as f64) as u64).to_le_bytes(),
-        DType::I64 => out = (int(i64::MIN as f64, i64::MAX as f64) as i64).to_le_bytes(),
-        DType::F32 => out[..4].copy_from_slice(&(value as f32).to_le_bytes()),
-        DType::F64 => out = value.to_le_bytes(),
-    }
-    out
 }
 
 impl<'a> TiffImage<'a> {
@@ -575,20 +449,6 @@ impl<'a> TiffImage<'a> {
         self.decode_samples(out, zeroed)
     }
 
-    /// Where block `index` lands in the output.
-    fn placement(&self, index: usize) -> Placement {
-        let (plane, x0, y0, valid_width, rows) = self.block_geometry(index);
-        Placement {
-            band_bytes: self.width * self.height * self.sample_size,
-            width: self.width,
-            first_band: plane,
-            x0,
-            y0,
-            valid_width,
-            rows,
-        }
-    }
-
     /// Fills the region of a sparse block with the nodata value (`size` bytes a sample).
     fn fill_sparse(&self, out: &mut [u8], dst: &Placement, zeroed: bool, size: usize) {
         let value = &self.fill[..size];
@@ -768,148 +628,6 @@ impl<'a> TiffImage<'a> {
 /// A block decoded into its own buffer (with slack past its rows), and whether its samples are
 /// still big-endian; `None` in its place is a sparse block.
 type DecodedBlock = (Vec<u8>, bool);
-
-/// Where a decoded block lands in the band-sequential output.
-struct Placement {
-    band_bytes: usize,
-    width: usize,
-    first_band: usize,
-    x0: usize,
-    y0: usize,
-    valid_width: usize,
-    rows: usize,
-}
-
-impl Placement {
-    /// Byte offset in `out` of the block's first valid pixel in `band`, row `r`.
-    fn offset(&self, band: usize, r: usize, size: usize) -> usize {
-        band * self.band_bytes + ((self.y0 + r) * self.width + self.x0) * size
-    }
-
-    /// Copies the valid region of a decoded block (`rows` rows of `row_bytes`, `samples`
-    /// interleaved samples per pixel) into the output planes, swapping bytes if asked.
-    fn copy(
-        &self,
-        out: &mut [u8],
-        block: &[u8],
-        row_bytes: usize,
-        samples: usize,
-        size: usize,
-        swap: bool,
-    ) {
-        if samples == 1
-            && self.valid_width * size == row_bytes
-            && self.x0 == 0
-            && self.valid_width == self.width
-        {
-            // Whole-width single-band block (a strip): one contiguous run in the output.
-            let start = self.offset(self.first_band, 0, size);
-            let len = self.rows * row_bytes;
-            copy_samples(&mut out[start..start + len], &block[..len], size, swap);
-            return;
-        }
-        let run = self.valid_width * size;
-        for (r, row) in block.chunks_exact(row_bytes).take(self.rows).enumerate() {
-            if samples == 1 {
-                let start = self.offset(self.first_band, r, size);
-                copy_samples(&mut out[start..start + run], &row[..run], size, swap);
-            } else {
-                let offsets = self.offset(0, r, size);
-                let pixels = &row[..self.valid_width * samples * size];
-                deinterleave(
-                    out,
-                    pixels,
-                    samples,
-                    size,
-                    swap,
-                    self.band_bytes,
-                    offsets,
-                    run,
-                );
-            }
-        }
-    }
-
-    /// Fills the valid region of a sparse block with `value` in every band it covers.
-    fn fill(&self, out: &mut [u8], samples: usize, value: &[u8]) {
-        let run = self.valid_width * value.len();
-        for band in self.first_band..self.first_band + samples {
-            for r in 0..self.rows {
-                let start = self.offset(band, r, value.len());
-                let dst = &mut out[start..start + run];
-                if value.iter().all(|&b| b == 0) {
-                    dst.fill(0);
-                } else {
-                    dst.chunks_exact_mut(value.len())
-                        .for_each(|c| c.copy_from_slice(value));
-                }
-            }
-        }
-    }
-}
-
-fn copy_samples(dst: &mut [u8], src: &[u8], size: usize, swap: bool) {
-    if !swap {
-        dst.copy_from_slice(src);
-        return;
-    }
-    match size {
-        2 => copy_swapped::<2>(dst, src),
-        4 => copy_swapped::<4>(dst, src),
-        8 => copy_swapped::<8>(dst, src),
-        _ => dst.copy_from_slice(src),
-    }
-}
-
-fn copy_swapped<const N: usize>(dst: &mut [u8], src: &[u8]) {
-    for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks_exact(N)) {
-        d.copy_from_slice(s);
-        d.reverse();
-    }
-}
-
-/// Splits one row of pixel-interleaved samples into the band planes of `out`; `dst_offset` is
-/// the row's byte offset within band 0, `run` the row's byte length within one band.
-#[allow(clippy::too_many_arguments)]
-fn deinterleave(
-    out: &mut [u8],
-    pixels: &[u8],
-    samples: usize,
-    size: usize,
-    swap: bool,
-    band_bytes: usize,
-    dst_offset: usize,
-    run: usize,
-) {
-    // Monomorphised per sample size and byte order, so the inner loop has no branches.
-    let f: fn(&mut [u8], &[u8], usize) = match (size, swap) {
-        (1, _) => deinterleave_band::<1, false>,
-        (2, false) => deinterleave_band::<2, false>,
-        (2, true) => deinterleave_band::<2, true>,
-        (4, false) => deinterleave_band::<4, false>,
-        (4, true) => deinterleave_band::<4, true>,
-        (_, false) => deinterleave_band::<8, false>,
-        (_, true) => deinterleave_band::<8, true>,
-    };
-    for band in 0..samples {
-        let start = band * band_bytes + dst_offset;
-        f(
-            &mut out[start..start + run],
-            &pixels[band * size..],
-            samples * size,
-        );
-    }
-}
-
-/// Copies every `pixel`-th N-byte sample of `src` (starting at its first byte) into `dst`.
-fn deinterleave_band<const N: usize, const SWAP: bool>(dst: &mut [u8], src: &[u8], pixel: usize) {
-    for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks(pixel)) {
-        d.copy_from_slice(&s[..N]);
-        if SWAP {
-            d.reverse();
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests;

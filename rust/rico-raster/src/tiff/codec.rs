@@ -305,17 +305,17 @@ trait CodeReader {
     fn read(&mut self, width: u32) -> Option<u16>;
 }
 
-/// MSB-first codes (TIFF 6.0 LZW).
-struct MsbReader<'a> {
+/// LZW codes read from `src`, most significant bit first (`MSB`) or least.
+struct Codes<'a, const MSB: bool> {
     src: &'a [u8],
     pos: usize,
     acc: u64,
     bits: u32,
 }
 
-impl<'a> MsbReader<'a> {
+impl<'a, const MSB: bool> Codes<'a, MSB> {
     fn new(src: &'a [u8]) -> Self {
-        MsbReader {
+        Codes {
             src,
             pos: 0,
             acc: 0,
@@ -323,6 +323,12 @@ impl<'a> MsbReader<'a> {
         }
     }
 }
+
+/// MSB-first codes (TIFF 6.0 LZW).
+type MsbReader<'a> = Codes<'a, true>;
+
+/// LSB-first codes (old-style libtiff LZW).
+type LsbReader<'a> = Codes<'a, false>;
 
 impl CodeReader for MsbReader<'_> {
     #[inline(always)]
@@ -345,25 +351,6 @@ impl CodeReader for MsbReader<'_> {
         }
         self.bits -= width;
         Some(((self.acc >> self.bits) & ((1 << width) - 1)) as u16)
-    }
-}
-
-/// LSB-first codes (old-style libtiff LZW).
-struct LsbReader<'a> {
-    src: &'a [u8],
-    pos: usize,
-    acc: u64,
-    bits: u32,
-}
-
-impl<'a> LsbReader<'a> {
-    fn new(src: &'a [u8]) -> Self {
-        LsbReader {
-            src,
-            pos: 0,
-            acc: 0,
-            bits: 0,
-        }
     }
 }
 

@@ -50,31 +50,31 @@ impl<'a> Bytes<'a> {
         self.slice(offset, N as u64)?.try_into().ok()
     }
 
-    pub fn u16(&self, offset: u64) -> Option<u16> {
-        let b = self.array::<2>(offset)?;
+    /// An `N`-byte integer at `offset` in the file's byte order.
+    fn int<const N: usize, T>(
+        &self,
+        offset: u64,
+        from_be: fn([u8; N]) -> T,
+        from_le: fn([u8; N]) -> T,
+    ) -> Option<T> {
+        let b = self.array::<N>(offset)?;
         Some(if self.big_endian {
-            u16::from_be_bytes(b)
+            from_be(b)
         } else {
-            u16::from_le_bytes(b)
+            from_le(b)
         })
+    }
+
+    pub fn u16(&self, offset: u64) -> Option<u16> {
+        self.int(offset, u16::from_be_bytes, u16::from_le_bytes)
     }
 
     pub fn u32(&self, offset: u64) -> Option<u32> {
-        let b = self.array::<4>(offset)?;
-        Some(if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        self.int(offset, u32::from_be_bytes, u32::from_le_bytes)
     }
 
     pub fn u64(&self, offset: u64) -> Option<u64> {
-        let b = self.array::<8>(offset)?;
-        Some(if self.big_endian {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
+        self.int(offset, u64::from_be_bytes, u64::from_le_bytes)
     }
 }
 

@@ -38,6 +38,34 @@ impl Builder {
         self
     }
 
+    /// ImageWidth and ImageLength (both `field_type`) and BitsPerSample.
+    fn size(self, field_type: u16, width: u64, height: u64, bits: &[u64]) -> Self {
+        self.tag(256, field_type, &[width])
+            .tag(257, field_type, &[height])
+            .tag(258, SHORT, bits)
+    }
+
+    /// StripOffsets and StripByteCounts, both `field_type`.
+    fn strips(self, field_type: u16, offsets: &[u64], counts: &[u64]) -> Self {
+        self.tag(273, field_type, offsets)
+            .tag(279, field_type, counts)
+    }
+
+    /// TileWidth and TileLength (`size_type`), TileOffsets and TileByteCounts (`offset_type`).
+    fn tiles(
+        self,
+        size_type: u16,
+        (width, height): (u64, u64),
+        offset_type: u16,
+        offsets: &[u64],
+        counts: &[u64],
+    ) -> Self {
+        self.tag(322, size_type, &[width])
+            .tag(323, size_type, &[height])
+            .tag(324, offset_type, offsets)
+            .tag(325, offset_type, counts)
+    }
+
     fn int(&self, out: &mut Vec<u8>, v: u64, size: usize) {
         let b = v.to_le_bytes();
         let mut b = b[..size].to_vec();
@@ -107,12 +135,9 @@ fn simple(
 ) -> Vec<u8> {
     let b = Builder::new(big_endian, bigtiff);
     let at = b.data_offset();
-    b.tag(256, LONG, &[width])
-        .tag(257, LONG, &[height])
-        .tag(258, SHORT, &[bits])
-        .tag(273, LONG, &[at])
+    b.size(LONG, width, height, &[bits])
+        .strips(LONG, &[at], &[data.len() as u64])
         .tag(278, LONG, &[height])
-        .tag(279, LONG, &[data.len() as u64])
         .build(data)
 }
 
@@ -161,13 +186,10 @@ fn deinterleaves_pixel_interleaved_strips() {
     let values: Vec<i16> = (0..12).map(|i| i * 100 - 500).collect();
     let data: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
     let file = b
-        .tag(256, SHORT, &[2])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[16, 16, 16])
-        .tag(273, LONG, &[at, at + 12])
+        .size(SHORT, 2, 2, &[16, 16, 16])
+        .strips(LONG, &[at, at + 12], &[12, 12])
         .tag(277, SHORT, &[3])
         .tag(278, SHORT, &[1])
-        .tag(279, LONG, &[12, 12])
         .tag(339, SHORT, &[2, 2, 2])
         .build(&data);
     let r = decode(&file).unwrap();
@@ -213,15 +235,10 @@ fn band_separate_tiles_with_partial_edges_and_sparse_nodata() {
         }
     }
     let file = b
-        .tag(256, SHORT, &[3])
-        .tag(257, SHORT, &[3])
-        .tag(258, SHORT, &[8, 8])
+        .size(SHORT, 3, 3, &[8, 8])
         .tag(277, SHORT, &[2])
         .tag(284, SHORT, &[2])
-        .tag(322, SHORT, &[2])
-        .tag(323, SHORT, &[2])
-        .tag(324, LONG8, &offsets)
-        .tag(325, LONG8, &counts)
+        .tiles(SHORT, (2, 2), LONG8, &offsets, &counts)
         .tag(42113, ASCII, &b"7\0".map(u64::from))
         .build(&data);
     let r = decode(&file).unwrap();
@@ -242,17 +259,7 @@ fn deflate_with_horizontal_predictor() {
         }
     }
     let z = miniz_oxide::deflate::compress_to_vec_zlib(&diffs, 6);
-    let b = Builder::new(false, false);
-    let at = b.data_offset();
-    let file = b
-        .tag(256, SHORT, &[4])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[16])
-        .tag(259, SHORT, &[8])
-        .tag(273, LONG, &[at])
-        .tag(279, LONG, &[z.len() as u64])
-        .tag(317, SHORT, &[2])
-        .build(&z);
+    let file = deflate_4x2_u16(&z).tag(317, SHORT, &[2]).build(&z);
     let r = decode(&file).unwrap();
     let got: Vec<u16> = r
         .data
@@ -262,119 +269,85 @@ fn deflate_with_horizontal_predictor() {
     assert_eq!(got, values);
 
     // The same stream cut short is corrupt, with a message naming the strip.
-    let cut = b_with_strip(&z[..z.len() / 2]);
+    let cut = &z[..z.len() / 2];
+    let cut = deflate_4x2_u16(cut).build(cut);
     let e = decode(&cut).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Corrupt);
     assert!(e.message.contains("strip 0"), "{}", e.message);
 }
 
-fn b_with_strip(strip: &[u8]) -> Vec<u8> {
+/// The tags of a 4x2 uint16 image in one deflate strip, `strip`, placed first in the file.
+fn deflate_4x2_u16(strip: &[u8]) -> Builder {
     let b = Builder::new(false, false);
     let at = b.data_offset();
-    b.tag(256, SHORT, &[4])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[16])
+    b.size(SHORT, 4, 2, &[16])
         .tag(259, SHORT, &[8])
-        .tag(273, LONG, &[at])
-        .tag(279, LONG, &[strip.len() as u64])
-        .build(strip)
+        .strips(LONG, &[at], &[strip.len() as u64])
 }
 
 #[test]
 fn rejects_huge_dimensions_before_allocating() {
-    // 1M x 1M x 8 bytes: within MAX_DIMENSION per side, far over MAX_DECODED_BYTES.
-    let b = Builder::new(false, false);
-    let file = b
-        .tag(256, LONG, &[1 << 20])
-        .tag(257, LONG, &[1 << 20])
-        .tag(258, SHORT, &[64])
-        .tag(339, SHORT, &[3])
-        .tag(273, LONG, &[8])
-        .tag(279, LONG, &[1])
-        .build(&[0]);
-    assert_eq!(kind(decode(&file)), ErrorKind::TooLarge);
-    // Over MAX_DIMENSION.
-    assert_eq!(
-        kind(decode(&simple(
-            false,
-            false,
-            u64::from(u32::MAX),
-            1,
-            8,
-            &[0]
-        ))),
-        ErrorKind::TooLarge
-    );
-    // A tile far larger than the 1x1 image, with 60000 interleaved bands.
-    let file = Builder::new(false, false)
-        .tag(256, LONG, &[1])
-        .tag(257, LONG, &[1])
-        .tag(258, SHORT, &[8])
-        .tag(277, SHORT, &[60000])
-        .tag(322, LONG, &[1 << 20])
-        .tag(323, LONG, &[16])
-        .tag(324, LONG, &[8])
-        .tag(325, LONG, &[1])
-        .build(&[0]);
-    assert_eq!(kind(decode(&file)), ErrorKind::TooLarge);
+    let too_large = [
+        // 1M x 1M x 8 bytes: within MAX_DIMENSION per side, far over MAX_DECODED_BYTES.
+        Builder::new(false, false)
+            .size(LONG, 1 << 20, 1 << 20, &[64])
+            .tag(339, SHORT, &[3])
+            .strips(LONG, &[8], &[1])
+            .build(&[0]),
+        // Over MAX_DIMENSION.
+        simple(false, false, u64::from(u32::MAX), 1, 8, &[0]),
+        // A tile far larger than the 1x1 image, with 60000 interleaved bands.
+        Builder::new(false, false)
+            .size(LONG, 1, 1, &[8])
+            .tag(277, SHORT, &[60000])
+            .tiles(LONG, (1 << 20, 16), LONG, &[8], &[1])
+            .build(&[0]),
+    ];
+    for (case, file) in too_large.iter().enumerate() {
+        assert_eq!(kind(decode(file)), ErrorKind::TooLarge, "case {case}");
+    }
 }
 
 #[test]
 fn rejects_blocks_past_eof_and_missing_or_short_tables() {
     // Strip offset past the end of the file.
     let file = Builder::new(false, false)
-        .tag(256, SHORT, &[2])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[8])
-        .tag(273, LONG, &[1_000_000])
-        .tag(279, LONG, &[4])
+        .size(SHORT, 2, 2, &[8])
+        .strips(LONG, &[1_000_000], &[4])
         .build(&[0; 4]);
     let e = decode(&file).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Corrupt);
     assert!(e.message.contains("past the end"), "{}", e.message);
-    // Byte count running past the end, with offset + count overflowing u64.
-    let file = Builder::new(false, true)
-        .tag(256, SHORT, &[2])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[8])
-        .tag(273, LONG8, &[u64::MAX - 1])
-        .tag(279, LONG8, &[u64::MAX])
-        .build(&[0; 4]);
-    assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
-    // Uncompressed strip shorter than the image needs.
-    assert_eq!(
-        kind(decode(&simple(false, false, 4, 4, 8, &[0; 15]))),
-        ErrorKind::Corrupt
-    );
-    // Two strips needed, one offset given.
-    let file = Builder::new(false, false)
-        .tag(256, SHORT, &[2])
-        .tag(257, SHORT, &[2])
-        .tag(258, SHORT, &[8])
-        .tag(273, LONG, &[8])
-        .tag(278, SHORT, &[1])
-        .tag(279, LONG, &[2])
-        .build(&[0; 4]);
-    assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
-    // No ImageWidth.
-    let file = Builder::new(false, false)
-        .tag(257, SHORT, &[2])
-        .tag(273, LONG, &[8])
-        .build(&[0; 4]);
-    assert_eq!(kind(decode(&file)), ErrorKind::Corrupt);
-    // Zero width.
-    assert_eq!(
-        kind(decode(&simple(false, false, 0, 2, 8, &[0; 4]))),
-        ErrorKind::Corrupt
-    );
+    let corrupt = [
+        // Byte count running past the end, with offset + count overflowing u64.
+        Builder::new(false, true)
+            .size(SHORT, 2, 2, &[8])
+            .strips(LONG8, &[u64::MAX - 1], &[u64::MAX])
+            .build(&[0; 4]),
+        // Uncompressed strip shorter than the image needs.
+        simple(false, false, 4, 4, 8, &[0; 15]),
+        // Two strips needed, one offset given.
+        Builder::new(false, false)
+            .size(SHORT, 2, 2, &[8])
+            .tag(278, SHORT, &[1])
+            .strips(LONG, &[8], &[2])
+            .build(&[0; 4]),
+        // No ImageWidth.
+        Builder::new(false, false)
+            .tag(257, SHORT, &[2])
+            .tag(273, LONG, &[8])
+            .build(&[0; 4]),
+        // Zero width.
+        simple(false, false, 0, 2, 8, &[0; 4]),
+    ];
+    for (case, file) in corrupt.iter().enumerate() {
+        assert_eq!(kind(decode(file)), ErrorKind::Corrupt, "case {case}");
+    }
     // Compressed tile that cannot possibly expand to its size: rejected before allocating.
     let file = Builder::new(false, false)
-        .tag(256, LONG, &[60000])
-        .tag(257, LONG, &[60000])
-        .tag(258, SHORT, &[8])
+        .size(LONG, 60000, 60000, &[8])
         .tag(259, SHORT, &[32773])
-        .tag(273, LONG, &[8])
-        .tag(279, LONG, &[4])
+        .strips(LONG, &[8], &[4])
         .build(&[0; 4]);
     // The size rule (Limits) refuses it first; raised, the per-block check still does.
     assert_eq!(kind(decode(&file)), ErrorKind::TooLarge);
@@ -406,12 +379,9 @@ fn rejects_garbage_and_bad_directories() {
     // Tag value pointing outside the file (BitsPerSample array of 3 at offset 2^31).
     let b = Builder::new(false, false);
     let mut bad = b
-        .tag(256, SHORT, &[1])
-        .tag(257, SHORT, &[1])
-        .tag(258, SHORT, &[8, 8, 8])
+        .size(SHORT, 1, 1, &[8, 8, 8])
         .tag(277, SHORT, &[3])
-        .tag(273, LONG, &[8])
-        .tag(279, LONG, &[3])
+        .strips(LONG, &[8], &[3])
         .build(&[0; 3]);
     let pos = bad
         .windows(4)
@@ -425,12 +395,9 @@ fn rejects_garbage_and_bad_directories() {
 fn reports_unsupported_features_by_name() {
     let with = |tag: u16, value: u64, bits: u64| {
         Builder::new(false, false)
-            .tag(256, SHORT, &[1])
-            .tag(257, SHORT, &[1])
-            .tag(258, SHORT, &[bits])
+            .size(SHORT, 1, 1, &[bits])
             .tag(tag, SHORT, &[value])
-            .tag(273, LONG, &[8])
-            .tag(279, LONG, &[8])
+            .strips(LONG, &[8], &[8])
             .build(&[0; 8])
     };
     let cases = [
@@ -458,12 +425,9 @@ fn reports_unsupported_features_by_name() {
     );
     // Different BitsPerSample per band.
     let file = Builder::new(false, false)
-        .tag(256, SHORT, &[1])
-        .tag(257, SHORT, &[1])
-        .tag(258, SHORT, &[8, 16])
+        .size(SHORT, 1, 1, &[8, 16])
         .tag(277, SHORT, &[2])
-        .tag(273, LONG, &[8])
-        .tag(279, LONG, &[3])
+        .strips(LONG, &[8], &[3])
         .build(&[0; 3]);
     assert_eq!(kind(decode(&file)), ErrorKind::Unsupported);
 }
@@ -472,11 +436,8 @@ fn reports_unsupported_features_by_name() {
 fn predictor_is_ignored_without_a_predictor_codec() {
     // libtiff applies Predictor only for LZW/deflate/zstd: here the raw bytes come back as-is.
     let file = Builder::new(false, false)
-        .tag(256, SHORT, &[3])
-        .tag(257, SHORT, &[1])
-        .tag(258, SHORT, &[8])
-        .tag(273, LONG, &[8])
-        .tag(279, LONG, &[3])
+        .size(SHORT, 3, 1, &[8])
+        .strips(LONG, &[8], &[3])
         .tag(317, SHORT, &[2])
         .build(&[5, 5, 5]);
     assert_eq!(decode(&file).unwrap().data, [5, 5, 5]);
@@ -513,16 +474,11 @@ fn truncated_and_mutated_files_never_panic() {
     let b = Builder::new(false, true);
     let at = b.data_offset();
     let tiled = b
-        .tag(256, SHORT, &[3])
-        .tag(257, SHORT, &[3])
-        .tag(258, SHORT, &[16, 16])
+        .size(SHORT, 3, 3, &[16, 16])
         .tag(259, SHORT, &[8])
         .tag(277, SHORT, &[2])
         .tag(317, SHORT, &[2])
-        .tag(322, SHORT, &[4])
-        .tag(323, SHORT, &[4])
-        .tag(324, LONG8, &[at])
-        .tag(325, LONG8, &[z.len() as u64])
+        .tiles(SHORT, (4, 4), LONG8, &[at], &[z.len() as u64])
         .build(&z);
     decode(&tiled).unwrap();
     let striped = simple(true, false, 5, 3, 16, &[7; 30]);
@@ -560,12 +516,9 @@ fn decodes_64_bit_integers_in_either_byte_order() {
             let b = Builder::new(big_endian, false);
             let at = b.data_offset();
             let file = b
-                .tag(256, LONG, &[3])
-                .tag(257, LONG, &[1])
-                .tag(258, SHORT, &[64])
+                .size(LONG, 3, 1, &[64])
                 .tag(339, SHORT, &[format])
-                .tag(273, LONG, &[at])
-                .tag(279, LONG, &[24])
+                .strips(LONG, &[at], &[24])
                 .build(&raw);
             let r = decode(&file).unwrap();
             assert_eq!(r.info.dtype, dtype);
@@ -582,12 +535,9 @@ fn widens_half_floats_to_float32() {
     let b = Builder::new(true, false);
     let at = b.data_offset();
     let file = b
-        .tag(256, LONG, &[2])
-        .tag(257, LONG, &[2])
-        .tag(258, SHORT, &[16])
+        .size(LONG, 2, 2, &[16])
         .tag(339, SHORT, &[3])
-        .tag(273, LONG, &[at])
-        .tag(279, LONG, &[8])
+        .strips(LONG, &[at], &[8])
         .build(&raw);
     let r = decode(&file).unwrap();
     assert_eq!(r.info.dtype, DType::F32);
@@ -630,14 +580,9 @@ fn parallel_decode_matches_serial_decode() {
         data.extend_from_slice(&lzw);
     }
     let file = Builder::new(false, false)
-        .tag(256, LONG, &[width as u64])
-        .tag(257, LONG, &[height as u64])
-        .tag(258, SHORT, &[16])
+        .size(LONG, width as u64, height as u64, &[16])
         .tag(259, SHORT, &[5])
-        .tag(322, LONG, &[tile as u64])
-        .tag(323, LONG, &[tile as u64])
-        .tag(324, LONG, &offsets)
-        .tag(325, LONG, &counts)
+        .tiles(LONG, (tile as u64, tile as u64), LONG, &offsets, &counts)
         .tag(42113, ASCII, b"7\0".map(u64::from).as_slice())
         .build(&data);
     let image = TiffImage::parse(&file).unwrap();

@@ -4,7 +4,7 @@ the band presets, ConfigILM's published statistics, the database's record layout
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -178,3 +178,17 @@ def published_stats(
     means, stds = table
     pos = [_STATS_ORDER.index(b) for b in bands]
     return [means[p] for p in pos], [stds[p] for p in pos]
+
+
+def to_classes(codes: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Reference-map codes (``(N, 1, size, size)`` float32) as class indices (:data:`MASK_LUT`),
+    into ``out[:N]`` when given.
+
+    >>> to_classes(np.array([[[[111.0, 0.0]]]], dtype=np.float32)).tolist()
+    [[[0, 255]]]
+    """
+    # float32 holds every uint16 code exactly; the table maps all 65536 of them.
+    index = codes[:, 0].astype(np.uint16)
+    if out is None:
+        return MASK_LUT[index]
+    return np.take(MASK_LUT, index, out=out[: len(index)])

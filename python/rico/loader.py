@@ -145,7 +145,7 @@ class Loader(EpochOrder):
         classes: Optional[Sequence[str]] = None,
     ) -> None:
         self._init_order(
-            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
+            batch_size, shuffle, seed, rank, world_size, drop_last, threads, prefetch, keep
         )
         self.ds = ds
         if isinstance(bands, str):
@@ -164,7 +164,7 @@ class Loader(EpochOrder):
                     + (why or f"no record of {ds.path} holds the bands {self.bands}")
                 )
         self._check_not_empty()
-        self.size, self.threads, self.prefetch, self.keep = size, threads, prefetch, keep
+        self.size = size
         # The buffer ring outlives epochs; a forked child makes its own.
         self._feed = PerProcess(functools.partial(Feed, keep + 1 + prefetch))
         self.resample, self.dtype = resample, dtype

@@ -85,7 +85,9 @@ class Loader(TorchBatches):
             initialised ``torch.distributed`` process group's, else ``0`` and ``1``.
         pin_memory: pin each batch in a background thread (needs CUDA).
         device: move each batch there (``non_blocking`` when pinned).
-        Every other argument is :class:`rico.Loader`'s.
+        Every other argument is :class:`rico.Loader`'s, by keyword (``batch_size``,
+        ``shuffle``, ``seed``, ``drop_last``, ``threads``, ``prefetch``, ``keep``, ``labels``,
+        ``classes``, ``resample``, ``dtype``, ``mean``, ``std``, ``keys``).
 
     The order depends on ``seed`` and the epoch: each iteration advances the epoch by one,
     and :meth:`set_epoch` sets the next iteration's epoch explicitly. :meth:`state_dict` and
@@ -102,47 +104,21 @@ class Loader(TorchBatches):
         dataset: Union[Dataset, str, os.PathLike[str]],
         bands: Optional[Sequence[str]] = None,
         size: Optional[int] = None,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        threads: Optional[int] = None,
-        prefetch: int = 2,
+        *,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        labels: Optional[Labels] = None,
-        classes: Optional[Sequence[str]] = None,
-        resample: str = "nearest",
-        dtype: str = "float32",
-        mean: Optional[Sequence[float]] = None,
-        std: Optional[Sequence[float]] = None,
-        keys: Optional[Sequence[Key]] = None,
+        prefetch: int = 2,
         pin_memory: bool = False,
         device: Optional[Union[str, torch.device]] = None,
+        **options: Any,
     ) -> None:
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         rank, world_size = rank_and_world(rank, world_size)
         self._init_torch(pin_memory, prefetch, device)
         self.loader = _Loader(
-            ds,
-            keys=keys,
-            bands=bands,
-            size=size,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            threads=threads,
-            prefetch=prefetch,
-            rank=rank,
-            world_size=world_size,
-            labels=labels,
-            resample=resample,
-            dtype=dtype,
-            mean=mean,
-            std=std,
-            classes=classes,
-        )
+            ds, bands=bands, size=size, prefetch=prefetch, rank=rank, world_size=world_size,
+            **options,
+        )  # fmt: skip
 
     @property
     def classes(self) -> Optional[list[str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,23 +44,13 @@ class BigEarthNetLoader(EpochOrder):
     another, into a ring of their own, and their class indices into ``keep + 1`` reused
     buffers (made here, from the codes, as each batch is handed out)."""
 
-    def __init__(
-        self,
-        ben: Split,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        rank: int,
-        world_size: int,
-        drop_last: bool,
-        threads: Optional[int],
-        prefetch: int,
-        keep: int = 1,
-    ) -> None:
-        self._init_order(
-            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
-        )
-        self.ben, self.threads, self.prefetch, self.keep = ben, threads, prefetch, keep
+    def __init__(self, ben: Split, *order: Any, **options: Any) -> None:
+        """``ben``, then the order's arguments as :meth:`BigEarthNet.loader` passes them:
+        ``batch_size, shuffle, seed, rank, world_size, drop_last, threads, prefetch, keep=1``
+        (see :meth:`EpochOrder._init_order`)."""
+        self.ben = ben
+        self._init_order(*order, **options)
+        keep, prefetch = self.keep, self.prefetch
         # rico-core's rings of images and of reference-map codes (one per process), kept across
         # epochs; and the class indices handed out, keep + 1 buffers used in turn.
         self._images = PerProcess(functools.partial(Feed, keep + 1 + prefetch))

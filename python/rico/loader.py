@@ -79,6 +79,15 @@ def load_labels(
     return classes, out
 
 
+def labels_if_any(
+    labels: Optional[Labels], keys: Sequence[Key], classes: Optional[Sequence[str]]
+) -> tuple[Optional[list[str]], Optional[np.ndarray]]:
+    """:func:`load_labels`, or ``(None, None)`` without ``labels``."""
+    if labels is None:
+        return None, None
+    return load_labels(labels, keys, classes=classes)
+
+
 class Loader(EpochOrder):
     """Iterate over batches of a :class:`Dataset`, assembled and prefetched by Rust threads.
 
@@ -170,10 +179,7 @@ class Loader(EpochOrder):
         self.resample, self.dtype = resample, dtype
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
-        self.classes: Optional[list[str]] = None
-        self._labels: Optional[np.ndarray] = None
-        if labels is not None:
-            self.classes, self._labels = load_labels(labels, self.keys, classes=classes)
+        self.classes, self._labels = labels_if_any(labels, self.keys, classes)
 
     def _rows(self) -> int:
         return len(self.keys)

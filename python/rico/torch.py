@@ -38,7 +38,7 @@ from ._handle import PerProcess
 from ._torch_batches import TorchBatches, rank_and_world
 from ._torch_bigearthnet import BigEarthNet, BigEarthNetLoader
 from .dataset import Dataset, Key
-from .loader import Labels, load_labels
+from .loader import Labels, labels_if_any
 from .loader import Loader as _Loader
 
 __all__ = ["BigEarthNet", "BigEarthNetLoader", "Loader", "RicoBatches", "RicoDataset", "as_tensor"]
@@ -177,10 +177,7 @@ class RicoDataset(torch.utils.data.Dataset):
         self._ds: PerProcess[Dataset] = PerProcess(functools.partial(Dataset, self.path))
         with Dataset(self.path) as ds:
             self.keys = list(keys) if keys is not None else ds.keys(bands=self.bands)
-        self.classes: Optional[list[str]] = None
-        self.labels: Optional[np.ndarray] = None
-        if labels is not None:
-            self.classes, self.labels = load_labels(labels, self.keys, classes=classes)
+        self.classes, self.labels = labels_if_any(labels, self.keys, classes)
 
     def __len__(self) -> int:
         return len(self.keys)

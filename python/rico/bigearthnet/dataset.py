@@ -142,7 +142,7 @@ class BigEarthNet:
         self.split = None if split is None else SPLITS[split]
         self.mean, self.std = normalization(normalize, self.bands, self.size, self.resample)
 
-        # Channel positions of each sensor's bands: one batch per sensor, then one interleave.
+        # Channel positions of each sensor's bands (the image is read in runs: see _runs).
         self._s2 = [(c, b) for c, b in enumerate(self.bands) if b in S2_BANDS]
         self._s1 = [(c, b) for c, b in enumerate(self.bands) if b in S1_BANDS]
 
@@ -359,15 +359,16 @@ class BigEarthNet:
         prefetch: int = 2,
         keep: int = 1,
     ) -> BigEarthNetLoader:
-        """Batches of this split, assembled and prefetched by Rust threads (:class:`rico.Loader`
-        underneath, one per record kind). Same order rules as :class:`rico.Loader`: each
-        epoch's order depends only on ``seed`` and the epoch (:meth:`BigEarthNetLoader.set_epoch`),
-        and ``world_size`` ranks get disjoint parts of equal size.
+        """Batches of this split, assembled and prefetched by Rust threads (rico-core's
+        prefetcher and batch ring, as :class:`rico.Loader`'s). Same order rules as
+        :class:`rico.Loader`: each epoch's order depends only on ``seed`` and the epoch
+        (:meth:`BigEarthNetLoader.set_epoch`), and ``world_size`` ranks get disjoint parts of
+        equal size.
 
-        Same memory rule as :class:`rico.Loader`: images and masks are written into a ring of
-        ``keep + 1`` reused buffers (no fresh memory per batch: a 512-batch of 14 bands is
-        413 MB), so a yielded batch stays valid while ``keep`` further batches are yielded.
-        Copy what you keep longer.
+        Same memory rule as :class:`rico.Loader`: images are written into a ring of
+        ``keep + 1 + prefetch`` reused buffers and masks into ``keep + 1`` (no fresh memory per
+        batch: a 512-batch of 14 bands is 413 MB), so a yielded batch stays valid while
+        ``keep`` further batches are yielded. Copy what you keep longer.
 
         >>> for batch in ben.loader(batch_size=64, seed=0):  # doctest: +SKIP
         ...     x, y = batch["image"], batch["label"]

@@ -6,7 +6,7 @@
 #   make bench-report  rico against the real peers (ConfigILM, LitData, TorchGeo) and the
 #                      reference-style converter, on the current code: benches/results/*.json,
 #                      docs/assets/*.png, and the tables of README.md and docs/benchmarks.md
-#   make lint    rustfmt, clippy, rustdoc (warnings denied), rico-core's layers, ruff, and the typed stubs checked against the extension
+#   make lint    rustfmt, clippy, rustdoc (warnings denied), rico-core's layers, python/rico's imports (no circle), ruff, and the typed stubs checked against the extension
 #   make dist    dist/: abi3 manylinux2014 wheel, portable `rico` binary (glibc >= 2.17), sdist
 #   make test-dist  make dist, then the tests of what it made (tests/test_dist.py)
 #   make docs    the documentation site (mkdocs, docs/ and mkdocs.yml) into site/, strict
@@ -83,6 +83,7 @@ lint: build
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
 	$(PY) tools/check_layers.py
+	$(PY) tools/check_imports.py
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(PY) -m mypy.stubtest rico._rico

@@ -168,6 +168,23 @@ def test_samples_and_batches_agree_in_any_channel_order(ben_data, bands):
         assert batch["image"][i].tobytes() == expected.tobytes()
 
 
+@pytest.mark.parametrize("bands", [["VV", "B04", "VH", "B03"], ["VH", "B02"], ["B08"]])
+def test_the_loader_writes_any_channel_order_as_batches_do(ben_data, bands):
+    # The loader's prefetcher writes each run of one sensor's channels in place, whatever the
+    # order of the sensors' bands: its batches equal ben.batch's, masks included.
+    root, metadata, db = ben_data
+    ben = rico.BigEarthNet(db, metadata=metadata, split="validation", bands=bands)
+    expected = ben.batch(range(len(ben)))
+    row = {key: i for i, key in enumerate(ben.keys)}
+    seen = []
+    for b in ben.loader(batch_size=5, shuffle=True, seed=1, keep=0):
+        rows = [row[k] for k in b["key"]]
+        assert b["image"].tobytes() == expected["image"][rows].tobytes()
+        assert b["mask"].tobytes() == expected["mask"][rows].tobytes()
+        seen += rows
+    assert sorted(seen) == list(range(len(ben)))
+
+
 def test_loader_takes_the_next_epoch_unless_one_is_set(ben_val):
     loader = ben_val.loader(batch_size=16, shuffle=True, seed=3)
 

@@ -66,6 +66,9 @@ class EpochOrder:
     rank: int
     world_size: int
     drop_last: bool
+    threads: Optional[int]
+    prefetch: int
+    keep: int
     epoch: int
 
     def _init_order(
@@ -76,13 +79,13 @@ class EpochOrder:
         rank: int,
         world_size: int,
         drop_last: bool,
-        keep: int,
+        threads: Optional[int],
         prefetch: int,
-        threads: Optional[int] = None,
+        keep: int = 1,
     ) -> None:
         """Checks a loader's arguments (``keep`` and ``prefetch`` size its buffer ring, each at
         most :data:`MAX_HELD` batches; ``threads`` is at most ``rico._rico.MAX_THREADS``) and
-        sets the order's attributes; the first iteration takes epoch 0."""
+        sets them and the order's attributes; the first iteration takes epoch 0."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if not (0 <= keep <= MAX_HELD and 1 <= prefetch <= MAX_HELD):
@@ -98,6 +101,7 @@ class EpochOrder:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.threads, self.prefetch, self.keep = threads, prefetch, keep
         self.epoch = 0
         self._epoch_set, self._iterated = False, False
         # The last iteration started (None before the first), and a state loaded by

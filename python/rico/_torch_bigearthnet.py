@@ -9,8 +9,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from ._torch_batches import TorchBatches, rank_and_world
 from .bigearthnet import BigEarthNet as _BigEarthNet
-from .torch import _rank_and_world, _TorchBatches
 
 
 class BigEarthNet(torch.utils.data.Dataset):
@@ -62,7 +62,7 @@ class BigEarthNet(torch.utils.data.Dataset):
         return BigEarthNetLoader(self.ben, **options)
 
 
-class BigEarthNetLoader(_TorchBatches):
+class BigEarthNetLoader(TorchBatches):
     """Batches of a :class:`rico.BigEarthNet` split as dicts of tensors, assembled and
     prefetched by Rust threads (:meth:`rico.BigEarthNet.loader` underneath): ``"image"`` float32
     ``(N, C, size, size)``, ``"label"`` float32 ``(N, 19)``, ``"mask"`` int64 ``(N, size, size)``
@@ -102,7 +102,7 @@ class BigEarthNetLoader(_TorchBatches):
     ) -> None:
         if isinstance(ben, BigEarthNet):
             ben = ben.ben
-        rank, world_size = _rank_and_world(rank, world_size)
+        rank, world_size = rank_and_world(rank, world_size)
         self._init_torch(pin_memory, prefetch, device)
         self.ben = ben
         self.loader = ben.loader(

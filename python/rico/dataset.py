@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from typing import Optional, Union
@@ -9,6 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _rico
+from ._handle import PerProcess
 
 Key = Union[str, bytes]
 
@@ -29,10 +31,16 @@ class Dataset:
     """
 
     def __init__(self, path: Union[str, os.PathLike[str]]) -> None:
-        self._db: Optional[_rico.Database] = _rico.Database(os.fspath(path))
-        self._pid = os.getpid()
         self._path = os.fspath(path)
+        self._db: Optional[PerProcess[_rico.Database]] = self._open()
         self._keys: Optional[list[Key]] = None
+
+    def _open(self) -> PerProcess[_rico.Database]:
+        # Opened now (a bad path fails here), and again in a forked child (a DataLoader
+        # worker), which must not use its parent's LMDB environment. Views made in the parent
+        # stay valid.
+        make = functools.partial(_rico.Database, self._path)
+        return PerProcess(make, make())
 
     # -- lifecycle --------------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -41,8 +49,8 @@ class Dataset:
         return {"path": self._path, "closed": self._db is None}
 
     def __setstate__(self, state: dict) -> None:
-        self._path, self._keys, self._pid = state["path"], None, os.getpid()
-        self._db = None if state["closed"] else _rico.Database(self._path)
+        self._path, self._keys = state["path"], None
+        self._db = None if state["closed"] else self._open()
 
     def close(self) -> None:
         """Release the database. Views already handed out stay valid."""
@@ -58,14 +66,7 @@ class Dataset:
     def db(self) -> _rico.Database:
         if self._db is None:
             raise ValueError(f"the dataset {self._path} is closed")
-        if self._pid != os.getpid():
-            # A forked child (a DataLoader worker) must not use its parent's LMDB environment:
-            # it drops its copy first (freeing the descriptors it inherited: under a tight
-            # `ulimit -n` the new one needs them), then opens its own, once. Views made in the
-            # parent stay valid.
-            self._db = None
-            self._db, self._pid = _rico.Database(self._path), os.getpid()
-        return self._db
+        return self._db.get()
 
     @property
     def path(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Optional, Union
@@ -10,6 +11,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _rico
+from ._handle import Feed, PerProcess
 from ._order import EpochOrder
 from .dataset import Dataset, Key
 
@@ -75,6 +77,15 @@ def load_labels(
         out = out[:, [classes.index(c) for c in fixed]]
         classes = fixed
     return classes, out
+
+
+def labels_if_any(
+    labels: Optional[Labels], keys: Sequence[Key], classes: Optional[Sequence[str]]
+) -> tuple[Optional[list[str]], Optional[np.ndarray]]:
+    """:func:`load_labels`, or ``(None, None)`` without ``labels``."""
+    if labels is None:
+        return None, None
+    return load_labels(labels, keys, classes=classes)
 
 
 class Loader(EpochOrder):
@@ -143,7 +154,7 @@ class Loader(EpochOrder):
         classes: Optional[Sequence[str]] = None,
     ) -> None:
         self._init_order(
-            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
+            batch_size, shuffle, seed, rank, world_size, drop_last, threads, prefetch, keep
         )
         self.ds = ds
         if isinstance(bands, str):
@@ -162,18 +173,13 @@ class Loader(EpochOrder):
                     + (why or f"no record of {ds.path} holds the bands {self.bands}")
                 )
         self._check_not_empty()
-        self.size, self.threads, self.prefetch, self.keep = size, threads, prefetch, keep
-        # The buffer ring outlives epochs; a forked child makes its own (see _ring_for).
-        self._ring: Optional[_rico.BatchRing] = None
-        self._ring_pid: Optional[int] = None
-        self._running: Optional[_rico.Prefetcher] = None
+        self.size = size
+        # The buffer ring outlives epochs; a forked child makes its own.
+        self._feed = PerProcess(functools.partial(Feed, keep + 1 + prefetch))
         self.resample, self.dtype = resample, dtype
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
-        self.classes: Optional[list[str]] = None
-        self._labels: Optional[np.ndarray] = None
-        if labels is not None:
-            self.classes, self._labels = load_labels(labels, self.keys, classes=classes)
+        self.classes, self._labels = labels_if_any(labels, self.keys, classes)
 
     def _rows(self) -> int:
         return len(self.keys)
@@ -187,28 +193,13 @@ class Loader(EpochOrder):
         cut = self._cut(idx)
         groups = [idx[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
         batches = [[self.keys[i] for i in g] for g in groups]
-        if self._ring is None or self._ring_pid != os.getpid():
-            self._ring = _rico.BatchRing(self.keep + 1 + self.prefetch)
-            self._ring_pid, self._running = os.getpid(), None
-        if self._running is not None:
-            # An earlier iteration left unfinished: its thread must stop writing into the ring.
-            self._running.close()
-        self._running = prefetcher = _rico.Prefetcher(
-            self.ds.db,
-            batches,
-            self.bands,
-            self.size,
-            self.resample,
-            self.dtype,
-            self.mean,
-            self.std,
-            self.threads,
-            self.prefetch,
-            self._ring,
-            self.keep,
+        prefetcher = self._feed.get().start(
+            self.ds.db, batches, self.bands, size=self.size, resample=self.resample,
+            dtype=self.dtype, mean=self.mean, std=self.std, threads=self.threads,
+            prefetch=self.prefetch, keep=self.keep,
             # The next epoch's first batch is read from storage while this epoch ends.
             then=[self.keys[i] for i in self._next_head(self.batch_size)],
-        )
+        )  # fmt: skip
         for group, images in zip(groups, prefetcher):
             if self._labels is None:
                 yield images

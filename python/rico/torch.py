@@ -25,18 +25,20 @@ operations).
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
-import queue
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
+from ._handle import PerProcess
+from ._torch_batches import TorchBatches, rank_and_world
+from ._torch_bigearthnet import BigEarthNet, BigEarthNetLoader
 from .dataset import Dataset, Key
-from .loader import Labels, load_labels
+from .loader import Labels, labels_if_any
 from .loader import Loader as _Loader
 
 __all__ = ["BigEarthNet", "BigEarthNetLoader", "Loader", "RicoBatches", "RicoDataset", "as_tensor"]
@@ -68,120 +70,7 @@ def as_tensor(array: np.ndarray, dtype: Optional[torch.dtype] = None) -> torch.T
     return t if dtype is None else t.to(dtype)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world_size) of the default process group, or (0, 1) without one."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _rank_and_world(rank: Optional[int], world_size: Optional[int]) -> tuple[int, int]:
-    """``rank`` and ``world_size``, each defaulting to the process group's."""
-    if rank is None or world_size is None:
-        d_rank, d_world = _distributed()
-        rank = d_rank if rank is None else rank
-        world_size = d_world if world_size is None else world_size
-    return rank, world_size
-
-
-class _TorchBatches:
-    """Batches of a numpy loader (:class:`rico.Loader`, a BigEarthNet loader) as torch tensors,
-    pinned and moved in a background thread when asked; its order, epochs and resume state."""
-
-    loader: Any
-    pin_memory: bool
-    prefetch: int
-    device: Optional[torch.device]
-
-    def _init_torch(
-        self, pin_memory: bool, prefetch: int, device: Optional[Union[str, torch.device]]
-    ) -> None:
-        if pin_memory and not torch.cuda.is_available():
-            raise ValueError("pin_memory=True needs a CUDA device; torch sees none")
-        self.pin_memory, self.prefetch = pin_memory, prefetch
-        self.device = None if device is None else torch.device(device)
-
-    @property
-    def epoch(self) -> int:
-        return self.loader.epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Seed the next iteration's shuffle with ``epoch`` (as ``DistributedSampler``)."""
-        self.loader.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the loader stands: epoch, seed, position in the epoch, world size (see
-        :meth:`rico.Loader.state_dict`). Batches pinned ahead in the background are not
-        counted as yielded. Save it with the model's checkpoint."""
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next iteration yields exactly the batches not
-        yet yielded (see :meth:`rico.Loader.load_state_dict`)."""
-        self.loader.load_state_dict(state)
-
-    def _to_torch(self, item: Any) -> Any:
-        if isinstance(item, tuple):
-            return tuple(self._to_torch(i) for i in item)
-        if isinstance(item, dict):
-            return {k: self._to_torch(v) for k, v in item.items()}
-        if not isinstance(item, np.ndarray):
-            return item  # e.g. the keys of a batch
-        t = torch.from_numpy(item)
-        if self.pin_memory:
-            t = t.pin_memory()
-        if self.device is not None:
-            t = t.to(self.device, non_blocking=self.pin_memory)
-        return t
-
-    def __iter__(self) -> Iterator[Any]:
-        # The epoch is chosen here, not at the first batch. Batches are counted as yielded
-        # where they are handed out, after the pinning thread: a state taken then is exact.
-        positions, state = self.loader._begin()
-        batches = self.loader._batches(positions)
-        out = self._pinned(batches) if self.pin_memory else map(self._to_torch, batches)
-        return self.loader._track(out, state)
-
-    def _pinned(self, batches: Iterator[Any]) -> Iterator[Any]:
-        """Pins (and moves) batches in a background thread, ``prefetch`` ahead."""
-        done = object()
-        out: queue.Queue = queue.Queue(max(1, self.prefetch))
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                for b in batches:
-                    if stop.is_set():
-                        return
-                    out.put(self._to_torch(b))
-                out.put(done)
-            except BaseException as e:  # handed to the consumer, raised there
-                out.put(e)
-
-        thread = threading.Thread(target=work, name="rico-pin", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = out.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    out.get_nowait()
-                except queue.Empty:
-                    thread.join(0.01)
-
-
-class Loader(_TorchBatches):
+class Loader(TorchBatches):
     """Batches as torch tensors, assembled and prefetched by :class:`rico.Loader`'s Rust threads.
 
     Yields ``(N, C, H, W)`` ``torch.float32`` tensors (``dtype="float64"`` for float64), or
@@ -196,7 +85,9 @@ class Loader(_TorchBatches):
             initialised ``torch.distributed`` process group's, else ``0`` and ``1``.
         pin_memory: pin each batch in a background thread (needs CUDA).
         device: move each batch there (``non_blocking`` when pinned).
-        Every other argument is :class:`rico.Loader`'s.
+        Every other argument is :class:`rico.Loader`'s, by keyword (``batch_size``,
+        ``shuffle``, ``seed``, ``drop_last``, ``threads``, ``prefetch``, ``keep``, ``labels``,
+        ``classes``, ``resample``, ``dtype``, ``mean``, ``std``, ``keys``).
 
     The order depends on ``seed`` and the epoch: each iteration advances the epoch by one,
     and :meth:`set_epoch` sets the next iteration's epoch explicitly. :meth:`state_dict` and
@@ -213,47 +104,21 @@ class Loader(_TorchBatches):
         dataset: Union[Dataset, str, os.PathLike[str]],
         bands: Optional[Sequence[str]] = None,
         size: Optional[int] = None,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        threads: Optional[int] = None,
-        prefetch: int = 2,
+        *,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        labels: Optional[Labels] = None,
-        classes: Optional[Sequence[str]] = None,
-        resample: str = "nearest",
-        dtype: str = "float32",
-        mean: Optional[Sequence[float]] = None,
-        std: Optional[Sequence[float]] = None,
-        keys: Optional[Sequence[Key]] = None,
+        prefetch: int = 2,
         pin_memory: bool = False,
         device: Optional[Union[str, torch.device]] = None,
+        **options: Any,
     ) -> None:
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        rank, world_size = _rank_and_world(rank, world_size)
+        rank, world_size = rank_and_world(rank, world_size)
         self._init_torch(pin_memory, prefetch, device)
         self.loader = _Loader(
-            ds,
-            keys=keys,
-            bands=bands,
-            size=size,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            threads=threads,
-            prefetch=prefetch,
-            rank=rank,
-            world_size=world_size,
-            labels=labels,
-            resample=resample,
-            dtype=dtype,
-            mean=mean,
-            std=std,
-            classes=classes,
-        )
+            ds, bands=bands, size=size, prefetch=prefetch, rank=rank, world_size=world_size,
+            **options,
+        )  # fmt: skip
 
     @property
     def classes(self) -> Optional[list[str]]:
@@ -309,25 +174,10 @@ class RicoDataset(torch.utils.data.Dataset):
         self.path = os.fspath(path)
         self.bands, self.size, self.resample = list(bands), size, resample
         self.mean, self.std, self.threads = mean, std, threads
-        self._ds: Optional[Dataset] = None
-        self._pid: Optional[int] = None
+        self._ds: PerProcess[Dataset] = PerProcess(functools.partial(Dataset, self.path))
         with Dataset(self.path) as ds:
             self.keys = list(keys) if keys is not None else ds.keys(bands=self.bands)
-        self.classes: Optional[list[str]] = None
-        self.labels: Optional[np.ndarray] = None
-        if labels is not None:
-            self.classes, self.labels = load_labels(labels, self.keys, classes=classes)
-
-    def _open(self) -> Dataset:
-        if self._ds is None or self._pid != os.getpid():
-            self._ds = None  # a forked child's copy of the parent's, dropped first
-            self._ds, self._pid = Dataset(self.path), os.getpid()
-        return self._ds
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_ds"], state["_pid"] = None, None
-        return state
+        self.classes, self.labels = labels_if_any(labels, self.keys, classes)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -375,7 +225,7 @@ class RicoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: Any) -> Any:
         many, positions = self._positions(index)
         keys = [self.keys[i] for i in positions]
-        x = self._open().batch(
+        x = self._ds.get().batch(
             keys,
             self.bands,
             self.size,
@@ -390,6 +240,3 @@ class RicoDataset(torch.utils.data.Dataset):
             return images
         y = self.labels[positions] if many else self.labels[positions[0]]
         return images, torch.from_numpy(y)
-
-
-from ._torch_bigearthnet import BigEarthNet, BigEarthNetLoader  # noqa: E402, F401

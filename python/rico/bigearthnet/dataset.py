@@ -3,39 +3,33 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
+from .._handle import PerProcess
 from .._rico import UsageError
 from ..dataset import Dataset
 from .checks import InputValueError, check_size, check_threads
+from .loader import BigEarthNetLoader
 from .metadata import bool_column, check_unique, multi_hot, read_metadata, string_column
 from .normalization import Normalize, normalization
 from .tables import (
     CLASSES,
     MAP_BAND,
     MAP_SUFFIX,
-    MASK_LUT,
     S1_BANDS,
     S2_BANDS,
     SPLITS,
     resolve_bands,
+    to_classes,
 )
 
-if TYPE_CHECKING:
-    from .loader import BigEarthNetLoader
-
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def is_range(group: list[tuple[int, str]]) -> bool:
-    """True when the group's channels are consecutive, in order."""
-    channels = [c for c, _ in group]
-    return channels == list(range(channels[0], channels[0] + len(channels)))
 
 
 class BigEarthNet:
@@ -116,13 +110,11 @@ class BigEarthNet:
         on_missing: str = "raise",
         threads: Optional[int] = None,
     ) -> None:
-        if isinstance(db, Dataset):
-            self.path = db.path
-            self._ds: Optional[Dataset] = db
-        else:
-            self.path = os.fspath(db)
-            self._ds = None
-        self._pid: Optional[int] = os.getpid() if self._ds is not None else None
+        self.path = db.path if isinstance(db, Dataset) else os.fspath(db)
+        # Opened on first use in each process (re-opened after a fork), so that it pickles.
+        self._ds = PerProcess(
+            functools.partial(Dataset, self.path), db if isinstance(db, Dataset) else None
+        )
         self.bands = resolve_bands(bands)
         if resample not in ("nearest", "bilinear") and not (
             resample == "bilinear-gdal" or str(resample).startswith("bilinear-gdal:nodata=")
@@ -150,7 +142,7 @@ class BigEarthNet:
         self.split = None if split is None else SPLITS[split]
         self.mean, self.std = normalization(normalize, self.bands, self.size, self.resample)
 
-        # Channel positions of each sensor's bands: one batch per sensor, then one interleave.
+        # Channel positions of each sensor's bands (the image is read in runs: see _runs).
         self._s2 = [(c, b) for c, b in enumerate(self.bands) if b in S2_BANDS]
         self._s1 = [(c, b) for c, b in enumerate(self.bands) if b in S1_BANDS]
 
@@ -244,19 +236,10 @@ class BigEarthNet:
             self.s1_names = [self.s1_names[i] for i in rows]
         self.labels = self.labels[np.asarray(rows, dtype=np.int64)]
 
-    # -- database (opened lazily in each process, so the object pickles) --------------------
     @property
     def dataset(self) -> Dataset:
         """The open database (re-opened after a fork)."""
-        if self._ds is None or self._pid != os.getpid():
-            self._ds = None  # a forked child's copy of the parent's, dropped first
-            self._ds, self._pid = Dataset(self.path), os.getpid()
-        return self._ds
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_ds"], state["_pid"] = None, None
-        return state
+        return self._ds.get()
 
     # -- samples and batches ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -328,45 +311,33 @@ class BigEarthNet:
         then the s1_names for S1 bands (the keys ``rico stats`` reads)."""
         return [key for _, keys in self._sensors() for key in keys]
 
-    def _images(self, rows: list[int], threads: Optional[int]) -> np.ndarray:
-        """The one place a batch's images are read: one Rust batch per sensor, written in place
-        when each sensor's channels are one run of the image, else interleaved after."""
-        ds = self.dataset
-        groups = [(g, [keys[i] for i in rows]) for g, keys in self._sensors()]
-        if len(groups) > 1 and all(is_range(g) for g, _ in groups):
-            # Each sensor's channels are one run of the image: Rust writes them in place, as a
-            # channel range (no per-sensor arrays, no interleaving copy: a third of ben[i]).
-            image = np.empty((len(rows), len(self.bands), self.size, self.size), dtype=np.float32)
-            for group, keys in groups:
-                first, last = group[0][0], group[-1][0]
-                ds.batch(
-                    keys, threads=threads, out=image[:, first : last + 1], **self._group_args(group)
-                )
-            return image
-        parts = [
-            (group, ds.batch(keys, threads=threads, **self._group_args(group)))
-            for group, keys in groups
-        ]
-        return self._join(parts, len(rows))
-
-    def _join(
-        self,
-        parts: list[tuple[list[tuple[int, str]], np.ndarray]],
-        n: int,
-        out: Optional[np.ndarray] = None,
-    ) -> np.ndarray:
-        """The sensors' batches interleaved into channel order, into ``out[:n]`` when given."""
-        if len(parts) == 1 and len(parts[0][0]) == len(self.bands) and is_range(parts[0][0]):
-            return parts[0][1]
-        shape = (n, len(self.bands), self.size, self.size)
-        image = np.empty(shape, dtype=np.float32) if out is None else out[:n]
-        for group, x in parts:
-            channels = [c for c, _ in group]
-            if is_range(group):
-                image[:, channels[0] : channels[-1] + 1] = x  # one strided copy
+    def _runs(self) -> list[tuple[slice, dict[str, Any], list[str]]]:
+        """The image's channels cut into runs of one sensor's bands, in channel order: (the
+        run's channels, its batch arguments, the records of every row that hold them: patch_ids
+        for S2 bands, s1_names for S1 bands). Rust writes each run in place into the image (no
+        per-sensor arrays, no interleaving copy), in batches and in the loader alike."""
+        runs: list[tuple[bool, list[tuple[int, str]]]] = []
+        for c, band in enumerate(self.bands):
+            s1 = band in S1_BANDS
+            if runs and runs[-1][0] == s1:
+                runs[-1][1].append((c, band))
             else:
-                for j, c in enumerate(channels):
-                    image[:, c] = x[:, j]
+                runs.append((s1, [(c, band)]))
+        return [
+            (
+                slice(group[0][0], group[-1][0] + 1),
+                self._group_args(group),
+                (self.s1_names or []) if s1 else self.keys,
+            )
+            for s1, group in runs
+        ]
+
+    def _images(self, rows: list[int], threads: Optional[int]) -> np.ndarray:
+        """The one place a batch's images are read: one Rust batch per run of channels."""
+        ds = self.dataset
+        image = np.empty((len(rows), len(self.bands), self.size, self.size), dtype=np.float32)
+        for channels, args, keys in self._runs():
+            ds.batch([keys[i] for i in rows], threads=threads, out=image[:, channels], **args)
         return image
 
     def _masks(self, rows: list[int], threads: Optional[int]) -> np.ndarray:
@@ -374,17 +345,7 @@ class BigEarthNet:
         codes = self.dataset.batch(
             keys, [MAP_BAND], size=self.size, resample="nearest", threads=threads
         )
-        return self._to_classes(codes)
-
-    @staticmethod
-    def _to_classes(codes: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Reference-map codes (``(N, 1, size, size)`` float32) as class indices, into
-        ``out[:N]`` when given."""
-        # float32 holds every uint16 code exactly; the table maps all 65536 of them.
-        index = codes[:, 0].astype(np.uint16)
-        if out is None:
-            return MASK_LUT[index]
-        return np.take(MASK_LUT, index, out=out[: len(index)])
+        return to_classes(codes)
 
     def loader(
         self,
@@ -398,21 +359,20 @@ class BigEarthNet:
         prefetch: int = 2,
         keep: int = 1,
     ) -> BigEarthNetLoader:
-        """Batches of this split, assembled and prefetched by Rust threads (:class:`rico.Loader`
-        underneath, one per record kind). Same order rules as :class:`rico.Loader`: each
-        epoch's order depends only on ``seed`` and the epoch (:meth:`BigEarthNetLoader.set_epoch`),
-        and ``world_size`` ranks get disjoint parts of equal size.
+        """Batches of this split, assembled and prefetched by Rust threads (rico-core's
+        prefetcher and batch ring, as :class:`rico.Loader`'s). Same order rules as
+        :class:`rico.Loader`: each epoch's order depends only on ``seed`` and the epoch
+        (:meth:`BigEarthNetLoader.set_epoch`), and ``world_size`` ranks get disjoint parts of
+        equal size.
 
-        Same memory rule as :class:`rico.Loader`: images and masks are written into a ring of
-        ``keep + 1`` reused buffers (no fresh memory per batch: a 512-batch of 14 bands is
-        413 MB), so a yielded batch stays valid while ``keep`` further batches are yielded.
-        Copy what you keep longer.
+        Same memory rule as :class:`rico.Loader`: images are written into a ring of
+        ``keep + 1 + prefetch`` reused buffers and masks into ``keep + 1`` (no fresh memory per
+        batch: a 512-batch of 14 bands is 413 MB), so a yielded batch stays valid while
+        ``keep`` further batches are yielded. Copy what you keep longer.
 
         >>> for batch in ben.loader(batch_size=64, seed=0):  # doctest: +SKIP
         ...     x, y = batch["image"], batch["label"]
         """
-        from .loader import BigEarthNetLoader  # it imports this module
-
         return BigEarthNetLoader(
             self, batch_size, shuffle, seed, rank, world_size, drop_last,
             self.threads if threads is None else threads, prefetch, keep,

@@ -1,119 +1,94 @@
 """The loader of :meth:`rico.BigEarthNet.loader`: batches of a split as dicts, assembled and
-prefetched by Rust threads, in :class:`rico.Loader`'s order."""
+prefetched by Rust threads into rico-core's batch rings, in :class:`rico.Loader`'s order.
+
+It reads the split through :class:`Split` (what :class:`rico.BigEarthNet` offers), so that
+this module never imports the one that defines the split."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from typing import Any, Optional
+import functools
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from .. import _rico
+from .._handle import Feed, PerProcess
 from .._order import EpochOrder
-from ..loader import Loader
-from .dataset import BigEarthNet, is_range
-from .tables import MAP_BAND, MAP_SUFFIX, MASK_LUT
+from ..dataset import Dataset
+from .tables import MAP_BAND, MAP_SUFFIX, MASK_LUT, to_classes
+
+
+class Split(Protocol):
+    """What the loader reads of a :class:`rico.BigEarthNet` split."""
+
+    keys: list[str]
+    labels: np.ndarray
+    masks: bool
+    size: int
+
+    @property
+    def dataset(self) -> Dataset: ...
+
+    def __len__(self) -> int: ...
+
+    def _runs(self) -> list[tuple[slice, dict[str, Any], list[str]]]: ...
 
 
 class BigEarthNetLoader(EpochOrder):
     """Iterates over batches of a :class:`BigEarthNet` (see :meth:`BigEarthNet.loader`); each
     batch is a dict like :meth:`BigEarthNet.batch`'s. ``state_dict()`` and
-    ``load_state_dict()`` resume an epoch where it stopped, as :class:`rico.Loader`'s."""
+    ``load_state_dict()`` resume an epoch where it stopped, as :class:`rico.Loader`'s.
 
-    def __init__(
-        self,
-        ben: BigEarthNet,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        rank: int,
-        world_size: int,
-        drop_last: bool,
-        threads: Optional[int],
-        prefetch: int,
-        keep: int = 1,
-    ) -> None:
-        self._init_order(
-            batch_size, shuffle, seed, rank, world_size, drop_last, keep, prefetch, threads
-        )
-        self.ben, self.threads, self.prefetch, self.keep = ben, threads, prefetch, keep
-        # Reused output buffers by kind ("image", "mask"), made on first use; kept across epochs.
-        self._rings: dict[str, list[np.ndarray]] = {}
-        self._turns: dict[str, int] = {}
-        self._subs: dict[str, tuple[Any, Any]] = {}
-        # The joined-image prefetcher's batch ring (per process) and its running iteration.
-        self._image_ring: Any = None
-        self._image_ring_pid: Optional[int] = None
-        self._image_running: Any = None
+    Images come from one Rust prefetcher that writes each run of one sensor's channels in
+    place, into a ring of ``keep + 1 + prefetch`` reused buffers; the reference maps from
+    another, into a ring of their own, and their class indices into ``keep + 1`` reused
+    buffers (made here, from the codes, as each batch is handed out)."""
+
+    def __init__(self, ben: Split, *order: Any, **options: Any) -> None:
+        """``ben``, then the order's arguments as :meth:`BigEarthNet.loader` passes them:
+        ``batch_size, shuffle, seed, rank, world_size, drop_last, threads, prefetch, keep=1``
+        (see :meth:`EpochOrder._init_order`)."""
+        self.ben = ben
+        self._init_order(*order, **options)
+        keep, prefetch = self.keep, self.prefetch
+        # rico-core's rings of images and of reference-map codes (one per process), kept across
+        # epochs; and the class indices handed out, keep + 1 buffers used in turn.
+        self._images = PerProcess(functools.partial(Feed, keep + 1 + prefetch))
+        self._codes = PerProcess(functools.partial(Feed, keep + 1 + prefetch))
+        self._classes: list[np.ndarray] = []
+        self._turn = 0
         self._check_not_empty()
-
-    def _buffer(self, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """The next buffer of kind's ring of ``keep + 1``, each for a full batch."""
-        ring = self._rings.setdefault(kind, [])
-        if len(ring) < self.keep + 1:
-            ring.append(np.empty(shape, dtype=dtype))
-        turn = self._turns.get(kind, 0)
-        self._turns[kind] = turn + 1
-        return ring[turn % (self.keep + 1)]
 
     def _rows(self) -> int:
         return len(self.ben)
 
-    def _sub(self, name: str) -> tuple[Any, Any]:
-        """(channels, rico.Loader) of one record kind ("s2", "s1", "mask"), made once: its
-        buffer ring then serves every epoch (a new Loader per epoch would allocate and fault
-        in a new ring)."""
-        if name not in self._subs:
-            ben = self.ben
-            if name == "mask":
-                channels, keys = None, [k + MAP_SUFFIX for k in ben.keys]
-                args: dict[str, Any] = dict(bands=[MAP_BAND], size=ben.size, resample="nearest")
-            else:
-                channels = ben._s2 if name == "s2" else ben._s1
-                keys = ben.keys if name == "s2" else (ben.s1_names or [])
-                args = ben._group_args(channels)
-            self._subs[name] = (
-                channels,
-                Loader(
-                    ben.dataset, keys=keys, batch_size=self.batch_size, shuffle=False,
-                    drop_last=self.drop_last, threads=self.threads, prefetch=self.prefetch,
-                    keep=self.keep, **args,
-                ),
-            )  # fmt: skip
-        return self._subs[name]
+    def _class_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next of the ``keep + 1`` buffers of class indices, each for a full batch."""
+        if len(self._classes) <= self.keep:
+            self._classes.append(np.empty(shape, dtype=MASK_LUT.dtype))
+        self._turn += 1
+        return self._classes[(self._turn - 1) % (self.keep + 1)]
 
-    def _joined_images(self, rows: np.ndarray) -> Optional[Iterator[np.ndarray]]:
-        """Batches of whole images from one prefetcher that writes each sensor's bands in place,
-        when each sensor's channels are one run of the image; None otherwise (then each sensor
-        has its loader and the batches are joined with one strided copy)."""
-        ben = self.ben
-        groups = ben._sensors()
-        if len(groups) < 2 or not all(is_range(g) for g, _ in groups):
-            return None
-        groups.sort(key=lambda g: g[0][0][0])  # runs in channel order: they tile the image
-        if self._image_ring is None or self._image_ring_pid != os.getpid():
-            self._image_ring = _rico.BatchRing(self.keep + 1 + self.prefetch)
-            self._image_ring_pid, self._image_running = os.getpid(), None
-        if self._image_running is not None:
-            # An earlier iteration left unfinished: its thread must stop writing into the ring.
-            self._image_running.close()
-        parts = []
-        for group, keys in groups:
-            args = ben._group_args(group)
-            batches = [
+    def _start(self, feed: PerProcess[Feed], rows: np.ndarray, parts: Sequence[Any]) -> Any:
+        """A prefetcher of ``rows``' batches into ``feed``'s ring: each part (the keys of every
+        row, then its batch arguments) adds its channels after the ones before."""
+        ben, head = self.ben, self._next_head(self.batch_size)
+
+        def batches(keys: list[str]) -> list[list[str]]:
+            return [
                 [keys[i] for i in rows[s : s + self.batch_size]]
                 for s in range(0, len(rows), self.batch_size)
             ]
-            mean = None if args["mean"] is None else [float(m) for m in args["mean"]]
-            std = None if args["std"] is None else [float(v) for v in args["std"]]
-            parts.append((batches, args["bands"], mean, std))
-        first, *extra = parts
-        self._image_running = _rico.Prefetcher(
-            ben.dataset.db, first[0], first[1], ben.size, ben.resample, "float32", first[2],
-            first[3], self.threads, self.prefetch, self._image_ring, self.keep, extra,
+
+        (keys, first), *more = parts
+        extra = [(batches(k), a["bands"], a.get("mean"), a.get("std")) for k, a in more]
+        return feed.get().start(
+            ben.dataset.db, batches(keys), first["bands"], size=ben.size,
+            resample=first["resample"], mean=first.get("mean"), std=first.get("std"),
+            threads=self.threads, prefetch=self.prefetch, keep=self.keep, extra=extra,
+            # The next epoch's first records are read from storage while this epoch ends.
+            then=[k[i] for k, _ in parts for i in head],
         )  # fmt: skip
-        return iter(self._image_running)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return super().__iter__()
@@ -121,28 +96,16 @@ class BigEarthNetLoader(EpochOrder):
     def _batches(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
         ben = self.ben
         rows = rows[: self._cut(rows)]
-        joined = self._joined_images(rows)
-        names = (
-            [] if joined is not None else [n for n, g in (("s2", ben._s2), ("s1", ben._s1)) if g]
-        )
-        # Every record kind's key list is in row order, so the same positions select the same
-        # rows of each.
-        streams = [(n, *self._sub(n)) for n in names]
-        streams = [(n, channels, sub._batches(rows)) for n, channels, sub in streams]
-        masks = self._sub("mask")[1]._batches(rows) if ben.masks else None
-        full = (self.batch_size, len(ben.bands), ben.size, ben.size)
-        for start in range(0, len(rows), self.batch_size):
+        images = self._start(self._images, rows, [(keys, args) for _, args, keys in ben._runs()])
+        masks = None
+        if ben.masks:
+            args = dict(bands=[MAP_BAND], resample="nearest")
+            masks = self._start(self._codes, rows, [([k + MAP_SUFFIX for k in ben.keys], args)])
+        for start, image in zip(range(0, len(rows), self.batch_size), images):
             group = rows[start : start + self.batch_size]
-            if joined is not None:
-                image = next(joined)
-            else:
-                parts = [(channels, next(stream)) for _, channels, stream in streams]
-                image = ben._join(parts, len(group), out=self._buffer("image", full, np.float32))
             out: dict[str, Any] = {"image": image, "label": ben.labels[group]}
             if masks is not None:
                 shape = (self.batch_size, ben.size, ben.size)
-                out["mask"] = ben._to_classes(
-                    next(masks), out=self._buffer("mask", shape, MASK_LUT.dtype)
-                )
+                out["mask"] = to_classes(next(masks), out=self._class_buffer(shape))
             out["key"] = [ben.keys[i] for i in group]
             yield out

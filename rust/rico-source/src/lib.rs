@@ -223,8 +223,17 @@ pub fn read_members<V: Visitor>(
 ) -> Result<(), V::Error> {
     match container {
         Container::Tar(compression) => tar_members::read(path, compression, limits, visitor),
-        Container::Zip => zip_members::read(path, limits, visitor),
-        Container::Parquet => parquet_rows::read(path, limits, visitor),
+        Container::Zip => {
+            let file = open(path)?;
+            let total = file_len(&file);
+            let reader = std::io::BufReader::with_capacity(1 << 20, file);
+            zip_members::read_from(path, reader, &NoPrefetch, total, limits, visitor)
+        }
+        Container::Parquet => {
+            let file = open(path)?;
+            let total = file_len(&file);
+            parquet_rows::read_from(path, file, &NoPrefetch, total, limits, visitor)
+        }
         Container::Folder => Err(SourceError::new(
             SourceErrorKind::Layout,
             path,

@@ -8,29 +8,12 @@ use std::path::Path;
 
 use crate::names::{normalize_member_name, RootFinder};
 use crate::tar_members::outside_root;
-use crate::{file_len, open, too_large, Limits, Member, SourceError, SourceErrorKind, Visitor};
+use crate::{too_large, Limits, Member, SourceError, SourceErrorKind, Visitor};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFLNK: u32 = 0o120000;
-
-pub(crate) fn read<V: Visitor>(
-    path: &Path,
-    limits: &Limits,
-    visitor: &mut V,
-) -> Result<(), V::Error> {
-    let file = open(path)?;
-    let total = file_len(&file);
-    read_from(
-        path,
-        BufReader::with_capacity(1 << 20, file),
-        &crate::NoPrefetch,
-        total,
-        limits,
-        visitor,
-    )
-}
 
 /// Reads a zip archive from `reader` (`total` bytes); `path` names it in messages. `ahead`
 /// streams the members' bytes ahead of the reads (a remote archive).

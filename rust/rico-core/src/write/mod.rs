@@ -18,3 +18,23 @@ pub mod sources;
 pub mod spec;
 pub mod target;
 pub mod verify;
+
+/// Scratch source trees for the stages' unit tests.
+#[cfg(test)]
+pub(crate) mod scratch {
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// A scratch source tree of empty files under the temporary directory (planning never
+    /// opens image files): `rico-{name}-{pid}/` holding `files`.
+    pub(crate) fn tree(name: &str, files: &[&str]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("rico-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for f in files {
+            let path = root.join(f);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"").unwrap();
+        }
+        root
+    }
+}

@@ -474,16 +474,8 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
     use std::path::PathBuf;
 
-    /// A scratch source tree of empty files (planning never opens image files).
     fn tree(name: &str, files: &[&str]) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("rico-plan-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for f in files {
-            let path = root.join(f);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, b"").unwrap();
-        }
-        root
+        crate::write::scratch::tree(&format!("plan-{name}"), files)
     }
 
     fn per_dir_spec() -> Spec {

@@ -531,16 +531,8 @@ mod tests {
         assert!(err.message.contains("nope"), "{}", err.message);
     }
 
-    /// A scratch source tree of empty files (planning never opens image files).
     fn tree(name: &str, files: &[&str]) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("rico-spec-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for f in files {
-            let path = root.join(f);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, b"").unwrap();
-        }
-        root
+        crate::write::scratch::tree(&format!("spec-{name}"), files)
     }
 
     fn source<'a>(root: &Path, spec: &'a Spec) -> Source<'a> {

@@ -31,26 +31,9 @@ impl SequentialRead {
         // server may declare anything, 2^63 - 1 bytes included).
         let ranges = parts_of(0..size, part);
         // `in_flight` parts are being fetched; one more waits for the reader.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        runtime().spawn(async move {
-            let fetched = futures::stream::iter(ranges)
-                .map(|range| {
-                    let object = object.clone();
-                    async move { object.fetch_chunks(range).await }
-                })
-                .buffered(in_flight);
-            futures::pin_mut!(fetched);
-            while let Some(part) = fetched.next().await {
-                let failed = part.is_err();
-                // The reader blocks on the channel, not the runtime: send from a blocking task.
-                let tx = tx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(part).is_ok())
-                    .await
-                    .unwrap_or(false);
-                if !sent || failed {
-                    break;
-                }
-            }
+        let rx = fetch_in_order(ranges, in_flight, 1, move |range| {
+            let object = object.clone();
+            async move { object.fetch_chunks(range).await }
         });
         SequentialRead {
             parts: rx,
@@ -263,25 +246,9 @@ impl crate::Prefetch for RandomRead {
         let object = self.object.clone();
         let in_flight = object.options.parts_in_flight.max(1);
         let ranges = parts_of(span, object.options.part_bytes.max(FIRST_BLOCK));
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        runtime().spawn(async move {
-            let fetched = futures::stream::iter(ranges)
-                .map(|range| {
-                    let object = object.clone();
-                    async move { Ok::<_, SourceError>((range.start, object.fetch(range).await?)) }
-                })
-                .buffered(in_flight);
-            futures::pin_mut!(fetched);
-            while let Some(part) = fetched.next().await {
-                let failed = part.is_err();
-                let tx = tx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(part).is_ok())
-                    .await
-                    .unwrap_or(false);
-                if !sent || failed {
-                    break;
-                }
-            }
+        let rx = fetch_in_order(ranges, in_flight, 1, move |range| {
+            let object = object.clone();
+            async move { Ok((range.start, object.fetch(range).await?)) }
         });
         if let Ok(mut ahead) = self.ahead.lock() {
             *ahead = Ahead {
@@ -340,6 +307,44 @@ impl parquet::file::reader::ChunkReader for RandomRead {
     }
 }
 
+/// Fetches `items` with `fetch`, up to `in_flight` at once on the fetching runtime, and hands
+/// the results on in order through a channel of `queue` places (the reader blocks on the
+/// channel, not the runtime). The first error is the last result sent.
+fn fetch_in_order<I, T, F, Fut>(
+    items: I,
+    in_flight: usize,
+    queue: usize,
+    fetch: F,
+) -> std::sync::mpsc::Receiver<Result<T, SourceError>>
+where
+    I: IntoIterator + Send + 'static,
+    I::IntoIter: Send,
+    I::Item: Send,
+    T: Send + 'static,
+    F: Fn(I::Item) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, SourceError>> + Send,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(queue);
+    runtime().spawn(async move {
+        let fetched = futures::stream::iter(items)
+            .map(fetch)
+            .buffered(in_flight.max(1));
+        futures::pin_mut!(fetched);
+        while let Some(result) = fetched.next().await {
+            let failed = result.is_err();
+            // Sent from a blocking task: the channel may be full while the reader works.
+            let tx = tx.clone();
+            let sent = tokio::task::spawn_blocking(move || tx.send(result).is_ok())
+                .await
+                .unwrap_or(false);
+            if !sent || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Reads the objects of a folder URL (an S3 prefix) as the members of a container: sorted by
 /// key, the wanted ones fetched `parts_in_flight * 8` at a time, handed on in order.
 pub(crate) fn read_folder<V: crate::Visitor>(
@@ -359,27 +364,11 @@ pub(crate) fn read_folder<V: crate::Visitor>(
         }
     }
     let in_flight = (object.options.parts_in_flight * 8).max(1);
-    let (tx, rx) = std::sync::mpsc::sync_channel(in_flight);
     let names: Vec<String> = wanted.iter().map(|(r, _)| r.clone()).collect();
     let fetching = object.clone();
-    runtime().spawn(async move {
-        let fetched = futures::stream::iter(wanted)
-            .map(|(rel, location)| {
-                let object = fetching.clone();
-                async move { object.fetch_member(&rel, &location).await }
-            })
-            .buffered(in_flight);
-        futures::pin_mut!(fetched);
-        while let Some(member) = fetched.next().await {
-            let tx = tx.clone();
-            let failed = member.is_err();
-            let sent = tokio::task::spawn_blocking(move || tx.send(member).is_ok())
-                .await
-                .unwrap_or(false);
-            if !sent || failed {
-                break;
-            }
-        }
+    let rx = fetch_in_order(wanted, in_flight, in_flight, move |(rel, location)| {
+        let object = fetching.clone();
+        async move { object.fetch_member(&rel, &location).await }
     });
     let mut done = 0u64;
     for rel in names {

@@ -329,7 +329,7 @@ fn major_tom_core() -> Preset {
                         BandRule::FromPath,
                         "product directories named S1[AB]_IW_GRDH_..._rtc inside a grid-cell directory, holding vh.tif and vv.tif",
                     )?
-                    .require_bands(&["vh", "vv"]).patch_per_directory())
+                    .require_bands(&["vh", "vv"]).patch_per_directory().parquet_folders())
                 },
             },
             SourceOption {
@@ -342,7 +342,7 @@ fn major_tom_core() -> Preset {
                         BandRule::FromPath,
                         "product directories named S2[AB]_MSIL2A_... inside a grid-cell directory, holding B01.tif ... B12.tif",
                     )?
-                    .require_bands(&S2_BANDS).patch_per_directory())
+                    .require_bands(&S2_BANDS).patch_per_directory().parquet_folders())
                 },
             },
         ],

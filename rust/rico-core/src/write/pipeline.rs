@@ -203,7 +203,9 @@ pub(crate) fn with_sources<T>(
         .unwrap_or(spec::DEFAULT_MAX_HELD_BYTES);
     let mut resolved: Vec<Source<'_>> = Vec::new();
     for (flag, root, spec) in &specs {
-        for found in crate::write::sources::expand(flag, root, name, &options.remote)? {
+        for found in
+            crate::write::sources::expand(flag, root, spec.parquet_folders, &options.remote)?
+        {
             // Parts of a split archive given as a list: each names the whole archive once.
             if let rico_source::Location::Parts(p) = &found.location {
                 if resolved.iter().any(|s| {

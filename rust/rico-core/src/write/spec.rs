@@ -105,6 +105,9 @@ pub struct Spec {
     /// With [`BandRule::FromPath`]: the files of a patch lie in one directory, so that a patch
     /// is complete once its directory is listed (planning then holds one directory at a time).
     pub patch_per_directory: bool,
+    /// A folder given for this source may be a folder of Parquet files, as a hub publishes the
+    /// dataset (`*.parquet`, or `images/*.parquet`): each file is then one source.
+    pub parquet_folders: bool,
 }
 
 impl Spec {
@@ -131,6 +134,7 @@ impl Spec {
             uniform_bands: false,
             duplicate_hint: None,
             patch_per_directory: false,
+            parquet_folders: false,
         })
     }
 
@@ -162,6 +166,13 @@ impl Spec {
     /// Declares that the files of a patch lie in one directory (see `patch_per_directory`).
     pub fn patch_per_directory(mut self) -> Spec {
         self.patch_per_directory = true;
+        self
+    }
+
+    /// Takes a folder of Parquet files given for this source as its files (see
+    /// [`Spec::parquet_folders`]).
+    pub fn parquet_folders(mut self) -> Spec {
+        self.parquet_folders = true;
         self
     }
 

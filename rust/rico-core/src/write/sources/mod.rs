@@ -96,23 +96,24 @@ fn local(path: PathBuf) -> Resolved {
     }
 }
 
-/// The sources a path given with `--<flag>` of dataset `dataset` stands for, in name order.
+/// The sources a path given with `--<flag>` stands for, in name order; with `parquet_folders`
+/// (the source's spec says so: Major-TOM) a folder of Parquet files stands for its files.
 pub fn expand(
     flag: &str,
     path: &Path,
-    dataset: &str,
+    parquet_folders: bool,
     remote: &RemoteOptions,
 ) -> Result<Vec<Resolved>> {
     let text = path.to_string_lossy();
     if rico_source::is_url(&text) {
-        return expand_url(flag, &text, dataset, remote);
+        return expand_url(flag, &text, parquet_folders, remote);
     }
     if path.is_file() && rico_source::parts::part_name(path).is_some() {
         // One part of a split archive (any of them): all of its parts, in name order.
         return Ok(vec![parts(rico_source::parts::find_parts(path)?)]);
     }
     if path.exists() {
-        if dataset == "major-tom-core" && path.is_dir() {
+        if parquet_folders && path.is_dir() {
             if let Some(files) = parquet_files(path)? {
                 return Ok(files.into_iter().map(local).collect());
             }
@@ -145,12 +146,12 @@ pub fn expand(
     Ok(found.into_iter().map(local).collect())
 }
 
-/// A URL: an archive or Parquet object (by its ending), or over S3 a folder of files (or, for
-/// Major-TOM, of Parquet files).
+/// A URL: an archive or Parquet object (by its ending), or over S3 a folder of files (or, with
+/// `parquet_folders`, of Parquet files).
 fn expand_url(
     flag: &str,
     url: &str,
-    dataset: &str,
+    parquet_folders: bool,
     remote: &RemoteOptions,
 ) -> Result<Vec<Resolved>> {
     let shown = PathBuf::from(rico_source::redact(url));
@@ -172,7 +173,7 @@ fn expand_url(
         .hint("give the URL of the archive the dataset ships as, or an s3:// folder"));
     }
     let folder = rico_source::open_remote(url, remote, true)?;
-    if dataset == "major-tom-core" {
+    if parquet_folders {
         let listed = rico_source::list_folder(&folder)?;
         let parquet = |dir: &str| -> Vec<String> {
             listed

@@ -12,7 +12,7 @@ use rico_core::{OptionError, OptionValue, UserOptions};
 use crate::errors::to_py_err;
 
 /// The conversion options of a call: the dataset's value options `params`, and the keywords
-/// (`threads=`, `fetch_part_mb=`, ...) as [`UserOptions`] names them, in its units. Every
+/// (`threads=`, `read_timeout=`, ...) as [`UserOptions`] names them, in its units. Every
 /// conversion function takes its options here; an unknown keyword or a value of the wrong type
 /// raises TypeError.
 fn user_options(
@@ -25,32 +25,35 @@ fn user_options(
     };
     for (name, value) in keywords.into_iter().flatten() {
         let name: String = name.extract()?;
+        let (value, overflow) = option_value(&value)?;
         options
-            .set(&name, option_value(&value)?)
-            .map_err(option_err)?;
+            .set(&name, value)
+            .map_err(|e| overflow.unwrap_or_else(|| option_err(e)))?;
     }
     Ok(options)
 }
 
-/// A keyword's value as [`UserOptions::set`] takes it.
-fn option_value(value: &Bound<'_, PyAny>) -> PyResult<OptionValue> {
+/// A keyword's value as [`UserOptions::set`] takes it; with an int that is negative or past
+/// u64 (as a float, for `read_timeout=`), the OverflowError a count raises with it.
+fn option_value(value: &Bound<'_, PyAny>) -> PyResult<(OptionValue, Option<PyErr>)> {
     if value.is_none() {
-        return Ok(OptionValue::Unset);
+        return Ok((OptionValue::Unset, None));
     }
     if let Ok(b) = value.downcast::<PyBool>() {
-        return Ok(OptionValue::Bool(b.is_true()));
+        return Ok((OptionValue::Bool(b.is_true()), None));
     }
     if let Ok(x) = value.downcast::<PyFloat>() {
-        return Ok(OptionValue::Float(x.value()));
+        return Ok((OptionValue::Float(x.value()), None));
     }
     match value.extract::<u64>() {
-        Ok(n) => return Ok(OptionValue::Int(n)),
-        // A negative or huge int: the OverflowError of an unsigned argument.
-        Err(e) if value.is_instance_of::<PyInt>() => return Err(e),
+        Ok(n) => return Ok((OptionValue::Int(n), None)),
+        Err(e) if value.is_instance_of::<PyInt>() => {
+            return Ok((OptionValue::Float(value.extract()?), Some(e)))
+        }
         Err(_) => {}
     }
     if let Ok(strings) = value.extract::<Vec<String>>() {
-        return Ok(OptionValue::Strings(strings));
+        return Ok((OptionValue::Strings(strings), None));
     }
     Err(PyTypeError::new_err(format!(
         "a conversion option takes None, a bool, a number or a list of str, not {}",
@@ -124,9 +127,7 @@ pub(crate) fn convert<'py>(
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
-    let mut options = user_options(params, options)?
-        .build()
-        .map_err(option_err)?;
+    let mut options = user_options(params, options)?.build().map_err(option_err)?;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
     let summary = interruptible(py, &cancel, || {
@@ -211,9 +212,7 @@ pub(crate) fn verify<'py>(
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
-    let options = user_options(params, options)?
-        .build()
-        .map_err(option_err)?;
+    let options = user_options(params, options)?.build().map_err(option_err)?;
     let report = py
         .allow_threads(|| rico_core::verify_dataset(&dataset, &sources, &target_dir, &options))
         .map_err(to_py_err)?;

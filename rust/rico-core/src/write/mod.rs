@@ -8,10 +8,10 @@
 
 pub(crate) mod commit;
 pub mod convert;
-pub mod options;
 pub mod datasets;
 pub(crate) mod decode;
 pub(crate) mod fetch;
+pub mod options;
 pub(crate) mod pipeline;
 pub mod plan;
 pub mod sharding;

@@ -247,7 +247,9 @@ mod tests {
         let mut options = UserOptions::default();
         options.set("fetch_parts", OptionValue::Int(2)).unwrap();
         options.set("read_timeout", OptionValue::Int(5)).unwrap();
-        options.set("insecure_tls", OptionValue::Bool(true)).unwrap();
+        options
+            .set("insecure_tls", OptionValue::Bool(true))
+            .unwrap();
         options.set("threads", OptionValue::Unset).unwrap();
         let built = options.build().unwrap();
         assert_eq!(built.remote.parts_in_flight, 2);

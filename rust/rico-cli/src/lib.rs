@@ -341,6 +341,16 @@ fn run_verify(matches: &ArgMatches) -> Result<bool, Error> {
     Ok(report.ok())
 }
 
+/// `--bands` of the commands that read a database: names, spaced or comma-separated.
+fn bands_arg(help: &'static str) -> Arg {
+    Arg::new("bands")
+        .long("bands")
+        .value_name("BAND")
+        .num_args(1..)
+        .value_delimiter(',')
+        .help(help)
+}
+
 /// `--threads` of the commands that read a database.
 fn reader_threads() -> Arg {
     Arg::new("threads")
@@ -356,14 +366,7 @@ fn bench_command() -> Command {
     Command::new("bench")
         .about("Measure what this machine and storage deliver from a converted database: records/s and MB/s for sequential and random record reads and for batches")
         .arg(Arg::new("path").value_name("PATH").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
-        .arg(
-            Arg::new("bands")
-                .long("bands")
-                .value_name("BAND")
-                .num_args(1..)
-                .value_delimiter(',')
-                .help("Bands of the batches, e.g. --bands B04 B03 B02 (default: the bands of the first record)"),
-        )
+        .arg(bands_arg("Bands of the batches, e.g. --bands B04 B03 B02 (default: the bands of the first record)"))
         .arg(
             Arg::new("size")
                 .long("size")
@@ -430,15 +433,7 @@ fn stats_command() -> Command {
              records that hold it.",
         )
         .arg(Arg::new("path").value_name("DB").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
-        .arg(
-            Arg::new("bands")
-                .long("bands")
-                .value_name("BAND")
-                .num_args(1..)
-                .value_delimiter(',')
-                .required(true)
-                .help("Bands, e.g. --bands B02 B03 B04 VV VH"),
-        )
+        .arg(bands_arg("Bands, e.g. --bands B02 B03 B04 VV VH").required(true))
         .arg(Arg::new("metadata").long("metadata").value_name("PARQUET").value_parser(value_parser!(PathBuf)).help("BigEarthNet's metadata.parquet: take the records of --split (needs the Python package)"))
         .arg(Arg::new("split").long("split").value_name("NAME").help("The split (train, validation or val, test); recorded in the JSON"))
         .arg(Arg::new("include-snow-cloud").long("include-snow-cloud").action(ArgAction::SetTrue).help("With --metadata: keep patches marked as seasonal snow or cloud/shadow (left out by default, as recommended)"))

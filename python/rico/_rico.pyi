@@ -166,7 +166,9 @@ def verify(
     """Compare a database with its sources; see :func:`rico.verify`."""
 
 def parse_convert(argv: list[str]) -> Optional[dict[str, Any]]:
-    """Parse a conversion command line without running it (None for other subcommands)."""
+    """Parse a conversion command line without running it (None for other subcommands):
+    ``dataset``, ``target_dir``, ``sources``, ``params``, ``options`` (the conversion options
+    given, as keywords of :func:`rico.convert`), ``quiet`` and ``scheduler``."""
 
 def datasets() -> dict[str, list[str]]:
     """Options of each dataset: source directories (``*_dir``), then value options."""

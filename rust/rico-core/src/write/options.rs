@@ -58,11 +58,12 @@ impl From<OptionError> for crate::Error {
     }
 }
 
-/// The types of [`UserOptions`]' fields, as taken from an [`OptionValue`].
+/// The types of [`UserOptions`]' fields, as taken from an [`OptionValue`] and given back.
 trait FromValue: Sized {
     /// What the type takes, for an error.
     const WANT: &'static str;
     fn from_value(value: OptionValue) -> Option<Self>;
+    fn to_value(&self) -> OptionValue;
 }
 
 impl FromValue for bool {
@@ -72,6 +73,9 @@ impl FromValue for bool {
             OptionValue::Bool(b) => Some(b),
             _ => None,
         }
+    }
+    fn to_value(&self) -> OptionValue {
+        OptionValue::Bool(*self)
     }
 }
 
@@ -83,6 +87,9 @@ impl<T: FromValue> FromValue for Option<T> {
             value => T::from_value(value).map(Some),
         }
     }
+    fn to_value(&self) -> OptionValue {
+        self.as_ref().map_or(OptionValue::Unset, T::to_value)
+    }
 }
 
 impl FromValue for u64 {
@@ -92,6 +99,9 @@ impl FromValue for u64 {
             OptionValue::Int(n) => Some(n),
             _ => None,
         }
+    }
+    fn to_value(&self) -> OptionValue {
+        OptionValue::Int(*self)
     }
 }
 
@@ -104,6 +114,9 @@ impl FromValue for usize {
             _ => None,
         }
     }
+    fn to_value(&self) -> OptionValue {
+        OptionValue::Int(*self as u64)
+    }
 }
 
 impl FromValue for f64 {
@@ -115,6 +128,9 @@ impl FromValue for f64 {
             _ => None,
         }
     }
+    fn to_value(&self) -> OptionValue {
+        OptionValue::Float(*self)
+    }
 }
 
 impl FromValue for Vec<String> {
@@ -124,6 +140,9 @@ impl FromValue for Vec<String> {
             OptionValue::Strings(s) => Some(s),
             _ => None,
         }
+    }
+    fn to_value(&self) -> OptionValue {
+        OptionValue::Strings(self.clone())
     }
 }
 
@@ -155,6 +174,15 @@ macro_rules! user_options {
                     _ => return Err(OptionError::Unknown(name.to_string())),
                 }
                 Ok(())
+            }
+
+            /// Each option that is set (not `None`), by name: what [`UserOptions::set`] takes
+            /// to make these options again (the command line's, passed on to Python).
+            pub fn values(&self) -> Vec<(&'static str, OptionValue)> {
+                [$((stringify!($field), self.$field.to_value())),*]
+                    .into_iter()
+                    .filter(|(_, value)| *value != OptionValue::Unset)
+                    .collect()
             }
         }
     };
@@ -251,7 +279,7 @@ mod tests {
             .set("insecure_tls", OptionValue::Bool(true))
             .unwrap();
         options.set("threads", OptionValue::Unset).unwrap();
-        let built = options.build().unwrap();
+        let built = options.clone().build().unwrap();
         assert_eq!(built.remote.parts_in_flight, 2);
         assert_eq!(built.remote.read_timeout, Duration::from_secs(5));
         assert!(built.remote.insecure_tls && built.threads.is_none());
@@ -263,6 +291,11 @@ mod tests {
             .set("resume", OptionValue::Int(1))
             .is_err());
         assert!(UserOptions::NAMES.len() > 10);
+        let mut again = UserOptions::default();
+        for (name, value) in options.values() {
+            again.set(name, value).unwrap();
+        }
+        assert_eq!(again, options);
     }
 
     #[test]

@@ -81,12 +81,8 @@ def _convert_on_scheduler(call: dict) -> int:
             summary = rico.convert(
                 call["dataset"],
                 call["target_dir"],
-                threads=call["threads"],
-                resume=call["resume"],
-                skip_invalid=call["skip_invalid"],
-                shards=call["shards"],
                 client=client,
-                progress=False if call["quiet"] else None,
+                **call["options"],
                 **call["sources"],
                 **call["params"],
             )

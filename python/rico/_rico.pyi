@@ -1,10 +1,11 @@
 """Typed stubs of rico's native module (``rico._rico``)."""
 
 from os import PathLike
-from typing import Any, Optional, Union, final
+from typing import Any, Optional, TypedDict, Union, final, type_check_only
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
 __all__ = [
     "__version__",
@@ -29,6 +30,7 @@ __all__ = [
     "stats",
     "thread_count",
     "MAX_THREADS",
+    "CONVERT_OPTIONS",
     "MAX_SIZE",
     "shard_name",
     "MANIFEST",
@@ -94,25 +96,36 @@ def read_raster(path: Union[str, PathLike[str]]) -> npt.NDArray[Any]:
     (1, 120, 120)
     """
 
+@type_check_only
+class ConvertOptions(TypedDict, total=False):
+    """The conversion options the engine takes as keywords (:data:`CONVERT_OPTIONS`), in the
+    user's units; see :func:`rico.convert` for each. Unset = the default."""
+
+    threads: Optional[int]
+    io_depth: Optional[int]
+    buffer_mb: Optional[int]
+    max_held_mb: Optional[int]
+    fetch_parts: Optional[int]
+    fetch_part_mb: Optional[int]
+    read_timeout: Optional[float]
+    insecure_tls: bool
+    keys: Optional[list[str]]
+    progress: Optional[bool]
+    resume: bool
+    skip_invalid: bool
+    shards: Optional[int]
+    shard_index: Optional[int]
+
+#: The names of the keys of :class:`ConvertOptions`, the keywords of :func:`convert`,
+#: :func:`plan_shards` and :func:`verify`.
+CONVERT_OPTIONS: tuple[str, ...]
+
 def convert(
     dataset: str,
     target_dir: str,
     sources: dict[str, Union[str, list[str]]],
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
-    resume: bool = False,
-    skip_invalid: bool = False,
     params: Optional[dict[str, str]] = None,
-    shards: Optional[int] = None,
-    shard_index: Optional[int] = None,
-    io_depth: Optional[int] = None,
-    max_held_mb: Optional[int] = None,
-    fetch_parts: Optional[int] = None,
-    fetch_part_mb: Optional[int] = None,
-    insecure_tls: bool = False,
-    keys: Optional[list[str]] = None,
-    buffer_mb: Optional[int] = None,
-    read_timeout: Optional[float] = None,
+    **options: Unpack[ConvertOptions],
 ) -> dict[str, Any]:
     """Convert a dataset; see :func:`rico.convert`. With ``shards`` and ``shard_index``, only
     that shard (one task of a cluster run, resumable, no manifest), converted from the plan
@@ -123,19 +136,11 @@ def plan_shards(
     target_dir: str,
     sources: dict[str, Union[str, list[str]]],
     params: Optional[dict[str, str]] = None,
-    resume: bool = False,
-    shards: int = 1,
-    skip_invalid: bool = False,
-    max_held_mb: Optional[int] = None,
-    fetch_parts: Optional[int] = None,
-    fetch_part_mb: Optional[int] = None,
-    insecure_tls: bool = False,
-    keys: Optional[list[str]] = None,
-    read_timeout: Optional[float] = None,
+    **options: Unpack[ConvertOptions],
 ) -> int:
-    """Plan a sharded conversion once and write each shard's part of the plan into its
-    directory (a resume reuses the plan, and refuses another ``shards``); the number of
-    patches.
+    """Plan a sharded conversion once (``shards`` of them, default 1) and write each shard's
+    part of the plan into its directory (a resume reuses the plan, and refuses another
+    ``shards``); the number of patches.
 
     >>> import rico._rico as native, tempfile
     >>> native.plan_shards("bigearthnet", tempfile.mkdtemp(), {}, shards=4)
@@ -155,20 +160,15 @@ def verify(
     dataset: str,
     target_dir: str,
     sources: dict[str, Union[str, list[str]]],
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
     params: Optional[dict[str, str]] = None,
-    max_held_mb: Optional[int] = None,
-    fetch_parts: Optional[int] = None,
-    fetch_part_mb: Optional[int] = None,
-    insecure_tls: bool = False,
-    keys: Optional[list[str]] = None,
-    read_timeout: Optional[float] = None,
+    **options: Unpack[ConvertOptions],
 ) -> dict[str, Any]:
     """Compare a database with its sources; see :func:`rico.verify`."""
 
 def parse_convert(argv: list[str]) -> Optional[dict[str, Any]]:
-    """Parse a conversion command line without running it (None for other subcommands)."""
+    """Parse a conversion command line without running it (None for other subcommands):
+    ``dataset``, ``target_dir``, ``sources``, ``params``, ``options`` (the conversion options
+    given, as keywords of :func:`rico.convert`), ``quiet`` and ``scheduler``."""
 
 def datasets() -> dict[str, list[str]]:
     """Options of each dataset: source directories (``*_dir``), then value options."""

@@ -141,66 +141,32 @@ def convert(
     rico._rico.UsageError: no source directory given; give at least one of --bigearthnet-s1-dir, --bigearthnet-s2-dir or --bigearthnet-reference-maps-dir
     """
     sources, params = _split_options(options)
-    fetch = {
-        "keys": None if keys is None else [str(k) for k in keys],
-        "max_held_mb": max_held_mb,
-        "fetch_parts": fetch_parts,
-        "fetch_part_mb": fetch_part_mb,
-        "insecure_tls": insecure_tls,
-        "read_timeout": read_timeout,
-    }
+    # The keywords above that are engine options (all but `client`), passed on as given.
+    engine = {k: v for k, v in locals().items() if k in _rico.CONVERT_OPTIONS}
+    if keys is not None:
+        engine["keys"] = [str(k) for k in keys]
     if client is not None:
         if not shards:
             raise UsageError("a Dask client runs shards: pass shards=N as well")
         from .distributed import convert_on_cluster
 
         summary = convert_on_cluster(
-            client,
-            dataset,
-            os.fspath(target_dir),
-            shards,
-            sources,
-            params,
-            threads=threads,
-            progress=progress,
-            resume=resume,
-            skip_invalid=skip_invalid,
-            fetch=fetch,
+            client, dataset, os.fspath(target_dir), sources, params, engine
         )
         return ConvertSummary(**summary)
-    summary = _rico.convert(
-        dataset,
-        os.fspath(target_dir),
-        sources,
-        threads=threads,
-        progress=progress,
-        resume=resume,
-        skip_invalid=skip_invalid,
-        params=params,
-        shards=shards,
-        io_depth=io_depth,
-        buffer_mb=buffer_mb,
-        **fetch,
-    )
+    summary = _rico.convert(dataset, os.fspath(target_dir), sources, params, **engine)
     return ConvertSummary(**summary)
 
 
 def verify(
     dataset: str,
     target_dir: PathLike,
-    *,
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
-    max_held_mb: Optional[int] = None,
-    fetch_parts: Optional[int] = None,
-    fetch_part_mb: Optional[int] = None,
-    insecure_tls: bool = False,
-    read_timeout: Optional[float] = None,
-    **options: Union[PathLike, int, Sequence[str]],
+    **options: Union[PathLike, int, float, Sequence[str], None],
 ) -> dict:
     """Re-decode the sources of a conversion and compare them with the database record by record.
 
-    Takes the same options as :func:`convert`. Returns ``{"ok", "checked", "matching",
+    Takes the same options as :func:`convert` (those that writing alone has, such as
+    ``resume`` or ``shards``, do nothing here). Returns ``{"ok", "checked", "matching",
     "missing", "extra", "differing", "unreadable", "manifest", "text"}`` (``missing``, ``extra``
     and ``differing``: lists of keys; ``manifest``: where a sharded dataset's manifest, shard
     markers or plans disagree with its shards).
@@ -209,22 +175,9 @@ def verify(
     >>> report["ok"]  # doctest: +SKIP
     True
     """
+    engine = {k: options.pop(k) for k in list(options) if k in _rico.CONVERT_OPTIONS}
     sources, params = _split_options(options)
-    return dict(
-        _rico.verify(
-            dataset,
-            os.fspath(target_dir),
-            sources,
-            threads=threads,
-            progress=progress,
-            params=params,
-            max_held_mb=max_held_mb,
-            fetch_parts=fetch_parts,
-            fetch_part_mb=fetch_part_mb,
-            insecure_tls=insecure_tls,
-            read_timeout=read_timeout,
-        )
-    )
+    return dict(_rico.verify(dataset, os.fspath(target_dir), sources, params, **engine))
 
 
 def _split_options(options: dict) -> tuple[dict[str, str], dict[str, str]]:

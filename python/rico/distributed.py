@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import _rico
 
@@ -36,36 +36,15 @@ def shard_dir(target: Path, index: int) -> Path:
 
 
 def _convert_shard(
-    index: int,
-    dataset: str,
-    target: str,
-    shards: int,
-    sources: dict,
-    params: dict,
-    threads: Optional[int],
-    skip_invalid: bool,
-    fetch: Optional[dict] = None,
+    index: int, dataset: str, target: str, sources: dict, params: dict, options: dict
 ) -> dict:
-    """One Dask task: shard ``index`` of ``shards``, from the plan the client wrote into the
-    shard's directory; resumable (a rerun after a lost worker finishes what the first attempt
-    committed)."""
+    """One Dask task: shard ``index`` of ``options["shards"]``, from the plan the client wrote
+    into the shard's directory; resumable (a rerun after a lost worker finishes what the first
+    attempt committed)."""
     from rico import _rico as native
 
-    return dict(
-        native.convert(
-            dataset,
-            target,
-            sources,
-            threads=threads,
-            progress=False,
-            resume=True,
-            skip_invalid=skip_invalid,
-            params=params,
-            shards=shards,
-            shard_index=index,
-            **(fetch or {}),
-        )
-    )
+    task = {**options, "progress": False, "resume": True, "shard_index": index}
+    return dict(native.convert(dataset, target, sources, params, **task))
 
 
 def _records_written(target: Path, shards: int) -> int:
@@ -94,33 +73,18 @@ def _follow(futures: list, target: Path, shards: int, total: int) -> None:
 
 
 def convert_on_cluster(
-    client: Any,
-    dataset: str,
-    target_dir: str,
-    shards: int,
-    sources: dict,
-    params: dict,
-    threads: Optional[int] = None,
-    progress: Optional[bool] = None,
-    resume: bool = False,
-    skip_invalid: bool = False,
-    fetch: Optional[dict] = None,
+    client: Any, dataset: str, target_dir: str, sources: dict, params: dict, options: dict
 ) -> dict:
-    """Runs one Dask task per shard and writes the manifest; returns the summary as a dict."""
+    """Runs one Dask task per shard and writes the manifest; returns the summary as a dict.
+    ``options``: the engine's keywords (:data:`rico._rico.CONVERT_OPTIONS`), ``shards`` among
+    them."""
     target = Path(target_dir)
+    shards: int = options["shards"]
+    resume, threads, progress = (options.get(k) for k in ("resume", "threads", "progress"))
     start = time.time()
     # Checks the target and the sources on the client, walks them once and writes each shard's
     # part of the plan (a resume reuses the plan, and refuses another number of shards).
-    total = _rico.plan_shards(
-        dataset,
-        target_dir,
-        sources,
-        params=params,
-        resume=resume,
-        shards=shards,
-        skip_invalid=skip_invalid,
-        **(fetch or {}),
-    )
+    total = _rico.plan_shards(dataset, target_dir, sources, params, **options)
     target.mkdir(parents=True, exist_ok=True)
     todo = [
         i for i in range(shards) if not (resume and (shard_dir(target, i) / SHARD_MARKER).is_file())
@@ -130,12 +94,9 @@ def convert_on_cluster(
         todo,
         dataset=dataset,
         target=os.fspath(target),
-        shards=shards,
         sources=sources,
         params=params,
-        threads=threads,
-        skip_invalid=skip_invalid,
-        fetch=fetch,
+        options=options,
         pure=False,
     )
     show = sys.stderr.isatty() if progress is None else progress

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use rico_core::write::datasets::{presets, Preset};
-use rico_core::{convert_dataset, ConvertOptions, Error};
+use rico_core::{convert_dataset, Error, UserOptions};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -217,7 +217,7 @@ pub fn command() -> Command {
 }
 
 /// The keys of a key list file: one per line, blank lines and `#` comments left out.
-fn read_key_list(path: &std::path::Path) -> Result<std::collections::HashSet<String>, Error> {
+fn read_key_list(path: &std::path::Path) -> Result<Vec<String>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::usage(format!("cannot read the key list given with --keys: {e}")).at(path)
     })?;
@@ -229,47 +229,44 @@ fn read_key_list(path: &std::path::Path) -> Result<std::collections::HashSet<Str
         .collect())
 }
 
-/// The longest `--read-timeout` (a day): longer is a mistake, not a slow link.
-pub const MAX_READ_TIMEOUT_SECONDS: f64 = 86_400.0;
-
-/// A read timeout in seconds, as `--read-timeout` and `read_timeout=` take it: a number above
-/// 0 and at most a day.
-pub fn read_timeout(seconds: f64) -> Result<std::time::Duration, String> {
-    if !(seconds > 0.0 && seconds <= MAX_READ_TIMEOUT_SECONDS) {
-        return Err(format!(
-            "the read timeout must be a number of seconds above 0 and at most {MAX_READ_TIMEOUT_SECONDS}, not {seconds}"
-        ));
-    }
-    Ok(std::time::Duration::from_secs_f64(seconds))
-}
-
-fn parse_read_timeout(text: &str) -> Result<std::time::Duration, String> {
+/// `--read-timeout`: seconds, checked as `read_timeout=` is.
+fn parse_read_timeout(text: &str) -> Result<f64, String> {
     let seconds: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("not a number of seconds: {text}"))?;
-    read_timeout(seconds)
+    rico_core::write::options::read_timeout(seconds).map_err(|e| e.to_string())?;
+    Ok(seconds)
 }
 
-/// How URLs are fetched: the defaults, with what was given.
-pub fn remote_options(
-    parts: Option<usize>,
-    part_mb: Option<u64>,
-    insecure_tls: bool,
-    read_timeout: Option<std::time::Duration>,
-) -> rico_core::RemoteOptions {
-    let mut options = rico_core::RemoteOptions::default();
-    if let Some(parts) = parts {
-        options.parts_in_flight = parts;
+/// The conversion options of the flags, in the user's units.
+fn user_options(preset: &Preset, matches: &ArgMatches) -> Result<UserOptions, Error> {
+    let mut params = Vec::new();
+    for param in &preset.params {
+        if let Some(value) = matches.get_one::<String>(param.flag) {
+            params.push((param.flag.to_string(), value.clone()));
+        }
     }
-    if let Some(mb) = part_mb {
-        options.part_bytes = mb << 20;
-    }
-    options.insecure_tls = insecure_tls;
-    if let Some(timeout) = read_timeout {
-        options.read_timeout = timeout;
-    }
-    options
+    Ok(UserOptions {
+        params,
+        threads: matches.get_one::<usize>("threads").copied(),
+        io_depth: matches.get_one::<usize>("io-depth").copied(),
+        buffer_mb: matches.get_one::<u64>("buffer-mb").map(|mb| *mb as usize),
+        max_held_mb: matches.get_one::<u64>("max-held-mb").copied(),
+        fetch_parts: matches.get_one::<u64>("fetch-parts").map(|n| *n as usize),
+        fetch_part_mb: matches.get_one::<u64>("fetch-part-mb").copied(),
+        read_timeout: matches.get_one::<f64>("read-timeout").copied(),
+        insecure_tls: matches.get_flag("insecure-tls"),
+        keys: match matches.get_one::<PathBuf>("keys") {
+            None => None,
+            Some(path) => Some(read_key_list(path)?),
+        },
+        progress: matches.get_flag("quiet").then_some(false),
+        resume: matches.get_flag("resume"),
+        skip_invalid: matches.get_flag("skip-invalid"),
+        shards: matches.get_one::<usize>("shards").copied(),
+        shard_index: None,
+    })
 }
 
 /// A conversion's arguments, as parsed from a command line.
@@ -278,7 +275,7 @@ pub struct ConvertCall {
     pub dataset: String,
     pub sources: Vec<(String, PathBuf)>,
     pub target: PathBuf,
-    pub options: ConvertOptions,
+    pub options: UserOptions,
     pub quiet: bool,
     pub scheduler: Option<String>,
 }
@@ -295,41 +292,6 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
             sources.push((source.flag.to_string(), path.clone()));
         }
     }
-    let mut params = Vec::new();
-    for param in &preset.params {
-        if let Some(value) = matches.get_one::<String>(param.flag) {
-            params.push((param.flag.to_string(), value.clone()));
-        }
-    }
-    let quiet = matches.get_flag("quiet");
-    let keys = match matches.get_one::<PathBuf>("keys") {
-        None => None,
-        Some(path) => Some(std::sync::Arc::new(read_key_list(path)?)),
-    };
-    let options = ConvertOptions {
-        params,
-        threads: matches.get_one::<usize>("threads").copied(),
-        io_depth: matches.get_one::<usize>("io-depth").copied(),
-        buffer_bytes: matches
-            .get_one::<u64>("buffer-mb")
-            .map(|mb| (*mb as usize) << 20),
-        resume: matches.get_flag("resume"),
-        skip_invalid: matches.get_flag("skip-invalid"),
-        progress: if quiet { Some(false) } else { None },
-        shards: matches.get_one::<usize>("shards").copied(),
-        shard_index: None,
-        cancel: None,
-        max_held_bytes: matches.get_one::<u64>("max-held-mb").map(|mb| mb << 20),
-        remote: remote_options(
-            matches.get_one::<u64>("fetch-parts").map(|n| *n as usize),
-            matches.get_one::<u64>("fetch-part-mb").copied(),
-            matches.get_flag("insecure-tls"),
-            matches
-                .get_one::<std::time::Duration>("read-timeout")
-                .copied(),
-        ),
-        keys,
-    };
     Ok(ConvertCall {
         dataset: name.to_string(),
         sources,
@@ -337,8 +299,8 @@ fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> 
             .get_one::<PathBuf>("target-dir")
             .cloned()
             .unwrap_or_default(),
-        options,
-        quiet,
+        options: user_options(&preset, matches)?,
+        quiet: matches.get_flag("quiet"),
         scheduler: matches.get_one::<String>("scheduler").cloned(),
     })
 }
@@ -373,9 +335,30 @@ fn run_verify(matches: &ArgMatches) -> Result<bool, Error> {
         return Err(Error::usage("give the dataset to verify"));
     };
     let call = convert_call(name, sub)?;
-    let report = rico_core::verify_dataset(name, &call.sources, &call.target, &call.options)?;
+    let options = call.options.build()?;
+    let report = rico_core::verify_dataset(name, &call.sources, &call.target, &options)?;
     print!("{}", report.text());
     Ok(report.ok())
+}
+
+/// `--bands` of the commands that read a database: names, spaced or comma-separated.
+fn bands_arg(help: &'static str) -> Arg {
+    Arg::new("bands")
+        .long("bands")
+        .value_name("BAND")
+        .num_args(1..)
+        .value_delimiter(',')
+        .help(help)
+}
+
+/// `--threads` of the commands that read a database.
+fn reader_threads() -> Arg {
+    Arg::new("threads")
+        .long("threads")
+        .short('t')
+        .value_name("N")
+        .value_parser(value_parser!(usize))
+        .help("Reader threads (default: one per core)")
 }
 
 /// `rico bench`: records/s and MB/s a database delivers on this machine and storage.
@@ -383,14 +366,7 @@ fn bench_command() -> Command {
     Command::new("bench")
         .about("Measure what this machine and storage deliver from a converted database: records/s and MB/s for sequential and random record reads and for batches")
         .arg(Arg::new("path").value_name("PATH").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
-        .arg(
-            Arg::new("bands")
-                .long("bands")
-                .value_name("BAND")
-                .num_args(1..)
-                .value_delimiter(',')
-                .help("Bands of the batches, e.g. --bands B04 B03 B02 (default: the bands of the first record)"),
-        )
+        .arg(bands_arg("Bands of the batches, e.g. --bands B04 B03 B02 (default: the bands of the first record)"))
         .arg(
             Arg::new("size")
                 .long("size")
@@ -406,14 +382,7 @@ fn bench_command() -> Command {
                 .value_parser(value_parser!(usize))
                 .help("Records per batch"),
         )
-        .arg(
-            Arg::new("threads")
-                .long("threads")
-                .short('t')
-                .value_name("N")
-                .value_parser(value_parser!(usize))
-                .help("Reader threads (default: one per core)"),
-        )
+        .arg(reader_threads())
         .arg(
             Arg::new("seconds")
                 .long("seconds")
@@ -464,15 +433,7 @@ fn stats_command() -> Command {
              records that hold it.",
         )
         .arg(Arg::new("path").value_name("DB").required(true).value_parser(value_parser!(PathBuf)).help("Database directory"))
-        .arg(
-            Arg::new("bands")
-                .long("bands")
-                .value_name("BAND")
-                .num_args(1..)
-                .value_delimiter(',')
-                .required(true)
-                .help("Bands, e.g. --bands B02 B03 B04 VV VH"),
-        )
+        .arg(bands_arg("Bands, e.g. --bands B02 B03 B04 VV VH").required(true))
         .arg(Arg::new("metadata").long("metadata").value_name("PARQUET").value_parser(value_parser!(PathBuf)).help("BigEarthNet's metadata.parquet: take the records of --split (needs the Python package)"))
         .arg(Arg::new("split").long("split").value_name("NAME").help("The split (train, validation or val, test); recorded in the JSON"))
         .arg(Arg::new("include-snow-cloud").long("include-snow-cloud").action(ArgAction::SetTrue).help("With --metadata: keep patches marked as seasonal snow or cloud/shadow (left out by default, as recommended)"))
@@ -480,14 +441,7 @@ fn stats_command() -> Command {
         .arg(Arg::new("size").long("size").value_name("S").value_parser(value_parser!(usize)).help("Resample every band to SxS first, as batches do (default: the stored values; nearest upsampling by whole factors gives the same figures)"))
         .arg(Arg::new("resample").long("resample").value_name("MODE").default_value("nearest").help("nearest or bilinear (with --size)"))
         .arg(Arg::new("out").long("out").short('o').value_name("FILE").value_parser(value_parser!(PathBuf)).help("Where to write the JSON (default: <DB>.stats.json beside the database)"))
-        .arg(
-            Arg::new("threads")
-                .long("threads")
-                .short('t')
-                .value_name("N")
-                .value_parser(value_parser!(usize))
-                .help("Reader threads (default: one per core)"),
-        )
+        .arg(reader_threads())
         .after_help(EXIT_CODES)
 }
 
@@ -567,7 +521,7 @@ fn run_dataset(name: &str, matches: &ArgMatches) -> Result<(), Error> {
         return Err(Error::usage("--scheduler runs the shards on a Dask cluster, which needs Python")
             .hint("install the rico Python package with dask.distributed and run `python -m rico ...` with the same options"));
     }
-    let summary = convert_dataset(name, &call.sources, &call.target, &call.options)?;
+    let summary = convert_dataset(name, &call.sources, &call.target, &call.options.build()?)?;
     if !call.quiet {
         eprintln!("{}", summary.line());
     }

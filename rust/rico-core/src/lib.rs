@@ -13,4 +13,5 @@ pub use rico_raster as raster;
 pub use rico_raster::DType;
 pub use rico_source::RemoteOptions;
 pub use write::convert::{convert_dataset, ConvertOptions, Summary};
+pub use write::options::{OptionError, OptionValue, UserOptions};
 pub use write::verify::{verify_dataset, VerifyReport};

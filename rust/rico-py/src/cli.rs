@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use rico_core::OptionValue;
 
-/// Parses a conversion command line; None for other subcommands; raises SystemExit(code) for
+/// Parses a conversion command line into its dataset, target, sources, params and `options`
+/// (the conversion options given, as `rico.convert`'s keywords); None for other subcommands; raises SystemExit(code) for
 /// help and usage errors (clap has printed its message).
 #[pyfunction]
 pub(crate) fn parse_convert<'py>(
@@ -35,11 +37,18 @@ pub(crate) fn parse_convert<'py>(
             .map(|(k, v)| (k.replace('-', "_"), v.clone()))
             .collect::<BTreeMap<_, _>>(),
     )?;
-    out.set_item("threads", call.options.threads)?;
-    out.set_item("io_depth", call.options.io_depth)?;
-    out.set_item("resume", call.options.resume)?;
-    out.set_item("skip_invalid", call.options.skip_invalid)?;
-    out.set_item("shards", call.options.shards)?;
+    let options = PyDict::new(py);
+    for (name, value) in call.options.values() {
+        let value = match value {
+            OptionValue::Unset => py.None().into_bound(py),
+            OptionValue::Bool(b) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
+            OptionValue::Int(n) => n.into_pyobject(py)?.into_any(),
+            OptionValue::Float(x) => x.into_pyobject(py)?.into_any(),
+            OptionValue::Strings(s) => s.into_pyobject(py)?.into_any(),
+        };
+        options.set_item(name, value)?;
+    }
+    out.set_item("options", options)?;
     out.set_item("quiet", call.quiet)?;
     out.set_item("scheduler", call.scheduler)?;
     Ok(Some(out))

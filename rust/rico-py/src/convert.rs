@@ -4,63 +4,69 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt};
+use rico_core::{OptionError, OptionValue, UserOptions};
 
 use crate::errors::to_py_err;
 
-#[allow(clippy::too_many_arguments)] // one per conversion option, as the Python keywords
-fn options(
-    threads: Option<usize>,
-    io_depth: Option<usize>,
-    progress: Option<bool>,
-    resume: bool,
-    skip_invalid: bool,
+/// The conversion options of a call: the dataset's value options `params`, and the keywords
+/// (`threads=`, `read_timeout=`, ...) as [`UserOptions`] names them, in its units. Every
+/// conversion function takes its options here; an unknown keyword or a value of the wrong type
+/// raises TypeError.
+fn user_options(
     params: Option<BTreeMap<String, String>>,
-    shards: Option<usize>,
-    shard_index: Option<usize>,
-    fetch: Fetch,
-) -> rico_core::ConvertOptions {
-    let params = params.unwrap_or_default().into_iter().collect();
-    rico_core::ConvertOptions {
-        threads,
-        io_depth,
-        buffer_bytes: None,
-        resume,
-        skip_invalid,
-        progress,
-        params,
-        shards,
-        shard_index,
-        cancel: None,
-        max_held_bytes: fetch.max_held_mb.map(|mb| mb << 20),
-        remote: rico_cli::remote_options(
-            fetch.parts,
-            fetch.part_mb,
-            fetch.insecure_tls,
-            fetch.read_timeout,
-        ),
-        keys: fetch
-            .keys
-            .map(|keys| std::sync::Arc::new(keys.into_iter().collect())),
+    keywords: Option<&Bound<'_, PyDict>>,
+) -> PyResult<UserOptions> {
+    let mut options = UserOptions {
+        params: params.unwrap_or_default().into_iter().collect(),
+        ..UserOptions::default()
+    };
+    for (name, value) in keywords.into_iter().flatten() {
+        let name: String = name.extract()?;
+        let (value, overflow) = option_value(&value)?;
+        options
+            .set(&name, value)
+            .map_err(|e| overflow.unwrap_or_else(|| option_err(e)))?;
     }
+    Ok(options)
 }
 
-/// How archives and URLs are read: the keywords every conversion function takes.
-struct Fetch {
-    keys: Option<Vec<String>>,
-    max_held_mb: Option<u64>,
-    parts: Option<usize>,
-    part_mb: Option<u64>,
-    insecure_tls: bool,
-    read_timeout: Option<std::time::Duration>,
+/// A keyword's value as [`UserOptions::set`] takes it; with an int that is negative or past
+/// u64 (as a float, for `read_timeout=`), the OverflowError a count raises with it.
+fn option_value(value: &Bound<'_, PyAny>) -> PyResult<(OptionValue, Option<PyErr>)> {
+    if value.is_none() {
+        return Ok((OptionValue::Unset, None));
+    }
+    if let Ok(b) = value.downcast::<PyBool>() {
+        return Ok((OptionValue::Bool(b.is_true()), None));
+    }
+    if let Ok(x) = value.downcast::<PyFloat>() {
+        return Ok((OptionValue::Float(x.value()), None));
+    }
+    match value.extract::<u64>() {
+        Ok(n) => return Ok((OptionValue::Int(n), None)),
+        Err(e) if value.is_instance_of::<PyInt>() => {
+            return Ok((OptionValue::Float(value.extract()?), Some(e)))
+        }
+        Err(_) => {}
+    }
+    if let Ok(strings) = value.extract::<Vec<String>>() {
+        return Ok((OptionValue::Strings(strings), None));
+    }
+    Err(PyTypeError::new_err(format!(
+        "a conversion option takes None, a bool, a number or a list of str, not {}",
+        value.get_type().name()?
+    )))
 }
 
-/// `read_timeout=` as the engine takes it; a ValueError for a number out of range.
-fn read_timeout(seconds: Option<f64>) -> PyResult<Option<std::time::Duration>> {
-    seconds
-        .map(|s| rico_cli::read_timeout(s).map_err(pyo3::exceptions::PyValueError::new_err))
-        .transpose()
+/// An option refused: a value out of range as ValueError, the rest as TypeError.
+fn option_err(e: OptionError) -> PyErr {
+    match e {
+        OptionError::Value(_) => PyValueError::new_err(e.to_string()),
+        _ => PyTypeError::new_err(e.to_string()),
+    }
 }
 
 /// A source option's value: one path, or several (the parts of one source).
@@ -111,49 +117,17 @@ fn interruptible<T: Send>(
 
 /// Converts a dataset; returns the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, resume=false, skip_invalid=false, params=None, shards=None, shard_index=None, io_depth=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, buffer_mb=None, read_timeout=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, **options))]
 pub(crate) fn convert<'py>(
     py: Python<'py>,
     dataset: String,
     target_dir: PathBuf,
     sources: BTreeMap<String, SourcePaths>,
-    threads: Option<usize>,
-    progress: Option<bool>,
-    resume: bool,
-    skip_invalid: bool,
     params: Option<BTreeMap<String, String>>,
-    shards: Option<usize>,
-    shard_index: Option<usize>,
-    io_depth: Option<usize>,
-    max_held_mb: Option<u64>,
-    fetch_parts: Option<usize>,
-    fetch_part_mb: Option<u64>,
-    insecure_tls: bool,
-    keys: Option<Vec<String>>,
-    buffer_mb: Option<usize>,
-    read_timeout: Option<f64>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
-    let mut options = options(
-        threads,
-        io_depth,
-        progress,
-        resume,
-        skip_invalid,
-        params,
-        shards,
-        shard_index,
-        Fetch {
-            keys,
-            max_held_mb,
-            parts: fetch_parts,
-            part_mb: fetch_part_mb,
-            insecure_tls,
-            read_timeout: self::read_timeout(read_timeout)?,
-        },
-    );
-    options.buffer_bytes = buffer_mb.map(|mb| mb.saturating_mul(1 << 20));
+    let mut options = user_options(params, options)?.build().map_err(option_err)?;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options.cancel = Some(cancel.clone());
     let summary = interruptible(py, &cancel, || {
@@ -184,43 +158,21 @@ pub(crate) fn convert<'py>(
 /// run) and writes each shard's part of the plan into its directory; returns the number of
 /// patches. A cluster client calls this before sending one task per shard.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, params=None, resume=false, shards=1, skip_invalid=false, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, read_timeout=None))]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan_shards(
-    py: Python<'_>,
+#[pyo3(signature = (dataset, target_dir, sources, params=None, **options))]
+pub(crate) fn plan_shards<'py>(
+    py: Python<'py>,
     dataset: String,
     target_dir: PathBuf,
     sources: BTreeMap<String, SourcePaths>,
     params: Option<BTreeMap<String, String>>,
-    resume: bool,
-    shards: usize,
-    skip_invalid: bool,
-    max_held_mb: Option<u64>,
-    fetch_parts: Option<usize>,
-    fetch_part_mb: Option<u64>,
-    insecure_tls: bool,
-    keys: Option<Vec<String>>,
-    read_timeout: Option<f64>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<u64> {
     let sources = source_list(sources);
-    let options = options(
-        None,
-        None,
-        Some(false),
-        resume,
-        skip_invalid,
-        params,
-        Some(shards),
-        None,
-        Fetch {
-            keys,
-            max_held_mb,
-            parts: fetch_parts,
-            part_mb: fetch_part_mb,
-            insecure_tls,
-            read_timeout: self::read_timeout(read_timeout)?,
-        },
-    );
+    let mut options = user_options(params, options)?;
+    // The client plans quietly, for every shard; the shards' tasks draw the progress.
+    (options.progress, options.shard_index) = (Some(false), None);
+    let shards = *options.shards.get_or_insert(1);
+    let options = options.build().map_err(option_err)?;
     py.allow_threads(|| {
         rico_core::write::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
     })
@@ -250,42 +202,17 @@ pub(crate) fn shard_name(index: usize) -> String {
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (dataset, target_dir, sources, threads=None, progress=None, params=None, max_held_mb=None, fetch_parts=None, fetch_part_mb=None, insecure_tls=false, keys=None, read_timeout=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (dataset, target_dir, sources, params=None, **options))]
 pub(crate) fn verify<'py>(
     py: Python<'py>,
     dataset: String,
     target_dir: PathBuf,
     sources: BTreeMap<String, SourcePaths>,
-    threads: Option<usize>,
-    progress: Option<bool>,
     params: Option<BTreeMap<String, String>>,
-    max_held_mb: Option<u64>,
-    fetch_parts: Option<usize>,
-    fetch_part_mb: Option<u64>,
-    insecure_tls: bool,
-    keys: Option<Vec<String>>,
-    read_timeout: Option<f64>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sources = source_list(sources);
-    let options = options(
-        threads,
-        None,
-        progress,
-        false,
-        false,
-        params,
-        None,
-        None,
-        Fetch {
-            keys,
-            max_held_mb,
-            parts: fetch_parts,
-            part_mb: fetch_part_mb,
-            insecure_tls,
-            read_timeout: self::read_timeout(read_timeout)?,
-        },
-    );
+    let options = user_options(params, options)?.build().map_err(option_err)?;
     let report = py
         .allow_threads(|| rico_core::verify_dataset(&dataset, &sources, &target_dir, &options))
         .map_err(to_py_err)?;

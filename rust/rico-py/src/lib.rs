@@ -42,6 +42,8 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli::main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::thread_count, m)?)?;
     m.add("MAX_THREADS", rico_core::MAX_THREADS)?;
+    let names = pyo3::types::PyTuple::new(py, rico_core::UserOptions::NAMES)?;
+    m.add("CONVERT_OPTIONS", names)?;
     m.add("MAX_SIZE", rico_core::read::batch::MAX_SIZE)?;
     // The names of the files and folders rico writes into a target (rico-core's target.rs).
     m.add_function(wrap_pyfunction!(convert::shard_name, m)?)?;

@@ -3,7 +3,7 @@
 //! source option; [`plan`] groups members into patches; `fetch` reads their bytes;
 //! `decode` turns them into records; `commit` writes them into LMDB; [`target`] owns
 //! everything on disk. `pipeline` wires the stages, [`sharding`] cuts a run into shards,
-//! [`convert`] is the entry point and [`verify`] re-reads a finished conversion. It may use
+//! [`convert`] is the entry point ([`options`] the user's options of it) and [`verify`] re-reads a finished conversion. It may use
 //! the base and read layers (resume and verify read databases).
 
 pub(crate) mod commit;
@@ -11,6 +11,7 @@ pub mod convert;
 pub mod datasets;
 pub(crate) mod decode;
 pub(crate) mod fetch;
+pub mod options;
 pub(crate) mod pipeline;
 pub mod plan;
 pub mod sharding;

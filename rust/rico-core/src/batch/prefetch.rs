@@ -342,6 +342,8 @@ impl Producer {
             // The consumer went away (loop broken, loader closed or dropped): stop.
             let Ok(slot) = free_slots.recv() else { break };
             read_ahead.advance(start);
+            // Every record of this batch is in flight (or resident) before it is assembled.
+            read_ahead.need(starts[i + 1]);
             // A panic becomes an error for the consumer instead of a silently short epoch.
             let produced =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(i, slot)))

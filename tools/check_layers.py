@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""The engine's layers, checked: which rico-core modules each module may import.
+"""The engine's layers, checked: rico-core's folders are its layers, and imports run one way.
 
-rico-core is built in layers whose imports run one way (docs/architecture.md):
+``rust/rico-core/src`` holds ``lib.rs`` (the facade: module declarations and re-exports) and
+one folder per layer (docs/architecture.md, CONTRIBUTING.md):
 
-- ``base``: what every layer shares (errors, the LMDB wrapper and its SIGBUS guard, record
-  encoding, labels, progress, aligned buffers);
-- ``write``: the conversion (specs and presets, sources, planning, reading, decoding, writing,
-  shards, verify), which may use the read layer (verify and resume read databases);
-- ``read``: the database reader, key selection, batches, read-ahead, statistics, the read
-  benchmark, which never import the write layer.
+- ``base/``: what every layer shares (errors, the LMDB wrapper and its SIGBUS guard, record
+  encoding, labels, progress, aligned buffers, thread counts);
+- ``read/``: the database reader, key selection, batches, read-ahead, statistics, the read
+  benchmark; it never imports the write layer;
+- ``write/``: the conversion, its stages in the order a record flows (spec, sources, plan,
+  fetch, decode, commit, target), sharding and verify; it may use the read layer (verify and
+  resume read databases).
 
-A module is a file or folder directly under ``src/``; its imports are the ``crate::<module>``
-paths in its files (``use crate::{a, b}`` too). Two checks, run by ``make lint``; each failure
-is printed and the script exits 1:
+A module is a file or folder directly inside a layer's folder, named ``layer::module``; its
+imports are the ``crate::layer::module`` paths in its files (``use crate::layer::{a, b}``
+too); the root items re-exported by ``lib.rs`` (``crate::Result``...) belong to ``base``.
+Checks, run by ``make lint``; each failure is printed and the script exits 1:
 
+- ``src`` holds ``lib.rs`` and layer folders only, and each folder is a known layer;
 - no import crosses a layer the wrong way;
 - no import circle among the modules, whatever their layers: outside test code
   (``#[cfg(test)]`` items) a module never imports, directly or through others, a module that
@@ -30,30 +34,35 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "rust" / "rico-core" / "src"
 
-LAYERS = {
-    "base": {"error", "lmdb", "fault", "record", "labels", "progress", "buffer", "layout", "fork"},
-    "read": {"reader", "batch", "select", "stats", "bench"},
-    "write": set(
-        "spec datasets sources planning reading decode writing target pipeline convert sharding"
-        " verify".split()
-    ),
-}
-#: The layers each layer may import (besides itself).
+#: The layers, each a folder of src/, and the layers each may import (besides itself).
 MAY_IMPORT = {"base": set(), "read": {"base"}, "write": {"base", "read"}}
-#: Items of the crate root (lib.rs) that every layer may use.
-ROOT_ITEMS = {"thread_count", "check_count", "MAX_THREADS", "Error", "ErrorKind", "Result"}
-
-
-def layer_of(module: str) -> str | None:
-    return next((name for name, mods in LAYERS.items() if module in mods), None)
+#: Items of the crate root (lib.rs re-exports them from base) that every layer may use.
+ROOT_ITEMS = {
+    "thread_count",
+    "check_count",
+    "count_out_of_range",
+    "cores",
+    "MAX_THREADS",
+    "Error",
+    "ErrorKind",
+    "Result",
+    "raster",
+    "DType",
+    "RemoteOptions",
+}
 
 
 def imports(text: str) -> set[str]:
-    """The crate modules (or root items) a file names."""
+    """The crate modules a file names, as ``layer::module`` (a root item as ``base``)."""
     text = re.sub(r"//[^\n]*", "", text)  # comments, doc comments included
-    found = set(re.findall(r"\bcrate::(\w+)", text))
-    for group in re.findall(r"\bcrate::\{([^}]*)\}", text, flags=re.S):
-        found.update(re.findall(r"(?:^|,)\s*(\w+)", group))
+    found: set[str] = set()
+    for layer, rest in re.findall(r"\bcrate::(\w+)(?:::(\w+|\{[^}]*\}))?", text, flags=re.S):
+        if layer in ROOT_ITEMS:
+            found.add("base")
+        elif rest.startswith("{"):
+            found.update(f"{layer}::{m}" for m in re.findall(r"(?:^|,)\s*(\w+)", rest[1:-1]))
+        else:
+            found.add(f"{layer}::{rest}" if rest else layer)
     return found
 
 
@@ -148,31 +157,32 @@ def circles(graph: dict[str, set[str]], most: int = 50) -> list[list[str]]:
 
 def main() -> int:
     wrong = []
+    for entry in sorted(SRC.iterdir()):
+        if entry.is_dir() and entry.name not in MAY_IMPORT:
+            wrong.append(f"{entry.name}/: a folder of src/ that is no layer (add it to MAY_IMPORT)")
+        elif entry.is_file() and entry.name != "lib.rs":
+            wrong.append(f"{entry.name}: src/ holds lib.rs and layer folders only")
     # Module -> the modules it imports outside test code, and the file of each import.
     graph: dict[str, set[str]] = {}
     where: dict[tuple[str, str], str] = {}
     for path in sorted(SRC.rglob("*.rs")):
         rel = path.relative_to(SRC)
-        if rel.name == "lib.rs":
+        if len(rel.parts) < 2 or rel.parts[0] not in MAY_IMPORT:
             continue
-        module = rel.parts[0].removesuffix(".rs")
-        layer = layer_of(module)
-        if layer is None:
-            wrong.append(
-                f"{rel}: module {module!r} is in no layer (add it to tools/check_layers.py)"
-            )
-            continue
+        layer = rel.parts[0]
+        if rel.name == "mod.rs" and len(rel.parts) == 2:
+            module = layer  # the layer's own mod.rs: declarations and docs
+        else:
+            module = f"{layer}::{rel.parts[1].removesuffix('.rs')}"
         text = path.read_text()
         graph.setdefault(module, set())
         for name in imports(without_tests(text)):
-            if name not in ROOT_ITEMS and name != module and layer_of(name) is not None:
+            if name != module and "::" in name:
                 graph[module].add(name)
                 where.setdefault((module, name), str(rel))
         for name in sorted(imports(text)):
-            if name in ROOT_ITEMS or name == module:
-                continue
-            other = layer_of(name)
-            if other is None:
+            other = name.split("::")[0]
+            if other not in MAY_IMPORT:
                 wrong.append(f"{rel}: imports crate::{name}, which is in no layer")
             elif other != layer and other not in MAY_IMPORT[layer]:
                 wrong.append(f"{rel}: the {layer} layer imports crate::{name} ({other} layer)")
@@ -180,7 +190,7 @@ def main() -> int:
         print(line, file=sys.stderr)
     if wrong:
         print(
-            f"{len(wrong)} import(s) against the engine's layers; see tools/check_layers.py",
+            f"{len(wrong)} problem(s) with the engine's layers; see tools/check_layers.py",
             file=sys.stderr,
         )
     found = circles(graph)
@@ -196,8 +206,8 @@ def main() -> int:
     if wrong or found:
         return 1
     print(
-        f"rico-core layers hold, and its {len(graph)} modules import no circle"
-        f" ({sum(1 for _ in SRC.rglob('*.rs'))} files)"
+        f"rico-core's {len(MAY_IMPORT)} layer folders hold, and its {len(graph)} modules import"
+        f" no circle ({sum(1 for _ in SRC.rglob('*.rs'))} files)"
     )
     return 0
 

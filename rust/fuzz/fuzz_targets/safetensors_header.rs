@@ -1,12 +1,12 @@
 //! Fuzzes the safetensors header validation behind rico's zero-copy numpy views:
-//! `rico_core::reader::parse_record`. Every tensor it returns must lie inside the value and hold
+//! `rico_core::read::reader::parse_record`. Every tensor it returns must lie inside the value and hold
 //! exactly product(shape) elements of its dtype, or a view built on it would read out of bounds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(tensors) = rico_core::reader::parse_record(b"key", data) else { return };
+    let Ok(tensors) = rico_core::read::reader::parse_record(b"key", data) else { return };
     for t in &tensors {
         assert!(t.start <= t.end, "{t:?}: start > end");
         assert!(t.end <= data.len(), "{t:?}: end past the value ({} bytes)", data.len());

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
-use rico_core::datasets::{presets, Preset};
+use rico_core::write::datasets::{presets, Preset};
 use rico_core::{convert_dataset, ConvertOptions, Error};
 
 const EXIT_CODES: &str = "\
@@ -284,7 +284,7 @@ pub struct ConvertCall {
 }
 
 fn convert_call(name: &str, matches: &ArgMatches) -> Result<ConvertCall, Error> {
-    let preset = rico_core::datasets::preset(name)?;
+    let preset = rico_core::write::datasets::preset(name)?;
     let mut sources = Vec::new();
     for source in &preset.sources {
         for path in matches
@@ -431,7 +431,7 @@ fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
         .get_one::<PathBuf>("path")
         .cloned()
         .unwrap_or_default();
-    let options = rico_core::bench::BenchOptions {
+    let options = rico_core::read::bench::BenchOptions {
         bands: matches
             .get_many::<String>("bands")
             .map(|b| b.cloned().collect()),
@@ -440,8 +440,8 @@ fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
         threads: matches.get_one::<usize>("threads").copied(),
         seconds: matches.get_one::<f64>("seconds").copied().unwrap_or(2.0),
     };
-    let db = rico_core::reader::Database::open(&path)?;
-    let report = rico_core::bench::run(&std::sync::Arc::new(db), &options)?;
+    let db = rico_core::read::reader::Database::open(&path)?;
+    let report = rico_core::read::bench::run(&std::sync::Arc::new(db), &options)?;
     if matches.get_flag("json") {
         println!("{}", report.json(&path));
     } else {
@@ -513,28 +513,28 @@ fn run_stats(matches: &ArgMatches) -> Result<(), Error> {
             )
         }
     };
-    let options = rico_core::stats::StatsOptions {
+    let options = rico_core::read::stats::StatsOptions {
         bands: matches
             .get_many::<String>("bands")
             .map(|b| b.cloned().collect())
             .unwrap_or_default(),
         size: matches.get_one::<usize>("size").copied(),
-        resample: rico_core::batch::Resample::parse(
+        resample: rico_core::read::batch::Resample::parse(
             matches
                 .get_one::<String>("resample")
                 .map_or("nearest", |s| s.as_str()),
         )?,
         threads: matches.get_one::<usize>("threads").copied(),
     };
-    let db = rico_core::reader::Database::open(&path)?;
-    let stats = rico_core::stats::compute(&db, keys.as_deref(), &options)?;
+    let db = rico_core::read::reader::Database::open(&path)?;
+    let stats = rico_core::read::stats::compute(&db, keys.as_deref(), &options)?;
     let split = matches.get_one::<String>("split").map(|s| s.as_str());
-    let doc = rico_core::stats::to_json(&path, &stats, &options, split);
+    let doc = rico_core::read::stats::to_json(&path, &stats, &options, split);
     let out = matches
         .get_one::<PathBuf>("out")
         .cloned()
-        .unwrap_or_else(|| rico_core::stats::default_path(&path));
-    rico_core::stats::write_json(&out, &doc)?;
+        .unwrap_or_else(|| rico_core::read::stats::default_path(&path));
+    rico_core::read::stats::write_json(&out, &doc)?;
     println!(
         "{:<6} {:>14} {:>14} {:>14}",
         "band", "mean", "std", "pixels"
@@ -555,8 +555,8 @@ fn run_info(matches: &ArgMatches) -> Result<(), Error> {
         .cloned()
         .unwrap_or_default();
     let sample = matches.get_one::<usize>("sample").copied().unwrap_or(64);
-    let db = rico_core::reader::Database::open(&path)?;
-    let summary = rico_core::reader::summarize(&db, sample)?;
+    let db = rico_core::read::reader::Database::open(&path)?;
+    let summary = rico_core::read::info::summarize(&db, sample)?;
     print!("{}", summary.text(&path));
     Ok(())
 }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rico_core::reader::Database;
-use rico_core::spec::FileBands;
+use rico_core::read::reader::Database;
+use rico_core::write::spec::FileBands;
 use rico_core::{convert_dataset, ConvertOptions};
 
 /// FNV-1a (64 bits) of every (key, value) of a run in key order, then of the manifest: the
@@ -176,14 +176,14 @@ fn tensors(value: &[u8]) -> BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
 }
 
 fn dtype_name(dtype: rico_core::DType) -> String {
-    format!("{:?}", rico_core::record::to_safetensors_dtype(dtype))
+    format!("{:?}", rico_core::base::record::to_safetensors_dtype(dtype))
 }
 
 /// Checks that every record of `got` holds exactly the bands rico_raster decodes from the
 /// files its patch plans, and that every planned patch has its record.
 fn check_against_sources(name: &str, got: &BTreeMap<Vec<u8>, Vec<u8>>) {
     let (patches, skipped) =
-        rico_core::convert::plan_dataset(name, &sources(name), &options(None)).unwrap();
+        rico_core::write::convert::plan_dataset(name, &sources(name), &options(None)).unwrap();
     assert!(skipped.is_empty());
     assert_eq!(patches.len(), got.len(), "{name}: one record per patch");
     for patch in &patches {

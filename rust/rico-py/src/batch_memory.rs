@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use numpy::npyffi::NPY_TYPES;
 use pyo3::prelude::*;
-use rico_core::batch::fill::BatchDtype;
-use rico_core::buffer::AlignedBuffer;
+use rico_core::base::buffer::AlignedBuffer;
+use rico_core::read::batch::fill::BatchDtype;
 
 use crate::arrays::view;
 

@@ -1,9 +1,9 @@
-//! `BatchRing`: the reusable memory of a loader's batches ([`rico_core::batch::ring`]).
+//! `BatchRing`: the reusable memory of a loader's batches ([`rico_core::read::batch::ring`]).
 
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use rico_core::batch::ring;
+use rico_core::read::batch::ring;
 
 use crate::errors::to_py_err;
 

@@ -222,7 +222,7 @@ pub(crate) fn plan_shards(
         },
     );
     py.allow_threads(|| {
-        rico_core::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
+        rico_core::write::sharding::plan_shards(&dataset, &sources, &target_dir, shards, &options)
     })
     .map_err(to_py_err)
 }
@@ -236,7 +236,7 @@ pub(crate) fn write_manifest<'py>(
     shards: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let manifest = py
-        .allow_threads(|| rico_core::target::write_manifest(&target_dir, &dataset, shards))
+        .allow_threads(|| rico_core::write::target::write_manifest(&target_dir, &dataset, shards))
         .map_err(to_py_err)?;
     let json = py.import("json")?;
     json.call_method1("loads", (manifest.to_string(),))
@@ -245,7 +245,7 @@ pub(crate) fn write_manifest<'py>(
 /// The name of the directory of shard `index` under a sharded dataset's root (`shard-00042`).
 #[pyfunction]
 pub(crate) fn shard_name(index: usize) -> String {
-    rico_core::target::shard_name(index)
+    rico_core::write::target::shard_name(index)
 }
 
 /// Re-decodes the sources and compares them with the database; returns the report as a dict.
@@ -306,7 +306,7 @@ pub(crate) fn verify<'py>(
 #[pyfunction]
 pub(crate) fn datasets(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    for preset in rico_core::datasets::presets() {
+    for preset in rico_core::write::datasets::presets() {
         let sources = preset.sources.iter().map(|s| s.flag);
         let flags: Vec<String> = sources
             .chain(preset.params.iter().map(|p| p.flag))

@@ -6,9 +6,9 @@ use numpy::{PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use rico_core::batch::fill::{assemble_new, BatchDtype};
-use rico_core::batch::{self, BatchSpec, Resample};
-use rico_core::reader;
+use rico_core::read::batch::fill::{assemble_new, BatchDtype};
+use rico_core::read::batch::{self, BatchSpec, Resample};
+use rico_core::read::reader;
 
 use crate::arrays::{typenum, view};
 use crate::batch_memory::batch_array;
@@ -51,8 +51,8 @@ fn key_list<'py>(py: Python<'py>, keys: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyL
 fn selection(
     prefix: Option<&Bound<'_, PyAny>>,
     bands: Option<Vec<String>>,
-) -> PyResult<rico_core::select::Selection> {
-    Ok(rico_core::select::Selection {
+) -> PyResult<rico_core::read::select::Selection> {
+    Ok(rico_core::read::select::Selection {
         prefix: prefix.map(key_bytes).transpose()?,
         bands: bands.unwrap_or_default(),
     })
@@ -128,7 +128,7 @@ impl Database {
         let selection = selection(prefix.as_ref(), bands)?;
         let db = &*self.inner;
         let keys = py
-            .allow_threads(|| rico_core::select::select_keys(db, &selection))
+            .allow_threads(|| rico_core::read::select::select_keys(db, &selection))
             .map_err(to_py_err)?;
         key_list(py, keys)
     }
@@ -145,7 +145,7 @@ impl Database {
         let selection = selection(prefix.as_ref(), bands)?;
         let db = &*self.inner;
         let why = py
-            .allow_threads(|| rico_core::select::why_empty(db, &selection))
+            .allow_threads(|| rico_core::read::select::why_empty(db, &selection))
             .map_err(to_py_err)?;
         Ok(why.map(|e| e.to_string()))
     }
@@ -194,7 +194,7 @@ impl Database {
     fn summary<'py>(&self, py: Python<'py>, sample: usize) -> PyResult<Bound<'py, PyDict>> {
         let db = &*self.inner;
         let summary = py
-            .allow_threads(|| reader::summarize(db, sample))
+            .allow_threads(|| rico_core::read::info::summarize(db, sample))
             .map_err(to_py_err)?;
         let out = PyDict::new(py);
         out.set_item("path", db.path().to_path_buf())?;

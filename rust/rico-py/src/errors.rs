@@ -3,7 +3,7 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
-use rico_core::batch::prefetch::PrefetchError;
+use rico_core::read::batch::prefetch::PrefetchError;
 use rico_core::{Error, ErrorKind};
 
 create_exception!(

@@ -1,6 +1,6 @@
 //! Python bindings of rico (`rico._rico`): argument conversion, GIL release, numpy arrays,
 //! Python exceptions. No engine logic: that is rico-core's (the batch ring and the prefetcher
-//! are `rico_core::batch::{ring, prefetch}`). One file per Python class, one per group of
+//! are `rico_core::read::batch::{ring, prefetch}`). One file per Python class, one per group of
 //! module functions; this file declares the module.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -42,16 +42,16 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli::main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::thread_count, m)?)?;
     m.add("MAX_THREADS", rico_core::MAX_THREADS)?;
-    m.add("MAX_SIZE", rico_core::batch::MAX_SIZE)?;
+    m.add("MAX_SIZE", rico_core::read::batch::MAX_SIZE)?;
     // The names of the files and folders rico writes into a target (rico-core's target.rs).
     m.add_function(wrap_pyfunction!(convert::shard_name, m)?)?;
-    m.add("MANIFEST", rico_core::target::MANIFEST)?;
-    m.add("SHARD_MARKER", rico_core::target::SHARD_MARKER)?;
-    m.add("PLAN", rico_core::target::PLAN)?;
-    m.add("SHARD_PLAN", rico_core::target::SHARD_PLAN)?;
-    m.add("PLAN_SPOOL", rico_core::target::SPOOL)?;
-    m.add("SKIPPED_REPORT", rico_core::target::SKIPPED_REPORT)?;
-    m.add("LABELS_TABLE", rico_core::target::LABELS_TABLE)?;
+    m.add("MANIFEST", rico_core::write::target::MANIFEST)?;
+    m.add("SHARD_MARKER", rico_core::write::target::SHARD_MARKER)?;
+    m.add("PLAN", rico_core::write::target::PLAN)?;
+    m.add("SHARD_PLAN", rico_core::write::target::SHARD_PLAN)?;
+    m.add("PLAN_SPOOL", rico_core::write::target::SPOOL)?;
+    m.add("SKIPPED_REPORT", rico_core::write::target::SKIPPED_REPORT)?;
+    m.add("LABELS_TABLE", rico_core::write::target::LABELS_TABLE)?;
     m.add_function(wrap_pyfunction!(stats::bench, m)?)?;
     m.add_function(wrap_pyfunction!(database::_force_cold_path, m)?)?;
     m.add_function(wrap_pyfunction!(stats::stats, m)?)?;

@@ -1,8 +1,8 @@
-//! `Prefetcher`: batches assembled ahead by a Rust thread ([`rico_core::batch::prefetch`]).
+//! `Prefetcher`: batches assembled ahead by a Rust thread ([`rico_core::read::batch::prefetch`]).
 
 use pyo3::prelude::*;
-use rico_core::batch::fill::BatchDtype;
-use rico_core::batch::prefetch::{self, Part, Plan};
+use rico_core::read::batch::fill::BatchDtype;
+use rico_core::read::batch::prefetch::{self, Part, Plan};
 
 use crate::batch_memory::batch_array;
 use crate::batch_ring::BatchRing;

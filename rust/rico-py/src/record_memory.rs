@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use rico_core::reader;
+use rico_core::read::reader;
 
 /// Owns one record's private copy-on-write memory (the base of that record's views); the
 /// snapshot is kept too, so that a writer never reuses the record's pages while it lives.

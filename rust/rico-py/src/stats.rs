@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rico_core::reader;
+use rico_core::read::reader;
 
 use crate::errors::to_py_err;
 
@@ -24,20 +24,20 @@ pub(crate) fn stats<'py>(
     out: Option<PathBuf>,
     split: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let options = rico_core::stats::StatsOptions {
+    let options = rico_core::read::stats::StatsOptions {
         bands,
         size,
-        resample: rico_core::batch::Resample::parse(resample).map_err(to_py_err)?,
+        resample: rico_core::read::batch::Resample::parse(resample).map_err(to_py_err)?,
         threads,
     };
     let keys: Option<Vec<Vec<u8>>> = keys.map(|k| k.into_iter().map(String::into_bytes).collect());
     let doc = py
         .allow_threads(|| {
-            let db = rico_core::reader::Database::open(&path)?;
-            let stats = rico_core::stats::compute(&db, keys.as_deref(), &options)?;
-            let doc = rico_core::stats::to_json(&path, &stats, &options, split.as_deref());
+            let db = rico_core::read::reader::Database::open(&path)?;
+            let stats = rico_core::read::stats::compute(&db, keys.as_deref(), &options)?;
+            let doc = rico_core::read::stats::to_json(&path, &stats, &options, split.as_deref());
             if let Some(out) = &out {
-                rico_core::stats::write_json(out, &doc)?;
+                rico_core::read::stats::write_json(out, &doc)?;
             }
             Ok(doc)
         })
@@ -47,7 +47,7 @@ pub(crate) fn stats<'py>(
 
 fn measurement<'py>(
     py: Python<'py>,
-    m: &rico_core::bench::Measurement,
+    m: &rico_core::read::bench::Measurement,
 ) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     out.set_item("records", m.records)?;
@@ -71,7 +71,7 @@ pub(crate) fn bench<'py>(
     threads: Option<usize>,
     seconds: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = rico_core::bench::BenchOptions {
+    let options = rico_core::read::bench::BenchOptions {
         bands,
         size,
         batch,
@@ -81,7 +81,7 @@ pub(crate) fn bench<'py>(
     let report = py
         .allow_threads(|| {
             reader::Database::open(&path)
-                .and_then(|db| rico_core::bench::run(&std::sync::Arc::new(db), &options))
+                .and_then(|db| rico_core::read::bench::run(&std::sync::Arc::new(db), &options))
         })
         .map_err(to_py_err)?;
     let out = PyDict::new(py);

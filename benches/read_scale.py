@@ -3,7 +3,7 @@
 py-lmdb + safetensors baseline in the same run.
 
     python benches/read_scale.py --patches 3000 --work /tmp/read-scale   # writes benches/results/
-    python benches/read_scale.py --patches 10000 --linked --work /tmp/rs10k --cold-only
+    python benches/read_scale.py --patches 50000 --linked --work /tmp/rs50k --cold  # as root
 
 ``--linked`` builds the tree from hard links to a 100-patch real-size tree (same record sizes,
 no data generated); every record is still its own copy in the database, so a cold read of the
@@ -15,15 +15,19 @@ Warm (the database read once beforehand), 12 S2 bands at 120x120 float32:
 - ``baseline``: ConfigILM-style batches (py-lmdb get, ``safetensors.numpy.load``, numpy
   nearest upsampling, ``np.stack``), one process.
 
-Cold, with ``--cold-only`` (page cache dropped before each figure, needs root; each figure in
-a fresh process, since a drop cannot evict pages that a live process has mapped):
+Cold, with ``--cold`` (or ``--cold-only``; page cache dropped before each figure, needs root
+and fio, ``apt-get install -y fio``; each figure in a fresh process, since a drop cannot evict
+pages that a live process has mapped):
 - ``device``: random reads of one record's size at queue depth 32 on the same data.mdb: fio
   (``fio --name=ref --filename=DB/data.mdb --readonly --rw=randread --bs=REC --iodepth=32
   --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and
   ``rico bench``'s own O_DIRECT reference (no fio needed);
-- ``loader``: one shuffled Loader epoch, batch 64, default threads: samples/s over the whole
-  epoch, and ``loader_steady`` after its first 5% (the disk's steady state), in each of
-  ``--cold-runs`` runs (fio measured again before each), with the ratios to fio;
+- ``loader``: one shuffled Loader epoch of ``--cold-samples`` (20,000) S2 records drawn at
+  random, batch 64, default threads: samples/s over the whole epoch, and ``loader_steady``
+  after its first 5% (the disk's steady state), the process's user and system CPU seconds
+  over the epoch, and which path its records took (``cold_path``: read whole, not resident,
+  or in place; the queue depth measured), in each of ``--cold-runs`` runs (fio measured again
+  before each), with the ratios to fio;
 - ``getitem``: single ``ds[key]`` on random keys, every byte read, 1 thread, against py-lmdb +
   ``safetensors.numpy.load`` on other random keys.
 """
@@ -48,6 +52,7 @@ sys.path.insert(0, str(HERE))
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
 from pagecache import drop_caches  # noqa: E402
+from stamp import stamp  # noqa: E402
 from support.bands import S2_BANDS  # noqa: E402
 from support.bigearthnet import convert  # noqa: E402
 from support.trees import link_tree, make_dataset  # noqa: E402
@@ -267,7 +272,13 @@ def main() -> None:
     with env.begin() as txn:
         record_bytes = len(txn.get(keys[0]))
     env.close()
-    results: dict = {"records": len(keys), "record_bytes": record_bytes, "warm": []}
+    command = " ".join(["python", "benches/read_scale.py", *sys.argv[1:]])
+    results: dict = {
+        "stamp": stamp(command.replace(str(args.work), "DIR"), args.work),
+        "records": len(keys),
+        "record_bytes": record_bytes,
+        "warm": [],
+    }
     print(f"{len(keys)} S2 records of {record_bytes} bytes", flush=True)
 
     # The warm figures keep the database mapped in this process, and a drop of the page cache

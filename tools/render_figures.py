@@ -392,14 +392,26 @@ def cold_epochs_table() -> str:
     out = [
         measured(d["stamp"]),
         "",
-        "| run | fio, reads/s | Loader epoch, samples/s | ratio | steady state (after 5%) | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| run | fio, reads/s | Loader epoch, samples/s | ratio | steady state (after 5%) | ratio "
+        "| user CPU s | system CPU s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i, r in enumerate(c["runs"], 1):
+        cpu = (
+            f"{r['user_s']:.1f} | {r['sys_s']:.1f}" if "user_s" in r else "- | -"
+        )  # fmt: skip
         out.append(
             f"| {i} | {rate(r['fio'])} | {rate(r['loader'])} | {r['loader_vs_fio']:.2f} | "
-            f"{rate(r['loader_steady'])} | {r['steady_vs_fio']:.2f} |"
+            f"{rate(r['loader_steady'])} | {r['steady_vs_fio']:.2f} | {cpu} |"
         )
+    path = c["runs"][-1].get("cold_path")
+    if path:
+        out += [
+            "",
+            f"Which path the records took (last run): {path['staged']:,} read whole by the cold "
+            f"path (not in the page cache), {path['resident']:,} read in place; queue depth "
+            f"{path['depth']} measured.",
+        ]
     steady = c["steady_vs_warm"]
     out += [
         "",

@@ -11,9 +11,10 @@
 //! anything unexpected (a short read, a damaged page header, no `O_DIRECT`) leaves the record
 //! to the map, whose path reports it.
 //!
-//! The queue depth is measured: it starts low and doubles while the reads completed per
-//! second grow by 5% or more, up to [`MAX_DEPTH`] and half the read-ahead's window of bytes;
-//! the depth found is kept for the database's next epochs.
+//! The queue depth is measured: it starts low and doubles while the device's reads per
+//! second (reads in flight over their latency) grow by 5% or more, up to [`MAX_DEPTH`] and
+//! half the read-ahead's window of bytes; the depth found is kept for the database's next
+//! epochs.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -278,6 +279,8 @@ struct Job {
     /// page size (for the overflow header check; `None`: no header to check).
     value: (usize, usize, Option<(u64, usize)>),
     slot: Arc<Slot>,
+    /// When it was queued (for the depth probe's latencies).
+    queued: Instant,
 }
 
 /// In-flight accounting shared by the issuing thread and the I/O threads.
@@ -285,6 +288,8 @@ struct Flight {
     count: Mutex<usize>,
     done: Condvar,
     completed: AtomicU64,
+    /// Nanoseconds from queueing to completion, summed over completed reads.
+    latency_ns: AtomicU64,
 }
 
 /// One read-ahead's cold path: I/O threads, each doing blocking `pread`s (a thread per read in
@@ -306,7 +311,12 @@ pub struct Stager {
 
 struct Probe {
     since: Instant,
+    /// Completed reads and their summed latency when this depth's interval began.
     from: u64,
+    latency_from: u64,
+    /// Reads in flight, summed at each submission of this interval, and the submissions.
+    in_flight: u64,
+    submits: u64,
     best: (usize, f64),
 }
 
@@ -326,12 +336,16 @@ impl Stager {
                 count: Mutex::new(0),
                 done: Condvar::new(),
                 completed: AtomicU64::new(0),
+                latency_ns: AtomicU64::new(0),
             }),
             depth: if measured > 0 { measured } else { FIRST_DEPTH },
             window_bytes,
             probe: (measured == 0).then(|| Probe {
                 since: Instant::now(),
                 from: 0,
+                latency_from: 0,
+                in_flight: 0,
+                submits: 0,
                 best: (0, 0.0),
             }),
             issued: Vec::new(),
@@ -392,8 +406,17 @@ impl Stager {
             len: end - start,
             value: (offset - start, len, header),
             slot,
+            queued: Instant::now(),
         };
-        *lock(&self.flight.count) += 1;
+        let in_flight = {
+            let mut count = lock(&self.flight.count);
+            *count += 1;
+            *count
+        };
+        if let Some(probe) = &mut self.probe {
+            probe.in_flight += in_flight as u64;
+            probe.submits += 1;
+        }
         if let Some(jobs) = &self.jobs {
             if let Err(e) = jobs.send(job) {
                 // No I/O thread left: the record is left to the map.
@@ -435,22 +458,31 @@ impl Stager {
     }
 
     /// One step of the depth probe: after [`PROBE_READS`] reads (and [`PROBE_SECONDS`]) at a
-    /// depth, doubles it while the rate grows by 5% or more over the best so far; then
-    /// settles on the best depth, the deeper one where two are within 5% of each other (a
+    /// depth, the device's rate at that depth by Little's law (reads in flight over their
+    /// mean latency: what the device serves, whether or not the loader kept the queue full
+    /// meanwhile); doubles the depth while that rate grows by 5% or more over the best so far,
+    /// then settles on the best depth, the deeper one where two are within 5% of each other (a
     /// deeper queue costs only buffers, within the bound on memory in flight).
     fn probe_step(&mut self) {
         let Some(probe) = &mut self.probe else { return };
         let completed = self.flight.completed.load(Ordering::Acquire);
+        let latency = self.flight.latency_ns.load(Ordering::Acquire);
         let elapsed = probe.since.elapsed().as_secs_f64();
-        if completed < probe.from + PROBE_READS || elapsed < PROBE_SECONDS {
+        if completed < probe.from + PROBE_READS || elapsed < PROBE_SECONDS || probe.submits == 0 {
             return;
         }
-        let rate = (completed - probe.from) as f64 / elapsed.max(1e-9);
+        let mean_latency =
+            (latency - probe.latency_from) as f64 / 1e9 / (completed - probe.from) as f64;
+        let in_flight = probe.in_flight as f64 / probe.submits as f64;
+        let rate = in_flight / mean_latency.max(1e-9);
         let (best_depth, best_rate) = probe.best;
         if rate >= best_rate * 1.05 && self.depth < MAX_DEPTH {
             probe.best = (self.depth, rate);
             self.depth *= 2;
             probe.from = completed;
+            probe.latency_from = latency;
+            probe.in_flight = 0;
+            probe.submits = 0;
             probe.since = Instant::now();
             return;
         }
@@ -478,7 +510,10 @@ impl Stager {
                     Ok(job) => job,
                     Err(_) => return,
                 };
+                let queued = job.queued;
                 read(&staging.staging, job);
+                let nanos = queued.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                flight.latency_ns.fetch_add(nanos, Ordering::AcqRel);
                 flight.completed.fetch_add(1, Ordering::AcqRel);
                 *lock(&flight.count) -= 1;
                 flight.done.notify_all();

@@ -34,9 +34,9 @@ pub const MAX_DEPTH: usize = 64;
 /// The depth a stager starts probing at.
 const FIRST_DEPTH: usize = 4;
 /// Reads completed at each depth while probing, at least.
-const PROBE_READS: u64 = 160;
+const PROBE_READS: u64 = 256;
 /// Seconds at each depth while probing, at least.
-const PROBE_SECONDS: f64 = 0.08;
+const PROBE_SECONDS: f64 = 0.1;
 /// `O_DIRECT` alignment of offsets, lengths and buffers.
 const ALIGN: usize = 4096;
 /// LMDB's page header, before an overflow value.
@@ -461,8 +461,9 @@ impl Stager {
     /// depth, the device's rate at that depth by Little's law (reads in flight over their
     /// mean latency: what the device serves, whether or not the loader kept the queue full
     /// meanwhile); doubles the depth while that rate grows by 5% or more over the best so far,
-    /// then settles on the best depth, the deeper one where two are within 5% of each other (a
-    /// deeper queue costs only buffers, within the bound on memory in flight).
+    /// then settles on the best depth, the deeper one where two are within 10% of each other
+    /// (a shared disk's rate varies that much; a deeper queue costs only buffers, within the
+    /// bound on memory in flight).
     fn probe_step(&mut self) {
         let Some(probe) = &mut self.probe else { return };
         let completed = self.flight.completed.load(Ordering::Acquire);
@@ -486,7 +487,7 @@ impl Stager {
             probe.since = Instant::now();
             return;
         }
-        let settled = if rate >= best_rate * 0.95 {
+        let settled = if rate >= best_rate * 0.9 {
             (self.depth, rate.max(best_rate))
         } else {
             (best_depth, best_rate)

@@ -493,6 +493,9 @@ fn loader_for(
             }
         }
     }
+    if !group.is_empty() {
+        batches.push(group); // fewer records than a batch: one short batch
+    }
     let plan = Plan {
         batches,
         spec: spec.clone(),
@@ -503,7 +506,7 @@ fn loader_for(
         keep: 0,
         then: Vec::new(),
     };
-    let total = plan.batches.len();
+    let total: usize = plan.batches.iter().map(Vec::len).sum();
     let start = Instant::now();
     let loader = Prefetcher::start(db.clone(), None, plan)
         .map_err(|e| Error::output(format!("loader: {e}")))?;
@@ -519,7 +522,7 @@ fn loader_for(
     }
     loader.close();
     let seconds = start.elapsed().as_secs_f64();
-    let per_record = bytes / (total * batch).max(1) as u64;
+    let per_record = bytes / total.max(1) as u64;
     Ok(Measurement {
         records,
         bytes: records * per_record,

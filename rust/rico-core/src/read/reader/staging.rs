@@ -11,10 +11,10 @@
 //! anything unexpected (a short read, a damaged page header, no `O_DIRECT`) leaves the record
 //! to the map, whose path reports it.
 //!
-//! The queue depth is measured: it starts low and doubles while the device's reads per
-//! second (reads in flight over their latency) grow by 5% or more, up to [`MAX_DEPTH`] and
-//! half the read-ahead's window of bytes; the depth found is kept for the database's next
-//! epochs.
+//! The queue depth is measured over the first reads: the device's reads per second (reads in
+//! flight over their latency) at each depth from 4 doubling up to [`MAX_DEPTH`] and half the
+//! read-ahead's window of bytes; the deepest within 10% of the best is kept, for the
+//! database's next epochs too.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -317,7 +317,8 @@ struct Probe {
     /// Reads in flight, summed at each submission of this interval, and the submissions.
     in_flight: u64,
     submits: u64,
-    best: (usize, f64),
+    /// (depth, reads/s) of each depth probed so far.
+    seen: Vec<(usize, f64)>,
 }
 
 impl Stager {
@@ -346,7 +347,7 @@ impl Stager {
                 latency_from: 0,
                 in_flight: 0,
                 submits: 0,
-                best: (0, 0.0),
+                seen: Vec::new(),
             }),
             issued: Vec::new(),
         }
@@ -448,7 +449,7 @@ impl Stager {
         let flight = self.flight.clone();
         let mut count = lock(&flight.count);
         loop {
-            self.probe_step();
+            self.probe_step(bound);
             let depth = self.depth.min(bound);
             if *count < depth {
                 return;
@@ -460,11 +461,11 @@ impl Stager {
     /// One step of the depth probe: after [`PROBE_READS`] reads (and [`PROBE_SECONDS`]) at a
     /// depth, the device's rate at that depth by Little's law (reads in flight over their
     /// mean latency: what the device serves, whether or not the loader kept the queue full
-    /// meanwhile); doubles the depth while that rate grows by 5% or more over the best so far,
-    /// then settles on the best depth, the deeper one where two are within 10% of each other
-    /// (a shared disk's rate varies that much; a deeper queue costs only buffers, within the
-    /// bound on memory in flight).
-    fn probe_step(&mut self) {
+    /// meanwhile). Every depth from [`FIRST_DEPTH`] doubling up to `bound` is measured; the
+    /// depth kept is the deepest whose rate is within 10% of the best (a shared disk's rate
+    /// varies that much from one tenth of a second to the next, and a deeper queue costs only
+    /// buffers, within the bound on memory in flight).
+    fn probe_step(&mut self, bound: usize) {
         let Some(probe) = &mut self.probe else { return };
         let completed = self.flight.completed.load(Ordering::Acquire);
         let latency = self.flight.latency_ns.load(Ordering::Acquire);
@@ -475,10 +476,8 @@ impl Stager {
         let mean_latency =
             (latency - probe.latency_from) as f64 / 1e9 / (completed - probe.from) as f64;
         let in_flight = probe.in_flight as f64 / probe.submits as f64;
-        let rate = in_flight / mean_latency.max(1e-9);
-        let (best_depth, best_rate) = probe.best;
-        if rate >= best_rate * 1.05 && self.depth < MAX_DEPTH {
-            probe.best = (self.depth, rate);
+        probe.seen.push((self.depth, in_flight / mean_latency.max(1e-9)));
+        if self.depth * 2 <= bound.min(MAX_DEPTH) {
             self.depth *= 2;
             probe.from = completed;
             probe.latency_from = latency;
@@ -487,11 +486,14 @@ impl Stager {
             probe.since = Instant::now();
             return;
         }
-        let settled = if rate >= best_rate * 0.9 {
-            (self.depth, rate.max(best_rate))
-        } else {
-            (best_depth, best_rate)
-        };
+        let best = probe.seen.iter().map(|s| s.1).fold(0.0, f64::max);
+        let settled = probe
+            .seen
+            .iter()
+            .rev()
+            .find(|s| s.1 >= best * 0.9)
+            .copied()
+            .unwrap_or((self.depth, best));
         self.depth = settled.0;
         self.probe = None;
         let staging = &self.db.staging;

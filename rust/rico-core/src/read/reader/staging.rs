@@ -476,7 +476,9 @@ impl Stager {
         let mean_latency =
             (latency - probe.latency_from) as f64 / 1e9 / (completed - probe.from) as f64;
         let in_flight = probe.in_flight as f64 / probe.submits as f64;
-        probe.seen.push((self.depth, in_flight / mean_latency.max(1e-9)));
+        probe
+            .seen
+            .push((self.depth, in_flight / mean_latency.max(1e-9)));
         if self.depth * 2 <= bound.min(MAX_DEPTH) {
             self.depth *= 2;
             probe.from = completed;

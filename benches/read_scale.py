@@ -3,7 +3,7 @@
 py-lmdb + safetensors baseline in the same run.
 
     python benches/read_scale.py --patches 3000 --work /tmp/read-scale   # writes benches/results/
-    python benches/read_scale.py --patches 10000 --linked --work /tmp/rs10k --cold-only
+    python benches/read_scale.py --patches 50000 --linked --work /tmp/rs50k --cold  # as root
 
 ``--linked`` builds the tree from hard links to a 100-patch real-size tree (same record sizes,
 no data generated); every record is still its own copy in the database, so a cold read of the
@@ -15,15 +15,19 @@ Warm (the database read once beforehand), 12 S2 bands at 120x120 float32:
 - ``baseline``: ConfigILM-style batches (py-lmdb get, ``safetensors.numpy.load``, numpy
   nearest upsampling, ``np.stack``), one process.
 
-Cold, with ``--cold-only`` (page cache dropped before each figure, needs root; each figure in
-a fresh process, since a drop cannot evict pages that a live process has mapped):
+Cold, with ``--cold`` (or ``--cold-only``; page cache dropped before each figure, needs root
+and fio, ``apt-get install -y fio``; each figure in a fresh process, since a drop cannot evict
+pages that a live process has mapped):
 - ``device``: random reads of one record's size at queue depth 32 on the same data.mdb: fio
   (``fio --name=ref --filename=DB/data.mdb --readonly --rw=randread --bs=REC --iodepth=32
   --ioengine=libaio --direct=1 --runtime=10 --time_based``) when installed, and
   ``rico bench``'s own O_DIRECT reference (no fio needed);
-- ``loader``: one shuffled Loader epoch, batch 64, default threads: samples/s over the whole
-  epoch, and ``loader_steady`` after its first 5% (the disk's steady state), in each of
-  ``--cold-runs`` runs (fio measured again before each), with the ratios to fio;
+- ``loader``: one shuffled Loader epoch of ``--cold-samples`` (20,000) S2 records drawn at
+  random, batch 64, default threads: samples/s over the whole epoch, and ``loader_steady``
+  after its first 5% (the disk's steady state), the process's user and system CPU seconds
+  over the epoch, and which path its records took (``cold_path``: read whole, not resident,
+  or in place; the queue depth measured), in each of ``--cold-runs`` runs (fio measured again
+  before each), with the ratios to fio;
 - ``getitem``: single ``ds[key]`` on random keys, every byte read, 1 thread, against py-lmdb +
   ``safetensors.numpy.load`` on other random keys.
 """
@@ -48,12 +52,14 @@ sys.path.insert(0, str(HERE))
 import _tests_path  # noqa: E402, F401  (first: tests/ on sys.path)
 import baselines  # noqa: E402
 from pagecache import drop_caches  # noqa: E402
+from stamp import stamp  # noqa: E402
 from support.bands import S2_BANDS  # noqa: E402
 from support.bigearthnet import convert  # noqa: E402
 from support.trees import link_tree, make_dataset  # noqa: E402
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 SIZE = 120
+COLD_SAMPLES = 20000
 
 
 def warm(path: Path) -> None:
@@ -125,18 +131,31 @@ def fio_reference(db: Path, record_bytes: int) -> float | None:
 
 def cold_loader_epoch(ds, keys) -> dict:
     """One cold shuffled epoch at batch 64 (default threads): samples/s over the epoch and
-    after its first 5% (the steady state, once the read-ahead fills the disk's queue)."""
+    after its first 5% (the steady state, once the read-ahead fills the disk's queue), and the
+    process's user and system CPU seconds over the epoch (every thread's)."""
+    import resource
+
     loader = make_loader(ds, keys, 64, None)
     loader.set_epoch(1)
     stamps, n = [], 0
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for x in loader:
         n += len(x)
         stamps.append((n, time.perf_counter()))
     end = time.perf_counter()
+    after = resource.getrusage(resource.RUSAGE_SELF)
     k = max(1, len(stamps) // 20)
     n0, t0 = stamps[k - 1]
-    return {"loader": n / (end - start), "loader_steady": (n - n0) / (end - t0)}
+    return {
+        "loader": n / (end - start),
+        "loader_steady": (n - n0) / (end - t0),
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
+        "major_faults": after.ru_majflt - before.ru_majflt,
+        # Which path the records took: read whole (not resident) or in place, and the depth.
+        "cold_path": ds._db._cold_stats(),
+    }
 
 
 def cold_getitem(ds, keys, n: int = 300) -> float:
@@ -222,9 +241,14 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="warm rounds (best kept)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument(
+        "--cold",
         "--cold-only",
+        dest="cold_only",
         action="store_true",
         help="the cold figures (each in a process of its own), not the warm ones",
+    )
+    p.add_argument(
+        "--cold-samples", type=int, default=COLD_SAMPLES, help="samples of each cold epoch"
     )
     p.add_argument("--cold-runs", type=int, default=3, help="cold Loader epochs (each vs fio)")
     p.add_argument(
@@ -248,7 +272,13 @@ def main() -> None:
     with env.begin() as txn:
         record_bytes = len(txn.get(keys[0]))
     env.close()
-    results: dict = {"records": len(keys), "record_bytes": record_bytes, "warm": []}
+    command = " ".join(["python", "benches/read_scale.py", *sys.argv[1:]])
+    results: dict = {
+        "stamp": stamp(command.replace(str(args.work), "DIR"), args.work),
+        "records": len(keys),
+        "record_bytes": record_bytes,
+        "warm": [],
+    }
     print(f"{len(keys)} S2 records of {record_bytes} bytes", flush=True)
 
     # The warm figures keep the database mapped in this process, and a drop of the page cache
@@ -301,14 +331,21 @@ def warm_figures(args, db: Path, keys, results: dict) -> None:
         print("warm ds[key]", json.dumps(results["getitem_warm"]), flush=True)
 
 
-def cold_child(mode: str, db: str) -> dict:
+def cold_keys(db: Path, samples: int) -> list:
+    """The keys of a cold epoch: ``samples`` S2 keys drawn at random (seeded), as a training
+    split is a subset of the database."""
+    keys = baselines.s2_keys(db)
+    return sorted(random.Random(0).sample(keys, min(samples, len(keys))))
+
+
+def cold_child(mode: str, db: str, samples: int = COLD_SAMPLES) -> dict:
     """One cold figure in a fresh process (see :func:`in_child`): ``loader`` (one shuffled
     epoch, batch 64), ``warm`` (the same epoch warm, best of 2), ``getitem``,
     ``getitem_baseline``. The keys are listed first, as a training script lists them."""
     import rico
 
     path = Path(db)
-    keys = baselines.s2_keys(path)
+    keys = cold_keys(path, samples)
     if mode == "getitem_baseline":
         return {mode: cold_baseline_getitem(path, keys)}
     ds = rico.open(path)
@@ -316,21 +353,25 @@ def cold_child(mode: str, db: str) -> dict:
         return cold_loader_epoch(ds, keys)
     if mode == "device":
         # rico's own device reference (O_DIRECT random reads of a record's size, QD32).
-        device = rico.bench(path, bands=S2_BANDS, size=SIZE, seconds=2.0)["device"]
-        return {"rico_bench_device": device and device["records_per_second"]}
+        report = rico.bench(path, bands=S2_BANDS, size=SIZE, seconds=2.0)
+        device = report["device"]
+        return {
+            "rico_bench_device": device and device["records_per_second"],
+            "cold_path": report.get("cold_path"),
+        }
     if mode == "warm":
         warm(path)
         return {"loader_warm": max(cold_loader_epoch(ds, keys)["loader_steady"] for _ in range(2))}
     return {"getitem": cold_getitem(ds, keys)}
 
 
-def in_child(mode: str, db: Path) -> dict:
+def in_child(mode: str, db: Path, samples: int = 0) -> dict:
     """:func:`cold_child` in a new interpreter: a drop of the page cache cannot evict pages
     that a live process has mapped, so a cold figure taken in a process that read the database
     before would be partly warm."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import read_scale; "
-        f"print(json.dumps(read_scale.cold_child({mode!r}, {str(db)!r})))"
+        f"print(json.dumps(read_scale.cold_child({mode!r}, {str(db)!r}, {samples or COLD_SAMPLES})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -345,7 +386,7 @@ def cold_figures(args, db: Path, record_bytes: int) -> dict:
         drop_caches()
         run = {"fio": fio_reference(db, record_bytes)}
         drop_caches()
-        run.update(in_child("loader", db))
+        run.update(in_child("loader", db, args.cold_samples))
         if run["fio"]:
             run["loader_vs_fio"] = run["loader"] / run["fio"]
             run["steady_vs_fio"] = run["loader_steady"] / run["fio"]
@@ -357,7 +398,7 @@ def cold_figures(args, db: Path, record_bytes: int) -> dict:
     # The same epoch warm: the loader's own ceiling on this machine's cores. Where fio serves
     # more records/s than that, a cold epoch cannot reach fio, and the ratio that says whether
     # storage is the bottleneck is cold over warm.
-    cold.update(in_child("warm", db))
+    cold.update(in_child("warm", db, args.cold_samples))
     cold["steady_vs_warm"] = [r["loader_steady"] / cold["loader_warm"] for r in runs]
     drop_caches()
     cold.update(in_child("getitem", db))

@@ -373,18 +373,34 @@ def cold_disks() -> str:
 def cold_epochs_table() -> str:
     d = load("read_scale_cold")
     c = d["cold"]
+
+    def cpu(r: dict) -> str:
+        return f"{r['user_s']:.1f} | {r['sys_s']:.1f}" if "user_s" in r else "- | -"
+
     rows = (
         cells(i, rate(r["fio"]), rate(r["loader"]), f"{r['loader_vs_fio']:.2f}",
-              rate(r["loader_steady"]), f"{r['steady_vs_fio']:.2f}")
+              rate(r["loader_steady"]), f"{r['steady_vs_fio']:.2f}", cpu(r))
         for i, r in enumerate(c["runs"], 1)
     )  # fmt: skip
     columns = (
         "run | fio, reads/s | Loader epoch, samples/s | ratio | steady state (after 5%) | ratio"
+        " | user CPU s | system CPU s"
+    )
+    path = c["runs"][-1].get("cold_path")
+    paths = (
+        [
+            f"Which path the records took (last run): {path['staged']:,} read whole by the cold "
+            f"path (not in the page cache), {path['resident']:,} read in place; queue depth "
+            f"{path['depth']} measured."
+        ]
+        if path
+        else []
     )
     steady = c["steady_vs_warm"]
     return figure(
         measured(d["stamp"]),
-        grid(columns, "lrrrrr", rows),
+        grid(columns, "lrrrrrrr", rows),
+        *paths,
         f"The same epoch warm reached {rate(c['loader_warm'])} samples/s in that run: the cold "
         f"steady state is {min(steady):.2f}-{max(steady):.2f} of the loader's own ceiling. Single "
         f"cold reads at queue depth 1 (`ds[key]`, every byte touched): {rate(c['getitem'])}/s, "

@@ -410,7 +410,7 @@ fn run_bench(matches: &ArgMatches) -> Result<(), Error> {
         seconds: matches.get_one::<f64>("seconds").copied().unwrap_or(2.0),
     };
     let db = rico_core::read::reader::Database::open(&path)?;
-    let report = rico_core::read::bench::run(&db, &options)?;
+    let report = rico_core::read::bench::run(&std::sync::Arc::new(db), &options)?;
     if matches.get_flag("json") {
         println!("{}", report.json(&path));
     } else {

@@ -94,6 +94,13 @@ impl Database {
         self.inner.path().to_path_buf()
     }
 
+    /// What the cold read path did on this database (records read whole because they were
+    /// not in the page cache, records read in place, the queue depth measured); for benches
+    /// and tests.
+    fn _cold_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        cold_stats(py, &self.inner.cold_stats())
+    }
+
     fn __len__(&self) -> PyResult<usize> {
         Ok(self.inner.len().map_err(to_py_err)? as usize)
     }
@@ -342,4 +349,27 @@ fn fill_out<'py, T: batch::Sample + numpy::Element>(
         .collect();
     py.allow_threads(|| batch::assemble_samples(db, keys, spec, (h, w), samples, threads))
         .map_err(to_py_err)
+}
+
+/// [`reader::ColdStats`] as a dict.
+pub(crate) fn cold_stats<'py>(
+    py: Python<'py>,
+    s: &reader::ColdStats,
+) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("staged", s.staged)?;
+    out.set_item("resident", s.resident)?;
+    out.set_item("fallback", s.fallback)?;
+    out.set_item("depth", s.depth)?;
+    out.set_item("reads_per_second", s.reads_per_second)?;
+    out.set_item("buffered", s.buffered)?;
+    Ok(out)
+}
+
+/// Forces the path every record of a loader takes (True: the cold path, False: in place,
+/// None: chosen per record by residency); for tests that compare the two.
+#[pyfunction]
+#[pyo3(signature = (cold=None))]
+pub(crate) fn _force_cold_path(cold: Option<bool>) {
+    reader::force_cold_path(cold);
 }

@@ -55,6 +55,7 @@ fn _rico(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SKIPPED_REPORT", rico_core::write::target::SKIPPED_REPORT)?;
     m.add("LABELS_TABLE", rico_core::write::target::LABELS_TABLE)?;
     m.add_function(wrap_pyfunction!(stats::bench, m)?)?;
+    m.add_function(wrap_pyfunction!(database::_force_cold_path, m)?)?;
     m.add_function(wrap_pyfunction!(stats::stats, m)?)?;
     Ok(())
 }

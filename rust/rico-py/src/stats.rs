@@ -80,7 +80,8 @@ pub(crate) fn bench<'py>(
     };
     let report = py
         .allow_threads(|| {
-            reader::Database::open(&path).and_then(|db| rico_core::read::bench::run(&db, &options))
+            reader::Database::open(&path)
+                .and_then(|db| rico_core::read::bench::run(&std::sync::Arc::new(db), &options))
         })
         .map_err(to_py_err)?;
     let out = PyDict::new(py);
@@ -100,6 +101,11 @@ pub(crate) fn bench<'py>(
         Some(m) => out.set_item("device", measurement(py, m)?)?,
         None => out.set_item("device", py.None())?,
     }
+    out.set_item("loader", measurement(py, &report.loader)?)?;
+    out.set_item(
+        "cold_path",
+        crate::database::cold_stats(py, &report.cold_path)?,
+    )?;
     out.set_item("text", report.text(&path))?;
     Ok(out)
 }

@@ -328,8 +328,17 @@ fn fill_record<T: Sample>(
     out: &mut [MaybeUninit<T>],
     scratch: &mut Scratch<T>,
 ) -> Result<()> {
-    let value = db.get(key)?.ok_or_else(|| missing_key(key))?;
-    let tensors = parse_record(key, &value)?;
+    // A record the cold path read is in a staging buffer; any other is read in place.
+    let staged = db.take_staged(key);
+    let mapped;
+    let value: &[u8] = match &staged {
+        Some(bytes) => bytes,
+        None => {
+            mapped = db.get(key)?.ok_or_else(|| missing_key(key))?;
+            &mapped
+        }
+    };
+    let tensors = parse_record(key, value)?;
     for (c, band) in spec.bands.iter().enumerate() {
         let t = find_band(&tensors, band, key)?;
         let (h, w) = shape2(t, key)?;

@@ -6,13 +6,14 @@
 //! checks, and one byte of every 4 KiB page of the value touched, so that the OS really brings
 //! the bytes in (a zero-copy view alone would not). Batches are [`crate::read::batch::assemble`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use crate::base::error::{Error, Result};
 use crate::read::batch::{self, BatchSpec, Resample};
-use crate::read::reader::{parse_record, Database};
+use crate::read::reader::{parse_record, ColdStats, Database};
 
 /// How to run the benchmark.
 #[derive(Clone, Debug)]
@@ -87,6 +88,11 @@ pub struct Report {
     /// (O_DIRECT, bypassing the page cache) at queue depth 32; `None` where the filesystem has
     /// no O_DIRECT. Random record reads on a cold cache should come near it.
     pub device: Option<Measurement>,
+    /// Batches through a loader's prefetcher (first, on whatever the page cache holds):
+    /// records not resident take the cold path, resident ones are read in place.
+    pub loader: Measurement,
+    /// Which path the loader's records took, and the queue depth measured.
+    pub cold_path: ColdStats,
     /// The batch bands, in channel order.
     pub bands: Vec<String>,
     /// The `(H, W)` of the batches.
@@ -137,12 +143,17 @@ impl Report {
             ),
             &self.batches,
         ));
+        s.push_str(&line(
+            format!("loader batches of {} (run first)", self.batch),
+            &self.loader,
+        ));
         if let Some(device) = &self.device {
             s.push_str(&line(
                 "device: random reads of a record's size, QD32".into(),
                 device,
             ));
         }
+        s.push_str(&format!("  {}\n", cold_path_text(&self.cold_path)));
         s.push_str(
             "  reads: get + header check + a byte of every 4 KiB page; MB/s of record bytes (batches: of the bands read).\n  \
              passes > 1: the rest came from the page cache. For cold-storage figures use a database larger than\n  \
@@ -177,6 +188,8 @@ impl Report {
             "random": m(&self.random),
             "batches": m(&self.batches),
             "device": self.device.as_ref().map(m),
+            "loader": m(&self.loader),
+            "cold_path": cold_path_json(&self.cold_path),
             "checksum": self.checksum,
         })
         .to_string()
@@ -417,8 +430,109 @@ fn batches_for(
     ))
 }
 
-/// Runs the three measurements on `db`.
-pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
+/// Which path a loader's records took and why, in words.
+pub fn cold_path_text(c: &ColdStats) -> String {
+    let io = if c.buffered {
+        "pread through the page cache (no O_DIRECT here)"
+    } else {
+        "pread, O_DIRECT"
+    };
+    let depth = if c.depth > 0 {
+        format!(
+            "queue depth {} (measured: {} reads/s)",
+            c.depth, c.reads_per_second
+        )
+    } else {
+        "queue depth not measured yet".into()
+    };
+    format!(
+        "cold path: {} records were not in the page cache: read whole ({io}, {depth}); {} were \
+         resident: read in place (zero-copy); {} left to the map (failed or short read)",
+        c.staged, c.resident, c.fallback
+    )
+}
+
+fn cold_path_json(c: &ColdStats) -> serde_json::Value {
+    serde_json::json!({
+        "staged": c.staged,
+        "resident": c.resident,
+        "fallback": c.fallback,
+        "depth": c.depth,
+        "reads_per_second": c.reads_per_second,
+        "buffered": c.buffered,
+        "text": cold_path_text(c),
+    })
+}
+
+/// Batches of `batch` records in the random `order` through a loader's prefetcher (read-ahead
+/// and cold path), for `seconds` at most: records lacking a band are left out.
+fn loader_for(
+    db: &Arc<Database>,
+    keys: &[Vec<u8>],
+    order: &[usize],
+    spec: &BatchSpec,
+    batch: usize,
+    seconds: f64,
+    threads: usize,
+) -> Result<Measurement> {
+    use crate::read::batch::fill::BatchDtype;
+    use crate::read::batch::prefetch::{Plan, Prefetcher};
+    // At most 64 batches; each record's header is read to check its bands.
+    let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut group = Vec::with_capacity(batch);
+    let mut bytes = 0u64;
+    for &i in order {
+        if batches.len() >= 64 {
+            break;
+        }
+        if let Some(n) = band_bytes(db, &keys[i], &spec.bands)?.filter(|n| *n > 0) {
+            group.push(keys[i].clone());
+            bytes += n;
+            if group.len() == batch {
+                batches.push(std::mem::take(&mut group));
+            }
+        }
+    }
+    if !group.is_empty() {
+        batches.push(group); // fewer records than a batch: one short batch
+    }
+    let plan = Plan {
+        batches,
+        spec: spec.clone(),
+        extra: Vec::new(),
+        dtype: BatchDtype::F32,
+        threads: Some(threads),
+        prefetch: 2,
+        keep: 0,
+        then: Vec::new(),
+    };
+    let total: usize = plan.batches.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    let loader = Prefetcher::start(db.clone(), None, plan)
+        .map_err(|e| Error::output(format!("loader: {e}")))?;
+    let mut records = 0u64;
+    while let Some(b) = loader
+        .next()
+        .map_err(|e| Error::output(format!("loader: {e}")))?
+    {
+        records += b.dims[0] as u64;
+        if start.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    loader.close();
+    let seconds = start.elapsed().as_secs_f64();
+    let per_record = bytes / total.max(1) as u64;
+    Ok(Measurement {
+        records,
+        bytes: records * per_record,
+        seconds,
+        passes: 1.0,
+    })
+}
+
+/// Runs the measurements on `db`.
+pub fn run(db: &Arc<Database>, options: &BenchOptions) -> Result<Report> {
     if options.batch == 0 {
         return Err(Error::usage("--batch must be at least 1"));
     }
@@ -447,6 +561,17 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
 
     let sequential_order: Vec<usize> = (0..keys.len()).collect();
     let random_order = shuffled(keys.len());
+    // First, while the page cache holds what it held before the bench.
+    let loader = loader_for(
+        db,
+        &keys,
+        &random_order,
+        &spec,
+        options.batch,
+        options.seconds,
+        threads,
+    )?;
+    let cold_path = db.cold_stats();
     let (sequential, c1) = read_for(
         db,
         &keys,
@@ -493,6 +618,8 @@ pub fn run(db: &Database, options: &BenchOptions) -> Result<Report> {
         batch_count,
         checksum: c1.wrapping_add(c2).wrapping_add(c3),
         device,
+        loader,
+        cold_path,
     })
 }
 

@@ -27,8 +27,10 @@ pub struct TensorRef {
 mod fast_header;
 mod private_view;
 mod shards;
+mod staging;
 mod tree_check;
 pub use private_view::PrivateRecord;
+pub use staging::{force_cold_path, ColdStats, Staged, Stager, MAX_DEPTH};
 
 /// Parses and validates the safetensors header of `value` (key for messages): offsets inside
 /// the value, contiguous and non-overlapping, sizes equal to dtype x shape, known dtypes.
@@ -144,6 +146,8 @@ pub struct Database {
     turns: Mutex<()>,
     /// The clock of [`Shard::used`].
     tick: AtomicU64,
+    /// The cold read path's records and measures (`staging`).
+    staging: staging::Staging,
 }
 
 impl Database {
@@ -191,6 +195,7 @@ impl Database {
             budget,
             turns: Mutex::new(()),
             tick: AtomicU64::new(paths.len() as u64),
+            staging: Default::default(),
         })
     }
 
@@ -350,6 +355,10 @@ impl Database {
     /// the whole record, and hints for records still to come keep many reads in flight.
     /// Unknown keys are skipped (the read itself reports them).
     pub fn will_need(&self, keys: &[Vec<u8>]) {
+        // A loader's cold path reads its records itself: a hint would read them twice.
+        if self.staging.active.load(Ordering::Acquire) > 0 {
+            return;
+        }
         for key in keys {
             self.will_need_key(key);
         }

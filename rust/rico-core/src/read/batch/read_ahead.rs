@@ -14,7 +14,37 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::read::reader::Database;
+use crate::read::reader::{Database, Stager};
+
+/// What a read-ahead thread does with each key.
+trait Hint: Send + 'static {
+    /// Starts reading `key`'s record; the bytes asked for (`None`: nothing, an unknown key).
+    fn hint(&mut self, key: &[u8]) -> Option<usize>;
+    /// The thread ends: `drained` when [`ReadAhead::finish`] asked for every key left (their
+    /// reads are then kept for the loader that comes next).
+    fn end(&mut self, _drained: bool) {}
+}
+
+/// A plain function of the key.
+struct Hinted<F>(F);
+
+impl<F: FnMut(&[u8]) -> Option<usize> + Send + 'static> Hint for Hinted<F> {
+    fn hint(&mut self, key: &[u8]) -> Option<usize> {
+        (self.0)(key)
+    }
+}
+
+impl Hint for Stager {
+    fn hint(&mut self, key: &[u8]) -> Option<usize> {
+        self.stage(key)
+    }
+
+    fn end(&mut self, drained: bool) {
+        if !drained {
+            self.forget_all();
+        }
+    }
+}
 
 /// Bytes of records hinted ahead of the loader's position by default: 32 random reads of a
 /// 160 KB BigEarthNet S2 record with room to spare, a little page cache for the time it takes.
@@ -47,11 +77,19 @@ struct State {
     stop: bool,
     /// Hint every key left, whatever the window.
     drain: bool,
+    /// Hint at least every key before this, whatever the window (the batch being assembled).
+    need: usize,
+    /// The next key to hint (every key before it was hinted or passed).
+    next: usize,
+    /// The thread has ended.
+    ended: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     moved: Condvar,
+    /// Signalled when `next` moves or the thread ends.
+    issued: Condvar,
     hinted: AtomicUsize,
 }
 
@@ -83,8 +121,12 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Hints the records of `keys` in `db`, in order, `window` ahead of the position given to
     /// [`ReadAhead::advance`].
+    ///
+    /// Records already in the page cache are left alone (the loader reads them in place);
+    /// the others are read whole by the cold path ([`Stager`]), queue depth measured, into
+    /// buffers the loader's batches take.
     pub fn start(db: Arc<Database>, keys: Vec<Vec<u8>>, window: Window) -> std::io::Result<Self> {
-        Self::start_with(keys, window, move |key| db.will_need_key(key))
+        Self::spawn(keys, window, Stager::new(db, window.bytes))
     }
 
     /// [`ReadAhead::start`] with another way to hint a key; `hint` returns the bytes it asked
@@ -93,19 +135,33 @@ impl ReadAhead {
     where
         F: FnMut(&[u8]) -> Option<usize> + Send + 'static,
     {
+        Self::spawn(keys, window, Hinted(hint))
+    }
+
+    fn spawn<H: Hint>(keys: Vec<Vec<u8>>, window: Window, mut hint: H) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 position: 0,
                 stop: false,
                 drain: false,
+                need: 0,
+                next: 0,
+                ended: false,
             }),
             moved: Condvar::new(),
+            issued: Condvar::new(),
             hinted: AtomicUsize::new(0),
         });
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name("rico-read-ahead".into())
-            .spawn(move || run(&for_thread, &keys, window, hint))?;
+            .spawn(move || {
+                let drained = run(&for_thread, &keys, window, &mut hint);
+                hint.end(drained);
+                let mut state = for_thread.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.ended = true;
+                for_thread.issued.notify_all();
+            })?;
         Ok(ReadAhead {
             shared,
             thread: Some(thread),
@@ -118,6 +174,24 @@ impl ReadAhead {
         if position > state.position {
             state.position = position;
             self.shared.moved.notify_one();
+        }
+    }
+
+    /// The loader is about to read every key before `end`: hints them all (whatever the
+    /// window) and returns once each has been asked for, so that the loader finds every
+    /// record its read-ahead will read in flight, never reading one itself meanwhile.
+    pub fn need(&self, end: usize) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if end > state.need {
+            state.need = end;
+            self.shared.moved.notify_one();
+        }
+        while state.next < end && !state.ended && !state.stop {
+            state = self
+                .shared
+                .issued
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -156,10 +230,8 @@ impl Drop for ReadAhead {
     }
 }
 
-fn run<F>(shared: &Shared, keys: &[Vec<u8>], window: Window, mut hint: F)
-where
-    F: FnMut(&[u8]) -> Option<usize>,
-{
+/// Hints keys until the last or a stop; true when every key was hinted on a drain.
+fn run<H: Hint>(shared: &Shared, keys: &[Vec<u8>], window: Window, hint: &mut H) -> bool {
     // Hinted keys at or after the position: (index, bytes).
     let mut ahead: VecDeque<(usize, usize)> = VecDeque::new();
     let mut ahead_bytes = 0usize;
@@ -169,7 +241,7 @@ where
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 if state.stop {
-                    return;
+                    return false;
                 }
                 let position = state.position;
                 while let Some(&(i, bytes)) = ahead.front() {
@@ -181,22 +253,31 @@ where
                 }
                 // Keys the loader already passed need no hint.
                 next = next.max(position);
-                if next >= keys.len() {
-                    return;
+                if next != state.next {
+                    state.next = next;
+                    shared.issued.notify_all();
                 }
-                let room =
-                    state.drain || next < position + window.records || ahead_bytes < window.bytes;
+                if next >= keys.len() {
+                    return state.drain;
+                }
+                let room = state.drain
+                    || next < state.need
+                    || next < position + window.records
+                    || ahead_bytes < window.bytes;
                 if room {
                     break;
                 }
                 state = shared.moved.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         }
-        let bytes = hint(&keys[next]).unwrap_or(0);
+        let bytes = hint.hint(&keys[next]).unwrap_or(0);
         ahead.push_back((next, bytes));
         ahead_bytes += bytes;
         next += 1;
         shared.hinted.fetch_add(1, Ordering::AcqRel);
+        let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.next = state.next.max(next);
+        shared.issued.notify_all();
     }
 }
 

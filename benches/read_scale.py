@@ -154,7 +154,7 @@ def cold_loader_epoch(ds, keys) -> dict:
         "sys_s": after.ru_stime - before.ru_stime,
         "major_faults": after.ru_majflt - before.ru_majflt,
         # Which path the records took: read whole (not resident) or in place, and the depth.
-        "cold_path": ds._db._cold_stats(),
+        "cold_path": ds.db._cold_stats(),
     }
 
 

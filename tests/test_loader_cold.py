@@ -51,7 +51,7 @@ def epochs(path: Path, batch_size: int, n: int = 2) -> tuple[list[np.ndarray], d
     for epoch in range(n):
         loader.set_epoch(epoch)
         out.extend(x.copy() for x in loader)
-    return out, ds._db._cold_stats()
+    return out, ds.db._cold_stats()
 
 
 @pytest.mark.parametrize("batch_size", [1, 6, 64])

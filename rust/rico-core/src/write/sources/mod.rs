@@ -3,9 +3,9 @@
 //! the hub publishes them (`images/part_XXXXX.parquet`), or any of these behind a URL
 //! (`https://`, `s3://`; over S3 a folder too).
 //!
-//! A source gives its files as one stream of [`Event`]s, the same [`Member`] for every kind:
-//! a directory's files from [`walk`] (their bytes read later, by the fetch stage), a
-//! container's members from [`members`] (their bytes held, read in the container's one pass).
+//! A source gives its files as one stream of `Event`s, the same `Member` for every kind:
+//! a directory's files from `walk` (their bytes read later, by the fetch stage), a
+//! container's members from `members` (their bytes held, read in the container's one pass).
 
 use std::fs;
 use std::path::{Path, PathBuf};

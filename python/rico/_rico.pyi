@@ -40,6 +40,7 @@ __all__ = [
     "PLAN_SPOOL",
     "SKIPPED_REPORT",
     "LABELS_TABLE",
+    "_force_cold_path",
 ]
 
 __version__: str
@@ -175,6 +176,11 @@ def datasets() -> dict[str, list[str]]:
 
 def main(argv: list[str]) -> int:
     """Run the ``rico`` command line; returns the exit code."""
+
+def _force_cold_path(cold: Optional[bool] = None) -> None:
+    """For tests that compare the two read paths: forces the path every record of a loader
+    takes in this process (True: read whole by the cold path, False: in place through the
+    memory map, None: chosen per record by whether it is in the page cache)."""
 
 def thread_count(threads: Optional[int] = None) -> int:
     """The number of threads a call given ``threads`` uses: ``threads`` itself, or one per
